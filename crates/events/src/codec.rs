@@ -1,0 +1,183 @@
+//! The Confluent wire format and Avro encoding of Choreo's records.
+//!
+//! Producers encode a record's datum with its own schema and frame it with the
+//! id the registry gave that schema. Consumers look the writer's schema up by
+//! that id and resolve the datum into the schema they were built with, which
+//! is what lets a producer add a field with a default without breaking anyone.
+
+use crate::{Event, EventMeta, RegistryClient, RegistryError};
+use apache_avro::Schema;
+use std::sync::Arc;
+
+const MAGIC: u8 = 0;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("message is {len} bytes, too short for the Confluent wire format")]
+    TooShort { len: usize },
+    #[error("message starts with byte {0}, not the Confluent magic byte 0")]
+    BadMagic(u8),
+    #[error("could not encode {record} as Avro")]
+    Encode {
+        record: &'static str,
+        #[source]
+        source: Box<apache_avro::Error>,
+    },
+    #[error("could not decode schema id {schema_id} datum as {record}")]
+    Decode {
+        schema_id: u32,
+        record: String,
+        #[source]
+        source: Box<apache_avro::Error>,
+    },
+    #[error("writer schema {schema_id} is {found}, not {expected}")]
+    WrongRecord {
+        schema_id: u32,
+        expected: String,
+        found: String,
+    },
+    #[error("writer schema {schema_id} is not a named record")]
+    Unnamed { schema_id: u32 },
+    #[error("record {record} (schema id {schema_id}) has no readable `meta` envelope")]
+    NoEnvelope { schema_id: u32, record: String },
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+/// Encodes `event` as an Avro binary datum (no framing) with its own schema.
+///
+/// # Errors
+/// [`CodecError::Encode`] when the value does not match the schema, which
+/// means the Rust type and its `.avsc` have drifted apart.
+pub fn encode_datum<E: Event>(event: &E) -> Result<Vec<u8>, CodecError> {
+    let wrap = |e: apache_avro::Error| CodecError::Encode {
+        record: E::NAME,
+        source: Box::new(e),
+    };
+    let value = apache_avro::to_value(event).map_err(wrap)?;
+    let value = value.resolve(E::schema()).map_err(wrap)?;
+    apache_avro::to_avro_datum(E::schema(), value).map_err(wrap)
+}
+
+/// Prepends the magic byte and the schema id.
+pub fn frame(schema_id: u32, datum: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(datum.len() + 5);
+    out.push(MAGIC);
+    out.extend_from_slice(&schema_id.to_be_bytes());
+    out.extend_from_slice(datum);
+    out
+}
+
+/// Splits a framed message into its schema id and datum.
+///
+/// # Errors
+/// When the message is shorter than the header or does not start with the
+/// magic byte: bytes that did not come from a Confluent serializer.
+pub fn unframe(bytes: &[u8]) -> Result<(u32, &[u8]), CodecError> {
+    match bytes {
+        [MAGIC, a, b, c, d, datum @ ..] => Ok((u32::from_be_bytes([*a, *b, *c, *d]), datum)),
+        [first, _, _, _, _, ..] => Err(CodecError::BadMagic(*first)),
+        _ => Err(CodecError::TooShort { len: bytes.len() }),
+    }
+}
+
+/// A framed message whose writer schema is known but whose datum is not yet
+/// turned into a Rust type: a consumer first looks at [`Decoded::name`] to
+/// choose the handler, then [`Decoded::parse`]s into that handler's record.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub schema_id: u32,
+    writer: Arc<Schema>,
+    full_name: String,
+    datum: Vec<u8>,
+    meta: EventMeta,
+}
+
+impl Decoded {
+    /// The writer record's full name, e.g. `io.choreo.events.OrderPlaced`.
+    pub fn full_name(&self) -> &str {
+        &self.full_name
+    }
+
+    /// The envelope, readable whatever the record.
+    pub fn meta(&self) -> &EventMeta {
+        &self.meta
+    }
+
+    /// The writer record's simple name, e.g. `OrderPlaced`.
+    pub fn name(&self) -> &str {
+        self.full_name.rsplit('.').next().unwrap_or(&self.full_name)
+    }
+
+    /// Resolves the datum from the writer's schema into `E`'s schema.
+    ///
+    /// # Errors
+    /// [`CodecError::WrongRecord`] when the message is another record, and
+    /// [`CodecError::Decode`] when the schemas cannot be resolved or the bytes
+    /// are corrupt.
+    pub fn parse<E: Event>(&self) -> Result<E, CodecError> {
+        if self.full_name != E::full_name() {
+            return Err(CodecError::WrongRecord {
+                schema_id: self.schema_id,
+                expected: E::full_name(),
+                found: self.full_name.clone(),
+            });
+        }
+        let wrap = |e: apache_avro::Error| CodecError::Decode {
+            schema_id: self.schema_id,
+            record: self.full_name.clone(),
+            source: Box::new(e),
+        };
+        let value =
+            apache_avro::from_avro_datum(&self.writer, &mut &self.datum[..], Some(E::schema()))
+                .map_err(wrap)?;
+        apache_avro::from_value::<E>(&value).map_err(wrap)
+    }
+}
+
+/// Turns framed bytes into [`Decoded`] messages, fetching writer schemas from
+/// the registry once per id.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    registry: RegistryClient,
+}
+
+impl Decoder {
+    pub fn new(registry: RegistryClient) -> Self {
+        Self { registry }
+    }
+
+    /// # Errors
+    /// A framing error, an unknown schema id, or a registry that cannot be
+    /// reached ([`RegistryError::is_transient`] tells those apart).
+    pub async fn decode(&self, bytes: &[u8]) -> Result<Decoded, CodecError> {
+        let (schema_id, datum) = unframe(bytes)?;
+        let writer = self.registry.schema_by_id(schema_id).await?;
+        let full_name = match writer.name() {
+            Some(name) => name.fullname(None),
+            None => return Err(CodecError::Unnamed { schema_id }),
+        };
+        let meta = read_meta(&writer, datum).ok_or_else(|| CodecError::NoEnvelope {
+            schema_id,
+            record: full_name.clone(),
+        })?;
+        Ok(Decoded {
+            schema_id,
+            writer,
+            full_name,
+            datum: datum.to_vec(),
+            meta,
+        })
+    }
+}
+
+/// Reads the `meta` field with the writer's own schema, so the runtime can
+/// deduplicate and trace any record, including ones no handler will parse.
+fn read_meta(writer: &Schema, datum: &[u8]) -> Option<EventMeta> {
+    let value = apache_avro::from_avro_datum(writer, &mut &datum[..], None).ok()?;
+    let apache_avro::types::Value::Record(fields) = value else {
+        return None;
+    };
+    let (_, meta) = fields.into_iter().find(|(name, _)| name == "meta")?;
+    apache_avro::from_value::<EventMeta>(&meta).ok()
+}

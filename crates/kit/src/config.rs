@@ -1,0 +1,115 @@
+//! Typed, layered configuration: defaults, then an optional TOML file, then
+//! `CHOREO_`-prefixed environment variables (`__` separates nested keys, so
+//! `CHOREO_KAFKA__BOOTSTRAP_SERVERS` sets `kafka.bootstrap_servers`).
+//!
+//! The same variables work locally, under compose and under Helm, which is why
+//! there is exactly one way to configure a process.
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Serialize, de::DeserializeOwned};
+use std::path::Path;
+
+/// Configuration could not be assembled from its layers.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(#[from] Box<figment::Error>);
+
+/// Loads `T` from its defaults, the optional TOML file at `CHOREO_CONFIG`, and
+/// the `CHOREO_` environment.
+///
+/// # Errors
+/// Returns [`ConfigError`] when a layer cannot be parsed or a value has the
+/// wrong type; the message names the offending key.
+pub fn load_config<T>() -> Result<T, ConfigError>
+where
+    T: Serialize + DeserializeOwned + Default,
+{
+    let mut figment = Figment::from(Serialized::defaults(T::default()));
+    if let Ok(file) = std::env::var("CHOREO_CONFIG") {
+        figment = figment.merge(Toml::file(Path::new(&file)));
+    }
+    figment
+        .merge(Env::prefixed("CHOREO_").split("__").ignore(&["config"]))
+        .extract()
+        .map_err(|e| ConfigError(Box::new(e)))
+}
+
+/// Renders a configuration as pretty JSON with secrets redacted: any key whose
+/// name contains `password`, `secret` or `token`, and the password part of any
+/// URL-looking string value.
+pub fn print_config<T: Serialize>(config: &T) -> String {
+    let mut value = serde_json::to_value(config).unwrap_or(serde_json::Value::Null);
+    redact(&mut value, "");
+    serde_json::to_string_pretty(&value).unwrap_or_default()
+}
+
+fn redact(value: &mut serde_json::Value, key: &str) {
+    use serde_json::Value;
+    let sensitive = ["password", "secret", "token"]
+        .iter()
+        .any(|s| key.to_ascii_lowercase().contains(s));
+    match value {
+        Value::Object(map) => map.iter_mut().for_each(|(k, v)| redact(v, k)),
+        Value::Array(items) => items.iter_mut().for_each(|v| redact(v, key)),
+        Value::String(s) if sensitive => *s = "[redacted]".into(),
+        Value::String(s) => *s = redact_url_password(s),
+        _ => {}
+    }
+}
+
+/// `postgres://user:pw@host/db` becomes `postgres://user:[redacted]@host/db`.
+fn redact_url_password(s: &str) -> String {
+    let Some(scheme_end) = s.find("://") else {
+        return s.to_owned();
+    };
+    let rest = &s[scheme_end + 3..];
+    let Some(at) = rest.find('@') else {
+        return s.to_owned();
+    };
+    match rest[..at].find(':') {
+        Some(colon) => format!(
+            "{}{}:[redacted]{}",
+            &s[..scheme_end + 3],
+            &rest[..colon],
+            &rest[at..]
+        ),
+        None => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_passwords_are_redacted_and_other_urls_kept() {
+        assert_eq!(
+            redact_url_password("postgres://app:hunter2@db:5432/order"),
+            "postgres://app:[redacted]@db:5432/order"
+        );
+        assert_eq!(
+            redact_url_password("postgres://app@db/order"),
+            "postgres://app@db/order"
+        );
+        assert_eq!(redact_url_password("127.0.0.1:9092"), "127.0.0.1:9092");
+    }
+
+    #[test]
+    fn secret_keys_are_redacted() {
+        #[derive(Serialize)]
+        struct S {
+            jwt_secret: String,
+            name: String,
+        }
+        let out = print_config(&S {
+            jwt_secret: "x".into(),
+            name: "order".into(),
+        });
+        assert!(out.contains("[redacted]"));
+        assert!(!out.contains("\"x\""));
+        assert!(out.contains("order"));
+    }
+}

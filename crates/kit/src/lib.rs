@@ -1,0 +1,15 @@
+//! Shared process plumbing for every Choreo binary and service library.
+//!
+//! Services are libraries with a thin `main.rs`; this crate holds what those
+//! mains and the in-process test harness both need: loading layered typed
+//! configuration, turning SIGINT/SIGTERM into a cancellation token, and
+//! serving an axum router until that token fires.
+
+pub mod config;
+pub mod http;
+pub mod shutdown;
+
+pub use config::{ConfigError, load_config, print_config};
+pub use http::{HttpError, serve};
+pub use shutdown::{shutdown_on_signals, wait_for_signal};
+pub use tokio_util::sync::CancellationToken;

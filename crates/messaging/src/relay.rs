@@ -1,0 +1,278 @@
+//! The outbox relay: publishes committed outbox rows to Kafka and marks them.
+//!
+//! Rows go out in id order, enqueued to an idempotent producer before any is
+//! awaited, so one key's events reach its partition in commit order without a
+//! round trip per event. A row is marked only once the broker has
+//! acknowledged it (`acks=all`); a crash in between publishes it again, and
+//! consumers drop the copy by its event id.
+
+use crate::{KafkaSettings, MessagingError};
+use choreo_events::{RegistryClient, Topics, catalog, frame, subject};
+use rdkafka::{
+    message::{Header, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+};
+use sqlx::{PgPool, Row, postgres::PgListener};
+use std::{collections::HashMap, time::Duration};
+use tokio_util::sync::CancellationToken;
+
+const BATCH: i64 = 256;
+/// The fallback when a notification is missed or the listener is down.
+const POLL: Duration = Duration::from_millis(500);
+
+pub struct Relay {
+    pool: PgPool,
+    producer: FutureProducer,
+    registry: RegistryClient,
+    topics: Topics,
+    schemas: HashMap<String, &'static str>,
+}
+
+struct Row_ {
+    id: i64,
+    topic: String,
+    key: String,
+    record: String,
+    payload: Vec<u8>,
+    traceparent: Option<String>,
+    event_id: uuid::Uuid,
+}
+
+/// Builds the producer every Choreo process publishes with: idempotent, so a
+/// retried send cannot duplicate or reorder within a partition, and `acks=all`,
+/// so an acknowledged event survives the loss of the partition leader.
+///
+/// # Errors
+/// When librdkafka rejects the configuration.
+pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, MessagingError> {
+    let mut config = settings.client_config();
+    config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", "30000");
+    settings.apply_overrides(&mut config);
+    config
+        .create()
+        .map_err(MessagingError::kafka("creating producer"))
+}
+
+impl Relay {
+    /// # Errors
+    /// When the producer cannot be created.
+    pub fn new(
+        settings: &KafkaSettings,
+        pool: PgPool,
+        registry: RegistryClient,
+    ) -> Result<Self, MessagingError> {
+        let schemas = catalog()
+            .into_iter()
+            .map(|(_, name, text)| (format!("{}.{name}", choreo_events::NAMESPACE), text))
+            .collect();
+        Ok(Self {
+            pool,
+            producer: producer(settings)?,
+            registry,
+            topics: settings.topics(),
+            schemas,
+        })
+    }
+
+    /// Publishes until `shutdown`, then returns after the batch in flight.
+    /// Failures (broker, registry or database down) are logged and retried
+    /// with backoff; rows stay in the outbox until they are published.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut listener = self.listen().await;
+        let mut failures = 0u32;
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            match self.publish_batch().await {
+                Ok(n) if n as i64 == BATCH => {
+                    failures = 0;
+                    continue;
+                }
+                Ok(_) => failures = 0,
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(error = %error_chain(&error), failures, "outbox relay failed; retrying");
+                }
+            }
+            let wait = if failures == 0 {
+                POLL
+            } else {
+                backoff(failures)
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+                notified = wait_notification(&mut listener), if failures == 0 => {
+                    if !notified {
+                        listener = None;
+                    }
+                }
+            }
+            if listener.is_none() && failures == 0 {
+                listener = self.listen().await;
+            }
+        }
+    }
+
+    async fn listen(&self) -> Option<PgListener> {
+        let mut listener = PgListener::connect_with(&self.pool).await.ok()?;
+        listener.listen("choreo_outbox").await.ok()?;
+        Some(listener)
+    }
+
+    /// Publishes up to one batch of unpublished rows and returns how many were
+    /// published.
+    ///
+    /// # Errors
+    /// When the database, registry or broker fails; rows published before the
+    /// failure are marked, the rest stay for the next attempt.
+    #[tracing::instrument(name = "outbox.publish", skip_all, err)]
+    pub async fn publish_batch(&self) -> Result<usize, MessagingError> {
+        let rows = sqlx::query(
+            "SELECT id, event_id, topic, message_key, record_name, payload, traceparent
+             FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
+        )
+        .bind(BATCH)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(MessagingError::db("reading outbox"))?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let rows = rows
+            .into_iter()
+            .map(|r| {
+                Ok(Row_ {
+                    id: r.try_get("id")?,
+                    event_id: r.try_get("event_id")?,
+                    topic: r.try_get("topic")?,
+                    key: r.try_get("message_key")?,
+                    record: r.try_get("record_name")?,
+                    payload: r.try_get("payload")?,
+                    traceparent: r.try_get("traceparent")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(MessagingError::db("decoding outbox row"))?;
+
+        // Enqueue everything first, in id order, then wait for acks.
+        let mut pending = Vec::with_capacity(rows.len());
+        let mut first_error = None;
+        for row in &rows {
+            match self.enqueue(row).await {
+                Ok(delivery) => pending.push((row.id, delivery)),
+                Err(e) => {
+                    first_error = Some(e);
+                    break;
+                }
+            }
+        }
+        let mut published = Vec::with_capacity(pending.len());
+        for (id, delivery) in pending {
+            match delivery.await {
+                Ok(Ok(_)) => published.push(id),
+                Ok(Err((e, _))) => {
+                    first_error.get_or_insert(MessagingError::Kafka {
+                        context: format!("publishing outbox row {id}"),
+                        source: e,
+                    });
+                    break;
+                }
+                Err(_canceled) => break,
+            }
+        }
+        if !published.is_empty() {
+            sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+                .bind(&published)
+                .execute(&self.pool)
+                .await
+                .map_err(MessagingError::db("marking outbox rows published"))?;
+            tracing::debug!(count = published.len(), "outbox rows published");
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(published.len()),
+        }
+    }
+
+    async fn enqueue(
+        &self,
+        row: &Row_,
+    ) -> Result<rdkafka::producer::DeliveryFuture, MessagingError> {
+        let topic = format!("{}{}", self.topics.prefix, row.topic);
+        let schema_text =
+            self.schemas
+                .get(&row.record)
+                .ok_or_else(|| MessagingError::UnknownRecord {
+                    record: row.record.clone(),
+                })?;
+        let schema_id = self
+            .registry
+            .register(&subject(&topic, &row.record), schema_text)
+            .await?;
+        let value = frame(schema_id, &row.payload);
+        let event_id = row.event_id.to_string();
+        let event_type = row.record.rsplit('.').next().unwrap_or(&row.record);
+        let mut headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "choreo-event-id",
+                value: Some(event_id.as_str()),
+            })
+            .insert(Header {
+                key: "choreo-event-type",
+                value: Some(event_type),
+            });
+        if let Some(tp) = &row.traceparent {
+            headers = headers.insert(Header {
+                key: "traceparent",
+                value: Some(tp.as_str()),
+            });
+        }
+        let record = FutureRecord::to(&topic)
+            .key(&row.key)
+            .payload(&value)
+            .headers(headers);
+        self.producer
+            .send_result(record)
+            .map_err(|(e, _)| MessagingError::Kafka {
+                context: format!("enqueueing outbox row {} for {topic}", row.id),
+                source: e,
+            })
+    }
+}
+
+/// `true` on a notification, `false` when the listener broke. Without a
+/// listener it never resolves, leaving the poll timer in charge.
+async fn wait_notification(listener: &mut Option<PgListener>) -> bool {
+    match listener {
+        Some(l) => l.recv().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}
+
+/// Exponential backoff with full jitter, capped at ten seconds.
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    use rand::Rng;
+    let cap = Duration::from_secs(10);
+    let base = Duration::from_millis(100).saturating_mul(1u32 << attempt.min(10));
+    let ceiling = base.min(cap);
+    let millis =
+        rand::rng().random_range(ceiling.as_millis() as u64 / 2..=ceiling.as_millis() as u64);
+    Duration::from_millis(millis)
+}
+
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

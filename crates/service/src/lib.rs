@@ -1,0 +1,157 @@
+//! The skeleton every saga service (order, inventory, payment, shipping) runs
+//! in, so each service's own code is only its domain: its tables, its HTTP
+//! API and one handler module per event it reacts to.
+//!
+//! [`launch`] connects the service's own database and migrates it, starts
+//! the outbox relay and the consumer, and serves the HTTP API. All of it
+//! stops when the shutdown token is cancelled: HTTP stops accepting, the
+//! consumer finishes the event in hand and commits its offsets, the relay
+//! finishes its batch.
+
+use axum::{Json, Router, routing::get};
+use choreo_events::{RegistryClient, Topic};
+use choreo_kit::CancellationToken;
+use choreo_messaging::{Consumer, Handler, KafkaSettings, Relay};
+use choreo_telemetry::LogFormat;
+use serde::{Deserialize, Serialize};
+use sqlx::{PgPool, migrate::Migrator, postgres::PgPoolOptions};
+use std::{net::SocketAddr, time::Duration};
+use tokio::task::JoinSet;
+
+/// Settings every saga service shares; each service flattens these into its
+/// own settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceSettings {
+    pub http_addr: SocketAddr,
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub registry_url: String,
+    pub kafka: KafkaSettings,
+    pub log_format: LogFormat,
+}
+
+impl ServiceSettings {
+    /// Local defaults for the service `name`: its own database
+    /// `choreo_<name>` on the local server and its own port.
+    pub fn local(name: &str, port: u16) -> Self {
+        Self {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            database_url: format!("postgres://postgres@127.0.0.1:5432/choreo_{name}"),
+            database_max_connections: 10,
+            registry_url: "http://127.0.0.1:8081".into(),
+            kafka: KafkaSettings::default(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("connecting to the database")]
+    Database(#[source] sqlx::Error),
+    #[error("migrating the database")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error("starting messaging")]
+    Messaging(#[source] choreo_messaging::MessagingError),
+    #[error("binding {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A launched service: its bound address and its tasks.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub pool: PgPool,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// Waits until every task has stopped (after shutdown was requested).
+    pub async fn wait(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+        self.pool.close().await;
+    }
+}
+
+/// What a service plugs into the skeleton.
+pub struct Spec<H> {
+    pub name: &'static str,
+    pub inputs: &'static [Topic],
+    pub handler: H,
+    /// The service's own routes; `/health` is added.
+    pub router: Router,
+}
+
+/// Connects and migrates the service's database.
+///
+/// # Errors
+/// When the database is unreachable or a migration fails.
+pub async fn connect(
+    settings: &ServiceSettings,
+    mut migrator: Migrator,
+) -> Result<PgPool, LaunchError> {
+    let pool = PgPoolOptions::new()
+        .max_connections(settings.database_max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(&settings.database_url)
+        .await
+        .map_err(LaunchError::Database)?;
+    choreo_messaging::migrate(&pool)
+        .await
+        .map_err(LaunchError::Migrate)?;
+    migrator.set_ignore_missing(true);
+    migrator.run(&pool).await.map_err(LaunchError::Migrate)?;
+    Ok(pool)
+}
+
+/// Starts the relay, the consumer and the HTTP API of a service whose
+/// database `pool` is already migrated.
+///
+/// # Errors
+/// When the broker client cannot be configured or the address bound.
+pub async fn launch<H: Handler>(
+    settings: &ServiceSettings,
+    pool: PgPool,
+    spec: Spec<H>,
+    shutdown: CancellationToken,
+) -> Result<Running, LaunchError> {
+    let registry = RegistryClient::new(&settings.registry_url);
+    let mut tasks = JoinSet::new();
+
+    let relay = Relay::new(&settings.kafka, pool.clone(), registry.clone())
+        .map_err(LaunchError::Messaging)?;
+    tasks.spawn(relay.run(shutdown.clone()));
+
+    let consumer = Consumer::new(
+        &settings.kafka,
+        spec.name,
+        spec.inputs,
+        pool.clone(),
+        registry,
+        spec.handler,
+    )
+    .map_err(LaunchError::Messaging)?;
+    tasks.spawn(consumer.run(shutdown.clone()));
+
+    let name = spec.name;
+    let router = spec.router.route(
+        "/health",
+        get(move || async move { Json(serde_json::json!({"status": "ok", "service": name})) }),
+    );
+    let (addr, server) = choreo_kit::serve(router, settings.http_addr, shutdown)
+        .await
+        .map_err(|source| LaunchError::Bind {
+            addr: settings.http_addr,
+            source,
+        })?;
+    tasks.spawn(async move {
+        if let Ok(Err(e)) = server.await {
+            tracing::error!(error = %e, "http server failed");
+        }
+    });
+    tracing::info!(service = name, %addr, "service started");
+    Ok(Running { addr, pool, tasks })
+}

@@ -1,0 +1,45 @@
+//! Logging and trace context for every Choreo process.
+//!
+//! Logs are structured `tracing` events, human-readable by default and JSON
+//! when `log_format = "json"`. Trace context follows the W3C `traceparent`
+//! format: the edge starts a trace per request, and the id travels in HTTP and
+//! Kafka headers and through the outbox, so one saga shares one trace id
+//! across every service. Exporting spans over OTLP is issue 8's work.
+
+mod traceparent;
+
+pub use traceparent::TraceParent;
+
+use serde::{Deserialize, Serialize};
+use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Installs the global subscriber. `RUST_LOG` overrides the default filter
+/// (`info`, with the noisy HTTP and SQL internals at `warn`). Calling it twice
+/// is harmless, which in-process tests rely on.
+pub fn init(service: &str, format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn,rdkafka=warn,h2=warn"));
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = match format {
+        LogFormat::Text => registry.with(fmt::layer().with_target(false)).try_init(),
+        LogFormat::Json => registry
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true),
+            )
+            .try_init(),
+    };
+    if result.is_ok() {
+        tracing::debug!(service, "telemetry initialised");
+    }
+}

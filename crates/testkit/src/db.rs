@@ -1,0 +1,53 @@
+//! A PostgreSQL database that exists for one test.
+
+use anyhow::Context;
+use sqlx::{Connection, PgConnection};
+
+/// The server tests create their databases on. Override with
+/// `CHOREO_TEST_PG_URL` (it must point at a database the user can connect to
+/// and have the right to `CREATE DATABASE`).
+pub(crate) fn admin_url() -> String {
+    std::env::var("CHOREO_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A freshly created, empty database. Call [`TestDatabase::drop_db`] at the end
+/// of the test; a test that panics leaves its database behind, named
+/// `choreo_t_*`, so it can be inspected.
+#[derive(Debug, Clone)]
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    /// Creates a database named `choreo_t_<label>_<random>`.
+    pub async fn create(label: &str) -> anyhow::Result<Self> {
+        let name = crate::unique_name(&format!("choreo_t_{label}"));
+        let admin = admin_url();
+        let mut conn = PgConnection::connect(&admin)
+            .await
+            .with_context(|| format!("connecting to PostgreSQL at {admin}"))?;
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut conn)
+            .await
+            .with_context(|| format!("creating database {name}"))?;
+        let url = match admin.rfind('/') {
+            Some(i) => format!("{}/{name}", &admin[..i]),
+            None => anyhow::bail!("CHOREO_TEST_PG_URL has no database part: {admin}"),
+        };
+        Ok(Self { name, url })
+    }
+
+    /// Drops the database, disconnecting whatever is still connected to it.
+    pub async fn drop_db(&self) -> anyhow::Result<()> {
+        let mut conn = PgConnection::connect(&admin_url()).await?;
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut conn)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,21 @@
+//! Test harness pieces shared by every crate's black-box tests.
+//!
+//! Everything here is real: a PostgreSQL database created for one test and
+//! dropped after it, a Tansu broker process on a free port with its own
+//! storage, and waits that poll a condition against a deadline instead of
+//! sleeping for a guessed time.
+
+mod broker;
+mod db;
+mod wait;
+
+pub use broker::TestBroker;
+pub use db::TestDatabase;
+pub use wait::wait_until;
+
+/// A short random name, unique per call, for databases, topics and groups, so
+/// that concurrent test runs on one machine never collide.
+pub fn unique_name(prefix: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}_{}", &id[..12])
+}

@@ -1,0 +1,228 @@
+//! The public REST API.
+//!
+//! | route | owner |
+//! |---|---|
+//! | `POST /v1/orders` | order |
+//! | `GET /v1/orders/{id}[?wait=SECONDS]` | order |
+//! | `GET /v1/products`, `GET /v1/products/{sku}` | inventory |
+//! | `PUT /v1/admin/products/{sku}` | inventory |
+//! | `PUT /v1/admin/customers/{id}/wallet` | payment |
+
+use crate::{
+    upstream::{Upstreams, call},
+    validate::{PlaceOrder, PutProduct, PutWallet, is_customer_id, is_sku},
+};
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{DefaultBodyLimit, Path, Query, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post, put},
+};
+use choreo_kit::HttpError;
+use choreo_telemetry::TraceParent;
+use serde::{Deserialize, de::DeserializeOwned};
+use serde_json::Value;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Requests are small JSON documents; anything larger is a mistake or abuse.
+const BODY_LIMIT: usize = 64 * 1024;
+/// The longest `?wait=` the edge passes on.
+const MAX_WAIT_SECONDS: f64 = 30.0;
+
+pub(crate) fn router(upstreams: Upstreams) -> Router {
+    Router::new()
+        .route("/v1/orders", post(place_order))
+        .route("/v1/orders/{id}", get(get_order))
+        .route("/v1/products", get(list_products))
+        .route("/v1/products/{sku}", get(get_product))
+        .route("/v1/admin/products/{sku}", put(put_product))
+        .route("/v1/admin/customers/{id}/wallet", put(put_wallet))
+        .route(
+            "/health",
+            get(|| async { Json(serde_json::json!({"status": "ok", "service": "edge"})) }),
+        )
+        .fallback(|| async { HttpError::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(upstreams)
+}
+
+/// Parses a JSON body: 415 without a JSON content type, 400 for malformed
+/// JSON, 422 for a document of the wrong shape (unknown or missing fields).
+fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, HttpError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type.starts_with("application/json") {
+        return Err(HttpError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with Content-Type: application/json",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => HttpError::invalid(e.to_string()),
+        _ => HttpError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the body is not valid JSON: {e}"),
+        ),
+    })
+}
+
+/// The caller's trace, continued, or a new one.
+fn trace(headers: &HeaderMap) -> String {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceParent::parse)
+        .map(|t| t.child())
+        .unwrap_or_else(TraceParent::new_root)
+        .to_string()
+}
+
+fn json(status: StatusCode, body: Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+#[tracing::instrument(skip_all)]
+async fn place_order(
+    State(up): State<Upstreams>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, HttpError> {
+    let order: PlaceOrder = json_body(&headers, &body)?;
+    order.validate()?;
+    let answer = call(
+        "order",
+        up.http
+            .post(format!("{}/orders", up.order))
+            .header("traceparent", trace(&headers))
+            .timeout(up.timeout)
+            .json(&order),
+    )
+    .await?;
+    let id = answer.body["id"].as_str().unwrap_or_default().to_owned();
+    tracing::info!(order_id = %id, "order accepted");
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/v1/orders/{id}"))],
+        Json(answer.body),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct WaitQuery {
+    wait: Option<String>,
+}
+
+#[tracing::instrument(skip_all, fields(order_id = %id))]
+async fn get_order(
+    State(up): State<Upstreams>,
+    Path(id): Path<String>,
+    Query(query): Query<WaitQuery>,
+) -> Result<Response, HttpError> {
+    let id = Uuid::parse_str(&id).map_err(|_| HttpError::not_found(format!("no order {id}")))?;
+    let wait = match query.wait.as_deref() {
+        None => 0.0,
+        Some(w) => match w.parse::<f64>() {
+            Ok(w) if w.is_finite() && (0.0..=MAX_WAIT_SECONDS).contains(&w) => w,
+            _ => {
+                return Err(HttpError::invalid(format!(
+                    "wait must be a number of seconds between 0 and {MAX_WAIT_SECONDS}"
+                )));
+            }
+        },
+    };
+    let answer = call(
+        "order",
+        up.http
+            .get(format!("{}/orders/{id}", up.order))
+            .query(&[("wait", wait)])
+            .timeout(up.timeout + Duration::from_secs_f64(wait)),
+    )
+    .await?;
+    Ok(json(answer.status, answer.body))
+}
+
+async fn list_products(State(up): State<Upstreams>) -> Result<Response, HttpError> {
+    let answer = call(
+        "inventory",
+        up.http
+            .get(format!("{}/products", up.inventory))
+            .timeout(up.timeout),
+    )
+    .await?;
+    Ok(json(answer.status, answer.body))
+}
+
+async fn get_product(
+    State(up): State<Upstreams>,
+    Path(sku): Path<String>,
+) -> Result<Response, HttpError> {
+    if !is_sku(&sku) {
+        return Err(HttpError::not_found(format!("no product {sku}")));
+    }
+    let answer = call(
+        "inventory",
+        up.http
+            .get(format!("{}/products/{sku}", up.inventory))
+            .timeout(up.timeout),
+    )
+    .await?;
+    Ok(json(answer.status, answer.body))
+}
+
+#[tracing::instrument(skip_all, fields(sku = %sku))]
+async fn put_product(
+    State(up): State<Upstreams>,
+    Path(sku): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, HttpError> {
+    if !is_sku(&sku) {
+        return Err(HttpError::invalid(
+            "sku must be 1-64 characters of A-Z, 0-9 and '-'",
+        ));
+    }
+    let product: PutProduct = json_body(&headers, &body)?;
+    product.validate()?;
+    let answer = call(
+        "inventory",
+        up.http
+            .put(format!("{}/products/{sku}", up.inventory))
+            .timeout(up.timeout)
+            .json(&product),
+    )
+    .await?;
+    Ok(json(answer.status, answer.body))
+}
+
+#[tracing::instrument(skip_all, fields(customer_id = %id))]
+async fn put_wallet(
+    State(up): State<Upstreams>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, HttpError> {
+    if !is_customer_id(&id) {
+        return Err(HttpError::invalid(
+            "customer id must be 1-64 letters, digits, '-' or '_'",
+        ));
+    }
+    let wallet: PutWallet = json_body(&headers, &body)?;
+    wallet.validate()?;
+    let answer = call(
+        "payment",
+        up.http
+            .put(format!("{}/wallets/{id}", up.payment))
+            .timeout(up.timeout)
+            .json(&wallet),
+    )
+    .await?;
+    Ok(json(answer.status, answer.body))
+}

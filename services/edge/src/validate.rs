@@ -1,0 +1,226 @@
+//! What a well-formed request looks like. Every problem is reported at once,
+//! each naming its field, so a caller can fix a request in one go.
+
+use choreo_kit::HttpError;
+use serde::{Deserialize, Serialize};
+
+pub(crate) const MAX_LINES: usize = 100;
+pub(crate) const MAX_QUANTITY: i32 = 1_000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PlaceOrder {
+    pub(crate) customer_id: String,
+    pub(crate) items: Vec<Item>,
+    pub(crate) shipping_address: Address,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Item {
+    pub(crate) sku: String,
+    pub(crate) quantity: i32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Address {
+    pub(crate) name: String,
+    pub(crate) line1: String,
+    #[serde(default)]
+    pub(crate) line2: Option<String>,
+    pub(crate) city: String,
+    pub(crate) postal_code: String,
+    pub(crate) country: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PutProduct {
+    pub(crate) name: String,
+    pub(crate) price_cents: i64,
+    pub(crate) available: i32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PutWallet {
+    pub(crate) balance_cents: i64,
+}
+
+/// SKUs are 1 to 64 characters of `A-Z`, `0-9` and `-`.
+pub(crate) fn is_sku(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Customer ids are 1 to 64 characters of letters, digits, `-` and `_`.
+pub(crate) fn is_customer_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn required(problems: &mut Vec<String>, field: &str, value: &str) {
+    if value.trim().is_empty() {
+        problems.push(format!("{field} is required"));
+    } else if value.len() > 200 {
+        problems.push(format!("{field} is longer than 200 characters"));
+    }
+}
+
+fn verdict(problems: Vec<String>) -> Result<(), HttpError> {
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(HttpError::invalid(problems.join("; ")))
+    }
+}
+
+impl PlaceOrder {
+    pub(crate) fn validate(&self) -> Result<(), HttpError> {
+        let mut problems = Vec::new();
+        if !is_customer_id(&self.customer_id) {
+            problems.push("customer_id must be 1-64 letters, digits, '-' or '_'".to_owned());
+        }
+        if self.items.is_empty() {
+            problems.push("items must list at least one line".to_owned());
+        }
+        if self.items.len() > MAX_LINES {
+            problems.push(format!(
+                "items has {} lines; at most {MAX_LINES} are allowed",
+                self.items.len()
+            ));
+        }
+        for (i, item) in self.items.iter().enumerate() {
+            if !is_sku(&item.sku) {
+                problems.push(format!(
+                    "items[{i}].sku must be 1-64 characters of A-Z, 0-9 and '-'"
+                ));
+            }
+            if !(1..=MAX_QUANTITY).contains(&item.quantity) {
+                problems.push(format!(
+                    "items[{i}].quantity must be between 1 and {MAX_QUANTITY}"
+                ));
+            }
+        }
+        let a = &self.shipping_address;
+        required(&mut problems, "shipping_address.name", &a.name);
+        required(&mut problems, "shipping_address.line1", &a.line1);
+        required(&mut problems, "shipping_address.city", &a.city);
+        required(
+            &mut problems,
+            "shipping_address.postal_code",
+            &a.postal_code,
+        );
+        if let Some(line2) = &a.line2 {
+            if line2.len() > 200 {
+                problems.push("shipping_address.line2 is longer than 200 characters".to_owned());
+            }
+        }
+        if a.country.len() != 2 || !a.country.bytes().all(|b| b.is_ascii_uppercase()) {
+            problems.push(
+                "shipping_address.country must be an ISO 3166-1 alpha-2 code such as DE".to_owned(),
+            );
+        }
+        verdict(problems)
+    }
+}
+
+impl PutProduct {
+    pub(crate) fn validate(&self) -> Result<(), HttpError> {
+        let mut problems = Vec::new();
+        required(&mut problems, "name", &self.name);
+        if self.price_cents < 0 {
+            problems.push("price_cents must not be negative".to_owned());
+        }
+        if self.available < 0 {
+            problems.push("available must not be negative".to_owned());
+        }
+        verdict(problems)
+    }
+}
+
+impl PutWallet {
+    pub(crate) fn validate(&self) -> Result<(), HttpError> {
+        if self.balance_cents < 0 {
+            return Err(HttpError::invalid("balance_cents must not be negative"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order() -> PlaceOrder {
+        PlaceOrder {
+            customer_id: "alice".into(),
+            items: vec![Item {
+                sku: "TEA-01".into(),
+                quantity: 2,
+            }],
+            shipping_address: Address {
+                name: "Alice".into(),
+                line1: "1 Main St".into(),
+                line2: None,
+                city: "Berlin".into(),
+                postal_code: "10115".into(),
+                country: "DE".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_well_formed_order_passes() {
+        assert!(order().validate().is_ok());
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_field() {
+        let mut o = order();
+        o.items[0].quantity = 0;
+        o.items[0].sku = "tea".into();
+        o.shipping_address.country = "Germany".into();
+        o.shipping_address.city = " ".into();
+        let err = o.validate().expect_err("invalid");
+        for field in [
+            "items[0].quantity",
+            "items[0].sku",
+            "shipping_address.country",
+            "shipping_address.city",
+        ] {
+            assert!(
+                err.message.contains(field),
+                "{field} missing from {}",
+                err.message
+            );
+        }
+        assert_eq!(err.status, axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+    }
+
+    #[test]
+    fn line_and_quantity_limits_hold() {
+        let mut o = order();
+        o.items = vec![
+            Item {
+                sku: "A".into(),
+                quantity: MAX_QUANTITY
+            };
+            MAX_LINES
+        ];
+        assert!(o.validate().is_ok());
+        o.items.push(Item {
+            sku: "A".into(),
+            quantity: 1,
+        });
+        assert!(o.validate().is_err());
+        let mut o = order();
+        o.items[0].quantity = MAX_QUANTITY + 1;
+        assert!(o.validate().is_err());
+    }
+}

@@ -1,0 +1,77 @@
+//! The inventory service's HTTP API, called by the edge: the catalog, and
+//! the admin route that sets a product.
+
+use crate::db::{self, Product};
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    routing::get,
+};
+use choreo_kit::HttpError;
+use serde::Deserialize;
+use sqlx::PgPool;
+
+pub(crate) fn router(pool: PgPool) -> Router {
+    Router::new()
+        .route("/products", get(list_products))
+        .route("/products/{sku}", get(get_product).put(put_product))
+        .with_state(pool)
+}
+
+async fn list_products(State(pool): State<PgPool>) -> Result<Json<Vec<Product>>, HttpError> {
+    let mut conn = pool.acquire().await.map_err(|e| HttpError::internal(&e))?;
+    Ok(Json(
+        db::list_products(&mut conn)
+            .await
+            .map_err(|e| HttpError::internal(&e))?,
+    ))
+}
+
+async fn get_product(
+    State(pool): State<PgPool>,
+    Path(sku): Path<String>,
+) -> Result<Json<Product>, HttpError> {
+    let mut conn = pool.acquire().await.map_err(|e| HttpError::internal(&e))?;
+    db::get_product(&mut conn, &sku)
+        .await
+        .map_err(|e| HttpError::internal(&e))?
+        .map(Json)
+        .ok_or_else(|| HttpError::not_found(format!("no product {sku}")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutProduct {
+    name: String,
+    price_cents: i64,
+    available: i32,
+}
+
+#[tracing::instrument(skip_all, fields(sku = %sku), err(Debug))]
+async fn put_product(
+    State(pool): State<PgPool>,
+    Path(sku): Path<String>,
+    Json(body): Json<PutProduct>,
+) -> Result<Json<Product>, HttpError> {
+    if body.name.trim().is_empty() {
+        return Err(HttpError::invalid("name must not be empty"));
+    }
+    if body.price_cents < 0 {
+        return Err(HttpError::invalid("price_cents must not be negative"));
+    }
+    if body.available < 0 {
+        return Err(HttpError::invalid("available must not be negative"));
+    }
+    let mut conn = pool.acquire().await.map_err(|e| HttpError::internal(&e))?;
+    let product = db::upsert_product(
+        &mut conn,
+        &sku,
+        body.name.trim(),
+        body.price_cents,
+        body.available,
+    )
+    .await
+    .map_err(|e| HttpError::internal(&e))?;
+    tracing::info!(sku = %sku, available = product.available, price_cents = product.price_cents, "product set");
+    Ok(Json(product))
+}

@@ -1,0 +1,54 @@
+//! The inventory service: the catalog and its stock.
+//!
+//! When an order is placed it reserves every line at the catalog price, all
+//! or nothing, and emits `StockReserved` with the priced lines and total. Its
+//! HTTP API serves the catalog to the edge and lets admins set products.
+//!
+//! - `api`: the HTTP API the edge calls.
+//! - `handlers/`: one module per event the service reacts to.
+//! - `db`: its tables.
+
+mod api;
+mod db;
+mod handlers;
+
+use choreo_events::Topic;
+use choreo_kit::CancellationToken;
+use choreo_service::{LaunchError, Running, ServiceSettings, Spec};
+use serde::{Deserialize, Serialize};
+
+pub use db::Product;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    #[serde(flatten)]
+    pub service: ServiceSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            service: ServiceSettings::local("inventory", 8083),
+        }
+    }
+}
+
+const INPUTS: &[Topic] = &[Topic::Order];
+
+/// Starts the service; it runs until `shutdown` is cancelled.
+///
+/// # Errors
+/// When the database, broker or address cannot be set up.
+pub async fn start(
+    settings: Settings,
+    shutdown: CancellationToken,
+) -> Result<Running, LaunchError> {
+    let pool = choreo_service::connect(&settings.service, sqlx::migrate!("./migrations")).await?;
+    let spec = Spec {
+        name: "inventory",
+        inputs: INPUTS,
+        handler: handlers::InventoryHandler,
+        router: api::router(pool.clone()),
+    };
+    choreo_service::launch(&settings.service, pool, spec, shutdown).await
+}

@@ -1,0 +1,161 @@
+//! The order service's HTTP API, called by the edge.
+//!
+//! - `POST /orders`: stores a PENDING order and its `OrderPlaced` event in one
+//!   transaction, so an accepted order is never lost and never silent.
+//! - `GET /orders/{id}?wait=SECONDS`: the order, its priced lines and its
+//!   timeline; with `wait`, answers as soon as the order is terminal or the
+//!   time is up.
+
+use crate::db::{self, Order};
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State as AxumState},
+    http::{HeaderMap, StatusCode, header},
+    response::IntoResponse,
+    routing::{get, post},
+};
+use choreo_events::{EventMeta, OrderLine, OrderPlaced, ShippingAddress};
+use choreo_kit::HttpError;
+use choreo_telemetry::TraceParent;
+use serde::Deserialize;
+use sqlx::PgPool;
+use std::time::Duration;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+#[derive(Clone)]
+pub(crate) struct State {
+    pub(crate) pool: PgPool,
+    pub(crate) changed: watch::Sender<u64>,
+    pub(crate) max_wait: Duration,
+}
+
+pub(crate) fn router(state: State) -> Router {
+    Router::new()
+        .route("/orders", post(place_order))
+        .route("/orders/{id}", get(get_order))
+        .with_state(state)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PlaceOrder {
+    customer_id: String,
+    items: Vec<OrderLine>,
+    shipping_address: ShippingAddress,
+}
+
+#[tracing::instrument(skip_all, fields(order_id = tracing::field::Empty, customer_id = %body.customer_id))]
+async fn place_order(
+    AxumState(state): AxumState<State>,
+    headers: HeaderMap,
+    Json(body): Json<PlaceOrder>,
+) -> Result<impl IntoResponse, HttpError> {
+    // The edge validates thoroughly; these are the invariants this service's
+    // tables rely on, checked again because nothing may bypass them.
+    if body.customer_id.trim().is_empty() {
+        return Err(HttpError::invalid("customer_id must not be empty"));
+    }
+    if body.items.is_empty() {
+        return Err(HttpError::invalid("items must list at least one line"));
+    }
+    if let Some(line) = body.items.iter().find(|l| l.quantity <= 0) {
+        return Err(HttpError::invalid(format!(
+            "quantity of {} must be positive",
+            line.sku
+        )));
+    }
+    let order_id = Uuid::new_v4();
+    tracing::Span::current().record("order_id", tracing::field::display(order_id));
+    let trace = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceParent::parse)
+        .unwrap_or_else(TraceParent::new_root)
+        .child()
+        .to_string();
+
+    let event = OrderPlaced {
+        meta: EventMeta::first::<OrderPlaced>(order_id, "order"),
+        order_id,
+        customer_id: body.customer_id.clone(),
+        lines: body.items.clone(),
+        shipping_address: body.shipping_address.clone(),
+    };
+    let internal = |e: &(dyn std::error::Error + 'static)| HttpError::internal(e);
+    let mut tx = state.pool.begin().await.map_err(|e| internal(&e))?;
+    db::insert_order(
+        &mut tx,
+        order_id,
+        &body.customer_id,
+        &body.items,
+        &body.shipping_address,
+    )
+    .await
+    .map_err(|e| internal(&e))?;
+    db::append_timeline(&mut tx, &event.meta)
+        .await
+        .map_err(|e| internal(&e))?;
+    choreo_messaging::outbox::enqueue(&mut tx, &event, Some(&trace))
+        .await
+        .map_err(|e| internal(&e))?;
+    let order = db::fetch_order(&mut tx, order_id)
+        .await
+        .map_err(|e| internal(&e))?
+        .ok_or_else(|| HttpError::not_found("order vanished inside its own transaction"))?;
+    tx.commit().await.map_err(|e| internal(&e))?;
+    tracing::info!(order_id = %order_id, "order placed");
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/v1/orders/{order_id}"))],
+        Json(order),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct WaitQuery {
+    wait: Option<f64>,
+}
+
+#[tracing::instrument(skip_all, fields(order_id = %id))]
+async fn get_order(
+    AxumState(state): AxumState<State>,
+    Path(id): Path<Uuid>,
+    Query(query): Query<WaitQuery>,
+) -> Result<Json<Order>, HttpError> {
+    let wait = match query.wait {
+        None => Duration::ZERO,
+        Some(w) if w.is_finite() && w >= 0.0 => Duration::from_secs_f64(w).min(state.max_wait),
+        Some(_) => {
+            return Err(HttpError::invalid(
+                "wait must be a non-negative number of seconds",
+            ));
+        }
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    // Subscribe before reading, so a change between the read and the wait
+    // is not missed.
+    let mut changed = state.changed.subscribe();
+    loop {
+        let mut conn = state
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| HttpError::internal(&e))?;
+        let order = db::fetch_order(&mut conn, id)
+            .await
+            .map_err(|e| HttpError::internal(&e))?
+            .ok_or_else(|| HttpError::not_found(format!("no order {id}")))?;
+        drop(conn);
+        if order.status.is_terminal() || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(order));
+        }
+        // Another replica's changes do not bump our channel; poll as well.
+        let poll = tokio::time::sleep(Duration::from_millis(250));
+        tokio::select! {
+            _ = changed.changed() => {}
+            _ = poll => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}

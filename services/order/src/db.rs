@@ -1,0 +1,243 @@
+//! The order service's tables: orders, their lines and their timeline.
+
+use choreo_events::{EventMeta, OrderLine, PricedLine, ShippingAddress};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderStatus {
+    Pending,
+    Confirmed,
+    Cancelled,
+}
+
+impl OrderStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "PENDING",
+            OrderStatus::Confirmed => "CONFIRMED",
+            OrderStatus::Cancelled => "CANCELLED",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "PENDING" => Some(OrderStatus::Pending),
+            "CONFIRMED" => Some(OrderStatus::Confirmed),
+            "CANCELLED" => Some(OrderStatus::Cancelled),
+            _ => None,
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        self != OrderStatus::Pending
+    }
+}
+
+/// An order as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Order {
+    pub id: Uuid,
+    pub customer_id: String,
+    pub status: OrderStatus,
+    pub lines: Vec<Line>,
+    pub total_cents: Option<i64>,
+    pub currency: Option<String>,
+    pub shipping_address: ShippingAddress,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub timeline: Vec<TimelineEntry>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Line {
+    pub sku: String,
+    pub quantity: i32,
+    pub unit_price_cents: Option<i64>,
+    pub line_total_cents: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineEntry {
+    pub event_type: String,
+    pub service: String,
+    pub occurred_at: DateTime<Utc>,
+    pub event_id: Uuid,
+}
+
+/// Inserts a new PENDING order and its lines.
+pub(crate) async fn insert_order(
+    conn: &mut PgConnection,
+    id: Uuid,
+    customer_id: &str,
+    lines: &[OrderLine],
+    address: &ShippingAddress,
+) -> Result<(), sqlx::Error> {
+    let address = serde_json::to_value(address).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query("INSERT INTO orders (id, customer_id, status, shipping_address) VALUES ($1, $2, 'PENDING', $3)")
+        .bind(id)
+        .bind(customer_id)
+        .bind(address)
+        .execute(&mut *conn)
+        .await?;
+    for (line_no, line) in lines.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO order_lines (order_id, line_no, sku, quantity) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(line_no as i32)
+        .bind(&line.sku)
+        .bind(line.quantity)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The order's status, locked for the rest of the transaction so that two
+/// events about one order cannot interleave their decisions.
+pub(crate) async fn lock_status(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<OrderStatus>, sqlx::Error> {
+    let row = sqlx::query("SELECT status FROM orders WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.and_then(|r| OrderStatus::parse(r.get::<&str, _>("status"))))
+}
+
+pub(crate) async fn set_status(
+    conn: &mut PgConnection,
+    id: Uuid,
+    status: OrderStatus,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE orders SET status = $2, updated_at = now() WHERE id = $1")
+        .bind(id)
+        .bind(status.as_str())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Records inventory's prices on the order's lines and its total.
+pub(crate) async fn set_prices(
+    conn: &mut PgConnection,
+    id: Uuid,
+    lines: &[PricedLine],
+    total_cents: i64,
+    currency: &str,
+) -> Result<(), sqlx::Error> {
+    for line in lines {
+        sqlx::query(
+            "UPDATE order_lines SET unit_price_cents = $3, line_total_cents = $4
+             WHERE order_id = $1 AND sku = $2",
+        )
+        .bind(id)
+        .bind(&line.sku)
+        .bind(line.unit_price_cents)
+        .bind(line.line_total_cents)
+        .execute(&mut *conn)
+        .await?;
+    }
+    sqlx::query(
+        "UPDATE orders SET total_cents = $2, currency = $3, updated_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(total_cents)
+    .bind(currency)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Appends an event to the order's timeline (once, whatever the redelivery).
+pub(crate) async fn append_timeline(
+    conn: &mut PgConnection,
+    meta: &EventMeta,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO order_timeline (order_id, event_id, event_type, service, occurred_at)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(meta.correlation_id)
+    .bind(meta.event_id)
+    .bind(&meta.event_type)
+    .bind(&meta.producer)
+    .bind(meta.occurred_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Reads the order with its lines and timeline.
+pub(crate) async fn fetch_order(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<Order>, sqlx::Error> {
+    let Some(row) = sqlx::query(
+        "SELECT id, customer_id, status, shipping_address, total_cents, currency, created_at, updated_at
+         FROM orders WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let status: String = row.try_get("status")?;
+    let status = OrderStatus::parse(&status)
+        .ok_or_else(|| sqlx::Error::Decode(format!("unknown order status {status}").into()))?;
+    let address: serde_json::Value = row.try_get("shipping_address")?;
+    let shipping_address =
+        serde_json::from_value(address).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    let lines = sqlx::query(
+        "SELECT sku, quantity, unit_price_cents, line_total_cents FROM order_lines
+         WHERE order_id = $1 ORDER BY line_no",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|r| {
+        Ok(Line {
+            sku: r.try_get("sku")?,
+            quantity: r.try_get("quantity")?,
+            unit_price_cents: r.try_get("unit_price_cents")?,
+            line_total_cents: r.try_get("line_total_cents")?,
+        })
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let timeline = sqlx::query(
+        "SELECT event_type, service, occurred_at, event_id FROM order_timeline
+         WHERE order_id = $1 ORDER BY occurred_at, seq",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|r| {
+        Ok(TimelineEntry {
+            event_type: r.try_get("event_type")?,
+            service: r.try_get("service")?,
+            occurred_at: r.try_get("occurred_at")?,
+            event_id: r.try_get("event_id")?,
+        })
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(Some(Order {
+        id: row.try_get("id")?,
+        customer_id: row.try_get("customer_id")?,
+        status,
+        lines,
+        total_cents: row.try_get("total_cents")?,
+        currency: row.try_get("currency")?,
+        shipping_address,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        timeline,
+    }))
+}

@@ -1,0 +1,67 @@
+//! The order service: the saga's beginning and end.
+//!
+//! It stores an order as PENDING and emits `OrderPlaced`; it follows the
+//! saga's events from inventory, payment and shipping into the order's
+//! timeline; and when shipping has scheduled the shipment it marks the order
+//! CONFIRMED and emits `OrderConfirmed`. It calls no other service.
+//!
+//! - `api`: the HTTP API the edge calls.
+//! - `handlers/`: one module per event the service reacts to.
+//! - `db`: its tables.
+
+mod api;
+mod db;
+mod handlers;
+
+use choreo_events::Topic;
+use choreo_kit::CancellationToken;
+use choreo_service::{LaunchError, Running, ServiceSettings, Spec};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+pub use db::{Line, Order, OrderStatus, TimelineEntry};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    #[serde(flatten)]
+    pub service: ServiceSettings,
+    /// The longest `?wait=` a client may ask for, in seconds.
+    pub max_wait_seconds: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            service: ServiceSettings::local("order", 8082),
+            max_wait_seconds: 30,
+        }
+    }
+}
+
+/// The events the order service follows.
+const INPUTS: &[Topic] = &[Topic::Inventory, Topic::Payment, Topic::Shipping];
+
+/// Starts the service; it runs until `shutdown` is cancelled.
+///
+/// # Errors
+/// When the database, broker or address cannot be set up.
+pub async fn start(
+    settings: Settings,
+    shutdown: CancellationToken,
+) -> Result<Running, LaunchError> {
+    let pool = choreo_service::connect(&settings.service, sqlx::migrate!("./migrations")).await?;
+    // Bumped whenever an order changes, so `?wait=` requests in this process
+    // wake at once; they also poll, for changes made by another replica.
+    let (changed, _) = watch::channel(0u64);
+    let spec = Spec {
+        name: "order",
+        inputs: INPUTS,
+        handler: handlers::OrderHandler::new(changed.clone()),
+        router: api::router(api::State {
+            pool: pool.clone(),
+            changed,
+            max_wait: std::time::Duration::from_secs(settings.max_wait_seconds),
+        }),
+    };
+    choreo_service::launch(&settings.service, pool, spec, shutdown).await
+}

@@ -1,0 +1,20 @@
+//! The order service binary: configuration, telemetry, run until signalled.
+
+use anyhow::Context;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings: choreo_order::Settings =
+        choreo_kit::load_config().context("loading configuration")?;
+    if std::env::args().any(|a| a == "--print-config") {
+        println!("{}", choreo_kit::print_config(&settings));
+        return Ok(());
+    }
+    choreo_telemetry::init("order", settings.service.log_format);
+    let shutdown = choreo_kit::shutdown_on_signals();
+    let running = choreo_order::start(settings, shutdown)
+        .await
+        .context("starting the order service")?;
+    running.wait().await;
+    Ok(())
+}

@@ -1,0 +1,53 @@
+//! The payment service: customer wallets and the charge for each order.
+//!
+//! When stock is reserved it debits the customer's wallet by the order's
+//! total and emits `PaymentCompleted`. Its HTTP API lets admins set a wallet.
+//!
+//! - `api`: the HTTP API the edge calls.
+//! - `handlers/`: one module per event the service reacts to.
+//! - `db`: its tables.
+
+mod api;
+mod db;
+mod handlers;
+
+use choreo_events::Topic;
+use choreo_kit::CancellationToken;
+use choreo_service::{LaunchError, Running, ServiceSettings, Spec};
+use serde::{Deserialize, Serialize};
+
+pub use db::Wallet;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    #[serde(flatten)]
+    pub service: ServiceSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            service: ServiceSettings::local("payment", 8084),
+        }
+    }
+}
+
+const INPUTS: &[Topic] = &[Topic::Inventory];
+
+/// Starts the service; it runs until `shutdown` is cancelled.
+///
+/// # Errors
+/// When the database, broker or address cannot be set up.
+pub async fn start(
+    settings: Settings,
+    shutdown: CancellationToken,
+) -> Result<Running, LaunchError> {
+    let pool = choreo_service::connect(&settings.service, sqlx::migrate!("./migrations")).await?;
+    let spec = Spec {
+        name: "payment",
+        inputs: INPUTS,
+        handler: handlers::PaymentHandler,
+        router: api::router(pool.clone()),
+    };
+    choreo_service::launch(&settings.service, pool, spec, shutdown).await
+}

@@ -1,0 +1,99 @@
+//! The shipping service's table: shipments.
+
+use choreo_events::ShippingAddress;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, Row, postgres::PgRow};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Shipment {
+    pub order_id: Uuid,
+    pub shipment_id: Uuid,
+    pub status: String,
+    pub country: Option<String>,
+    pub paid: bool,
+    pub scheduled_at: Option<DateTime<Utc>>,
+}
+
+fn shipment(row: PgRow) -> Result<Shipment, sqlx::Error> {
+    Ok(Shipment {
+        order_id: row.try_get("order_id")?,
+        shipment_id: row.try_get("shipment_id")?,
+        status: row.try_get("status")?,
+        country: row.try_get("country")?,
+        paid: row.try_get("paid")?,
+        scheduled_at: row.try_get("scheduled_at")?,
+    })
+}
+
+/// The shipment's id derives from its order, so re-deriving it after a
+/// restore yields the same id.
+fn shipment_id(order_id: Uuid) -> Uuid {
+    Uuid::new_v5(&order_id, b"shipment")
+}
+
+/// Records the address, creating the shipment row if needed, and returns
+/// the row locked for the rest of the transaction.
+pub(crate) async fn record_address(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    address: &ShippingAddress,
+) -> Result<Shipment, sqlx::Error> {
+    let json = serde_json::to_value(address).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let row = sqlx::query(
+        "INSERT INTO shipments (order_id, shipment_id, shipping_address, country, status)
+         VALUES ($1, $2, $3, $4, 'WAITING')
+         ON CONFLICT (order_id) DO UPDATE SET shipping_address = $3, country = $4
+         RETURNING order_id, shipment_id, status, country, paid, scheduled_at",
+    )
+    .bind(order_id)
+    .bind(shipment_id(order_id))
+    .bind(json)
+    .bind(&address.country)
+    .fetch_one(conn)
+    .await?;
+    shipment(row)
+}
+
+/// Records that the order is paid, creating the shipment row if needed.
+pub(crate) async fn record_paid(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+) -> Result<Shipment, sqlx::Error> {
+    let row = sqlx::query(
+        "INSERT INTO shipments (order_id, shipment_id, paid, status) VALUES ($1, $2, true, 'WAITING')
+         ON CONFLICT (order_id) DO UPDATE SET paid = true
+         RETURNING order_id, shipment_id, status, country, paid, scheduled_at",
+    )
+    .bind(order_id)
+    .bind(shipment_id(order_id))
+    .fetch_one(conn)
+    .await?;
+    shipment(row)
+}
+
+pub(crate) async fn mark_scheduled(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE shipments SET status = 'SCHEDULED', scheduled_at = now() WHERE order_id = $1",
+    )
+    .bind(order_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn get_shipment(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+) -> Result<Option<Shipment>, sqlx::Error> {
+    sqlx::query("SELECT order_id, shipment_id, status, country, paid, scheduled_at FROM shipments WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_optional(conn)
+        .await?
+        .map(shipment)
+        .transpose()
+}
