@@ -309,3 +309,155 @@ pub fn order_body(customer: &str, items: &[(&str, i32)]) -> Value {
         }
     })
 }
+
+/// Which topics each service's consumer group reads.
+pub const SUBSCRIPTIONS: &[(&str, &[choreo_events::Topic])] = {
+    use choreo_events::Topic::*;
+    &[
+        ("order", &[Inventory, Payment, Shipping]),
+        ("inventory", &[Order]),
+        ("payment", &[Inventory]),
+        ("shipping", &[Order, Payment]),
+    ]
+};
+
+impl Platform {
+    fn kafka_config(&self) -> rdkafka::ClientConfig {
+        let mut config = rdkafka::ClientConfig::new();
+        config.set("bootstrap.servers", &self.kafka.bootstrap_servers);
+        config
+    }
+
+    /// Every message on `topic`, from the beginning up to its current end.
+    pub async fn read_topic(
+        &self,
+        topic: choreo_events::Topic,
+    ) -> anyhow::Result<Vec<rdkafka::message::OwnedMessage>> {
+        use rdkafka::{
+            Message, Offset, TopicPartitionList,
+            consumer::{BaseConsumer, Consumer},
+        };
+        let name = self.kafka.topics().name(topic);
+        let consumer: BaseConsumer = self
+            .kafka_config()
+            .set("group.id", unique_name("reader"))
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let mut ends = Vec::new();
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..self.kafka.partitions {
+            let (_, high) = consumer.fetch_watermarks(&name, partition, Duration::from_secs(10))?;
+            if high > 0 {
+                assignment.add_partition_offset(&name, partition, Offset::Beginning)?;
+                ends.push((partition, high));
+            }
+        }
+        let mut out = Vec::new();
+        if ends.is_empty() {
+            return Ok(out);
+        }
+        consumer.assign(&assignment)?;
+        let total: i64 = ends.iter().map(|(_, h)| h).sum();
+        let started = tokio::time::Instant::now();
+        while (out.len() as i64) < total {
+            anyhow::ensure!(
+                started.elapsed() < SAGA_DEADLINE,
+                "reading {name} timed out"
+            );
+            // BaseConsumer::poll blocks; keep it off the async workers.
+            let message = tokio::task::block_in_place(|| consumer.poll(Duration::from_millis(200)));
+            if let Some(message) = message {
+                let message = message?;
+                if ends
+                    .iter()
+                    .any(|(p, h)| *p == message.partition() && message.offset() < *h)
+                {
+                    out.push(message.detach());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Publishes `messages` again, exactly as they were (key, value, headers):
+    /// a broker or producer redelivering them.
+    pub async fn republish(
+        &self,
+        messages: &[rdkafka::message::OwnedMessage],
+    ) -> anyhow::Result<()> {
+        use rdkafka::{
+            Message,
+            producer::{FutureProducer, FutureRecord},
+        };
+        let producer: FutureProducer = self.kafka_config().create()?;
+        for m in messages {
+            let mut record = FutureRecord::to(m.topic()).partition(m.partition());
+            if let Some(key) = m.key() {
+                record = record.key(key);
+            }
+            if let Some(value) = m.payload() {
+                record = record.payload(value);
+            }
+            if let Some(headers) = m.headers() {
+                record = record.headers(headers.clone());
+            }
+            producer
+                .send(record, Duration::from_secs(10))
+                .await
+                .map_err(|(e, _)| anyhow::anyhow!("republishing: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every service has consumed, and committed, every message
+    /// now on its input topics.
+    pub async fn wait_until_consumed(&self) -> anyhow::Result<()> {
+        use rdkafka::{
+            Offset, TopicPartitionList,
+            consumer::{BaseConsumer, Consumer},
+        };
+        let topics = self.kafka.topics();
+        let probe: BaseConsumer = self
+            .kafka_config()
+            .set("group.id", unique_name("probe"))
+            .create()?;
+        let mut targets = Vec::new();
+        for (service, inputs) in SUBSCRIPTIONS {
+            let mut list = TopicPartitionList::new();
+            let mut ends = Vec::new();
+            for topic in *inputs {
+                let name = topics.name(*topic);
+                for partition in 0..self.kafka.partitions {
+                    let (_, high) =
+                        probe.fetch_watermarks(&name, partition, Duration::from_secs(10))?;
+                    list.add_partition(&name, partition);
+                    ends.push((name.clone(), partition, high));
+                }
+            }
+            targets.push((format!("{}{service}", self.kafka.topic_prefix), list, ends));
+        }
+        for (group, list, ends) in targets {
+            let consumer: BaseConsumer = self.kafka_config().set("group.id", &group).create()?;
+            wait_until(
+                &format!("group {group} to commit up to the end"),
+                SAGA_DEADLINE,
+                || {
+                    let committed = tokio::task::block_in_place(|| {
+                        consumer.committed_offsets(list.clone(), Duration::from_secs(5))
+                    });
+                    let done = committed.ok().is_some_and(|c| {
+                        ends.iter().all(|(topic, partition, high)| {
+                            match c.find_partition(topic, *partition).map(|e| e.offset()) {
+                                Some(Offset::Offset(o)) => o >= *high,
+                                _ => *high == 0,
+                            }
+                        })
+                    });
+                    std::future::ready(done.then_some(()))
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,42 @@
+# Choreo: `make run` sets everything up and starts the platform; `make test`
+# runs every test against a real broker and real PostgreSQL.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+# The broker is built once per user, outside the checkout, and reused.
+TANSU_VERSION := 0.6.0
+TANSU_ROOT ?= $(HOME)/.cache/choreo/tansu-$(TANSU_VERSION)
+TANSU_BIN := $(TANSU_ROOT)/bin/tansu
+export CHOREO_TANSU_BIN := $(TANSU_BIN)
+
+.PHONY: run test check fmt clippy build tansu postgres clean-test-dbs
+
+run: tansu postgres build ## Set up and start the whole platform; Ctrl-C stops it.
+	./target/debug/choreo up
+
+test: tansu postgres ## Every test, on a real Tansu broker and real PostgreSQL.
+	$(CARGO) test --workspace --all-targets
+
+check: fmt clippy test ## What to run before every commit.
+
+fmt:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+build:
+	$(CARGO) build --workspace --bins
+
+tansu: $(TANSU_BIN) ## Install the Tansu broker into the per-user cache.
+
+$(TANSU_BIN):
+	@echo "Installing the Tansu broker $(TANSU_VERSION) into $(TANSU_ROOT) (once; about 12 minutes)"
+	$(CARGO) install tansu --version $(TANSU_VERSION) --locked --no-default-features --features libsql --root $(TANSU_ROOT)
+
+postgres: ## Make sure PostgreSQL answers on 127.0.0.1:5432.
+	@scripts/ensure-postgres.sh
+
+clean-test-dbs: ## Drop databases left behind by failed test runs.
+	@psql -h 127.0.0.1 -U postgres -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'choreo_t_%'" \
+	  | while read -r db; do psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE \"$$db\" WITH (FORCE)"; done

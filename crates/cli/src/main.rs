@@ -1,0 +1,39 @@
+//! `choreo`: the operator's tool for a Choreo platform.
+
+mod setup;
+mod up;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "choreo",
+    version,
+    about = "Event-driven sagas over Kafka: run, set up and operate Choreo"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Set up and start the whole platform locally, supervised; Ctrl-C stops it.
+    Up(up::UpArgs),
+    /// Create the saga topics (existing ones are left alone).
+    Topics(setup::TopicsArgs),
+    /// Register every event schema in the schema registry.
+    Schemas(setup::SchemasArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    choreo_telemetry::init("choreo", choreo_telemetry::LogFormat::Text);
+    match cli.command {
+        Command::Up(args) => up::run(args).await.context("choreo up"),
+        Command::Topics(args) => setup::topics(args).await,
+        Command::Schemas(args) => setup::schemas(args).await,
+    }
+}

@@ -1,0 +1,110 @@
+//! One-off set-up steps, shared by `choreo up` and the standalone
+//! `choreo topics` / `choreo schemas` commands that deployments run as jobs.
+
+use anyhow::Context;
+use choreo_events::{NAMESPACE, RegistryClient, Topic, catalog, subject};
+use choreo_messaging::KafkaSettings;
+use sqlx::{Connection, PgConnection};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct TopicsArgs {
+    #[arg(
+        long,
+        env = "CHOREO_KAFKA__BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    bootstrap_servers: String,
+    #[arg(long, env = "CHOREO_KAFKA__TOPIC_PREFIX", default_value = "")]
+    topic_prefix: String,
+    #[arg(long, env = "CHOREO_KAFKA__PARTITIONS", default_value_t = 4)]
+    partitions: i32,
+    #[arg(long, env = "CHOREO_KAFKA__REPLICATION_FACTOR", default_value_t = 1)]
+    replication_factor: i32,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct SchemasArgs {
+    #[arg(
+        long,
+        env = "CHOREO_REGISTRY_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    registry_url: String,
+    #[arg(long, env = "CHOREO_KAFKA__TOPIC_PREFIX", default_value = "")]
+    topic_prefix: String,
+}
+
+pub(crate) async fn topics(args: TopicsArgs) -> anyhow::Result<()> {
+    let kafka = KafkaSettings {
+        bootstrap_servers: args.bootstrap_servers,
+        topic_prefix: args.topic_prefix,
+        partitions: args.partitions,
+        replication_factor: args.replication_factor,
+        ..Default::default()
+    };
+    create_topics(&kafka).await
+}
+
+pub(crate) async fn schemas(args: SchemasArgs) -> anyhow::Result<()> {
+    let registry = RegistryClient::new(args.registry_url);
+    register_schemas(&registry, &choreo_events::Topics::new(args.topic_prefix)).await
+}
+
+/// Creates the four saga topics.
+pub(crate) async fn create_topics(kafka: &KafkaSettings) -> anyhow::Result<()> {
+    let topics = kafka.topics();
+    let names: Vec<String> = Topic::ALL.iter().map(|t| topics.name(*t)).collect();
+    choreo_messaging::admin::ensure_topics(kafka, &names)
+        .await
+        .with_context(|| format!("creating topics on {}", kafka.bootstrap_servers))?;
+    println!("topics ready: {}", names.join(", "));
+    Ok(())
+}
+
+/// Registers every event schema under its TopicRecordNameStrategy subject.
+/// Producers would register on first use anyway; doing it up front makes an
+/// incompatible schema fail the deployment instead of the first publish.
+pub(crate) async fn register_schemas(
+    registry: &RegistryClient,
+    topics: &choreo_events::Topics,
+) -> anyhow::Result<()> {
+    for (topic, name, text) in catalog() {
+        let subject = subject(&topics.name(topic), &format!("{NAMESPACE}.{name}"));
+        let id = registry
+            .register(&subject, text)
+            .await
+            .with_context(|| format!("registering {subject} at {}", registry.base_url()))?;
+        println!("schema {subject} -> id {id}");
+    }
+    Ok(())
+}
+
+/// Creates each database that does not exist yet.
+pub(crate) async fn create_databases(admin_url: &str, names: &[String]) -> anyhow::Result<()> {
+    let mut conn = PgConnection::connect(admin_url)
+        .await
+        .with_context(|| format!("connecting to PostgreSQL at {admin_url}"))?;
+    for name in names {
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                .bind(name)
+                .fetch_one(&mut conn)
+                .await?;
+        if !exists {
+            sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+                .execute(&mut conn)
+                .await
+                .with_context(|| format!("creating database {name}"))?;
+            println!("database {name} created");
+        }
+    }
+    Ok(())
+}
+
+/// `postgres://u@h:5432/admin` with the database part replaced by `name`.
+pub(crate) fn database_url(admin_url: &str, name: &str) -> String {
+    match admin_url.rfind('/') {
+        Some(i) if i > "postgres://".len() => format!("{}/{name}", &admin_url[..i]),
+        _ => format!("{admin_url}/{name}"),
+    }
+}

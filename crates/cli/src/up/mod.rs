@@ -1,0 +1,271 @@
+//! `choreo up`: everything `make run` needs, in order.
+//!
+//! 1. Create each service's database (if missing) on the local PostgreSQL.
+//! 2. Start the Tansu broker on its own SQLite file under the data folder.
+//! 3. Start the schema registry; create the topics; register the schemas.
+//! 4. Start order, inventory, payment, shipping and the edge (each migrates
+//!    its own database at start).
+//! 5. Seed the demo catalog and wallets; print where everything is.
+//! 6. Supervise until Ctrl-C, then stop everything, edge first.
+
+mod seed;
+mod supervisor;
+
+use crate::setup;
+use anyhow::Context;
+use choreo_events::{RegistryClient, Topics};
+use choreo_messaging::KafkaSettings;
+use std::{path::PathBuf, time::Duration};
+use supervisor::{ProcessSpec, Supervised, supervise};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct UpArgs {
+    /// Where the broker's storage and the processes' logs go.
+    #[arg(long, env = "CHOREO_DATA_DIR", default_value = ".choreo")]
+    data_dir: PathBuf,
+    /// A PostgreSQL database the user can connect to and create databases from.
+    #[arg(
+        long,
+        env = "CHOREO_PG_ADMIN_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pg_admin_url: String,
+    /// The Tansu broker binary (`make tansu` installs it here).
+    #[arg(long, env = "CHOREO_TANSU_BIN")]
+    tansu_bin: Option<PathBuf>,
+    /// Where the service binaries are; defaults to the folder of `choreo`.
+    #[arg(long, env = "CHOREO_BIN_DIR")]
+    bin_dir: Option<PathBuf>,
+    #[arg(long, env = "CHOREO_BROKER_PORT", default_value_t = 9092)]
+    broker_port: u16,
+    /// The edge listens here; the registry and services on the next ports.
+    #[arg(long, env = "CHOREO_EDGE_PORT", default_value_t = 8080)]
+    edge_port: u16,
+    /// Leave the demo catalog and wallets alone.
+    #[arg(long)]
+    no_seed: bool,
+}
+
+struct Ports {
+    edge: u16,
+    registry: u16,
+    order: u16,
+    inventory: u16,
+    payment: u16,
+    shipping: u16,
+}
+
+pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
+    let data_dir = std::path::absolute(&args.data_dir)?;
+    std::fs::create_dir_all(data_dir.join("logs"))?;
+    let bin_dir = match &args.bin_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("choreo has no parent folder")?
+            .to_path_buf(),
+    };
+    let tansu = args.tansu_bin.clone().unwrap_or_else(default_tansu_bin);
+    anyhow::ensure!(
+        tansu.exists(),
+        "no Tansu broker at {} (run `make tansu`)",
+        tansu.display()
+    );
+    let ports = Ports {
+        edge: args.edge_port,
+        registry: args.edge_port + 1,
+        order: args.edge_port + 2,
+        inventory: args.edge_port + 3,
+        payment: args.edge_port + 4,
+        shipping: args.edge_port + 5,
+    };
+    let services = ["registry", "order", "inventory", "payment", "shipping"];
+    let db_names: Vec<String> = services.iter().map(|s| format!("choreo_{s}")).collect();
+    setup::create_databases(&args.pg_admin_url, &db_names).await?;
+
+    let bootstrap = format!("127.0.0.1:{}", args.broker_port);
+    let registry_url = format!("http://127.0.0.1:{}", ports.registry);
+    let edge_url = format!("http://127.0.0.1:{}", ports.edge);
+    let log = |name: &str| data_dir.join("logs").join(format!("{name}.log"));
+    let mut running: Vec<Supervised> = Vec::new();
+
+    let result = async {
+        let broker_url = format!("tcp://127.0.0.1:{}", args.broker_port);
+        running.push(supervise(ProcessSpec {
+            name: "broker",
+            program: tansu.clone(),
+            args: vec![
+                "broker".into(),
+                "--listener-url".into(),
+                broker_url.clone(),
+                "--advertised-listener-url".into(),
+                broker_url,
+                // Tansu resolves the SQLite path against its working folder.
+                "--storage-engine".into(),
+                "sqlite://tansu.db".into(),
+            ],
+            env: vec![],
+            cwd: Some(data_dir.clone()),
+            log: log("broker"),
+        }));
+        wait_for_port(&bootstrap, "the broker").await?;
+
+        let db = |name: &str| setup::database_url(&args.pg_admin_url, &format!("choreo_{name}"));
+        running.push(supervise(ProcessSpec {
+            name: "schema-registry",
+            program: bin_dir.join("choreo-schema-registry"),
+            args: vec![],
+            env: vec![
+                (
+                    "CHOREO_HTTP_ADDR".into(),
+                    format!("127.0.0.1:{}", ports.registry),
+                ),
+                ("CHOREO_DATABASE_URL".into(), db("registry")),
+            ],
+            cwd: None,
+            log: log("schema-registry"),
+        }));
+        wait_for_health(&registry_url, "the schema registry").await?;
+
+        let kafka = KafkaSettings {
+            bootstrap_servers: bootstrap.clone(),
+            ..Default::default()
+        };
+        setup::create_topics(&kafka).await?;
+        setup::register_schemas(&RegistryClient::new(&registry_url), &Topics::default()).await?;
+
+        for (name, port) in [
+            ("order", ports.order),
+            ("inventory", ports.inventory),
+            ("payment", ports.payment),
+            ("shipping", ports.shipping),
+        ] {
+            running.push(supervise(ProcessSpec {
+                name,
+                program: bin_dir.join(format!("choreo-{name}")),
+                args: vec![],
+                env: vec![
+                    ("CHOREO_HTTP_ADDR".into(), format!("127.0.0.1:{port}")),
+                    ("CHOREO_DATABASE_URL".into(), db(name)),
+                    ("CHOREO_REGISTRY_URL".into(), registry_url.clone()),
+                    ("CHOREO_KAFKA__BOOTSTRAP_SERVERS".into(), bootstrap.clone()),
+                ],
+                cwd: None,
+                log: log(name),
+            }));
+        }
+        running.push(supervise(ProcessSpec {
+            name: "edge",
+            program: bin_dir.join("choreo-edge"),
+            args: vec![],
+            env: vec![
+                (
+                    "CHOREO_HTTP_ADDR".into(),
+                    format!("127.0.0.1:{}", ports.edge),
+                ),
+                (
+                    "CHOREO_ORDER_URL".into(),
+                    format!("http://127.0.0.1:{}", ports.order),
+                ),
+                (
+                    "CHOREO_INVENTORY_URL".into(),
+                    format!("http://127.0.0.1:{}", ports.inventory),
+                ),
+                (
+                    "CHOREO_PAYMENT_URL".into(),
+                    format!("http://127.0.0.1:{}", ports.payment),
+                ),
+            ],
+            cwd: None,
+            log: log("edge"),
+        }));
+        for (name, port) in [
+            ("order", ports.order),
+            ("inventory", ports.inventory),
+            ("payment", ports.payment),
+            ("shipping", ports.shipping),
+            ("edge", ports.edge),
+        ] {
+            wait_for_health(&format!("http://127.0.0.1:{port}"), name).await?;
+        }
+        if !args.no_seed {
+            seed::seed(&edge_url)
+                .await
+                .context("seeding the demo catalog and wallets")?;
+        }
+        print_banner(&edge_url, &registry_url, &bootstrap, &data_dir);
+        choreo_kit::wait_for_signal().await;
+        anyhow::Ok(())
+    }
+    .await;
+
+    println!("\nstopping Choreo…");
+    // Edge first, broker last: stop taking orders, let services finish and
+    // commit, then take the broker away.
+    while let Some(process) = running.pop() {
+        process.stop().await;
+    }
+    result
+}
+
+fn default_tansu_bin() -> PathBuf {
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    PathBuf::from(home).join(".cache/choreo/tansu-0.6.0/bin/tansu")
+}
+
+const START_DEADLINE: Duration = Duration::from_secs(60);
+
+async fn wait_for_port(addr: &str, what: &str) -> anyhow::Result<()> {
+    let started = tokio::time::Instant::now();
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        anyhow::ensure!(
+            started.elapsed() < START_DEADLINE,
+            "{what} did not start listening on {addr}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+async fn wait_for_health(base: &str, what: &str) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let started = tokio::time::Instant::now();
+    loop {
+        if let Ok(r) = http.get(format!("{base}/health")).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        anyhow::ensure!(
+            started.elapsed() < START_DEADLINE,
+            "{what} did not become healthy at {base} (see .choreo/logs)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn print_banner(edge: &str, registry: &str, bootstrap: &str, data_dir: &std::path::Path) {
+    let customer = seed::DEMO_CUSTOMER;
+    println!(
+        r#"
+Choreo is running.
+
+  edge (REST API)     {edge}
+  schema registry     {registry}
+  Kafka bootstrap     {bootstrap}
+  logs                {logs}
+
+Place an order:
+
+  curl -sS -X POST {edge}/v1/orders -H 'content-type: application/json' \
+    -d '{{"customer_id": "{customer}", "items": [{{"sku": "TEA-01", "quantity": 2}}], "shipping_address": {{"name": "Alice", "line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"}}}}'
+
+then follow it (the Location header has its path):
+
+  curl -sS '{edge}/v1/orders/ORDER_ID?wait=5'
+
+Ctrl-C stops everything.
+"#,
+        logs = data_dir.join("logs").display()
+    );
+}

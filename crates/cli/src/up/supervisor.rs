@@ -1,0 +1,140 @@
+//! Runs the platform's processes and restarts any that dies.
+//!
+//! Each child runs in its own process group, so a Ctrl-C at the terminal
+//! reaches only `choreo up`, which then stops the children in order with
+//! SIGTERM (their graceful shutdown) and SIGKILL after a deadline. A child
+//! that exits on its own is restarted with exponential backoff, and the log
+//! says so.
+
+use nix::{sys::signal::Signal, unistd::Pid};
+use std::{
+    path::PathBuf,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+use tokio::{process::Command, sync::watch, task::JoinHandle};
+
+/// How a supervised process is started.
+#[derive(Debug, Clone)]
+pub(crate) struct ProcessSpec {
+    pub(crate) name: &'static str,
+    pub(crate) program: PathBuf,
+    pub(crate) args: Vec<String>,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) cwd: Option<PathBuf>,
+    pub(crate) log: PathBuf,
+}
+
+/// A supervised process; [`Supervised::stop`] ends it for good.
+pub(crate) struct Supervised {
+    pub(crate) name: &'static str,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// After running this long, a process's next crash starts the backoff anew.
+const STABLE: Duration = Duration::from_secs(60);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a process gets to finish its in-flight work after SIGTERM.
+const GRACE: Duration = Duration::from_secs(15);
+
+pub(crate) fn supervise(spec: ProcessSpec) -> Supervised {
+    let (stop, mut stopped) = watch::channel(false);
+    let name = spec.name;
+    let task = tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let started = Instant::now();
+            let mut child = match spawn(&spec) {
+                Ok(child) => child,
+                Err(e) => {
+                    tracing::error!(process = spec.name, error = %e, "cannot start process");
+                    if wait_or_stop(&mut stopped, backoff).await {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            };
+            let pid = child.id();
+            tokio::select! {
+                status = child.wait() => {
+                    if *stopped.borrow() {
+                        return;
+                    }
+                    if started.elapsed() > STABLE {
+                        backoff = Duration::from_millis(500);
+                    }
+                    let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+                    tracing::warn!(
+                        process = spec.name, %status, restart_in = ?backoff,
+                        "process exited; restarting (log: {})", spec.log.display()
+                    );
+                    if wait_or_stop(&mut stopped, backoff).await {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                _ = stopped.changed() => {
+                    terminate(spec.name, pid, &mut child).await;
+                    return;
+                }
+            }
+        }
+    });
+    Supervised { name, stop, task }
+}
+
+impl Supervised {
+    /// Stops the process (SIGTERM, then SIGKILL after the grace period) and
+    /// waits until it is gone.
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        tracing::info!(process = self.name, "stopped");
+    }
+}
+
+fn spawn(spec: &ProcessSpec) -> std::io::Result<tokio::process::Child> {
+    if let Some(dir) = spec.log.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&spec.log)?;
+    let mut command = Command::new(&spec.program);
+    command
+        .args(&spec.args)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(cwd) = &spec.cwd {
+        command.current_dir(cwd);
+    }
+    command.spawn()
+}
+
+/// `true` when asked to stop while waiting.
+async fn wait_or_stop(stopped: &mut watch::Receiver<bool>, wait: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => *stopped.borrow(),
+        _ = stopped.changed() => true,
+    }
+}
+
+async fn terminate(name: &str, pid: Option<u32>, child: &mut tokio::process::Child) {
+    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+    match tokio::time::timeout(GRACE, child.wait()).await {
+        Ok(_) => {}
+        Err(_) => {
+            tracing::warn!(process = name, "did not stop within {GRACE:?}; killing it");
+            let _ = child.kill().await;
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! Black-box tests of the outbox: what a service commits to its outbox reaches
+//! Kafka through the real relay, a real Tansu broker and the schema registry,
+//! and one order's events arrive in the order they were committed, which is
+//! what every saga participant downstream relies on.
+
+use anyhow::{Context, anyhow};
+use choreo_events::{
+    Decoder, EventMeta, OrderLine, OrderPlaced, RegistryClient, ShippingAddress, Topic,
+    encode_datum,
+};
+use choreo_messaging::{KafkaSettings, Relay, admin, outbox};
+use choreo_testkit::{TestBroker, TestDatabase, unique_name, wait_until};
+use rdkafka::{
+    ClientConfig, Message,
+    consumer::{Consumer, StreamConsumer},
+    message::Headers,
+};
+use sqlx::PgPool;
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    time::Duration,
+};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const ORDERS: usize = 5;
+const EVENTS_PER_ORDER: i32 = 20;
+/// What a slow, loaded CI machine needs, not what the test expects.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// An `OrderPlaced` for `order_id` whose position in that order's stream is
+/// `seq`, carried in the first line's quantity so that it survives the trip
+/// through Kafka. Each gets a fresh event id: these are distinct events, not
+/// re-handlings of one cause.
+fn numbered_event(order_id: Uuid, seq: i32) -> OrderPlaced {
+    OrderPlaced {
+        meta: EventMeta {
+            event_id: Uuid::new_v4(),
+            ..EventMeta::first::<OrderPlaced>(order_id, "test")
+        },
+        order_id,
+        customer_id: "customer-1".into(),
+        lines: vec![OrderLine {
+            sku: "SKU-1".into(),
+            quantity: seq,
+        }],
+        shipping_address: ShippingAddress {
+            name: "Ada Lovelace".into(),
+            line1: "1 Analytical Way".into(),
+            line2: None,
+            city: "London".into(),
+            postal_code: "N1 1AA".into(),
+            country: "GB".into(),
+        },
+    }
+}
+
+fn seq_of(event: &OrderPlaced) -> Option<i32> {
+    event.lines.first().map(|l| l.quantity)
+}
+
+/// Enqueues `event` in a transaction of its own and commits it, as a service
+/// does when it changes state.
+async fn enqueue_committed(pool: &PgPool, event: &OrderPlaced) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    outbox::enqueue(&mut tx, event, None).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// One consumed message, with what a downstream consumer sees of it.
+struct Received {
+    key: Option<String>,
+    partition: i32,
+    headers: BTreeMap<String, String>,
+    event: OrderPlaced,
+}
+
+/// Reads `topic` from the beginning with a group of its own until `count`
+/// messages have arrived, in the order the consumer hands them over (which
+/// is partition order within each partition).
+async fn consume(
+    kafka: &KafkaSettings,
+    topic: &str,
+    registry_url: &str,
+    count: usize,
+) -> anyhow::Result<Vec<Received>> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &kafka.bootstrap_servers)
+        .set("group.id", unique_name("outbox-order-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .context("creating the test consumer")?;
+    consumer.subscribe(&[topic])?;
+    let decoder = Decoder::new(RegistryClient::new(registry_url));
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut received = Vec::with_capacity(count);
+    while received.len() < count {
+        let message = tokio::time::timeout_at(deadline, consumer.recv())
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "timed out after {DEADLINE:?} with {} of {count} messages",
+                    received.len()
+                )
+            })?
+            .context("receiving from the broker")?;
+        let payload = message.payload().context("message has no value")?;
+        let event = decoder
+            .decode(payload)
+            .await?
+            .parse::<OrderPlaced>()
+            .context("decoding the value as OrderPlaced")?;
+        let headers = message
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| {
+                        let value = h.value.map(String::from_utf8_lossy).unwrap_or_default();
+                        (h.key.to_owned(), value.into_owned())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        received.push(Received {
+            key: message
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned()),
+            partition: message.partition(),
+            headers,
+            event,
+        });
+    }
+    Ok(received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_publishes_each_orders_events_in_commit_order() -> anyhow::Result<()> {
+    let broker = TestBroker::start().await?;
+    let service_db = TestDatabase::create("outbox").await?;
+    let registry_db = TestDatabase::create("registry").await?;
+    let shutdown = CancellationToken::new();
+
+    let registry = choreo_schema_registry::start(
+        choreo_schema_registry::Settings {
+            http_addr: "127.0.0.1:0".parse()?,
+            database_url: registry_db.url.clone(),
+            ..Default::default()
+        },
+        shutdown.clone(),
+    )
+    .await
+    .context("starting the schema registry")?;
+    let registry_url = format!("http://{}", registry.addr);
+
+    let pool = PgPool::connect(&service_db.url).await?;
+    choreo_messaging::migrate(&pool).await?;
+    let kafka = KafkaSettings {
+        bootstrap_servers: broker.bootstrap.clone(),
+        topic_prefix: format!("{}.", unique_name("t")),
+        partitions: 3,
+        ..Default::default()
+    };
+    let topic = kafka.topics().name(Topic::Order);
+    admin::ensure_topics(&kafka, std::slice::from_ref(&topic)).await?;
+
+    // Orders interleaved, one committed transaction per event: commit order
+    // within an order is its sequence number. The first half is a backlog the
+    // relay finds when it starts; the second half is committed while it runs,
+    // so it arrives through notifications in smaller batches.
+    let orders: Vec<Uuid> = (0..ORDERS).map(|_| Uuid::new_v4()).collect();
+    let mut committed = HashMap::new();
+    let mut commit_round = async |seqs: std::ops::Range<i32>| -> anyhow::Result<()> {
+        for seq in seqs {
+            for &order_id in &orders {
+                let event = numbered_event(order_id, seq);
+                enqueue_committed(&pool, &event).await?;
+                committed.insert(event.meta.event_id, event);
+            }
+        }
+        Ok(())
+    };
+    commit_round(0..EVENTS_PER_ORDER / 2).await?;
+    let relay = Relay::new(&kafka, pool.clone(), RegistryClient::new(&registry_url))?;
+    let relay_task = tokio::spawn(relay.run(shutdown.clone()));
+    commit_round(EVENTS_PER_ORDER / 2..EVENTS_PER_ORDER).await?;
+
+    let received = consume(&kafka, &topic, &registry_url, committed.len())
+        .await
+        .with_context(|| format!("broker log:\n{}", broker.log()))?;
+
+    let mut seqs_by_order: BTreeMap<Uuid, Vec<i32>> = BTreeMap::new();
+    let mut partitions_by_order: BTreeMap<Uuid, BTreeSet<i32>> = BTreeMap::new();
+    for r in &received {
+        let event = &r.event;
+        let meta = &event.meta;
+        assert_eq!(
+            committed.get(&meta.event_id),
+            Some(event),
+            "a published event differs from the one committed"
+        );
+        assert_eq!(r.key.as_deref(), Some(event.order_id.to_string().as_str()));
+        assert_eq!(
+            r.headers.get("choreo-event-id"),
+            Some(&meta.event_id.to_string()),
+            "headers {:?}",
+            r.headers
+        );
+        assert_eq!(
+            r.headers.get("choreo-event-type").map(String::as_str),
+            Some("OrderPlaced")
+        );
+        assert!(
+            !r.headers.contains_key("traceparent"),
+            "enqueued without a trace, published with headers {:?}",
+            r.headers
+        );
+        seqs_by_order
+            .entry(event.order_id)
+            .or_default()
+            .push(seq_of(event).context("event has no lines")?);
+        partitions_by_order
+            .entry(event.order_id)
+            .or_default()
+            .insert(r.partition);
+    }
+    let expected: Vec<i32> = (0..EVENTS_PER_ORDER).collect();
+    assert_eq!(seqs_by_order.len(), ORDERS);
+    for (order_id, seqs) in &seqs_by_order {
+        assert_eq!(
+            seqs, &expected,
+            "order {order_id}'s events arrived out of commit order or incomplete"
+        );
+        assert_eq!(
+            partitions_by_order[order_id].len(),
+            1,
+            "order {order_id} was spread over partitions {:?}",
+            partitions_by_order[order_id]
+        );
+    }
+
+    // The relay marks rows after the broker acknowledges them, which may be
+    // after a consumer has already seen them.
+    wait_until("every outbox row to be marked published", DEADLINE, || {
+        let pool = pool.clone();
+        async move {
+            let unpublished: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                    .fetch_one(&pool)
+                    .await
+                    .ok()?;
+            (unpublished == 0).then_some(())
+        }
+    })
+    .await?;
+
+    shutdown.cancel();
+    relay_task.await.context("relay task")?;
+    registry.task.await.context("registry task")??;
+    pool.close().await;
+    service_db.drop_db().await?;
+    registry_db.drop_db().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_already_in_outbox_is_not_enqueued_again() -> anyhow::Result<()> {
+    let db = TestDatabase::create("outbox_dedup").await?;
+    let pool = PgPool::connect(&db.url).await?;
+    choreo_messaging::migrate(&pool).await?;
+
+    // Handling the same cause twice (a redelivery) builds the same event
+    // again: same derived id, possibly a later timestamp.
+    let order_id = Uuid::new_v4();
+    let handle_cause = || OrderPlaced {
+        meta: EventMeta::first::<OrderPlaced>(order_id, "test"),
+        ..numbered_event(order_id, 0)
+    };
+    let first = handle_cause();
+    let again = handle_cause();
+    assert_eq!(first.meta.event_id, again.meta.event_id);
+    enqueue_committed(&pool, &first).await?;
+    enqueue_committed(&pool, &again).await?;
+
+    let rows: Vec<Vec<u8>> = sqlx::query_scalar("SELECT payload FROM outbox WHERE event_id = $1")
+        .bind(first.meta.event_id)
+        .fetch_all(&pool)
+        .await?;
+    assert_eq!(rows, vec![encode_datum(&first)?], "the first copy is kept");
+
+    // Deduplication is by event id, not by order: the order's next event
+    // still goes in.
+    enqueue_committed(&pool, &numbered_event(order_id, 1)).await?;
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(total, 2);
+
+    pool.close().await;
+    db.drop_db().await?;
+    Ok(())
+}
