@@ -31,6 +31,8 @@ pub struct Platform {
     pub http: reqwest::Client,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    registry_shutdown: CancellationToken,
+    registry_task: JoinHandle<()>,
 }
 
 pub struct Databases {
@@ -73,6 +75,9 @@ impl Platform {
         let broker = TestBroker::start().await?;
         let databases = Databases::create().await?;
         let shutdown = CancellationToken::new();
+        // The registry outlives the services at shutdown: a consumer
+        // finishing its last event may still need a schema.
+        let registry_shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
 
         let registry = choreo_schema_registry::start(
@@ -81,14 +86,14 @@ impl Platform {
                 database_url: databases.registry.url.clone(),
                 ..Default::default()
             },
-            shutdown.clone(),
+            registry_shutdown.clone(),
         )
         .await
         .context("starting the schema registry")?;
         let registry_url = format!("http://{}", registry.addr);
-        tasks.push(tokio::spawn(async move {
+        let registry_task = tokio::spawn(async move {
             let _ = registry.task.await;
-        }));
+        });
 
         let kafka = KafkaSettings {
             bootstrap_servers: broker.bootstrap.clone(),
@@ -187,6 +192,8 @@ impl Platform {
             http: reqwest::Client::new(),
             shutdown,
             tasks,
+            registry_shutdown,
+            registry_task,
         })
     }
 
@@ -196,6 +203,8 @@ impl Platform {
         for task in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
         }
+        self.registry_shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.registry_task).await;
         for db in self.databases.all() {
             db.drop_db().await?;
         }

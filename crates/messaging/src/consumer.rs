@@ -134,6 +134,9 @@ impl<H: Handler> Consumer<H> {
             // Offsets are stored by hand, only after the effect commits.
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
+            // A saga is a chain of hops; the broker's default 500 ms fetch
+            // wait would be paid at every hop when traffic is light.
+            .set("fetch.wait.max.ms", "50")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000");
         settings.apply_overrides(&mut config);

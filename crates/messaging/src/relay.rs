@@ -50,7 +50,12 @@ pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, MessagingErr
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "2")
-        .set("message.timeout.ms", "30000");
+        // Never give up on a message: a timed-out message followed by later
+        // ones that succeed would put one key's events out of order when the
+        // relay publishes the timed-out row again. While the broker is away
+        // the relay simply waits; shutdown interrupts the wait, and the
+        // unmarked rows go out again after the restart.
+        .set("message.timeout.ms", "0");
     settings.apply_overrides(&mut config);
     config
         .create()
@@ -88,7 +93,11 @@ impl Relay {
             if shutdown.is_cancelled() {
                 return;
             }
-            match self.publish_batch().await {
+            let outcome = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                outcome = self.publish_batch() => outcome,
+            };
+            match outcome {
                 Ok(n) if n as i64 == BATCH => {
                     failures = 0;
                     continue;
