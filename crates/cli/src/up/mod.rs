@@ -41,6 +41,9 @@ pub(crate) struct UpArgs {
     /// The edge listens here; the registry and services on the next ports.
     #[arg(long, env = "CHOREO_EDGE_PORT", default_value_t = 8080)]
     edge_port: u16,
+    /// Prefix of the databases created, one per service (`<prefix>order`, …).
+    #[arg(long, env = "CHOREO_DB_PREFIX", default_value = "choreo_")]
+    db_prefix: String,
     /// Leave the demo catalog and wallets alone.
     #[arg(long)]
     no_seed: bool,
@@ -80,13 +83,17 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         shipping: args.edge_port + 5,
     };
     let services = ["registry", "order", "inventory", "payment", "shipping"];
-    let db_names: Vec<String> = services.iter().map(|s| format!("choreo_{s}")).collect();
+    let db_names: Vec<String> = services
+        .iter()
+        .map(|s| format!("{}{s}", args.db_prefix))
+        .collect();
     setup::create_databases(&args.pg_admin_url, &db_names).await?;
 
     let bootstrap = format!("127.0.0.1:{}", args.broker_port);
     let registry_url = format!("http://127.0.0.1:{}", ports.registry);
     let edge_url = format!("http://127.0.0.1:{}", ports.edge);
     let log = |name: &str| data_dir.join("logs").join(format!("{name}.log"));
+    let pid_file = |name: &str| data_dir.join("run").join(format!("{name}.pid"));
     let mut running: Vec<Supervised> = Vec::new();
 
     let result = async {
@@ -107,10 +114,13 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
             env: vec![],
             cwd: Some(data_dir.clone()),
             log: log("broker"),
+            pid_file: pid_file("broker"),
         }));
         wait_for_port(&bootstrap, "the broker").await?;
 
-        let db = |name: &str| setup::database_url(&args.pg_admin_url, &format!("choreo_{name}"));
+        let db = |name: &str| {
+            setup::database_url(&args.pg_admin_url, &format!("{}{name}", args.db_prefix))
+        };
         running.push(supervise(ProcessSpec {
             name: "schema-registry",
             program: bin_dir.join("choreo-schema-registry"),
@@ -124,6 +134,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
             ],
             cwd: None,
             log: log("schema-registry"),
+            pid_file: pid_file("schema-registry"),
         }));
         wait_for_health(&registry_url, "the schema registry").await?;
 
@@ -152,6 +163,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
                 ],
                 cwd: None,
                 log: log(name),
+                pid_file: pid_file(name),
             }));
         }
         running.push(supervise(ProcessSpec {
@@ -178,6 +190,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
             ],
             cwd: None,
             log: log("edge"),
+            pid_file: pid_file("edge"),
         }));
         for (name, port) in [
             ("order", ports.order),
@@ -254,6 +267,7 @@ Choreo is running.
   schema registry     {registry}
   Kafka bootstrap     {bootstrap}
   logs                {logs}
+  pids                {pids}
 
 Place an order:
 
@@ -266,6 +280,7 @@ then follow it (the Location header has its path):
 
 Ctrl-C stops everything.
 "#,
-        logs = data_dir.join("logs").display()
+        logs = data_dir.join("logs").display(),
+        pids = data_dir.join("run").display()
     );
 }

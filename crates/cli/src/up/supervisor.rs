@@ -23,6 +23,8 @@ pub(crate) struct ProcessSpec {
     pub(crate) env: Vec<(String, String)>,
     pub(crate) cwd: Option<PathBuf>,
     pub(crate) log: PathBuf,
+    /// Holds the running process's pid, for operators and failure drills.
+    pub(crate) pid_file: PathBuf,
 }
 
 /// A supervised process; [`Supervised::stop`] ends it for good.
@@ -57,6 +59,11 @@ pub(crate) fn supervise(spec: ProcessSpec) -> Supervised {
                 }
             };
             let pid = child.id();
+            if let Some(pid) = pid {
+                if let Err(e) = std::fs::write(&spec.pid_file, pid.to_string()) {
+                    tracing::warn!(process = spec.name, error = %e, "cannot write pid file");
+                }
+            }
             tokio::select! {
                 status = child.wait() => {
                     if *stopped.borrow() {
@@ -77,6 +84,7 @@ pub(crate) fn supervise(spec: ProcessSpec) -> Supervised {
                 }
                 _ = stopped.changed() => {
                     terminate(spec.name, pid, &mut child).await;
+                    let _ = std::fs::remove_file(&spec.pid_file);
                     return;
                 }
             }
@@ -96,8 +104,10 @@ impl Supervised {
 }
 
 fn spawn(spec: &ProcessSpec) -> std::io::Result<tokio::process::Child> {
-    if let Some(dir) = spec.log.parent() {
-        std::fs::create_dir_all(dir)?;
+    for file in [&spec.log, &spec.pid_file] {
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
     }
     let log = std::fs::OpenOptions::new()
         .create(true)
