@@ -7,7 +7,8 @@ CARGO ?= cargo
 TANSU_VERSION := 0.6.0
 TANSU_ROOT ?= $(HOME)/.cache/choreo/tansu-$(TANSU_VERSION)
 TANSU_BIN := $(TANSU_ROOT)/bin/tansu
-export CHOREO_TANSU_BIN := $(TANSU_BIN)
+CHOREO_TANSU_BIN ?= $(TANSU_BIN)
+export CHOREO_TANSU_BIN
 
 .PHONY: run test check fmt clippy build tansu postgres clean-test-dbs
 

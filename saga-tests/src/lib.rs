@@ -120,7 +120,11 @@ impl Platform {
         };
         let mut spawn = |running: choreo_service::Running| {
             let addr = format!("http://{}", running.addr);
-            tasks.push(tokio::spawn(running.wait()));
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = running.wait().await {
+                    eprintln!("service stopped: {e}");
+                }
+            }));
             addr
         };
         let order = spawn(

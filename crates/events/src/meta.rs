@@ -43,6 +43,18 @@ impl EventMeta {
         )
     }
 
+    /// The envelope of an event that happens once per order however it came
+    /// about: a step that waits for several events (shipping needs the
+    /// address and the payment). Its id derives from the order, so whichever
+    /// cause happens to arrive last, after a replay too, it is the same event.
+    pub fn once_per_order<E: crate::Event>(
+        order_id: Uuid,
+        causation_id: Uuid,
+        producer: &str,
+    ) -> Self {
+        Self::build::<E>(order_id, Some(causation_id), order_id, producer)
+    }
+
     fn build<E: crate::Event>(
         order_id: Uuid,
         causation_id: Option<Uuid>,

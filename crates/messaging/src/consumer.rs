@@ -70,8 +70,18 @@ pub enum HandlerError {
 }
 
 impl From<sqlx::Error> for HandlerError {
+    /// Database errors are transient (the database is down, a lock timed
+    /// out) except integrity violations (SQLSTATE class 23): the same event
+    /// would violate the same constraint on every retry.
     fn from(e: sqlx::Error) -> Self {
-        HandlerError::Transient(Box::new(e))
+        let integrity = matches!(&e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("23")));
+        if integrity {
+            HandlerError::Permanent {
+                reason: error_chain(&e),
+            }
+        } else {
+            HandlerError::Transient(Box::new(e))
+        }
     }
 }
 

@@ -13,7 +13,8 @@ pub struct KafkaSettings {
     /// Partitions for topics this process creates.
     pub partitions: i32,
     pub replication_factor: i32,
-    /// Extra librdkafka properties (SASL, TLS, tuning), applied last.
+    /// Extra librdkafka properties (SASL, TLS, tuning), applied last; `_`
+    /// in a key stands for `.`.
     pub properties: BTreeMap<String, String>,
 }
 
@@ -40,9 +41,13 @@ impl KafkaSettings {
         config
     }
 
+    /// Environment variable names cannot hold dots, so
+    /// `CHOREO_KAFKA__PROPERTIES__SECURITY_PROTOCOL` arrives as
+    /// `security_protocol`; librdkafka's property names use no underscores,
+    /// so turning them into dots is unambiguous.
     pub(crate) fn apply_overrides(&self, config: &mut ClientConfig) {
         for (k, v) in &self.properties {
-            config.set(k, v);
+            config.set(k.replace('_', "."), v);
         }
     }
 }

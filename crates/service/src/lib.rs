@@ -66,13 +66,39 @@ pub struct Running {
     pub addr: SocketAddr,
     pub pool: PgPool,
     tasks: JoinSet<()>,
+    shutdown: CancellationToken,
 }
 
+/// A part of the service (consumer, relay or HTTP server) stopped although
+/// no shutdown was asked for, so the whole service stopped with it.
+#[derive(Debug, thiserror::Error)]
+#[error("a task of the service stopped unexpectedly: {0}")]
+pub struct Stopped(String);
+
 impl Running {
-    /// Waits until every task has stopped (after shutdown was requested).
-    pub async fn wait(mut self) {
-        while self.tasks.join_next().await.is_some() {}
+    /// Waits until every task has stopped. A task that stops before shutdown
+    /// was requested (a panic in a handler, say) stops the whole service and
+    /// makes this an error, so that the process exits and its supervisor
+    /// restarts it, rather than answering `/health` while consuming nothing.
+    ///
+    /// # Errors
+    /// [`Stopped`] when a task ended on its own.
+    pub async fn wait(mut self) -> Result<(), Stopped> {
+        let mut failure = None;
+        while let Some(result) = self.tasks.join_next().await {
+            if !self.shutdown.is_cancelled() {
+                let why = match result {
+                    Err(e) if e.is_panic() => "it panicked".to_owned(),
+                    Err(e) => e.to_string(),
+                    Ok(()) => "it returned".to_owned(),
+                };
+                tracing::error!(%why, "a service task stopped on its own; stopping the service");
+                failure.get_or_insert(Stopped(why));
+                self.shutdown.cancel();
+            }
+        }
         self.pool.close().await;
+        failure.map_or(Ok(()), Err)
     }
 }
 
@@ -141,7 +167,7 @@ pub async fn launch<H: Handler>(
         "/health",
         get(move || async move { Json(serde_json::json!({"status": "ok", "service": name})) }),
     );
-    let (addr, server) = choreo_kit::serve(router, settings.http_addr, shutdown)
+    let (addr, server) = choreo_kit::serve(router, settings.http_addr, shutdown.clone())
         .await
         .map_err(|source| LaunchError::Bind {
             addr: settings.http_addr,
@@ -153,5 +179,10 @@ pub async fn launch<H: Handler>(
         }
     });
     tracing::info!(service = name, %addr, "service started");
-    Ok(Running { addr, pool, tasks })
+    Ok(Running {
+        addr,
+        pool,
+        tasks,
+        shutdown,
+    })
 }

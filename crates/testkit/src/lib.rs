@@ -7,10 +7,12 @@
 
 mod broker;
 mod db;
+mod publish;
 mod wait;
 
 pub use broker::TestBroker;
 pub use db::TestDatabase;
+pub use publish::publish_event;
 pub use wait::wait_until;
 
 /// A short random name, unique per call, for databases, topics and groups, so

@@ -15,6 +15,7 @@ use crate::{
 use axum::{
     Json, Router,
     body::Bytes,
+    extract::rejection::BytesRejection,
     extract::{DefaultBodyLimit, Path, Query, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
@@ -45,13 +46,39 @@ pub(crate) fn router(upstreams: Upstreams) -> Router {
             get(|| async { Json(serde_json::json!({"status": "ok", "service": "edge"})) }),
         )
         .fallback(|| async { HttpError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            HttpError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(upstreams)
 }
 
 /// Parses a JSON body: 415 without a JSON content type, 400 for malformed
 /// JSON, 422 for a document of the wrong shape (unknown or missing fields).
-fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, HttpError> {
+fn json_body<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, HttpError> {
+    let body = body.map_err(|rejection| {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            HttpError::new(
+                status,
+                "payload_too_large",
+                format!("the body is larger than {BODY_LIMIT} bytes"),
+            )
+        } else {
+            HttpError::new(
+                StatusCode::BAD_REQUEST,
+                "unreadable_body",
+                rejection.body_text(),
+            )
+        }
+    })?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -63,7 +90,7 @@ fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T
             "send the body as JSON with Content-Type: application/json",
         ));
     }
-    serde_json::from_slice(body).map_err(|e| match e.classify() {
+    serde_json::from_slice(&body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => HttpError::invalid(e.to_string()),
         _ => HttpError::new(
             StatusCode::BAD_REQUEST,
@@ -92,9 +119,9 @@ fn json(status: StatusCode, body: Value) -> Response {
 async fn place_order(
     State(up): State<Upstreams>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HttpError> {
-    let order: PlaceOrder = json_body(&headers, &body)?;
+    let order: PlaceOrder = json_body(&headers, body)?;
     order.validate()?;
     let answer = call(
         "order",
@@ -105,7 +132,14 @@ async fn place_order(
             .json(&order),
     )
     .await?;
-    let id = answer.body["id"].as_str().unwrap_or_default().to_owned();
+    let Some(id) = answer.body["id"].as_str().map(str::to_owned) else {
+        tracing::error!(body = %answer.body, "order service answered without an order id");
+        return Err(HttpError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_failed",
+            "the order service answered without an order id",
+        ));
+    };
     tracing::info!(order_id = %id, "order accepted");
     Ok((
         StatusCode::CREATED,
@@ -182,14 +216,14 @@ async fn put_product(
     State(up): State<Upstreams>,
     Path(sku): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HttpError> {
     if !is_sku(&sku) {
         return Err(HttpError::invalid(
             "sku must be 1-64 characters of A-Z, 0-9 and '-'",
         ));
     }
-    let product: PutProduct = json_body(&headers, &body)?;
+    let product: PutProduct = json_body(&headers, body)?;
     product.validate()?;
     let answer = call(
         "inventory",
@@ -207,14 +241,14 @@ async fn put_wallet(
     State(up): State<Upstreams>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HttpError> {
     if !is_customer_id(&id) {
         return Err(HttpError::invalid(
             "customer id must be 1-64 letters, digits, '-' or '_'",
         ));
     }
-    let wallet: PutWallet = json_body(&headers, &body)?;
+    let wallet: PutWallet = json_body(&headers, body)?;
     wallet.validate()?;
     let answer = call(
         "payment",

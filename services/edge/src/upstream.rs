@@ -49,12 +49,23 @@ pub(crate) async fn call(
     request: reqwest::RequestBuilder,
 ) -> Result<Answer, HttpError> {
     let response = request.send().await.map_err(|e| {
-        tracing::warn!(service, error = %e, "service unreachable");
-        HttpError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "service_unavailable",
-            format!("the {service} service is unavailable; try again shortly"),
-        )
+        if e.is_connect() {
+            tracing::warn!(service, error = %e, "service unreachable");
+            HttpError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                format!("the {service} service is unavailable; try again shortly"),
+            )
+        } else {
+            // The request may have been applied before the answer was lost:
+            // a blind retry of a POST could place a second order.
+            tracing::error!(service, error = %e, "no answer from service");
+            HttpError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "outcome_unknown",
+                format!("the {service} service did not answer in time; the request may or may not have been applied"),
+            )
+        }
     })?;
     let status =
         StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);

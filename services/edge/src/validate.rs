@@ -96,6 +96,15 @@ impl PlaceOrder {
             ));
         }
         for (i, item) in self.items.iter().enumerate() {
+            if self.items[..i]
+                .iter()
+                .any(|earlier| earlier.sku == item.sku)
+            {
+                problems.push(format!(
+                    "items[{i}].sku {} appears twice; put the whole quantity on one line",
+                    item.sku
+                ));
+            }
             if !is_sku(&item.sku) {
                 problems.push(format!(
                     "items[{i}].sku must be 1-64 characters of A-Z, 0-9 and '-'"
@@ -204,21 +213,36 @@ mod tests {
     }
 
     #[test]
-    fn line_and_quantity_limits_hold() {
+    fn a_sku_on_two_lines_is_rejected() {
         let mut o = order();
-        o.items = vec![
-            Item {
-                sku: "A".into(),
-                quantity: MAX_QUANTITY
-            };
-            MAX_LINES
-        ];
-        assert!(o.validate().is_ok());
         o.items.push(Item {
-            sku: "A".into(),
+            sku: "TEA-01".into(),
             quantity: 1,
         });
-        assert!(o.validate().is_err());
+        let err = o.validate().expect_err("duplicate sku");
+        assert!(
+            err.message.contains("items[1].sku TEA-01 appears twice"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn line_and_quantity_limits_hold() {
+        let mut o = order();
+        o.items = (0..MAX_LINES)
+            .map(|i| Item {
+                sku: format!("SKU-{i}"),
+                quantity: MAX_QUANTITY,
+            })
+            .collect();
+        assert!(o.validate().is_ok());
+        o.items.push(Item {
+            sku: "SKU-X".into(),
+            quantity: 1,
+        });
+        let err = o.validate().expect_err("too many lines");
+        assert!(err.message.contains("at most 100"), "{}", err.message);
         let mut o = order();
         o.items[0].quantity = MAX_QUANTITY + 1;
         assert!(o.validate().is_err());

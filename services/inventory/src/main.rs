@@ -15,6 +15,6 @@ async fn main() -> anyhow::Result<()> {
     let running = choreo_inventory::start(settings, shutdown)
         .await
         .context("starting the inventory service")?;
-    running.wait().await;
+    running.wait().await?;
     Ok(())
 }

@@ -125,7 +125,9 @@ async fn get_order(
 ) -> Result<Json<Order>, HttpError> {
     let wait = match query.wait {
         None => Duration::ZERO,
-        Some(w) if w.is_finite() && w >= 0.0 => Duration::from_secs_f64(w).min(state.max_wait),
+        Some(w) if w.is_finite() && w >= 0.0 => {
+            Duration::from_secs_f64(w.min(state.max_wait.as_secs_f64()))
+        }
         Some(_) => {
             return Err(HttpError::invalid(
                 "wait must be a non-negative number of seconds",

@@ -241,3 +241,33 @@ pub(crate) async fn fetch_order(
         timeline,
     }))
 }
+
+/// The order's total and currency, once inventory has priced it.
+pub(crate) async fn total(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<(i64, String)>, sqlx::Error> {
+    let row = sqlx::query("SELECT total_cents, currency FROM orders WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let total: Option<i64> = row.try_get("total_cents")?;
+    let currency: Option<String> = row.try_get("currency")?;
+    Ok(total.zip(currency))
+}
+
+/// The id of the order's event of this type, if the order has seen one.
+pub(crate) async fn timeline_event(
+    conn: &mut PgConnection,
+    id: Uuid,
+    event_type: &str,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT event_id FROM order_timeline WHERE order_id = $1 AND event_type = $2 LIMIT 1",
+    )
+    .bind(id)
+    .bind(event_type)
+    .fetch_optional(conn)
+    .await
+}

@@ -15,6 +15,6 @@ async fn main() -> anyhow::Result<()> {
     let running = choreo_order::start(settings, shutdown)
         .await
         .context("starting the order service")?;
-    running.wait().await;
+    running.wait().await?;
     Ok(())
 }

@@ -15,6 +15,6 @@ async fn main() -> anyhow::Result<()> {
     let running = choreo_payment::start(settings, shutdown)
         .await
         .context("starting the payment service")?;
-    running.wait().await;
+    running.wait().await?;
     Ok(())
 }

@@ -15,6 +15,6 @@ async fn main() -> anyhow::Result<()> {
     let running = choreo_shipping::start(settings, shutdown)
         .await
         .context("starting the shipping service")?;
-    running.wait().await;
+    running.wait().await?;
     Ok(())
 }

@@ -13,7 +13,7 @@ mod supervisor;
 
 use crate::setup;
 use anyhow::Context;
-use choreo_events::{RegistryClient, Topics};
+use choreo_events::RegistryClient;
 use choreo_messaging::KafkaSettings;
 use std::{path::PathBuf, time::Duration};
 use supervisor::{ProcessSpec, Supervised, supervise};
@@ -44,6 +44,12 @@ pub(crate) struct UpArgs {
     /// Prefix of the databases created, one per service (`<prefix>order`, …).
     #[arg(long, env = "CHOREO_DB_PREFIX", default_value = "choreo_")]
     db_prefix: String,
+    /// Prepended to every topic and consumer group name.
+    #[arg(long, env = "CHOREO_KAFKA__TOPIC_PREFIX", default_value = "")]
+    topic_prefix: String,
+    /// Partitions of the topics `choreo up` creates.
+    #[arg(long, env = "CHOREO_KAFKA__PARTITIONS", default_value_t = 4)]
+    partitions: i32,
     /// Leave the demo catalog and wallets alone.
     #[arg(long)]
     no_seed: bool,
@@ -95,8 +101,13 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let log = |name: &str| data_dir.join("logs").join(format!("{name}.log"));
     let pid_file = |name: &str| data_dir.join("run").join(format!("{name}.pid"));
     let mut running: Vec<Supervised> = Vec::new();
+    // Listen from the start: a Ctrl-C during set-up must stop what has been
+    // started so far, since the children run in their own process groups
+    // and would otherwise outlive us.
+    let signal = choreo_kit::wait_for_signal();
+    tokio::pin!(signal);
 
-    let result = async {
+    let setup = async {
         let broker_url = format!("tcp://127.0.0.1:{}", args.broker_port);
         running.push(supervise(ProcessSpec {
             name: "broker",
@@ -140,10 +151,12 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
 
         let kafka = KafkaSettings {
             bootstrap_servers: bootstrap.clone(),
+            topic_prefix: args.topic_prefix.clone(),
+            partitions: args.partitions,
             ..Default::default()
         };
         setup::create_topics(&kafka).await?;
-        setup::register_schemas(&RegistryClient::new(&registry_url), &Topics::default()).await?;
+        setup::register_schemas(&RegistryClient::new(&registry_url), &kafka.topics()).await?;
 
         for (name, port) in [
             ("order", ports.order),
@@ -160,6 +173,10 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
                     ("CHOREO_DATABASE_URL".into(), db(name)),
                     ("CHOREO_REGISTRY_URL".into(), registry_url.clone()),
                     ("CHOREO_KAFKA__BOOTSTRAP_SERVERS".into(), bootstrap.clone()),
+                    (
+                        "CHOREO_KAFKA__TOPIC_PREFIX".into(),
+                        args.topic_prefix.clone(),
+                    ),
                 ],
                 cwd: None,
                 log: log(name),
@@ -207,10 +224,21 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
                 .context("seeding the demo catalog and wallets")?;
         }
         print_banner(&edge_url, &registry_url, &bootstrap, &data_dir);
-        choreo_kit::wait_for_signal().await;
         anyhow::Ok(())
-    }
-    .await;
+    };
+    let result = tokio::select! {
+        result = setup => match result {
+            Ok(()) => {
+                (&mut signal).await;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
+        _ = &mut signal => {
+            println!("interrupted during set-up");
+            Ok(())
+        }
+    };
 
     println!("\nstopping Choreo…");
     // Edge first, broker last: stop taking orders, let services finish and

@@ -17,7 +17,8 @@ pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result
     }
     let mut wanted: BTreeMap<&str, i32> = BTreeMap::new();
     for line in &order.lines {
-        *wanted.entry(line.sku.as_str()).or_default() += line.quantity;
+        let quantity = wanted.entry(line.sku.as_str()).or_default();
+        *quantity = quantity.saturating_add(line.quantity);
     }
     let skus: Vec<String> = wanted.keys().map(|s| (*s).to_owned()).collect();
     let products = db::lock_products(tx, &skus).await?;
@@ -43,16 +44,24 @@ pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result
         .first()
         .map_or("EUR", |p| p.currency.as_str())
         .to_owned();
-    let lines: Vec<PricedLine> = reserved
-        .iter()
-        .map(|r| PricedLine {
+    let overflow = || rejected(&order, "the total does not fit in 64-bit cents".to_owned());
+    let mut lines: Vec<PricedLine> = Vec::with_capacity(reserved.len());
+    let mut total_cents: i64 = 0;
+    for r in &reserved {
+        let line_total_cents = r
+            .unit_price_cents
+            .checked_mul(i64::from(r.quantity))
+            .ok_or_else(overflow)?;
+        total_cents = total_cents
+            .checked_add(line_total_cents)
+            .ok_or_else(overflow)?;
+        lines.push(PricedLine {
             sku: r.sku.to_owned(),
             quantity: r.quantity,
             unit_price_cents: r.unit_price_cents,
-            line_total_cents: r.unit_price_cents * i64::from(r.quantity),
-        })
-        .collect();
-    let total_cents = lines.iter().map(|l| l.line_total_cents).sum();
+            line_total_cents,
+        });
+    }
 
     db::insert_reservation(
         tx,

@@ -1,4 +1,5 @@
-//! Inventory reserved every line: record the prices and total on the order.
+//! Inventory reserved every line: record the prices and total on the order,
+//! and confirm it if the shipment was already scheduled.
 
 use super::unknown_order;
 use crate::db;
@@ -20,5 +21,7 @@ pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result
     )
     .await?;
     db::append_timeline(tx, &event.meta).await?;
-    Ok(())
+    // Topics have no order between them: after a consumer restart the
+    // shipment may have been seen first.
+    super::confirm_if_ready(tx, event.order_id, delivery.traceparent.as_deref()).await
 }

@@ -41,7 +41,11 @@ async fn schedule_if_ready(
     }
     db::mark_scheduled(tx, shipment.order_id).await?;
     let event = ShipmentScheduled {
-        meta: EventMeta::caused_by::<ShipmentScheduled>(cause, "shipping"),
+        meta: EventMeta::once_per_order::<ShipmentScheduled>(
+            shipment.order_id,
+            cause.event_id,
+            "shipping",
+        ),
         order_id: shipment.order_id,
         shipment_id: shipment.shipment_id,
         country,
