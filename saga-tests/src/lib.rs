@@ -69,8 +69,31 @@ fn local(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
+/// How a test's platform differs from the default one.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The order service's saga deadline.
+    pub saga_deadline: Duration,
+    /// Services not started at all, as if down for the whole test.
+    pub down: Vec<&'static str>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            saga_deadline: Duration::from_secs(30),
+            down: Vec::new(),
+        }
+    }
+}
+
 impl Platform {
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> anyhow::Result<Self> {
+        let up = |name: &str| !options.down.contains(&name);
         choreo_telemetry::init("saga-tests", choreo_telemetry::LogFormat::Text);
         let broker = TestBroker::start().await?;
         let databases = Databases::create().await?;
@@ -99,6 +122,10 @@ impl Platform {
             bootstrap_servers: broker.bootstrap.clone(),
             topic_prefix: format!("{}.", unique_name("t")),
             partitions: 3,
+            properties: std::env::var("PROBE_DEBUG")
+                .ok()
+                .map(|d| [("debug".to_owned(), d)].into_iter().collect())
+                .unwrap_or_default(),
             ..Default::default()
         };
         let topics = kafka.topics();
@@ -127,47 +154,66 @@ impl Platform {
             }));
             addr
         };
-        let order = spawn(
-            choreo_order::start(
-                choreo_order::Settings {
-                    service: service(&databases.order),
-                    max_wait_seconds: 60,
-                },
-                shutdown.clone(),
+        let unstarted = |name: &str| format!("http://127.0.0.1:9/{name}-is-down");
+        let order = if up("order") {
+            spawn(
+                choreo_order::start(
+                    choreo_order::Settings {
+                        service: service(&databases.order),
+                        max_wait_seconds: 60,
+                        saga_deadline_seconds: options.saga_deadline.as_secs_f64(),
+                    },
+                    shutdown.clone(),
+                )
+                .await
+                .context("starting order")?,
             )
-            .await
-            .context("starting order")?,
-        );
-        let inventory = spawn(
-            choreo_inventory::start(
-                choreo_inventory::Settings {
-                    service: service(&databases.inventory),
-                },
-                shutdown.clone(),
+        } else {
+            unstarted("order")
+        };
+        let inventory = if up("inventory") {
+            spawn(
+                choreo_inventory::start(
+                    choreo_inventory::Settings {
+                        service: service(&databases.inventory),
+                    },
+                    shutdown.clone(),
+                )
+                .await
+                .context("starting inventory")?,
             )
-            .await
-            .context("starting inventory")?,
-        );
-        let payment = spawn(
-            choreo_payment::start(
-                choreo_payment::Settings {
-                    service: service(&databases.payment),
-                },
-                shutdown.clone(),
+        } else {
+            unstarted("inventory")
+        };
+        let payment = if up("payment") {
+            spawn(
+                choreo_payment::start(
+                    choreo_payment::Settings {
+                        service: service(&databases.payment),
+                    },
+                    shutdown.clone(),
+                )
+                .await
+                .context("starting payment")?,
             )
-            .await
-            .context("starting payment")?,
-        );
-        let shipping = spawn(
-            choreo_shipping::start(
-                choreo_shipping::Settings {
-                    service: service(&databases.shipping),
-                },
-                shutdown.clone(),
+        } else {
+            unstarted("payment")
+        };
+        let shipping = if up("shipping") {
+            spawn(
+                choreo_shipping::start(
+                    choreo_shipping::Settings {
+                        service: service(&databases.shipping),
+                        ..Default::default()
+                    },
+                    shutdown.clone(),
+                )
+                .await
+                .context("starting shipping")?,
             )
-            .await
-            .context("starting shipping")?,
-        );
+        } else {
+            unstarted("shipping")
+        };
         let edge = choreo_edge::start(
             choreo_edge::Settings {
                 http_addr: local(0),
@@ -329,7 +375,7 @@ pub const SUBSCRIPTIONS: &[(&str, &[choreo_events::Topic])] = {
     &[
         ("order", &[Inventory, Payment, Shipping]),
         ("inventory", &[Order]),
-        ("payment", &[Inventory]),
+        ("payment", &[Inventory, Order]),
         ("shipping", &[Order, Payment]),
     ]
 };
@@ -473,4 +519,85 @@ impl Platform {
         }
         Ok(())
     }
+}
+
+impl Platform {
+    /// Places an order through the edge and returns its id.
+    pub async fn place(&self, customer: &str, items: &[(&str, i32)]) -> anyhow::Result<String> {
+        self.place_body(order_body(customer, items)).await
+    }
+
+    pub async fn place_body(&self, body: Value) -> anyhow::Result<String> {
+        let response = self
+            .http
+            .post(self.url("/v1/orders"))
+            .json(&body)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status() == 201,
+            "placing an order: {}",
+            response.status()
+        );
+        let order: Value = response.json().await?;
+        order["id"]
+            .as_str()
+            .map(str::to_owned)
+            .context("the order has an id")
+    }
+
+    /// Cancels through the edge; returns the HTTP status and body.
+    pub async fn cancel(&self, id: &str) -> anyhow::Result<(u16, Value)> {
+        let response = self
+            .http
+            .post(self.url(&format!("/v1/orders/{id}/cancel")))
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// Waits until the order's timeline holds an event of `event_type`.
+    pub async fn wait_for_event(&self, id: &str, event_type: &str) -> anyhow::Result<Value> {
+        wait_until(
+            &format!("{event_type} in order {id}'s timeline"),
+            SAGA_DEADLINE,
+            || async {
+                let order = self.order(id, 0).await.ok()?;
+                let seen = order["timeline"]
+                    .as_array()?
+                    .iter()
+                    .any(|e| e["event_type"] == event_type);
+                seen.then_some(order)
+            },
+        )
+        .await
+    }
+
+    pub fn registry_client(&self) -> choreo_events::RegistryClient {
+        choreo_events::RegistryClient::new(&self.registry)
+    }
+
+    /// Publishes `event` to its topic as its producing service would.
+    pub async fn publish<E: choreo_events::Event>(&self, event: &E) -> anyhow::Result<()> {
+        choreo_testkit::publish_event(
+            &self.kafka.bootstrap_servers,
+            &self.kafka.topics(),
+            &self.registry_client(),
+            event,
+        )
+        .await
+    }
+}
+
+/// The event types of an order's timeline, in order.
+pub fn timeline(order: &Value) -> Vec<String> {
+    order["timeline"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .filter_map(|e| e["event_type"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -58,11 +58,17 @@ async fn an_order_placed_at_the_edge_is_confirmed_with_priced_lines_and_timeline
         "the saga's events in order"
     );
 
-    // The effects behind the confirmation.
+    // The effects behind the confirmation: once every service has seen the
+    // outcome, the reserved stock has left the warehouse.
+    platform.wait_until_consumed().await?;
     let tea = platform.product("TEA-01").await?;
     assert_eq!(
-        (tea["available"].as_i64(), tea["reserved"].as_i64()),
-        (Some(8), Some(2))
+        (
+            tea["available"].as_i64(),
+            tea["reserved"].as_i64(),
+            tea["shipped"].as_i64()
+        ),
+        (Some(8), Some(0), Some(2))
     );
     let wallet = platform.wallet("alice").await?;
     assert_eq!(wallet["balance_cents"], 10_000 - 3_300);

@@ -38,9 +38,13 @@ async fn every_event_of_a_saga_redelivered_is_applied_once() -> anyhow::Result<(
     );
     let tea = platform.product("TEA-01").await?;
     assert_eq!(
-        (tea["available"].as_i64(), tea["reserved"].as_i64()),
-        (Some(7), Some(3)),
-        "stock reserved once"
+        (
+            tea["available"].as_i64(),
+            tea["reserved"].as_i64(),
+            tea["shipped"].as_i64()
+        ),
+        (Some(7), Some(0), Some(3)),
+        "stock reserved and shipped once"
     );
     assert_eq!(
         platform.wallet("bob").await?["balance_cents"],

@@ -49,10 +49,10 @@ impl EventMeta {
     /// cause happens to arrive last, after a replay too, it is the same event.
     pub fn once_per_order<E: crate::Event>(
         order_id: Uuid,
-        causation_id: Uuid,
+        causation_id: Option<Uuid>,
         producer: &str,
     ) -> Self {
-        Self::build::<E>(order_id, Some(causation_id), order_id, producer)
+        Self::build::<E>(order_id, causation_id, order_id, producer)
     }
 
     fn build<E: crate::Event>(

@@ -48,6 +48,13 @@ pub fn catalog() -> Vec<(Topic, &'static str, &'static str)> {
         entry::<StockReserved>(),
         entry::<PaymentCompleted>(),
         entry::<ShipmentScheduled>(),
+        entry::<OrderCancelled>(),
+        entry::<StockRejected>(),
+        entry::<StockReleased>(),
+        entry::<PaymentFailed>(),
+        entry::<PaymentRefunded>(),
+        entry::<ShipmentFailed>(),
+        entry::<ShipmentCancelled>(),
     ]
 }
 
@@ -152,4 +159,140 @@ event!(
     ShipmentScheduled,
     Topic::Shipping,
     "shipping.events/ShipmentScheduled.avsc"
+);
+
+/// Why a saga ended in cancellation (`OrderCancelled.reason`).
+pub mod cancel_reason {
+    pub const OUT_OF_STOCK: &str = "OUT_OF_STOCK";
+    pub const PAYMENT_DECLINED: &str = "PAYMENT_DECLINED";
+    pub const SHIPPING_UNAVAILABLE: &str = "SHIPPING_UNAVAILABLE";
+    pub const CUSTOMER_CANCELLED: &str = "CUSTOMER_CANCELLED";
+    pub const TIMEOUT: &str = "TIMEOUT";
+}
+
+/// The saga's outcome when a step said no, the customer cancelled or the
+/// deadline passed; every service compensates what it did for the order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderCancelled {
+    pub meta: EventMeta,
+    #[serde(with = "crate::uuid_text")]
+    pub order_id: Uuid,
+    /// One of [`cancel_reason`].
+    pub reason: String,
+    pub detail: String,
+}
+event!(
+    OrderCancelled,
+    Topic::Order,
+    "order.events/OrderCancelled.avsc"
+);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockShortage {
+    pub sku: String,
+    pub requested: i32,
+    /// 0 for a SKU the catalog does not have.
+    pub available: i32,
+}
+
+/// Not every line could be reserved; nothing was reserved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StockRejected {
+    pub meta: EventMeta,
+    #[serde(with = "crate::uuid_text")]
+    pub order_id: Uuid,
+    /// `OUT_OF_STOCK` or `UNKNOWN_SKU`.
+    pub reason: String,
+    pub shortages: Vec<StockShortage>,
+}
+event!(
+    StockRejected,
+    Topic::Inventory,
+    "inventory.events/StockRejected.avsc"
+);
+
+/// A reservation went back to the free stock (compensation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StockReleased {
+    pub meta: EventMeta,
+    #[serde(with = "crate::uuid_text")]
+    pub order_id: Uuid,
+    /// The order's cancellation reason.
+    pub reason: String,
+    pub lines: Vec<OrderLine>,
+}
+event!(
+    StockReleased,
+    Topic::Inventory,
+    "inventory.events/StockReleased.avsc"
+);
+
+/// The total could not be charged; nothing was charged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaymentFailed {
+    pub meta: EventMeta,
+    #[serde(with = "crate::uuid_text")]
+    pub order_id: Uuid,
+    pub customer_id: String,
+    pub amount_cents: i64,
+    /// `INSUFFICIENT_FUNDS` or `UNKNOWN_CUSTOMER`.
+    pub reason: String,
+}
+event!(
+    PaymentFailed,
+    Topic::Payment,
+    "payment.events/PaymentFailed.avsc"
+);
+
+/// A charge was credited back to the wallet (compensation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaymentRefunded {
+    pub meta: EventMeta,
+    #[serde(with = "crate::uuid_text")]
+    pub order_id: Uuid,
+    #[serde(with = "crate::uuid_text")]
+    pub payment_id: Uuid,
+    pub customer_id: String,
+    pub amount_cents: i64,
+    pub currency: String,
+    /// The order's cancellation reason.
+    pub reason: String,
+}
+event!(
+    PaymentRefunded,
+    Topic::Payment,
+    "payment.events/PaymentRefunded.avsc"
+);
+
+/// The order cannot be shipped; nothing was scheduled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShipmentFailed {
+    pub meta: EventMeta,
+    #[serde(with = "crate::uuid_text")]
+    pub order_id: Uuid,
+    pub country: String,
+    /// `COUNTRY_NOT_SERVED`.
+    pub reason: String,
+}
+event!(
+    ShipmentFailed,
+    Topic::Shipping,
+    "shipping.events/ShipmentFailed.avsc"
+);
+
+/// A scheduled shipment was cancelled (compensation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShipmentCancelled {
+    pub meta: EventMeta,
+    #[serde(with = "crate::uuid_text")]
+    pub order_id: Uuid,
+    #[serde(with = "crate::uuid_text")]
+    pub shipment_id: Uuid,
+    /// The order's cancellation reason.
+    pub reason: String,
+}
+event!(
+    ShipmentCancelled,
+    Topic::Shipping,
+    "shipping.events/ShipmentCancelled.avsc"
 );

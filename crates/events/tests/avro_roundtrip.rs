@@ -154,3 +154,69 @@ fn a_message_is_not_parsed_as_another_record() {
         "an OrderPlaced datum must not decode as OrderConfirmed"
     );
 }
+
+#[test]
+fn every_compensation_event_round_trips_through_its_avsc() {
+    let p = placed();
+    let cancelled = OrderCancelled {
+        meta: EventMeta::once_per_order::<OrderCancelled>(p.order_id, None, "order"),
+        order_id: p.order_id,
+        reason: cancel_reason::CUSTOMER_CANCELLED.into(),
+        detail: "the customer cancelled".into(),
+    };
+    assert_eq!(roundtrip(&cancelled), cancelled);
+    let rejected = StockRejected {
+        meta: EventMeta::caused_by::<StockRejected>(&p.meta, "inventory"),
+        order_id: p.order_id,
+        reason: "OUT_OF_STOCK".into(),
+        shortages: vec![StockShortage {
+            sku: "SKU-1".into(),
+            requested: 2,
+            available: 1,
+        }],
+    };
+    assert_eq!(roundtrip(&rejected), rejected);
+    let released = StockReleased {
+        meta: EventMeta::caused_by::<StockReleased>(&cancelled.meta, "inventory"),
+        order_id: p.order_id,
+        reason: cancelled.reason.clone(),
+        lines: p.lines.clone(),
+    };
+    assert_eq!(roundtrip(&released), released);
+    let failed = PaymentFailed {
+        meta: EventMeta::caused_by::<PaymentFailed>(&p.meta, "payment"),
+        order_id: p.order_id,
+        customer_id: "cust-1".into(),
+        amount_cents: 100,
+        reason: "INSUFFICIENT_FUNDS".into(),
+    };
+    assert_eq!(roundtrip(&failed), failed);
+    let refunded = PaymentRefunded {
+        meta: EventMeta::caused_by::<PaymentRefunded>(&cancelled.meta, "payment"),
+        order_id: p.order_id,
+        payment_id: Uuid::new_v4(),
+        customer_id: "cust-1".into(),
+        amount_cents: 100,
+        currency: "EUR".into(),
+        reason: cancelled.reason.clone(),
+    };
+    assert_eq!(roundtrip(&refunded), refunded);
+    let shipment_failed = ShipmentFailed {
+        meta: EventMeta::once_per_order::<ShipmentFailed>(
+            p.order_id,
+            Some(p.meta.event_id),
+            "shipping",
+        ),
+        order_id: p.order_id,
+        country: "AQ".into(),
+        reason: "COUNTRY_NOT_SERVED".into(),
+    };
+    assert_eq!(roundtrip(&shipment_failed), shipment_failed);
+    let shipment_cancelled = ShipmentCancelled {
+        meta: EventMeta::caused_by::<ShipmentCancelled>(&cancelled.meta, "shipping"),
+        order_id: p.order_id,
+        shipment_id: Uuid::new_v4(),
+        reason: cancelled.reason.clone(),
+    };
+    assert_eq!(roundtrip(&shipment_cancelled), shipment_cancelled);
+}

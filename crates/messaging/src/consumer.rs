@@ -96,20 +96,27 @@ impl From<OutboxError> for HandlerError {
     }
 }
 
+/// Whether a handler acted on an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The effect is in the transaction; the event is recorded as applied.
+    Applied,
+    /// The service does not react to this record; nothing is recorded, so a
+    /// later version of the service that does react can still apply it on a
+    /// replay.
+    Ignored,
+}
+
 /// A service's reaction to the events it consumes.
 pub trait Handler: Send + Sync + 'static {
-    /// Whether this service reacts to the record (simple name). Others on the
-    /// same topics are skipped without touching the database.
-    fn handles(&self, record: &str) -> bool;
-
     /// Applies the event inside `tx`, which the runtime commits together with
-    /// the inbox entry. Events the handler emits go to the outbox in the same
-    /// transaction.
+    /// the inbox entry (or rolls back, for [`Outcome::Ignored`]). Events the
+    /// handler emits go to the outbox in the same transaction.
     fn handle<'a>(
         &'a self,
         tx: &'a mut PgConnection,
         delivery: &'a Delivery,
-    ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a;
+    ) -> impl Future<Output = Result<Outcome, HandlerError>> + Send + 'a;
 }
 
 pub struct Consumer<H> {
@@ -261,9 +268,6 @@ impl<H: Handler> Consumer<H> {
             "order_id",
             tracing::field::display(decoded.meta().correlation_id),
         );
-        if !self.handler.handles(decoded.name()) {
-            return Ok(());
-        }
         let Some(topic) = self.topics.parse(message.topic()) else {
             return Err(Failure::Permanent(format!(
                 "unexpected topic {}",
@@ -299,11 +303,12 @@ impl<H: Handler> Consumer<H> {
             return Ok(());
         }
         match self.handler.handle(&mut tx, &delivery).await {
-            Ok(()) => {
+            Ok(Outcome::Applied) => {
                 tx.commit().await.map_err(transient)?;
                 tracing::debug!(event_id = %meta.event_id, "event applied");
                 Ok(())
             }
+            Ok(Outcome::Ignored) => Ok(()),
             Err(HandlerError::Transient(e)) => Err(Failure::Transient(error_chain(e.as_ref()))),
             Err(HandlerError::Permanent { reason }) => Err(Failure::Permanent(reason)),
         }

@@ -19,7 +19,7 @@ pub mod outbox;
 pub mod relay;
 mod settings;
 
-pub use consumer::{Consumer, Delivery, Handler, HandlerError};
+pub use consumer::{Consumer, Delivery, Handler, HandlerError, Outcome};
 pub use error::MessagingError;
 pub use relay::Relay;
 pub use settings::KafkaSettings;

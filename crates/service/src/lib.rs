@@ -109,6 +109,9 @@ pub struct Spec<H> {
     pub handler: H,
     /// The service's own routes; `/health` is added.
     pub router: Router,
+    /// Further tasks of the service (the order service's deadline sweeper),
+    /// each stopping when the shutdown token is cancelled.
+    pub background: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
 }
 
 /// Connects and migrates the service's database.
@@ -161,6 +164,9 @@ pub async fn launch<H: Handler>(
     )
     .map_err(LaunchError::Messaging)?;
     tasks.spawn(consumer.run(shutdown.clone()));
+    for task in spec.background {
+        tasks.spawn(task);
+    }
 
     let name = spec.name;
     let router = spec.router.route(

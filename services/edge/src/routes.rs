@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `POST /v1/orders` | order |
 //! | `GET /v1/orders/{id}[?wait=SECONDS]` | order |
+//! | `POST /v1/orders/{id}/cancel` | order |
 //! | `GET /v1/products`, `GET /v1/products/{sku}` | inventory |
 //! | `PUT /v1/admin/products/{sku}` | inventory |
 //! | `PUT /v1/admin/customers/{id}/wallet` | payment |
@@ -37,6 +38,7 @@ pub(crate) fn router(upstreams: Upstreams) -> Router {
     Router::new()
         .route("/v1/orders", post(place_order))
         .route("/v1/orders/{id}", get(get_order))
+        .route("/v1/orders/{id}/cancel", post(cancel_order))
         .route("/v1/products", get(list_products))
         .route("/v1/products/{sku}", get(get_product))
         .route("/v1/admin/products/{sku}", put(put_product))
@@ -178,6 +180,24 @@ async fn get_order(
             .get(format!("{}/orders/{id}", up.order))
             .query(&[("wait", wait)])
             .timeout(up.timeout + Duration::from_secs_f64(wait)),
+    )
+    .await?;
+    Ok(json(answer.status, answer.body))
+}
+
+#[tracing::instrument(skip_all, fields(order_id = %id))]
+async fn cancel_order(
+    State(up): State<Upstreams>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, HttpError> {
+    let id = Uuid::parse_str(&id).map_err(|_| HttpError::not_found(format!("no order {id}")))?;
+    let answer = call(
+        "order",
+        up.http
+            .post(format!("{}/orders/{id}/cancel", up.order))
+            .header("traceparent", trace(&headers))
+            .timeout(up.timeout),
     )
     .await?;
     Ok(json(answer.status, answer.body))

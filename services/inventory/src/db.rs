@@ -13,6 +13,8 @@ pub struct Product {
     pub currency: String,
     pub available: i32,
     pub reserved: i32,
+    /// Left the warehouse with confirmed orders.
+    pub shipped: i32,
 }
 
 fn product(row: PgRow) -> Result<Product, sqlx::Error> {
@@ -23,10 +25,11 @@ fn product(row: PgRow) -> Result<Product, sqlx::Error> {
         currency: row.try_get("currency")?,
         available: row.try_get("available")?,
         reserved: row.try_get("reserved")?,
+        shipped: row.try_get("shipped")?,
     })
 }
 
-const COLUMNS: &str = "sku, name, price_cents, currency, available, reserved";
+const COLUMNS: &str = "sku, name, price_cents, currency, available, reserved, shipped";
 
 pub(crate) async fn list_products(conn: &mut PgConnection) -> Result<Vec<Product>, sqlx::Error> {
     sqlx::query(&format!("SELECT {COLUMNS} FROM products ORDER BY sku"))
@@ -50,7 +53,8 @@ pub(crate) async fn get_product(
 }
 
 /// Creates or replaces a product's name, price and free stock. Stock held by
-/// reservations is not touched.
+/// reservations is not touched; the change in free stock is counted as stock
+/// put on (or taken off) the shelf.
 pub(crate) async fn upsert_product(
     conn: &mut PgConnection,
     sku: &str,
@@ -59,8 +63,9 @@ pub(crate) async fn upsert_product(
     available: i32,
 ) -> Result<Product, sqlx::Error> {
     let row = sqlx::query(&format!(
-        "INSERT INTO products (sku, name, price_cents, available) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (sku) DO UPDATE SET name = $2, price_cents = $3, available = $4, updated_at = now()
+        "INSERT INTO products (sku, name, price_cents, available, stocked_total) VALUES ($1, $2, $3, $4, $4)
+         ON CONFLICT (sku) DO UPDATE SET name = $2, price_cents = $3, available = $4,
+             stocked_total = products.stocked_total + ($4 - products.available), updated_at = now()
          RETURNING {COLUMNS}"
     ))
     .bind(sku)
@@ -89,17 +94,84 @@ pub(crate) async fn lock_products(
     .collect()
 }
 
-pub(crate) async fn reservation_exists(
+/// The order's reservation status, locked for the rest of the transaction;
+/// `None` when inventory has not seen the order yet.
+pub(crate) async fn lock_reservation(
     conn: &mut PgConnection,
     order_id: Uuid,
-) -> Result<bool, sqlx::Error> {
-    Ok(
-        sqlx::query("SELECT 1 FROM reservations WHERE order_id = $1")
-            .bind(order_id)
-            .fetch_optional(conn)
-            .await?
-            .is_some(),
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT status FROM reservations WHERE order_id = $1 FOR UPDATE")
+        .bind(order_id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Records an order without reserving anything: `REJECTED` (stock was short)
+/// or `VOIDED` (cancelled before inventory saw it). The row makes any later
+/// copy of the order's events a no-op.
+pub(crate) async fn insert_tombstone(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    customer_id: &str,
+    status: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO reservations (order_id, customer_id, status, total_cents, currency)
+         VALUES ($1, $2, $3, 0, 'EUR') ON CONFLICT (order_id) DO NOTHING",
     )
+    .bind(order_id)
+    .bind(customer_id)
+    .bind(status)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Moves a RESERVED order's lines out of `reserved`: back to `available`
+/// (released) or to `shipped`. Returns the lines moved.
+pub(crate) async fn settle_reservation(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    outcome: Settlement,
+) -> Result<Vec<(String, i32)>, sqlx::Error> {
+    let lines: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT sku, quantity FROM reservation_lines WHERE order_id = $1 ORDER BY sku",
+    )
+    .bind(order_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let (status, update) = match outcome {
+        Settlement::Release => (
+            "RELEASED",
+            "UPDATE products SET available = available + $2, reserved = reserved - $2, updated_at = now() WHERE sku = $1",
+        ),
+        Settlement::Ship => (
+            "SHIPPED",
+            "UPDATE products SET shipped = shipped + $2, reserved = reserved - $2, updated_at = now() WHERE sku = $1",
+        ),
+    };
+    for (sku, quantity) in &lines {
+        sqlx::query(update)
+            .bind(sku)
+            .bind(quantity)
+            .execute(&mut *conn)
+            .await?;
+    }
+    sqlx::query("UPDATE reservations SET status = $2 WHERE order_id = $1")
+        .bind(order_id)
+        .bind(status)
+        .execute(conn)
+        .await?;
+    Ok(lines)
+}
+
+/// Where reserved stock goes when the saga ends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Settlement {
+    /// The order was cancelled: back to the free stock.
+    Release,
+    /// The order was confirmed: out of the warehouse.
+    Ship,
 }
 
 /// One reserved line: SKU, quantity, unit price.

@@ -1,8 +1,10 @@
 //! The inventory service: the catalog and its stock.
 //!
 //! When an order is placed it reserves every line at the catalog price, all
-//! or nothing, and emits `StockReserved` with the priced lines and total. Its
-//! HTTP API serves the catalog to the edge and lets admins set products.
+//! or nothing, and emits `StockReserved` with the priced lines and total, or
+//! `StockRejected` when stock is short. When the order is cancelled it
+//! releases the reservation (`StockReleased`); when it is confirmed the stock
+//! is shipped. Its HTTP API serves the catalog and lets admins set products.
 //!
 //! - `api`: the HTTP API the edge calls.
 //! - `handlers/`: one module per event the service reacts to.
@@ -49,6 +51,7 @@ pub async fn start(
         inputs: INPUTS,
         handler: handlers::InventoryHandler,
         router: api::router(pool.clone()),
+        background: Vec::new(),
     };
     choreo_service::launch(&settings.service, pool, spec, shutdown).await
 }

@@ -6,7 +6,10 @@
 //!   timeline; with `wait`, answers as soon as the order is terminal or the
 //!   time is up.
 
-use crate::db::{self, Order};
+use crate::{
+    db::{self, Order},
+    saga::{self, Cancel},
+};
 use axum::{
     Json, Router,
     extract::{Path, Query, State as AxumState},
@@ -34,6 +37,7 @@ pub(crate) fn router(state: State) -> Router {
     Router::new()
         .route("/orders", post(place_order))
         .route("/orders/{id}", get(get_order))
+        .route("/orders/{id}/cancel", post(cancel_order))
         .with_state(state)
 }
 
@@ -158,6 +162,56 @@ async fn get_order(
             _ = changed.changed() => {}
             _ = poll => {}
             _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+/// A customer's cancel: `202` with the order once it is CANCELLED (every
+/// step already taken is then compensated by the services), `409` when the
+/// order is already CONFIRMED or CANCELLED.
+#[tracing::instrument(skip_all, fields(order_id = %id))]
+async fn cancel_order(
+    AxumState(state): AxumState<State>,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, HttpError> {
+    let trace = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceParent::parse)
+        .unwrap_or_else(TraceParent::new_root)
+        .child()
+        .to_string();
+    let internal = |e: &(dyn std::error::Error + 'static)| HttpError::internal(e);
+    let mut tx = state.pool.begin().await.map_err(|e| internal(&e))?;
+    let outcome = saga::cancel(
+        &mut tx,
+        id,
+        choreo_events::cancel_reason::CUSTOMER_CANCELLED,
+        "cancelled by the customer",
+        None,
+        Some(&trace),
+    )
+    .await
+    .map_err(|e| internal(&e))?;
+    match outcome {
+        Cancel::NoSuchOrder => Err(HttpError::not_found(format!("no order {id}"))),
+        Cancel::AlreadyDecided(status) => Err(HttpError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "order {id} is already {}; only a PENDING order can be cancelled",
+                status.as_str()
+            ),
+        )),
+        Cancel::Cancelled => {
+            let order = db::fetch_order(&mut tx, id)
+                .await
+                .map_err(|e| internal(&e))?
+                .ok_or_else(|| HttpError::not_found(format!("no order {id}")))?;
+            tx.commit().await.map_err(|e| internal(&e))?;
+            state.changed.send_modify(|v| *v = v.wrapping_add(1));
+            Ok((StatusCode::ACCEPTED, Json(order)))
         }
     }
 }

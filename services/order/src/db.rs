@@ -15,7 +15,7 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             OrderStatus::Pending => "PENDING",
             OrderStatus::Confirmed => "CONFIRMED",
@@ -43,6 +43,10 @@ pub struct Order {
     pub id: Uuid,
     pub customer_id: String,
     pub status: OrderStatus,
+    /// Set when CANCELLED: OUT_OF_STOCK, PAYMENT_DECLINED,
+    /// SHIPPING_UNAVAILABLE, CUSTOMER_CANCELLED or TIMEOUT.
+    pub cancel_reason: Option<String>,
+    pub cancel_detail: Option<String>,
     pub lines: Vec<Line>,
     pub total_cents: Option<i64>,
     pub currency: Option<String>,
@@ -179,7 +183,8 @@ pub(crate) async fn fetch_order(
     id: Uuid,
 ) -> Result<Option<Order>, sqlx::Error> {
     let Some(row) = sqlx::query(
-        "SELECT id, customer_id, status, shipping_address, total_cents, currency, created_at, updated_at
+        "SELECT id, customer_id, status, cancel_reason, cancel_detail, shipping_address, total_cents, currency,
+                created_at, updated_at
          FROM orders WHERE id = $1",
     )
     .bind(id)
@@ -232,6 +237,8 @@ pub(crate) async fn fetch_order(
         id: row.try_get("id")?,
         customer_id: row.try_get("customer_id")?,
         status,
+        cancel_reason: row.try_get("cancel_reason")?,
+        cancel_detail: row.try_get("cancel_detail")?,
         lines,
         total_cents: row.try_get("total_cents")?,
         currency: row.try_get("currency")?,
@@ -269,5 +276,40 @@ pub(crate) async fn timeline_event(
     .bind(id)
     .bind(event_type)
     .fetch_optional(conn)
+    .await
+}
+
+/// Marks the order CANCELLED with its reason.
+pub(crate) async fn set_cancelled(
+    conn: &mut PgConnection,
+    id: Uuid,
+    reason: &str,
+    detail: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE orders SET status = 'CANCELLED', cancel_reason = $2, cancel_detail = $3, updated_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(reason)
+    .bind(detail)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Up to `limit` PENDING orders older than `deadline_seconds`, locked; ones
+/// another transaction holds are skipped (it is deciding them).
+pub(crate) async fn lock_overdue(
+    conn: &mut PgConnection,
+    deadline_seconds: f64,
+    limit: i64,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM orders WHERE status = 'PENDING' AND created_at < now() - make_interval(secs => $1)
+         ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(deadline_seconds)
+    .bind(limit)
+    .fetch_all(conn)
     .await
 }

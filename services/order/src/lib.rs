@@ -2,8 +2,10 @@
 //!
 //! It stores an order as PENDING and emits `OrderPlaced`; it follows the
 //! saga's events from inventory, payment and shipping into the order's
-//! timeline; and when shipping has scheduled the shipment it marks the order
-//! CONFIRMED and emits `OrderConfirmed`. It calls no other service.
+//! timeline; and it alone decides the outcome (`saga`): CONFIRMED with
+//! `OrderConfirmed` once the shipment is scheduled, or CANCELLED with
+//! `OrderCancelled` and a reason when a step says no, the customer cancels or
+//! the saga deadline passes (`deadline`). It calls no other service.
 //!
 //! - `api`: the HTTP API the edge calls.
 //! - `handlers/`: one module per event the service reacts to.
@@ -11,12 +13,15 @@
 
 mod api;
 mod db;
+mod deadline;
 mod handlers;
+mod saga;
 
 use choreo_events::Topic;
 use choreo_kit::CancellationToken;
 use choreo_service::{LaunchError, Running, ServiceSettings, Spec};
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 use tokio::sync::watch;
 
 pub use db::{Line, Order, OrderStatus, TimelineEntry};
@@ -27,6 +32,9 @@ pub struct Settings {
     pub service: ServiceSettings,
     /// The longest `?wait=` a client may ask for, in seconds.
     pub max_wait_seconds: u64,
+    /// An order not CONFIRMED or CANCELLED this long after it was placed is
+    /// cancelled with reason TIMEOUT.
+    pub saga_deadline_seconds: f64,
 }
 
 impl Default for Settings {
@@ -34,6 +42,7 @@ impl Default for Settings {
         Self {
             service: ServiceSettings::local("order", 8082),
             max_wait_seconds: 30,
+            saga_deadline_seconds: 30.0,
         }
     }
 }
@@ -59,9 +68,15 @@ pub async fn start(
         handler: handlers::OrderHandler::new(changed.clone()),
         router: api::router(api::State {
             pool: pool.clone(),
-            changed,
-            max_wait: std::time::Duration::from_secs(settings.max_wait_seconds),
+            changed: changed.clone(),
+            max_wait: Duration::from_secs(settings.max_wait_seconds),
         }),
+        background: vec![Box::pin(deadline::sweep_until(
+            pool.clone(),
+            Duration::from_secs_f64(settings.saga_deadline_seconds.max(0.1)),
+            changed,
+            shutdown.clone(),
+        ))],
     };
     choreo_service::launch(&settings.service, pool, spec, shutdown).await
 }

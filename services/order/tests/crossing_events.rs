@@ -47,6 +47,7 @@ async fn an_order_whose_shipment_is_seen_before_its_prices_is_confirmed_with_its
                 log_format: Default::default(),
             },
             max_wait_seconds: 30,
+            saga_deadline_seconds: 300.0,
         },
         shutdown.clone(),
     )

@@ -62,22 +62,48 @@ pub(crate) async fn lock_wallet(
         .transpose()
 }
 
-pub(crate) async fn payment_exists(
-    conn: &mut PgConnection,
-    order_id: Uuid,
-) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query("SELECT 1 FROM payments WHERE order_id = $1")
-        .bind(order_id)
-        .fetch_optional(conn)
-        .await?
-        .is_some())
+/// The order's payment as this service recorded it.
+pub(crate) struct Payment {
+    pub(crate) payment_id: Uuid,
+    pub(crate) customer_id: String,
+    pub(crate) charged_cents: i64,
+    pub(crate) currency: String,
+    pub(crate) status: String,
 }
 
-/// Debits the wallet and records the payment.
+/// The order's payment row, locked for the rest of the transaction.
+pub(crate) async fn lock_payment(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+) -> Result<Option<Payment>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT payment_id, customer_id, charged_cents, currency, status FROM payments WHERE order_id = $1 FOR UPDATE",
+    )
+    .bind(order_id)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| {
+        Ok(Payment {
+            payment_id: r.try_get("payment_id")?,
+            customer_id: r.try_get("customer_id")?,
+            charged_cents: r.try_get("charged_cents")?,
+            currency: r.try_get("currency")?,
+            status: r.try_get("status")?,
+        })
+    })
+    .transpose()
+}
+
+/// The payment's id derives from its order, so re-deriving the charge after
+/// a restore yields the same id.
+pub(crate) fn payment_id(order_id: Uuid) -> Uuid {
+    Uuid::new_v5(&order_id, b"payment")
+}
+
+/// Debits the wallet and records the payment as COMPLETED.
 pub(crate) async fn charge(
     conn: &mut PgConnection,
     order_id: Uuid,
-    payment_id: Uuid,
     customer_id: &str,
     amount_cents: i64,
     currency: &str,
@@ -87,16 +113,68 @@ pub(crate) async fn charge(
         .bind(amount_cents)
         .execute(&mut *conn)
         .await?;
+    record(
+        conn,
+        order_id,
+        customer_id,
+        amount_cents,
+        currency,
+        "COMPLETED",
+        amount_cents,
+    )
+    .await
+}
+
+/// Records a decision that moved no money: DECLINED or VOIDED.
+pub(crate) async fn record_without_charge(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    customer_id: &str,
+    amount_cents: i64,
+    status: &str,
+) -> Result<(), sqlx::Error> {
+    record(conn, order_id, customer_id, amount_cents, "EUR", status, 0).await
+}
+
+async fn record(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    customer_id: &str,
+    amount_cents: i64,
+    currency: &str,
+    status: &str,
+    charged_cents: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO payments (order_id, payment_id, customer_id, amount_cents, currency, status)
-         VALUES ($1, $2, $3, $4, $5, 'COMPLETED')",
+        "INSERT INTO payments (order_id, payment_id, customer_id, amount_cents, currency, status, charged_cents)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(order_id)
-    .bind(payment_id)
+    .bind(payment_id(order_id))
     .bind(customer_id)
     .bind(amount_cents)
     .bind(currency)
+    .bind(status)
+    .bind(charged_cents)
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// Credits a COMPLETED payment back to its wallet and marks it REFUNDED.
+pub(crate) async fn refund(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    payment: &Payment,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE wallets SET balance_cents = balance_cents + $2, updated_at = now() WHERE customer_id = $1")
+        .bind(&payment.customer_id)
+        .bind(payment.charged_cents)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("UPDATE payments SET status = 'REFUNDED', refunded_cents = charged_cents WHERE order_id = $1")
+        .bind(order_id)
+        .execute(conn)
+        .await?;
     Ok(())
 }

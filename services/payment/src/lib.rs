@@ -1,7 +1,9 @@
 //! The payment service: customer wallets and the charge for each order.
 //!
 //! When stock is reserved it debits the customer's wallet by the order's
-//! total and emits `PaymentCompleted`. Its HTTP API lets admins set a wallet.
+//! total and emits `PaymentCompleted`, or `PaymentFailed` when it cannot.
+//! When the order is cancelled it refunds the charge (`PaymentRefunded`).
+//! Its HTTP API lets admins set a wallet.
 //!
 //! - `api`: the HTTP API the edge calls.
 //! - `handlers/`: one module per event the service reacts to.
@@ -32,7 +34,7 @@ impl Default for Settings {
     }
 }
 
-const INPUTS: &[Topic] = &[Topic::Inventory];
+const INPUTS: &[Topic] = &[Topic::Inventory, Topic::Order];
 
 /// Starts the service; it runs until `shutdown` is cancelled.
 ///
@@ -48,6 +50,7 @@ pub async fn start(
         inputs: INPUTS,
         handler: handlers::PaymentHandler,
         router: api::router(pool.clone()),
+        background: Vec::new(),
     };
     choreo_service::launch(&settings.service, pool, spec, shutdown).await
 }

@@ -73,17 +73,40 @@ pub(crate) async fn record_paid(
     shipment(row)
 }
 
-pub(crate) async fn mark_scheduled(
+/// Sets the shipment's status; `SCHEDULED` also stamps `scheduled_at`.
+pub(crate) async fn set_status(
     conn: &mut PgConnection,
     order_id: Uuid,
+    status: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE shipments SET status = 'SCHEDULED', scheduled_at = now() WHERE order_id = $1",
+        "UPDATE shipments SET status = $2,
+             scheduled_at = CASE WHEN $2 = 'SCHEDULED' THEN now() ELSE scheduled_at END
+         WHERE order_id = $1",
     )
     .bind(order_id)
+    .bind(status)
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// The order's shipment, locked; created as CANCELLED if shipping never
+/// heard of the order, so that nothing is scheduled for it later.
+pub(crate) async fn lock_or_tombstone(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+) -> Result<Shipment, sqlx::Error> {
+    let row = sqlx::query(
+        "INSERT INTO shipments (order_id, shipment_id, status) VALUES ($1, $2, 'CANCELLED')
+         ON CONFLICT (order_id) DO UPDATE SET order_id = EXCLUDED.order_id
+         RETURNING order_id, shipment_id, status, country, paid, scheduled_at",
+    )
+    .bind(order_id)
+    .bind(shipment_id(order_id))
+    .fetch_one(conn)
+    .await?;
+    shipment(row)
 }
 
 pub(crate) async fn get_shipment(

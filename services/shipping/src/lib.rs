@@ -1,8 +1,10 @@
 //! The shipping service: schedules a shipment once an order is paid.
 //!
 //! It learns the address from `OrderPlaced` and the go-ahead from
-//! `PaymentCompleted`; whichever arrives second schedules the shipment and
-//! emits `ShipmentScheduled`.
+//! `PaymentCompleted`; whichever arrives second schedules the shipment
+//! (`ShipmentScheduled`), or fails it for a country not served
+//! (`ShipmentFailed`). When the order is cancelled a scheduled shipment is
+//! called off (`ShipmentCancelled`).
 //!
 //! - `api`: the HTTP API (shipment lookup).
 //! - `handlers/`: one module per event the service reacts to.
@@ -23,12 +25,23 @@ pub use db::Shipment;
 pub struct Settings {
     #[serde(flatten)]
     pub service: ServiceSettings,
+    /// ISO 3166-1 alpha-2 codes of the countries shipped to; an order to any
+    /// other fails with `ShipmentFailed` and is cancelled.
+    pub served_countries: Vec<String>,
 }
+
+/// The European Union, the EEA, Switzerland, the United Kingdom and North America.
+const DEFAULT_COUNTRIES: &[&str] = &[
+    "AT", "BE", "BG", "CA", "CH", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GB", "GR", "HR",
+    "HU", "IE", "IS", "IT", "LI", "LT", "LU", "LV", "MT", "NL", "NO", "PL", "PT", "RO", "SE", "SI",
+    "SK", "US",
+];
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
             service: ServiceSettings::local("shipping", 8085),
+            served_countries: DEFAULT_COUNTRIES.iter().map(|c| (*c).to_owned()).collect(),
         }
     }
 }
@@ -47,8 +60,9 @@ pub async fn start(
     let spec = Spec {
         name: "shipping",
         inputs: INPUTS,
-        handler: handlers::ShippingHandler,
+        handler: handlers::ShippingHandler::new(&settings.served_countries),
         router: api::router(pool.clone()),
+        background: Vec::new(),
     };
     choreo_service::launch(&settings.service, pool, spec, shutdown).await
 }

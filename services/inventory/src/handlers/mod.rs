@@ -1,22 +1,27 @@
 //! What the inventory service does with each event it consumes: one module
 //! per event.
 
+mod order_cancelled;
+mod order_confirmed;
 mod order_placed;
 
-use choreo_messaging::{Delivery, Handler, HandlerError};
+use choreo_messaging::{Delivery, Handler, HandlerError, Outcome};
 use sqlx::PgConnection;
 
 pub(crate) struct InventoryHandler;
 
 impl Handler for InventoryHandler {
-    fn handles(&self, record: &str) -> bool {
-        record == "OrderPlaced"
-    }
-
-    async fn handle(&self, tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
+    async fn handle(
+        &self,
+        tx: &mut PgConnection,
+        delivery: &Delivery,
+    ) -> Result<Outcome, HandlerError> {
         match delivery.message.name() {
-            "OrderPlaced" => order_placed::handle(tx, delivery).await,
-            _ => Ok(()),
+            "OrderPlaced" => order_placed::handle(tx, delivery).await?,
+            "OrderCancelled" => order_cancelled::handle(tx, delivery).await?,
+            "OrderConfirmed" => order_confirmed::handle(tx, delivery).await?,
+            _ => return Ok(Outcome::Ignored),
         }
+        Ok(Outcome::Applied)
     }
 }

@@ -1,18 +1,23 @@
 //! An order was placed: reserve every line at its catalog price, all or
-//! nothing, and announce it with `StockReserved`.
+//! nothing. `StockReserved` when every line fits, `StockRejected` (which SKUs,
+//! how many were free) when one does not; then nothing is reserved.
 
 use crate::db::{self, Reserved};
-use choreo_events::{EventMeta, OrderPlaced, PricedLine, StockReserved};
+use choreo_events::{
+    EventMeta, OrderPlaced, PricedLine, StockRejected, StockReserved, StockShortage,
+};
 use choreo_messaging::{Delivery, HandlerError, outbox};
 use sqlx::PgConnection;
 use std::collections::BTreeMap;
 
+#[tracing::instrument(skip_all, fields(order_id = tracing::field::Empty), err)]
 pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
     let order: OrderPlaced = delivery.parse()?;
-    // One reservation per order, even if the event's id differed (a replay
-    // from another producer instance): the order is the business key.
-    if db::reservation_exists(tx, order.order_id).await? {
-        tracing::info!(order_id = %order.order_id, "order already has a reservation");
+    tracing::Span::current().record("order_id", tracing::field::display(order.order_id));
+    // One decision per order, even if the event's id differed (a replay from
+    // another producer instance): the order is the business key.
+    if let Some(status) = db::lock_reservation(tx, order.order_id).await? {
+        tracing::info!(order_id = %order.order_id, %status, "order already handled");
         return Ok(());
     }
     let mut wanted: BTreeMap<&str, i32> = BTreeMap::new();
@@ -24,45 +29,75 @@ pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result
     let products = db::lock_products(tx, &skus).await?;
 
     let mut reserved = Vec::with_capacity(wanted.len());
+    let mut shortages = Vec::new();
+    let mut unknown = false;
     for (sku, quantity) in &wanted {
-        let Some(product) = products.iter().find(|p| p.sku == *sku) else {
-            return Err(rejected(&order, format!("unknown sku {sku}")));
-        };
-        if product.available < *quantity {
-            return Err(rejected(
-                &order,
-                format!("{sku}: {quantity} wanted, {} available", product.available),
-            ));
+        match products.iter().find(|p| p.sku == *sku) {
+            None => {
+                unknown = true;
+                shortages.push(StockShortage {
+                    sku: (*sku).to_owned(),
+                    requested: *quantity,
+                    available: 0,
+                });
+            }
+            Some(p) if p.available < *quantity => shortages.push(StockShortage {
+                sku: (*sku).to_owned(),
+                requested: *quantity,
+                available: p.available,
+            }),
+            Some(p) => reserved.push(Reserved {
+                sku,
+                quantity: *quantity,
+                unit_price_cents: p.price_cents,
+            }),
         }
-        reserved.push(Reserved {
-            sku,
-            quantity: *quantity,
-            unit_price_cents: product.price_cents,
-        });
     }
-    let currency = products
-        .first()
-        .map_or("EUR", |p| p.currency.as_str())
-        .to_owned();
-    let overflow = || rejected(&order, "the total does not fit in 64-bit cents".to_owned());
     let mut lines: Vec<PricedLine> = Vec::with_capacity(reserved.len());
-    let mut total_cents: i64 = 0;
+    let mut total: Option<i64> = Some(0);
     for r in &reserved {
-        let line_total_cents = r
-            .unit_price_cents
-            .checked_mul(i64::from(r.quantity))
-            .ok_or_else(overflow)?;
-        total_cents = total_cents
-            .checked_add(line_total_cents)
-            .ok_or_else(overflow)?;
+        let line_total_cents = r.unit_price_cents.checked_mul(i64::from(r.quantity));
+        total = total
+            .zip(line_total_cents)
+            .and_then(|(t, l)| t.checked_add(l));
         lines.push(PricedLine {
             sku: r.sku.to_owned(),
             quantity: r.quantity,
             unit_price_cents: r.unit_price_cents,
-            line_total_cents,
+            line_total_cents: line_total_cents.unwrap_or_default(),
         });
     }
+    let Some(total_cents) = total else {
+        return Err(HandlerError::Permanent {
+            reason: format!(
+                "order {}: the total does not fit in 64-bit cents",
+                order.order_id
+            ),
+        });
+    };
 
+    if !shortages.is_empty() {
+        db::insert_tombstone(tx, order.order_id, &order.customer_id, "REJECTED").await?;
+        let event = StockRejected {
+            meta: EventMeta::caused_by::<StockRejected>(&order.meta, "inventory"),
+            order_id: order.order_id,
+            reason: if unknown {
+                "UNKNOWN_SKU"
+            } else {
+                "OUT_OF_STOCK"
+            }
+            .to_owned(),
+            shortages,
+        };
+        outbox::enqueue(tx, &event, delivery.traceparent.as_deref()).await?;
+        tracing::info!(order_id = %order.order_id, reason = %event.reason, "stock rejected");
+        return Ok(());
+    }
+
+    let currency = products
+        .first()
+        .map_or("EUR", |p| p.currency.as_str())
+        .to_owned();
     db::insert_reservation(
         tx,
         order.order_id,
@@ -83,12 +118,4 @@ pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result
     outbox::enqueue(tx, &event, delivery.traceparent.as_deref()).await?;
     tracing::info!(order_id = %order.order_id, total_cents, "stock reserved");
     Ok(())
-}
-
-/// The order cannot be reserved. Until the compensation branch (issue 3)
-/// emits `StockRejected`, the refusal is logged and the order stays PENDING.
-fn rejected(order: &OrderPlaced, reason: String) -> HandlerError {
-    HandlerError::Permanent {
-        reason: format!("order {} cannot be reserved: {reason}", order.order_id),
-    }
 }

@@ -2,15 +2,20 @@
 //! event.
 
 mod payment_completed;
+mod payment_failed;
+mod payment_refunded;
+mod shipment_cancelled;
+mod shipment_failed;
 mod shipment_scheduled;
+mod stock_rejected;
+mod stock_released;
 mod stock_reserved;
 
-use crate::db::{self, OrderStatus};
-use choreo_events::{EventMeta, OrderConfirmed};
-use choreo_messaging::{Delivery, Handler, HandlerError, outbox};
+use crate::{db, saga};
+use choreo_events::EventMeta;
+use choreo_messaging::{Delivery, Handler, HandlerError, Outcome};
 use sqlx::PgConnection;
 use tokio::sync::watch;
-use uuid::Uuid;
 
 pub(crate) struct OrderHandler {
     changed: watch::Sender<u64>,
@@ -23,24 +28,27 @@ impl OrderHandler {
 }
 
 impl Handler for OrderHandler {
-    fn handles(&self, record: &str) -> bool {
-        matches!(
-            record,
-            "StockReserved" | "PaymentCompleted" | "ShipmentScheduled"
-        )
-    }
-
-    async fn handle(&self, tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
+    async fn handle(
+        &self,
+        tx: &mut PgConnection,
+        delivery: &Delivery,
+    ) -> Result<Outcome, HandlerError> {
         match delivery.message.name() {
             "StockReserved" => stock_reserved::handle(tx, delivery).await?,
+            "StockRejected" => stock_rejected::handle(tx, delivery).await?,
+            "StockReleased" => stock_released::handle(tx, delivery).await?,
             "PaymentCompleted" => payment_completed::handle(tx, delivery).await?,
+            "PaymentFailed" => payment_failed::handle(tx, delivery).await?,
+            "PaymentRefunded" => payment_refunded::handle(tx, delivery).await?,
             "ShipmentScheduled" => shipment_scheduled::handle(tx, delivery).await?,
-            _ => return Ok(()),
+            "ShipmentFailed" => shipment_failed::handle(tx, delivery).await?,
+            "ShipmentCancelled" => shipment_cancelled::handle(tx, delivery).await?,
+            _ => return Ok(Outcome::Ignored),
         }
         // Wakes `?wait=` readers. They re-read after our commit lands or
         // on their next poll; waking a little early costs one read.
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
-        Ok(())
+        Ok(Outcome::Applied)
     }
 }
 
@@ -52,35 +60,33 @@ fn unknown_order(order_id: uuid::Uuid) -> HandlerError {
     }
 }
 
-/// Confirms a PENDING order once both facts it needs are in: the prices
-/// (`StockReserved`) and the scheduled shipment (`ShipmentScheduled`, which
-/// shipping only emits after payment). They arrive on different topics in
-/// either order, so both handlers call this; the order row is locked by the
-/// caller, so only one of them can confirm.
-async fn confirm_if_ready(
-    tx: &mut PgConnection,
-    order_id: Uuid,
-    traceparent: Option<&str>,
-) -> Result<(), HandlerError> {
-    if db::lock_status(tx, order_id).await? != Some(OrderStatus::Pending) {
-        return Ok(());
+/// Records an event in its order's timeline; the order must exist.
+async fn record(tx: &mut PgConnection, meta: &EventMeta) -> Result<(), HandlerError> {
+    if db::lock_status(tx, meta.correlation_id).await?.is_none() {
+        return Err(unknown_order(meta.correlation_id));
     }
-    let Some(shipment_event) = db::timeline_event(tx, order_id, "ShipmentScheduled").await? else {
-        return Ok(());
-    };
-    let Some((total_cents, currency)) = db::total(tx, order_id).await? else {
-        tracing::info!(order_id = %order_id, "shipment scheduled before the prices arrived; waiting for them");
-        return Ok(());
-    };
-    let confirmed = OrderConfirmed {
-        meta: EventMeta::once_per_order::<OrderConfirmed>(order_id, shipment_event, "order"),
-        order_id,
-        total_cents,
-        currency,
-    };
-    db::set_status(tx, order_id, OrderStatus::Confirmed).await?;
-    db::append_timeline(tx, &confirmed.meta).await?;
-    outbox::enqueue(tx, &confirmed, traceparent).await?;
-    tracing::info!(order_id = %order_id, total_cents, "order confirmed");
+    db::append_timeline(tx, meta).await?;
+    Ok(())
+}
+
+/// A step said no: record it and cancel the order with `reason` (a no-op if
+/// the order was already decided).
+async fn step_failed(
+    tx: &mut PgConnection,
+    delivery: &Delivery,
+    meta: &EventMeta,
+    reason: &str,
+    detail: &str,
+) -> Result<(), HandlerError> {
+    record(tx, meta).await?;
+    saga::cancel(
+        tx,
+        meta.correlation_id,
+        reason,
+        detail,
+        Some(meta),
+        delivery.traceparent.as_deref(),
+    )
+    .await?;
     Ok(())
 }

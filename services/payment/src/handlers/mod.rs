@@ -1,22 +1,25 @@
 //! What the payment service does with each event it consumes: one module per
 //! event.
 
+mod order_cancelled;
 mod stock_reserved;
 
-use choreo_messaging::{Delivery, Handler, HandlerError};
+use choreo_messaging::{Delivery, Handler, HandlerError, Outcome};
 use sqlx::PgConnection;
 
 pub(crate) struct PaymentHandler;
 
 impl Handler for PaymentHandler {
-    fn handles(&self, record: &str) -> bool {
-        record == "StockReserved"
-    }
-
-    async fn handle(&self, tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
+    async fn handle(
+        &self,
+        tx: &mut PgConnection,
+        delivery: &Delivery,
+    ) -> Result<Outcome, HandlerError> {
         match delivery.message.name() {
-            "StockReserved" => stock_reserved::handle(tx, delivery).await,
-            _ => Ok(()),
+            "StockReserved" => stock_reserved::handle(tx, delivery).await?,
+            "OrderCancelled" => order_cancelled::handle(tx, delivery).await?,
+            _ => return Ok(Outcome::Ignored),
         }
+        Ok(Outcome::Applied)
     }
 }

@@ -1,32 +1,54 @@
-//! Stock is reserved: charge the customer's wallet the order's total and
-//! announce it with `PaymentCompleted`.
+//! Stock is reserved: charge the customer's wallet the order's total
+//! (`PaymentCompleted`), or decline when the customer has no wallet or too
+//! little in it (`PaymentFailed`). An order cancelled before this arrives is
+//! never charged.
 
 use crate::db;
-use choreo_events::{EventMeta, PaymentCompleted, StockReserved};
+use choreo_events::{EventMeta, PaymentCompleted, PaymentFailed, StockReserved};
 use choreo_messaging::{Delivery, HandlerError, outbox};
 use sqlx::PgConnection;
-use uuid::Uuid;
 
+#[tracing::instrument(skip_all, fields(order_id = tracing::field::Empty), err)]
 pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
     let reserved: StockReserved = delivery.parse()?;
-    // One charge per order: the order is the business key.
-    if db::payment_exists(tx, reserved.order_id).await? {
-        tracing::info!(order_id = %reserved.order_id, "order already charged");
+    let order_id = reserved.order_id;
+    tracing::Span::current().record("order_id", tracing::field::display(order_id));
+    // One decision per order: the order is the business key. A VOIDED row
+    // means the order was cancelled first; charging now would take money
+    // for an order that will never ship.
+    if let Some(payment) = db::lock_payment(tx, order_id).await? {
+        tracing::info!(order_id = %order_id, status = %payment.status, "order already decided; not charging");
         return Ok(());
     }
-    let Some(wallet) = db::lock_wallet(tx, &reserved.customer_id).await? else {
-        return Err(declined(&reserved, "the customer has no wallet"));
+    let wallet = db::lock_wallet(tx, &reserved.customer_id).await?;
+    let decline = match &wallet {
+        None => Some("UNKNOWN_CUSTOMER"),
+        Some(w) if w.balance_cents < reserved.total_cents => Some("INSUFFICIENT_FUNDS"),
+        Some(_) => None,
     };
-    if wallet.balance_cents < reserved.total_cents {
-        return Err(declined(&reserved, "the wallet balance is below the total"));
+    if let Some(reason) = decline {
+        db::record_without_charge(
+            tx,
+            order_id,
+            &reserved.customer_id,
+            reserved.total_cents,
+            "DECLINED",
+        )
+        .await?;
+        let event = PaymentFailed {
+            meta: EventMeta::caused_by::<PaymentFailed>(&reserved.meta, "payment"),
+            order_id,
+            customer_id: reserved.customer_id.clone(),
+            amount_cents: reserved.total_cents,
+            reason: reason.to_owned(),
+        };
+        outbox::enqueue(tx, &event, delivery.traceparent.as_deref()).await?;
+        tracing::info!(order_id = %order_id, reason, "payment declined");
+        return Ok(());
     }
-    // Derived from the order, so re-deriving the charge after a restore
-    // yields the same payment id.
-    let payment_id = Uuid::new_v5(&reserved.order_id, b"payment");
     db::charge(
         tx,
-        reserved.order_id,
-        payment_id,
+        order_id,
         &reserved.customer_id,
         reserved.total_cents,
         &reserved.currency,
@@ -34,21 +56,13 @@ pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result
     .await?;
     let event = PaymentCompleted {
         meta: EventMeta::caused_by::<PaymentCompleted>(&reserved.meta, "payment"),
-        order_id: reserved.order_id,
-        payment_id,
+        order_id,
+        payment_id: db::payment_id(order_id),
         customer_id: reserved.customer_id.clone(),
         amount_cents: reserved.total_cents,
         currency: reserved.currency.clone(),
     };
     outbox::enqueue(tx, &event, delivery.traceparent.as_deref()).await?;
-    tracing::info!(order_id = %reserved.order_id, amount_cents = reserved.total_cents, "payment completed");
+    tracing::info!(order_id = %order_id, amount_cents = reserved.total_cents, "payment completed");
     Ok(())
-}
-
-/// Until the compensation branch (issue 3) emits `PaymentFailed`, a decline
-/// is logged and the order stays PENDING.
-fn declined(reserved: &StockReserved, why: &str) -> HandlerError {
-    HandlerError::Permanent {
-        reason: format!("payment for order {} declined: {why}", reserved.order_id),
-    }
 }

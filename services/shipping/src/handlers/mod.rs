@@ -1,56 +1,96 @@
 //! What the shipping service does with each event it consumes: one module per
-//! event, and the step both lead to.
+//! event, and the step both `OrderPlaced` and `PaymentCompleted` lead to.
 
+mod order_cancelled;
 mod order_placed;
 mod payment_completed;
 
 use crate::db::{self, Shipment};
-use choreo_events::{EventMeta, ShipmentScheduled};
-use choreo_messaging::{Delivery, Handler, HandlerError, outbox};
+use choreo_events::{EventMeta, ShipmentFailed, ShipmentScheduled};
+use choreo_messaging::{Delivery, Handler, HandlerError, Outcome, outbox};
 use sqlx::PgConnection;
+use std::sync::Arc;
 
-pub(crate) struct ShippingHandler;
+pub(crate) struct ShippingHandler {
+    /// ISO 3166-1 alpha-2 codes of the countries shipped to.
+    served_countries: Arc<[String]>,
+}
 
-impl Handler for ShippingHandler {
-    fn handles(&self, record: &str) -> bool {
-        matches!(record, "OrderPlaced" | "PaymentCompleted")
-    }
-
-    async fn handle(&self, tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
-        match delivery.message.name() {
-            "OrderPlaced" => order_placed::handle(tx, delivery).await,
-            "PaymentCompleted" => payment_completed::handle(tx, delivery).await,
-            _ => Ok(()),
+impl ShippingHandler {
+    pub(crate) fn new(served_countries: &[String]) -> Self {
+        Self {
+            served_countries: served_countries
+                .iter()
+                .map(|c| c.to_ascii_uppercase())
+                .collect(),
         }
     }
 }
 
-/// Schedules the shipment once both the address and the payment are known;
-/// `cause` is whichever event completed the pair.
-async fn schedule_if_ready(
-    tx: &mut PgConnection,
-    shipment: &Shipment,
-    cause: &EventMeta,
-    traceparent: Option<&str>,
-) -> Result<(), HandlerError> {
-    let Some(country) = shipment.country.clone() else {
-        return Ok(());
-    };
-    if !shipment.paid || shipment.status == "SCHEDULED" {
-        return Ok(());
+impl Handler for ShippingHandler {
+    async fn handle(
+        &self,
+        tx: &mut PgConnection,
+        delivery: &Delivery,
+    ) -> Result<Outcome, HandlerError> {
+        match delivery.message.name() {
+            "OrderPlaced" => order_placed::handle(self, tx, delivery).await?,
+            "PaymentCompleted" => payment_completed::handle(self, tx, delivery).await?,
+            "OrderCancelled" => order_cancelled::handle(tx, delivery).await?,
+            _ => return Ok(Outcome::Ignored),
+        }
+        Ok(Outcome::Applied)
     }
-    db::mark_scheduled(tx, shipment.order_id).await?;
-    let event = ShipmentScheduled {
-        meta: EventMeta::once_per_order::<ShipmentScheduled>(
-            shipment.order_id,
-            cause.event_id,
-            "shipping",
-        ),
-        order_id: shipment.order_id,
-        shipment_id: shipment.shipment_id,
-        country,
-    };
-    outbox::enqueue(tx, &event, traceparent).await?;
-    tracing::info!(order_id = %shipment.order_id, "shipment scheduled");
-    Ok(())
+}
+
+impl ShippingHandler {
+    /// Once both the address and the payment are known, schedules the
+    /// shipment (`ShipmentScheduled`) or, for a country not served, fails it
+    /// (`ShipmentFailed`). `cause` is whichever event completed the pair.
+    /// Only a WAITING shipment moves: a cancelled order is never shipped.
+    async fn decide_if_ready(
+        &self,
+        tx: &mut PgConnection,
+        shipment: &Shipment,
+        cause: &EventMeta,
+        traceparent: Option<&str>,
+    ) -> Result<(), HandlerError> {
+        let Some(country) = shipment.country.clone() else {
+            return Ok(());
+        };
+        if !shipment.paid || shipment.status != "WAITING" {
+            return Ok(());
+        }
+        let order_id = shipment.order_id;
+        if !self.served_countries.contains(&country) {
+            db::set_status(tx, order_id, "FAILED").await?;
+            let event = ShipmentFailed {
+                meta: EventMeta::once_per_order::<ShipmentFailed>(
+                    order_id,
+                    Some(cause.event_id),
+                    "shipping",
+                ),
+                order_id,
+                country,
+                reason: "COUNTRY_NOT_SERVED".to_owned(),
+            };
+            outbox::enqueue(tx, &event, traceparent).await?;
+            tracing::info!(order_id = %order_id, country = %event.country, "shipment failed: country not served");
+            return Ok(());
+        }
+        db::set_status(tx, order_id, "SCHEDULED").await?;
+        let event = ShipmentScheduled {
+            meta: EventMeta::once_per_order::<ShipmentScheduled>(
+                order_id,
+                Some(cause.event_id),
+                "shipping",
+            ),
+            order_id,
+            shipment_id: shipment.shipment_id,
+            country,
+        };
+        outbox::enqueue(tx, &event, traceparent).await?;
+        tracing::info!(order_id = %order_id, "shipment scheduled");
+        Ok(())
+    }
 }

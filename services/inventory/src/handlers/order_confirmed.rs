@@ -1,0 +1,21 @@
+//! The order was confirmed: its reserved stock leaves the warehouse
+//! (`reserved` → `shipped`), which keeps the catalog's numbers conserved.
+
+use crate::db::{self, Settlement};
+use choreo_events::OrderConfirmed;
+use choreo_messaging::{Delivery, HandlerError};
+use sqlx::PgConnection;
+
+#[tracing::instrument(skip_all, fields(order_id = tracing::field::Empty), err)]
+pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
+    let confirmed: OrderConfirmed = delivery.parse()?;
+    tracing::Span::current().record("order_id", tracing::field::display(confirmed.order_id));
+    if db::lock_reservation(tx, confirmed.order_id)
+        .await?
+        .as_deref()
+        == Some("RESERVED")
+    {
+        db::settle_reservation(tx, confirmed.order_id, Settlement::Ship).await?;
+    }
+    Ok(())
+}

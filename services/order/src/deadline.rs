@@ -1,0 +1,51 @@
+//! The saga deadline: an order not CONFIRMED or CANCELLED within the deadline
+//! is cancelled with reason TIMEOUT and compensated like any other. This is
+//! what makes a saga finish when a service is down for long.
+//!
+//! Any number of replicas may sweep: each locks the overdue orders it takes
+//! with `SKIP LOCKED`, and `saga::cancel` only moves a PENDING order.
+
+use crate::{db, saga};
+use choreo_events::cancel_reason::TIMEOUT;
+use choreo_kit::CancellationToken;
+use sqlx::PgPool;
+use std::time::Duration;
+use tokio::sync::watch;
+
+const BATCH: i64 = 200;
+
+pub(crate) async fn sweep_until(
+    pool: PgPool,
+    deadline: Duration,
+    changed: watch::Sender<u64>,
+    shutdown: CancellationToken,
+) {
+    // Check several times per deadline, but not more than every 100 ms.
+    let every = (deadline / 10).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match sweep(&pool, deadline).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(count = n, "overdue orders cancelled");
+                changed.send_modify(|v| *v = v.wrapping_add(1));
+            }
+            Err(e) => tracing::warn!(error = %e, "deadline sweep failed; retrying"),
+        }
+    }
+}
+
+/// Cancels the overdue orders of one batch, in one transaction.
+async fn sweep(pool: &PgPool, deadline: Duration) -> Result<usize, saga::SagaError> {
+    let mut tx = pool.begin().await?;
+    let overdue = db::lock_overdue(&mut tx, deadline.as_secs_f64(), BATCH).await?;
+    let detail = format!("not completed within the saga deadline of {deadline:?}");
+    for order_id in &overdue {
+        saga::cancel(&mut tx, *order_id, TIMEOUT, &detail, None, None).await?;
+    }
+    tx.commit().await?;
+    Ok(overdue.len())
+}

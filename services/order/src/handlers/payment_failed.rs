@@ -1,0 +1,12 @@
+//! Payment declined the charge: the order is cancelled, PAYMENT_DECLINED,
+//! and inventory releases the stock when it sees `OrderCancelled`.
+
+use choreo_events::{PaymentFailed, cancel_reason::PAYMENT_DECLINED};
+use choreo_messaging::{Delivery, HandlerError};
+use sqlx::PgConnection;
+
+pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
+    let event: PaymentFailed = delivery.parse()?;
+    let detail = format!("{} for {} cents", event.reason, event.amount_cents);
+    super::step_failed(tx, delivery, &event.meta, PAYMENT_DECLINED, &detail).await
+}

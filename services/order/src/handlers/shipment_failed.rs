@@ -1,0 +1,12 @@
+//! Shipping cannot ship the order: it is cancelled, SHIPPING_UNAVAILABLE;
+//! payment refunds and inventory releases when they see `OrderCancelled`.
+
+use choreo_events::{ShipmentFailed, cancel_reason::SHIPPING_UNAVAILABLE};
+use choreo_messaging::{Delivery, HandlerError};
+use sqlx::PgConnection;
+
+pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
+    let event: ShipmentFailed = delivery.parse()?;
+    let detail = format!("{}: {}", event.reason, event.country);
+    super::step_failed(tx, delivery, &event.meta, SHIPPING_UNAVAILABLE, &detail).await
+}

@@ -1,0 +1,22 @@
+//! Inventory could not reserve every line: the order is cancelled,
+//! OUT_OF_STOCK. Nothing was reserved, so nothing needs releasing.
+
+use choreo_events::{StockRejected, cancel_reason::OUT_OF_STOCK};
+use choreo_messaging::{Delivery, HandlerError};
+use sqlx::PgConnection;
+
+pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
+    let event: StockRejected = delivery.parse()?;
+    let detail = event
+        .shortages
+        .iter()
+        .map(|s| {
+            format!(
+                "{}: {} wanted, {} available",
+                s.sku, s.requested, s.available
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    super::step_failed(tx, delivery, &event.meta, OUT_OF_STOCK, &detail).await
+}

@@ -1,0 +1,35 @@
+//! The order was cancelled: refund a charge (`PaymentRefunded`, wallet
+//! credited). An order not charged yet is recorded as VOIDED, so that a
+//! `StockReserved` arriving late charges nothing.
+
+use crate::db;
+use choreo_events::{EventMeta, OrderCancelled, PaymentRefunded};
+use choreo_messaging::{Delivery, HandlerError, outbox};
+use sqlx::PgConnection;
+
+#[tracing::instrument(skip_all, fields(order_id = tracing::field::Empty), err)]
+pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
+    let cancelled: OrderCancelled = delivery.parse()?;
+    let order_id = cancelled.order_id;
+    tracing::Span::current().record("order_id", tracing::field::display(order_id));
+    let Some(payment) = db::lock_payment(tx, order_id).await? else {
+        db::record_without_charge(tx, order_id, "", 0, "VOIDED").await?;
+        return Ok(());
+    };
+    if payment.status != "COMPLETED" {
+        return Ok(());
+    }
+    db::refund(tx, order_id, &payment).await?;
+    let event = PaymentRefunded {
+        meta: EventMeta::caused_by::<PaymentRefunded>(&cancelled.meta, "payment"),
+        order_id,
+        payment_id: payment.payment_id,
+        customer_id: payment.customer_id.clone(),
+        amount_cents: payment.charged_cents,
+        currency: payment.currency.clone(),
+        reason: cancelled.reason.clone(),
+    };
+    outbox::enqueue(tx, &event, delivery.traceparent.as_deref()).await?;
+    tracing::info!(order_id = %order_id, amount_cents = payment.charged_cents, "payment refunded");
+    Ok(())
+}
