@@ -29,6 +29,9 @@ pub struct Platform {
     pub shipping: String,
     pub databases: Databases,
     pub http: reqwest::Client,
+    /// The services started (all but `Options::down`).
+    pub up: Vec<String>,
+    pub saga_deadline: Duration,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     registry_shutdown: CancellationToken,
@@ -67,6 +70,22 @@ impl Databases {
 
 fn local(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// A test that fails returns early and drops its platform without `stop()`.
+/// The services must still stop before the broker goes: a Kafka client
+/// closed after its broker is gone can block its thread for good, and with
+/// it the test process.
+impl Drop for Platform {
+    fn drop(&mut self) {
+        if self.tasks.is_empty() {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        tokio::task::block_in_place(|| handle.block_on(self.stop_services()));
+    }
 }
 
 /// How a test's platform differs from the default one.
@@ -240,6 +259,12 @@ impl Platform {
             shipping,
             databases,
             http: reqwest::Client::new(),
+            up: ["order", "inventory", "payment", "shipping"]
+                .into_iter()
+                .filter(|s| up(s))
+                .map(str::to_owned)
+                .collect(),
+            saga_deadline: options.saga_deadline,
             shutdown,
             tasks,
             registry_shutdown,
@@ -248,17 +273,21 @@ impl Platform {
     }
 
     /// Stops every service, then drops the test's databases.
-    pub async fn stop(self) -> anyhow::Result<()> {
-        self.shutdown.cancel();
-        for task in self.tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
-        }
-        self.registry_shutdown.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(30), self.registry_task).await;
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.stop_services().await;
         for db in self.databases.all() {
             db.drop_db().await?;
         }
         Ok(())
+    }
+
+    async fn stop_services(&mut self) {
+        self.shutdown.cancel();
+        for task in self.tasks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+        }
+        self.registry_shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(30), &mut self.registry_task).await;
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -468,9 +497,54 @@ impl Platform {
         Ok(())
     }
 
-    /// Waits until every service has consumed, and committed, every message
-    /// now on its input topics.
+    /// Waits until the platform is quiet: every outbox is published, and
+    /// every service has consumed and committed every message on its input
+    /// topics, with nothing new produced meanwhile (a consumed event may
+    /// cause another, which must be consumed too).
     pub async fn wait_until_consumed(&self) -> anyhow::Result<()> {
+        let mut last = None;
+        loop {
+            self.wait_for_outboxes().await?;
+            let ends = self.catch_up().await?;
+            if last.as_ref() == Some(&ends) {
+                return Ok(());
+            }
+            last = Some(ends);
+        }
+    }
+
+    async fn wait_for_outboxes(&self) -> anyhow::Result<()> {
+        for db in [
+            &self.databases.order,
+            &self.databases.inventory,
+            &self.databases.payment,
+            &self.databases.shipping,
+        ] {
+            let pool = sqlx::PgPool::connect(&db.url).await?;
+            wait_until(
+                &format!("{}'s outbox to be published", db.name),
+                SAGA_DEADLINE,
+                || async {
+                    // -1 when the table is missing: a service that is down
+                    // never created it.
+                    let unpublished: i64 = sqlx::query_scalar(
+                        "SELECT count(*) FROM outbox WHERE published_at IS NULL",
+                    )
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap_or(-1);
+                    (unpublished <= 0).then_some(())
+                },
+            )
+            .await?;
+            pool.close().await;
+        }
+        Ok(())
+    }
+
+    /// Waits until every consumer group has committed up to the ends of its
+    /// input topics as they are now, and returns those ends.
+    async fn catch_up(&self) -> anyhow::Result<Vec<(String, i32, i64)>> {
         use rdkafka::{
             Offset, TopicPartitionList,
             consumer::{BaseConsumer, Consumer},
@@ -495,7 +569,11 @@ impl Platform {
             }
             targets.push((format!("{}{service}", self.kafka.topic_prefix), list, ends));
         }
+        let mut all_ends = Vec::new();
         for (group, list, ends) in targets {
+            if !self.up.iter().any(|s| group.ends_with(s.as_str())) {
+                continue;
+            }
             let consumer: BaseConsumer = self.kafka_config().set("group.id", &group).create()?;
             wait_until(
                 &format!("group {group} to commit up to the end"),
@@ -516,7 +594,39 @@ impl Platform {
                 },
             )
             .await?;
+            all_ends.extend(ends);
         }
+        Ok(all_ends)
+    }
+
+    /// Runs the saga auditor against this platform's databases, once the
+    /// platform is quiet.
+    pub async fn audit(&self) -> anyhow::Result<choreo_audit::Report> {
+        self.wait_until_consumed().await?;
+        let databases = choreo_audit::Databases {
+            order: self.databases.order.url.clone(),
+            inventory: self.databases.inventory.url.clone(),
+            payment: self.databases.payment.url.clone(),
+            shipping: self.databases.shipping.url.clone(),
+        };
+        let bounds = choreo_audit::Bounds {
+            deadline: self.saga_deadline,
+            grace: Duration::from_secs(5),
+            settle: Duration::ZERO,
+            outbox: Duration::from_secs(5),
+        };
+        Ok(choreo_audit::audit(&databases, bounds).await?)
+    }
+
+    /// Fails with every violation the auditor finds.
+    pub async fn assert_audit_clean(&self) -> anyhow::Result<()> {
+        let report = self.audit().await?;
+        let lines: Vec<String> = report.violations.iter().map(ToString::to_string).collect();
+        anyhow::ensure!(
+            report.is_clean(),
+            "audit found violations:\n{}",
+            lines.join("\n")
+        );
         Ok(())
     }
 }

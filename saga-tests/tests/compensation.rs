@@ -48,6 +48,7 @@ async fn stock_is_reserved_until_it_runs_out_and_the_next_order_is_cancelled_out
         100_000 - 300 - 200,
         "the rejected order charged nothing"
     );
+    platform.assert_audit_clean().await?;
     platform.stop().await
 }
 
@@ -90,6 +91,7 @@ async fn a_declined_payment_releases_the_stock_and_cancels_the_order() -> anyhow
         500,
         "nothing was charged"
     );
+    platform.assert_audit_clean().await?;
     platform.stop().await
 }
 
@@ -129,6 +131,7 @@ async fn an_unserved_country_refunds_the_payment_and_releases_the_stock() -> any
         (tea["available"].as_i64(), tea["reserved"].as_i64()),
         (Some(10), Some(0))
     );
+    platform.assert_audit_clean().await?;
     platform.stop().await
 }
 
@@ -186,6 +189,7 @@ async fn a_confirmed_order_cannot_be_cancelled() -> anyhow::Result<()> {
             .contains("CONFIRMED")
     );
     assert_eq!(platform.order(&id, 0).await?["status"], "CONFIRMED");
+    platform.assert_audit_clean().await?;
     platform.stop().await
 }
 

@@ -73,6 +73,7 @@ async fn an_order_placed_at_the_edge_is_confirmed_with_priced_lines_and_timeline
     let wallet = platform.wallet("alice").await?;
     assert_eq!(wallet["balance_cents"], 10_000 - 3_300);
 
+    platform.assert_audit_clean().await?;
     platform.stop().await
 }
 
@@ -117,5 +118,6 @@ async fn a_malformed_order_is_rejected_with_what_to_fix_and_places_nothing() -> 
         .fetch_one(&sqlx::PgPool::connect(&platform.databases.order.url).await?)
         .await?;
     assert_eq!(orders, 0, "nothing malformed reaches the order service");
+    platform.assert_audit_clean().await?;
     platform.stop().await
 }

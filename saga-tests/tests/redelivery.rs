@@ -63,5 +63,6 @@ async fn every_event_of_a_saga_redelivered_is_applied_once() -> anyhow::Result<(
             "nothing new emitted on {topic:?}"
         );
     }
+    platform.assert_audit_clean().await?;
     platform.stop().await
 }

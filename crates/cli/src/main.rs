@@ -1,5 +1,6 @@
 //! `choreo`: the operator's tool for a Choreo platform.
 
+mod audit;
 mod setup;
 mod up;
 
@@ -25,6 +26,9 @@ enum Command {
     Topics(setup::TopicsArgs),
     /// Register every event schema in the schema registry.
     Schemas(setup::SchemasArgs),
+    /// Check the saga invariants across every service's database (read-only);
+    /// exits 1 when one is broken.
+    Audit(audit::AuditArgs),
 }
 
 #[tokio::main]
@@ -35,5 +39,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Up(args) => up::run(args).await.context("choreo up"),
         Command::Topics(args) => setup::topics(args).await,
         Command::Schemas(args) => setup::schemas(args).await,
+        Command::Audit(args) => {
+            if !audit::run(args).await.context("choreo audit")? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
 }

@@ -184,6 +184,15 @@ async fn choreo_up_runs_a_platform_that_confirms_the_printed_order_and_stops_cle
             said("process exited; restarting"),
         )
         .await?;
+
+        // The auditor reads the same databases and finds them consistent.
+        let audit = Command::new(env!("CARGO_BIN_EXE_choreo"))
+            .args(["audit", "--db-prefix", &db_prefix])
+            .output()
+            .await?;
+        let printed = String::from_utf8_lossy(&audit.stdout);
+        assert!(audit.status.success(), "choreo audit failed: {printed}");
+        assert!(printed.contains("no violations"), "{printed}");
         anyhow::Ok(())
     }
     .await;
