@@ -16,6 +16,9 @@ run: tansu postgres build ## Set up and start the whole platform; Ctrl-C stops i
 	./target/debug/choreo up
 
 test: tansu postgres ## Every test, on a real Tansu broker and real PostgreSQL.
+	# The `choreo up` test runs the real service binaries; `cargo test` alone
+	# builds bin targets only as test harnesses, so build them first.
+	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --all-targets
 
 check: fmt clippy test ## What to run before every commit.

@@ -72,7 +72,7 @@ async fn choreo_up_runs_a_platform_that_confirms_the_printed_order_and_stops_cle
     ] {
         anyhow::ensure!(
             bin_dir.join(format!("choreo-{service}")).exists(),
-            "choreo-{service} is not built; `cargo test --workspace --all-targets` (make test) builds it"
+            "choreo-{service} is not built; `make test` (or `cargo build --workspace --bins`) builds it"
         );
     }
     let data = std::env::temp_dir().join(unique_name("choreo-up"));

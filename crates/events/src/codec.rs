@@ -99,6 +99,22 @@ impl Decoded {
         &self.full_name
     }
 
+    /// The message a producer of `event` would have sent, decoded as a
+    /// consumer would see it, without a registry: for tests that feed
+    /// handlers directly. The writer schema is the record's own.
+    ///
+    /// # Errors
+    /// When the event does not match its schema.
+    pub fn from_event<E: Event>(event: &E) -> Result<Self, CodecError> {
+        Ok(Self {
+            schema_id: 0,
+            writer: Arc::new(E::schema().clone()),
+            full_name: E::full_name(),
+            datum: encode_datum(event)?,
+            meta: event.meta().clone(),
+        })
+    }
+
     /// The envelope, readable whatever the record.
     pub fn meta(&self) -> &EventMeta {
         &self.meta

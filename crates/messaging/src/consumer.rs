@@ -287,31 +287,47 @@ impl<H: Handler> Consumer<H> {
             }),
             message: decoded,
         };
-        let transient = |e: sqlx::Error| Failure::Transient(error_chain(&e));
-        let mut tx = self.pool.begin().await.map_err(transient)?;
-        let meta = delivery.meta();
-        let source = inbox::Source {
-            topic: message.topic(),
-            partition: delivery.partition,
-            offset: delivery.offset,
-        };
-        if !inbox::record(&mut tx, meta.event_id, &meta.event_type, source)
-            .await
-            .map_err(transient)?
-        {
-            tracing::info!(event_id = %meta.event_id, "duplicate event skipped");
-            return Ok(());
-        }
-        match self.handler.handle(&mut tx, &delivery).await {
-            Ok(Outcome::Applied) => {
-                tx.commit().await.map_err(transient)?;
-                tracing::debug!(event_id = %meta.event_id, "event applied");
-                Ok(())
-            }
-            Ok(Outcome::Ignored) => Ok(()),
+        match apply(&self.pool, &self.handler, &delivery).await {
+            Ok(_) => Ok(()),
             Err(HandlerError::Transient(e)) => Err(Failure::Transient(error_chain(e.as_ref()))),
             Err(HandlerError::Permanent { reason }) => Err(Failure::Permanent(reason)),
         }
+    }
+}
+
+/// Applies one delivered event effectively once: in one transaction, records
+/// its id in the inbox and runs the handler, then commits. Returns whether it
+/// was applied (`false`: a duplicate, or a record the service ignores). The
+/// consumer calls this for every message; tests call it to feed a handler
+/// events in any order.
+///
+/// # Errors
+/// The handler's error, or a transient one when the database fails; nothing
+/// is committed then.
+pub async fn apply<H: Handler>(
+    pool: &PgPool,
+    handler: &H,
+    delivery: &Delivery,
+) -> Result<bool, HandlerError> {
+    let mut tx = pool.begin().await?;
+    let meta = delivery.meta();
+    let topic_name = delivery.topic.base_name();
+    let source = inbox::Source {
+        topic: topic_name,
+        partition: delivery.partition,
+        offset: delivery.offset,
+    };
+    if !inbox::record(&mut tx, meta.event_id, &meta.event_type, source).await? {
+        tracing::info!(event_id = %meta.event_id, "duplicate event skipped");
+        return Ok(false);
+    }
+    match handler.handle(&mut tx, delivery).await? {
+        Outcome::Applied => {
+            tx.commit().await?;
+            tracing::debug!(event_id = %meta.event_id, "event applied");
+            Ok(true)
+        }
+        Outcome::Ignored => Ok(false),
     }
 }
 

@@ -48,6 +48,15 @@ impl TraceParent {
         })
     }
 
+    /// The span for work caused by a request or message carrying `header`:
+    /// a child of its trace, or a new trace when it has none or a malformed
+    /// one.
+    pub fn continue_from(header: Option<&str>) -> Self {
+        header
+            .and_then(Self::parse)
+            .map_or_else(Self::new_root, |parent| parent.child())
+    }
+
     pub fn trace_id_hex(&self) -> String {
         format!("{:032x}", self.trace_id)
     }
@@ -77,6 +86,17 @@ mod tests {
         let child = root.child();
         assert_eq!(child.trace_id, root.trace_id);
         assert_ne!(child.span_id, root.span_id);
+    }
+
+    #[test]
+    fn work_continues_the_callers_trace_or_starts_one() {
+        let caller = TraceParent::new_root();
+        let continued = TraceParent::continue_from(Some(&caller.to_string()));
+        assert_eq!(continued.trace_id, caller.trace_id);
+        assert_ne!(continued.span_id, caller.span_id);
+        let fresh = TraceParent::continue_from(Some("garbage"));
+        assert_ne!(fresh.trace_id, caller.trace_id);
+        assert!(TraceParent::continue_from(None).trace_id != 0);
     }
 
     #[test]

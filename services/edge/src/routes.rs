@@ -104,13 +104,7 @@ fn json_body<T: DeserializeOwned>(
 
 /// The caller's trace, continued, or a new one.
 fn trace(headers: &HeaderMap) -> String {
-    headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(TraceParent::parse)
-        .map(|t| t.child())
-        .unwrap_or_else(TraceParent::new_root)
-        .to_string()
+    TraceParent::continue_from(headers.get("traceparent").and_then(|v| v.to_str().ok())).to_string()
 }
 
 fn json(status: StatusCode, body: Value) -> Response {

@@ -71,13 +71,7 @@ async fn place_order(
     }
     let order_id = Uuid::new_v4();
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
-    let trace = headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(TraceParent::parse)
-        .unwrap_or_else(TraceParent::new_root)
-        .child()
-        .to_string();
+    let trace = trace(&headers);
 
     let event = OrderPlaced {
         meta: EventMeta::first::<OrderPlaced>(order_id, "order"),
@@ -175,13 +169,7 @@ async fn cancel_order(
     Path(id): Path<Uuid>,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, HttpError> {
-    let trace = headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(TraceParent::parse)
-        .unwrap_or_else(TraceParent::new_root)
-        .child()
-        .to_string();
+    let trace = trace(&headers);
     let internal = |e: &(dyn std::error::Error + 'static)| HttpError::internal(e);
     let mut tx = state.pool.begin().await.map_err(|e| internal(&e))?;
     let outcome = saga::cancel(
@@ -214,4 +202,9 @@ async fn cancel_order(
             Ok((StatusCode::ACCEPTED, Json(order)))
         }
     }
+}
+
+/// The caller's trace, continued, for the events this request causes.
+fn trace(headers: &HeaderMap) -> String {
+    TraceParent::continue_from(headers.get("traceparent").and_then(|v| v.to_str().ok())).to_string()
 }
