@@ -7,11 +7,13 @@
 
 mod broker;
 mod db;
+mod delivery_order;
 mod publish;
 mod wait;
 
 pub use broker::TestBroker;
 pub use db::TestDatabase;
+pub use delivery_order::{interleave, redeliver};
 pub use publish::publish_event;
 pub use wait::wait_until;
 

@@ -50,6 +50,12 @@ impl Default for Settings {
 /// The events the order service follows.
 const INPUTS: &[Topic] = &[Topic::Inventory, Topic::Payment, Topic::Shipping];
 
+/// The service's reaction to its input events, for tests that feed it
+/// events directly through [`choreo_messaging::consumer::apply`].
+pub fn handler() -> impl choreo_messaging::Handler {
+    handlers::OrderHandler::new(watch::channel(0u64).0)
+}
+
 /// Starts the service; it runs until `shutdown` is cancelled.
 ///
 /// # Errors

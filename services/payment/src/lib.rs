@@ -36,6 +36,12 @@ impl Default for Settings {
 
 const INPUTS: &[Topic] = &[Topic::Inventory, Topic::Order];
 
+/// The service's reaction to its input events, for tests that feed it
+/// events directly through [`choreo_messaging::consumer::apply`].
+pub fn handler() -> impl choreo_messaging::Handler {
+    handlers::PaymentHandler
+}
+
 /// Starts the service; it runs until `shutdown` is cancelled.
 ///
 /// # Errors

@@ -48,6 +48,12 @@ impl Default for Settings {
 
 const INPUTS: &[Topic] = &[Topic::Order, Topic::Payment];
 
+/// The service's reaction to its input events, for tests that feed it
+/// events directly through [`choreo_messaging::consumer::apply`].
+pub fn handler(settings: &Settings) -> impl choreo_messaging::Handler {
+    handlers::ShippingHandler::new(&settings.served_countries)
+}
+
 /// Starts the service; it runs until `shutdown` is cancelled.
 ///
 /// # Errors
@@ -60,7 +66,7 @@ pub async fn start(
     let spec = Spec {
         name: "shipping",
         inputs: INPUTS,
-        handler: handlers::ShippingHandler::new(&settings.served_countries),
+        handler: handler(&settings),
         router: api::router(pool.clone()),
         background: Vec::new(),
     };

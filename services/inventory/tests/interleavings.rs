@@ -1,0 +1,136 @@
+//! Inventory's inputs all travel on `order.events`, keyed by order: one
+//! order's events arrive in order, different orders' interleave freely, and
+//! any may arrive again after a restart. With enough stock for every order,
+//! every such delivery leaves the same stock and the same reservations.
+
+use choreo_events::*;
+use choreo_messaging::{Delivery, consumer::apply};
+use choreo_service::ServiceSettings;
+use choreo_testkit::{TestDatabase, interleave, redeliver};
+use proptest::prelude::*;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+fn delivery<E: Event>(event: &E) -> Delivery {
+    Delivery {
+        topic: Topic::Order,
+        partition: 0,
+        offset: 0,
+        message: Decoded::from_event(event).expect("the event matches its schema"),
+        traceparent: None,
+    }
+}
+
+fn placed(order_id: Uuid, lines: &[(&str, i32)]) -> (EventMeta, Delivery) {
+    let event = OrderPlaced {
+        meta: EventMeta::first::<OrderPlaced>(order_id, "order"),
+        order_id,
+        customer_id: "c".into(),
+        lines: lines
+            .iter()
+            .map(|(sku, quantity)| OrderLine {
+                sku: (*sku).into(),
+                quantity: *quantity,
+            })
+            .collect(),
+        shipping_address: ShippingAddress {
+            name: "N".into(),
+            line1: "L".into(),
+            line2: None,
+            city: "C".into(),
+            postal_code: "P".into(),
+            country: "DE".into(),
+        },
+    };
+    (event.meta.clone(), delivery(&event))
+}
+
+fn confirmed(order_id: Uuid) -> Delivery {
+    delivery(&OrderConfirmed {
+        meta: EventMeta::once_per_order::<OrderConfirmed>(order_id, None, "order"),
+        order_id,
+        total_cents: 0,
+        currency: "EUR".into(),
+    })
+}
+
+fn cancelled(order_id: Uuid) -> Delivery {
+    delivery(&OrderCancelled {
+        meta: EventMeta::once_per_order::<OrderCancelled>(order_id, None, "order"),
+        order_id,
+        reason: cancel_reason::CUSTOMER_CANCELLED.into(),
+        detail: String::new(),
+    })
+}
+
+/// o1 is confirmed, o2 cancelled after its reservation, o3 still running,
+/// o4 asks for more than was ever stocked and is then cancelled.
+fn fixture() -> (Vec<Delivery>, Vec<usize>) {
+    let [o1, o2, o3, o4] = [
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+    ];
+    let events = vec![
+        placed(o1, &[("A", 2)]).1,
+        confirmed(o1),
+        placed(o2, &[("A", 3)]).1,
+        cancelled(o2),
+        placed(o3, &[("B", 1)]).1,
+        placed(o4, &[("B", 5)]).1,
+        cancelled(o4),
+    ];
+    // The lane of each event: its order.
+    let lanes = vec![1, 1, 2, 2, 3, 4, 4];
+    (events, lanes)
+}
+
+async fn state(pool: &PgPool) -> anyhow::Result<(Vec<(String, i32, i32, i32, i32)>, Vec<String>)> {
+    let products = sqlx::query_as(
+        "SELECT sku, available, reserved, shipped, stocked_total FROM products ORDER BY sku",
+    )
+    .fetch_all(pool)
+    .await?;
+    let statuses = sqlx::query_scalar("SELECT status FROM reservations ORDER BY status")
+        .fetch_all(pool)
+        .await?;
+    Ok((products, statuses))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_valid_delivery_order_leaves_the_same_stock(
+        permutation in Just((0..7usize).collect::<Vec<_>>()).prop_shuffle(),
+        copies in proptest::collection::vec((0..7usize, 0..9usize), 0..6),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async {
+            let db = TestDatabase::create("inventory_prop").await.expect("database");
+            let settings = ServiceSettings { database_url: db.url.clone(), ..ServiceSettings::local("inventory", 0) };
+            let pool = choreo_service::connect(&settings, sqlx::migrate!("./migrations")).await.expect("migrates");
+            sqlx::query("INSERT INTO products (sku, name, price_cents, available, stocked_total) VALUES ('A', 'a', 100, 10, 10), ('B', 'b', 100, 3, 3)")
+                .execute(&pool)
+                .await
+                .expect("stock");
+            let (events, lanes) = fixture();
+            let sequence = redeliver(interleave(&lanes, &permutation), &copies);
+            let handler = choreo_inventory::handler();
+            for i in &sequence {
+                apply(&pool, &handler, &events[*i]).await.expect("applies");
+            }
+            let (products, statuses) = state(&pool).await.expect("reads");
+            pool.close().await;
+            db.drop_db().await.expect("drops");
+            prop_assert_eq!(
+                products,
+                vec![("A".to_owned(), 8, 0, 2, 10), ("B".to_owned(), 2, 1, 0, 3)],
+                "stock after {:?}", sequence
+            );
+            prop_assert_eq!(statuses, vec!["REJECTED", "RELEASED", "RESERVED", "SHIPPED"], "after {:?}", sequence);
+            Ok(())
+        })?;
+    }
+}

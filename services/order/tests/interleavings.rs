@@ -1,0 +1,168 @@
+//! The order service reads three topics; one order's events arrive in any
+//! interleaving across them, and any may arrive again. Every such delivery
+//! decides each order the same way, once.
+
+use choreo_events::*;
+use choreo_messaging::{Delivery, consumer::apply};
+use choreo_service::ServiceSettings;
+use choreo_testkit::{TestDatabase, redeliver};
+use proptest::prelude::*;
+use uuid::Uuid;
+
+fn delivery<E: Event>(event: &E) -> Delivery {
+    Delivery {
+        topic: E::TOPIC,
+        partition: 0,
+        offset: 0,
+        message: Decoded::from_event(event).expect("the event matches its schema"),
+        traceparent: None,
+    }
+}
+
+fn root(order_id: Uuid) -> EventMeta {
+    EventMeta::first::<OrderPlaced>(order_id, "order")
+}
+
+fn reserved(order_id: Uuid) -> Delivery {
+    delivery(&StockReserved {
+        meta: EventMeta::caused_by::<StockReserved>(&root(order_id), "inventory"),
+        order_id,
+        customer_id: "c".into(),
+        lines: vec![PricedLine {
+            sku: "A".into(),
+            quantity: 2,
+            unit_price_cents: 500,
+            line_total_cents: 1_000,
+        }],
+        total_cents: 1_000,
+        currency: "EUR".into(),
+    })
+}
+
+fn rejected(order_id: Uuid) -> Delivery {
+    delivery(&StockRejected {
+        meta: EventMeta::caused_by::<StockRejected>(&root(order_id), "inventory"),
+        order_id,
+        reason: "OUT_OF_STOCK".into(),
+        shortages: vec![StockShortage {
+            sku: "A".into(),
+            requested: 2,
+            available: 0,
+        }],
+    })
+}
+
+fn paid(order_id: Uuid) -> Delivery {
+    delivery(&PaymentCompleted {
+        meta: EventMeta::caused_by::<PaymentCompleted>(&root(order_id), "payment"),
+        order_id,
+        payment_id: Uuid::new_v4(),
+        customer_id: "c".into(),
+        amount_cents: 1_000,
+        currency: "EUR".into(),
+    })
+}
+
+fn declined(order_id: Uuid) -> Delivery {
+    delivery(&PaymentFailed {
+        meta: EventMeta::caused_by::<PaymentFailed>(&root(order_id), "payment"),
+        order_id,
+        customer_id: "c".into(),
+        amount_cents: 1_000,
+        reason: "INSUFFICIENT_FUNDS".into(),
+    })
+}
+
+fn scheduled(order_id: Uuid) -> Delivery {
+    delivery(&ShipmentScheduled {
+        meta: EventMeta::once_per_order::<ShipmentScheduled>(order_id, None, "shipping"),
+        order_id,
+        shipment_id: Uuid::new_v4(),
+        country: "DE".into(),
+    })
+}
+
+fn unshippable(order_id: Uuid) -> Delivery {
+    delivery(&ShipmentFailed {
+        meta: EventMeta::once_per_order::<ShipmentFailed>(order_id, None, "shipping"),
+        order_id,
+        country: "AQ".into(),
+        reason: "COUNTRY_NOT_SERVED".into(),
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_delivery_order_decides_every_order_the_same_way_once(
+        permutation in Just((0..8usize).collect::<Vec<_>>()).prop_shuffle(),
+        copies in proptest::collection::vec((0..8usize, 0..10usize), 0..6),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async {
+            let db = TestDatabase::create("order_prop").await.expect("database");
+            let settings = ServiceSettings { database_url: db.url.clone(), ..ServiceSettings::local("order", 0) };
+            let pool = choreo_service::connect(&settings, sqlx::migrate!("./migrations")).await.expect("migrates");
+            let orders = [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
+            for id in orders {
+                sqlx::query("INSERT INTO orders (id, customer_id, status, shipping_address) VALUES ($1, 'c', 'PENDING', '{}')")
+                    .bind(id)
+                    .execute(&pool)
+                    .await
+                    .expect("order");
+                sqlx::query("INSERT INTO order_lines (order_id, line_no, sku, quantity) VALUES ($1, 0, 'A', 2)")
+                    .bind(id)
+                    .execute(&pool)
+                    .await
+                    .expect("line");
+            }
+            let [confirm, decline, reject, unship] = orders;
+            // Each event is on its own topic for its order, so every
+            // permutation is a valid delivery order.
+            let events = [
+                reserved(confirm), paid(confirm), scheduled(confirm),
+                reserved(decline), declined(decline),
+                rejected(reject),
+                reserved(unship), unshippable(unship),
+            ];
+            let sequence = redeliver(permutation.clone(), &copies);
+            let handler = choreo_order::handler();
+            for i in &sequence {
+                apply(&pool, &handler, &events[*i]).await.expect("applies");
+            }
+            let mut outcomes = Vec::new();
+            for id in orders {
+                let (status, reason): (String, Option<String>) =
+                    sqlx::query_as("SELECT status, cancel_reason FROM orders WHERE id = $1")
+                        .bind(id)
+                        .fetch_one(&pool)
+                        .await
+                        .expect("order");
+                let emitted: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM outbox WHERE message_key = $1
+                     AND record_name IN ('io.choreo.events.OrderConfirmed', 'io.choreo.events.OrderCancelled')",
+                )
+                .bind(id.to_string())
+                .fetch_one(&pool)
+                .await
+                .expect("outbox");
+                outcomes.push((status, reason, emitted));
+            }
+            pool.close().await;
+            db.drop_db().await.expect("drops");
+            let decided = |status: &str, reason: Option<&str>| (status.to_owned(), reason.map(str::to_owned), 1);
+            prop_assert_eq!(
+                outcomes,
+                vec![
+                    decided("CONFIRMED", None),
+                    decided("CANCELLED", Some("PAYMENT_DECLINED")),
+                    decided("CANCELLED", Some("OUT_OF_STOCK")),
+                    decided("CANCELLED", Some("SHIPPING_UNAVAILABLE")),
+                ],
+                "after {:?}", sequence
+            );
+            Ok(())
+        })?;
+    }
+}
