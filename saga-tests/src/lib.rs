@@ -68,6 +68,20 @@ impl Databases {
     }
 }
 
+/// Migrates a down service's database, so that its tables exist (empty)
+/// for the auditor, as they would for a service that crashed after its
+/// first start.
+async fn migrate(
+    settings: &ServiceSettings,
+    migrator: sqlx::migrate::Migrator,
+) -> anyhow::Result<()> {
+    choreo_service::connect(settings, migrator)
+        .await?
+        .close()
+        .await;
+    Ok(())
+}
+
 fn local(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
@@ -188,6 +202,7 @@ impl Platform {
                 .context("starting order")?,
             )
         } else {
+            migrate(&service(&databases.order), choreo_order::migrations()).await?;
             unstarted("order")
         };
         let inventory = if up("inventory") {
@@ -202,6 +217,11 @@ impl Platform {
                 .context("starting inventory")?,
             )
         } else {
+            migrate(
+                &service(&databases.inventory),
+                choreo_inventory::migrations(),
+            )
+            .await?;
             unstarted("inventory")
         };
         let payment = if up("payment") {
@@ -216,6 +236,7 @@ impl Platform {
                 .context("starting payment")?,
             )
         } else {
+            migrate(&service(&databases.payment), choreo_payment::migrations()).await?;
             unstarted("payment")
         };
         let shipping = if up("shipping") {
@@ -231,6 +252,7 @@ impl Platform {
                 .context("starting shipping")?,
             )
         } else {
+            migrate(&service(&databases.shipping), choreo_shipping::migrations()).await?;
             unstarted("shipping")
         };
         let edge = choreo_edge::start(

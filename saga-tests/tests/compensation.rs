@@ -170,6 +170,7 @@ async fn a_customer_cancel_compensates_every_step_taken_and_a_decided_order_answ
         .cancel("00000000-0000-4000-8000-000000000000")
         .await?;
     assert_eq!(unknown, 404);
+    platform.assert_audit_clean().await?;
     platform.stop().await
 }
 
@@ -210,5 +211,6 @@ async fn an_order_stuck_behind_a_down_service_is_cancelled_at_the_deadline() -> 
         (tea["available"].as_i64(), tea["reserved"].as_i64()),
         (Some(10), Some(0))
     );
+    platform.assert_audit_clean().await?;
     platform.stop().await
 }

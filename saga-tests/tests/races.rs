@@ -55,6 +55,7 @@ async fn a_reservation_arriving_after_the_cancel_takes_no_money() -> anyhow::Res
     assert_eq!(order["status"], "CANCELLED");
     assert_eq!(order["cancel_reason"], "CUSTOMER_CANCELLED");
     assert!(!timeline(&order).contains(&"PaymentCompleted".to_owned()));
+    platform.assert_audit_clean().await?;
     platform.stop().await
 }
 
@@ -95,6 +96,7 @@ async fn a_shipment_scheduled_for_a_cancelled_order_is_cancelled() -> anyhow::Re
         .json()
         .await?;
     assert_eq!(shipment["status"], "CANCELLED");
+    platform.assert_audit_clean().await?;
     platform.stop().await
 }
 

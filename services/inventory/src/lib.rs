@@ -37,6 +37,12 @@ impl Default for Settings {
 
 const INPUTS: &[Topic] = &[Topic::Order];
 
+/// The service's own migrations (the outbox and inbox come with
+/// `choreo_service::connect`).
+pub fn migrations() -> sqlx::migrate::Migrator {
+    sqlx::migrate!("./migrations")
+}
+
 /// The service's reaction to its input events, for tests that feed it
 /// events directly through [`choreo_messaging::consumer::apply`].
 pub fn handler() -> impl choreo_messaging::Handler {
@@ -51,7 +57,7 @@ pub async fn start(
     settings: Settings,
     shutdown: CancellationToken,
 ) -> Result<Running, LaunchError> {
-    let pool = choreo_service::connect(&settings.service, sqlx::migrate!("./migrations")).await?;
+    let pool = choreo_service::connect(&settings.service, migrations()).await?;
     let spec = Spec {
         name: "inventory",
         inputs: INPUTS,

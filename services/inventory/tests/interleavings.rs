@@ -110,7 +110,7 @@ proptest! {
         runtime.block_on(async {
             let db = TestDatabase::create("inventory_prop").await.expect("database");
             let settings = ServiceSettings { database_url: db.url.clone(), ..ServiceSettings::local("inventory", 0) };
-            let pool = choreo_service::connect(&settings, sqlx::migrate!("./migrations")).await.expect("migrates");
+            let pool = choreo_service::connect(&settings, choreo_inventory::migrations()).await.expect("migrates");
             sqlx::query("INSERT INTO products (sku, name, price_cents, available, stocked_total) VALUES ('A', 'a', 100, 10, 10), ('B', 'b', 100, 3, 3)")
                 .execute(&pool)
                 .await

@@ -50,6 +50,12 @@ impl Default for Settings {
 /// The events the order service follows.
 const INPUTS: &[Topic] = &[Topic::Inventory, Topic::Payment, Topic::Shipping];
 
+/// The service's own migrations (the outbox and inbox come with
+/// `choreo_service::connect`).
+pub fn migrations() -> sqlx::migrate::Migrator {
+    sqlx::migrate!("./migrations")
+}
+
 /// The service's reaction to its input events, for tests that feed it
 /// events directly through [`choreo_messaging::consumer::apply`].
 pub fn handler() -> impl choreo_messaging::Handler {
@@ -64,7 +70,7 @@ pub async fn start(
     settings: Settings,
     shutdown: CancellationToken,
 ) -> Result<Running, LaunchError> {
-    let pool = choreo_service::connect(&settings.service, sqlx::migrate!("./migrations")).await?;
+    let pool = choreo_service::connect(&settings.service, migrations()).await?;
     // Bumped whenever an order changes, so `?wait=` requests in this process
     // wake at once; they also poll, for changes made by another replica.
     let (changed, _) = watch::channel(0u64);

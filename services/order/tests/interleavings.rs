@@ -103,7 +103,7 @@ proptest! {
         runtime.block_on(async {
             let db = TestDatabase::create("order_prop").await.expect("database");
             let settings = ServiceSettings { database_url: db.url.clone(), ..ServiceSettings::local("order", 0) };
-            let pool = choreo_service::connect(&settings, sqlx::migrate!("./migrations")).await.expect("migrates");
+            let pool = choreo_service::connect(&settings, choreo_order::migrations()).await.expect("migrates");
             let orders = [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
             for id in orders {
                 sqlx::query("INSERT INTO orders (id, customer_id, status, shipping_address) VALUES ($1, 'c', 'PENDING', '{}')")

@@ -150,7 +150,7 @@ async fn database() -> (PgPool, TestDatabase) {
         database_url: db.url.clone(),
         ..ServiceSettings::local("payment", 0)
     };
-    let pool = choreo_service::connect(&settings, sqlx::migrate!("./migrations"))
+    let pool = choreo_service::connect(&settings, choreo_payment::migrations())
         .await
         .expect("migrates");
     (pool, db)

@@ -86,7 +86,7 @@ proptest! {
                 service: ServiceSettings { database_url: db.url.clone(), ..ServiceSettings::local("shipping", 0) },
                 ..Default::default()
             };
-            let pool = choreo_service::connect(&settings.service, sqlx::migrate!("./migrations")).await.expect("migrates");
+            let pool = choreo_service::connect(&settings.service, choreo_shipping::migrations()).await.expect("migrates");
             // s1 ships; s2 is paid and cancelled; s3 goes to a country not
             // served; s4 is never paid.
             let orders = [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
