@@ -38,6 +38,21 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// `event` as its service's consumer would receive it on its own topic,
+    /// for tests that feed a handler through [`apply`] without a broker.
+    ///
+    /// # Errors
+    /// When the event does not match its schema.
+    pub fn of<E: Event>(event: &E) -> Result<Self, CodecError> {
+        Ok(Self {
+            topic: E::TOPIC,
+            partition: 0,
+            offset: 0,
+            message: Decoded::from_event(event)?,
+            traceparent: None,
+        })
+    }
+
     pub fn meta(&self) -> &EventMeta {
         self.message.meta()
     }

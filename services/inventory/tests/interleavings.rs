@@ -11,16 +11,6 @@ use proptest::prelude::*;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-fn delivery<E: Event>(event: &E) -> Delivery {
-    Delivery {
-        topic: Topic::Order,
-        partition: 0,
-        offset: 0,
-        message: Decoded::from_event(event).expect("the event matches its schema"),
-        traceparent: None,
-    }
-}
-
 fn placed(order_id: Uuid, lines: &[(&str, i32)]) -> (EventMeta, Delivery) {
     let event = OrderPlaced {
         meta: EventMeta::first::<OrderPlaced>(order_id, "order"),
@@ -42,25 +32,30 @@ fn placed(order_id: Uuid, lines: &[(&str, i32)]) -> (EventMeta, Delivery) {
             country: "DE".into(),
         },
     };
-    (event.meta.clone(), delivery(&event))
+    (
+        event.meta.clone(),
+        Delivery::of(&event).expect("the event matches its schema"),
+    )
 }
 
 fn confirmed(order_id: Uuid) -> Delivery {
-    delivery(&OrderConfirmed {
+    Delivery::of(&OrderConfirmed {
         meta: EventMeta::once_per_order::<OrderConfirmed>(order_id, None, "order"),
         order_id,
         total_cents: 0,
         currency: "EUR".into(),
     })
+    .expect("the event matches its schema")
 }
 
 fn cancelled(order_id: Uuid) -> Delivery {
-    delivery(&OrderCancelled {
+    Delivery::of(&OrderCancelled {
         meta: EventMeta::once_per_order::<OrderCancelled>(order_id, None, "order"),
         order_id,
         reason: cancel_reason::CUSTOMER_CANCELLED.into(),
         detail: String::new(),
     })
+    .expect("the event matches its schema")
 }
 
 /// o1 is confirmed, o2 cancelled after its reservation, o3 still running,

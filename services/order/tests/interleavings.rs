@@ -9,22 +9,12 @@ use choreo_testkit::{TestDatabase, redeliver};
 use proptest::prelude::*;
 use uuid::Uuid;
 
-fn delivery<E: Event>(event: &E) -> Delivery {
-    Delivery {
-        topic: E::TOPIC,
-        partition: 0,
-        offset: 0,
-        message: Decoded::from_event(event).expect("the event matches its schema"),
-        traceparent: None,
-    }
-}
-
 fn root(order_id: Uuid) -> EventMeta {
     EventMeta::first::<OrderPlaced>(order_id, "order")
 }
 
 fn reserved(order_id: Uuid) -> Delivery {
-    delivery(&StockReserved {
+    Delivery::of(&StockReserved {
         meta: EventMeta::caused_by::<StockReserved>(&root(order_id), "inventory"),
         order_id,
         customer_id: "c".into(),
@@ -37,10 +27,11 @@ fn reserved(order_id: Uuid) -> Delivery {
         total_cents: 1_000,
         currency: "EUR".into(),
     })
+    .expect("the event matches its schema")
 }
 
 fn rejected(order_id: Uuid) -> Delivery {
-    delivery(&StockRejected {
+    Delivery::of(&StockRejected {
         meta: EventMeta::caused_by::<StockRejected>(&root(order_id), "inventory"),
         order_id,
         reason: "OUT_OF_STOCK".into(),
@@ -50,10 +41,11 @@ fn rejected(order_id: Uuid) -> Delivery {
             available: 0,
         }],
     })
+    .expect("the event matches its schema")
 }
 
 fn paid(order_id: Uuid) -> Delivery {
-    delivery(&PaymentCompleted {
+    Delivery::of(&PaymentCompleted {
         meta: EventMeta::caused_by::<PaymentCompleted>(&root(order_id), "payment"),
         order_id,
         payment_id: Uuid::new_v4(),
@@ -61,34 +53,38 @@ fn paid(order_id: Uuid) -> Delivery {
         amount_cents: 1_000,
         currency: "EUR".into(),
     })
+    .expect("the event matches its schema")
 }
 
 fn declined(order_id: Uuid) -> Delivery {
-    delivery(&PaymentFailed {
+    Delivery::of(&PaymentFailed {
         meta: EventMeta::caused_by::<PaymentFailed>(&root(order_id), "payment"),
         order_id,
         customer_id: "c".into(),
         amount_cents: 1_000,
         reason: "INSUFFICIENT_FUNDS".into(),
     })
+    .expect("the event matches its schema")
 }
 
 fn scheduled(order_id: Uuid) -> Delivery {
-    delivery(&ShipmentScheduled {
+    Delivery::of(&ShipmentScheduled {
         meta: EventMeta::once_per_order::<ShipmentScheduled>(order_id, None, "shipping"),
         order_id,
         shipment_id: Uuid::new_v4(),
         country: "DE".into(),
     })
+    .expect("the event matches its schema")
 }
 
 fn unshippable(order_id: Uuid) -> Delivery {
-    delivery(&ShipmentFailed {
+    Delivery::of(&ShipmentFailed {
         meta: EventMeta::once_per_order::<ShipmentFailed>(order_id, None, "shipping"),
         order_id,
         country: "AQ".into(),
         reason: "COUNTRY_NOT_SERVED".into(),
     })
+    .expect("the event matches its schema")
 }
 
 proptest! {

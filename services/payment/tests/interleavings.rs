@@ -30,7 +30,7 @@ fn reserved(order_id: Uuid, customer: &str, total_cents: i64) -> Delivery {
         total_cents,
         currency: "EUR".into(),
     };
-    delivery(Topic::Inventory, &event)
+    Delivery::of(&event).expect("the event matches its schema")
 }
 
 fn cancelled(order_id: Uuid, reason: &str) -> Delivery {
@@ -40,17 +40,7 @@ fn cancelled(order_id: Uuid, reason: &str) -> Delivery {
         reason: reason.into(),
         detail: String::new(),
     };
-    delivery(Topic::Order, &event)
-}
-
-fn delivery<E: Event>(topic: Topic, event: &E) -> Delivery {
-    Delivery {
-        topic,
-        partition: 0,
-        offset: 0,
-        message: Decoded::from_event(event).expect("the event matches its schema"),
-        traceparent: None,
-    }
+    Delivery::of(&event).expect("the event matches its schema")
 }
 
 struct Fixture {

@@ -11,64 +11,48 @@ use choreo_testkit::{TestDatabase, interleave, redeliver};
 use proptest::prelude::*;
 use uuid::Uuid;
 
-fn delivery<E: Event>(topic: Topic, event: &E) -> Delivery {
-    Delivery {
-        topic,
-        partition: 0,
-        offset: 0,
-        message: Decoded::from_event(event).expect("the event matches its schema"),
-        traceparent: None,
-    }
-}
-
 fn placed(order_id: Uuid, country: &str) -> Delivery {
-    delivery(
-        Topic::Order,
-        &OrderPlaced {
-            meta: EventMeta::first::<OrderPlaced>(order_id, "order"),
-            order_id,
-            customer_id: "c".into(),
-            lines: vec![OrderLine {
-                sku: "A".into(),
-                quantity: 1,
-            }],
-            shipping_address: ShippingAddress {
-                name: "N".into(),
-                line1: "L".into(),
-                line2: None,
-                city: "C".into(),
-                postal_code: "P".into(),
-                country: country.into(),
-            },
+    Delivery::of(&OrderPlaced {
+        meta: EventMeta::first::<OrderPlaced>(order_id, "order"),
+        order_id,
+        customer_id: "c".into(),
+        lines: vec![OrderLine {
+            sku: "A".into(),
+            quantity: 1,
+        }],
+        shipping_address: ShippingAddress {
+            name: "N".into(),
+            line1: "L".into(),
+            line2: None,
+            city: "C".into(),
+            postal_code: "P".into(),
+            country: country.into(),
         },
-    )
+    })
+    .expect("the event matches its schema")
 }
 
 fn paid(order_id: Uuid) -> Delivery {
     let placed = EventMeta::first::<OrderPlaced>(order_id, "order");
-    delivery(
-        Topic::Payment,
-        &PaymentCompleted {
-            meta: EventMeta::caused_by::<PaymentCompleted>(&placed, "payment"),
-            order_id,
-            payment_id: Uuid::new_v5(&order_id, b"payment"),
-            customer_id: "c".into(),
-            amount_cents: 100,
-            currency: "EUR".into(),
-        },
-    )
+    Delivery::of(&PaymentCompleted {
+        meta: EventMeta::caused_by::<PaymentCompleted>(&placed, "payment"),
+        order_id,
+        payment_id: Uuid::new_v5(&order_id, b"payment"),
+        customer_id: "c".into(),
+        amount_cents: 100,
+        currency: "EUR".into(),
+    })
+    .expect("the event matches its schema")
 }
 
 fn cancelled(order_id: Uuid) -> Delivery {
-    delivery(
-        Topic::Order,
-        &OrderCancelled {
-            meta: EventMeta::once_per_order::<OrderCancelled>(order_id, None, "order"),
-            order_id,
-            reason: cancel_reason::CUSTOMER_CANCELLED.into(),
-            detail: String::new(),
-        },
-    )
+    Delivery::of(&OrderCancelled {
+        meta: EventMeta::once_per_order::<OrderCancelled>(order_id, None, "order"),
+        order_id,
+        reason: cancel_reason::CUSTOMER_CANCELLED.into(),
+        detail: String::new(),
+    })
+    .expect("the event matches its schema")
 }
 
 proptest! {
