@@ -125,6 +125,22 @@ impl Decoded {
         self.full_name.rsplit('.').next().unwrap_or(&self.full_name)
     }
 
+    /// The datum as JSON, read with the writer's own schema: for operator
+    /// tools showing a message whatever its record.
+    ///
+    /// # Errors
+    /// [`CodecError::Decode`] when the bytes do not match the writer schema.
+    pub fn to_json(&self) -> Result<serde_json::Value, CodecError> {
+        let wrap = |e: apache_avro::Error| CodecError::Decode {
+            schema_id: self.schema_id,
+            record: self.full_name.clone(),
+            source: Box::new(e),
+        };
+        let value =
+            apache_avro::from_avro_datum(&self.writer, &mut &self.datum[..], None).map_err(wrap)?;
+        serde_json::Value::try_from(value).map_err(wrap)
+    }
+
     /// Resolves the datum from the writer's schema into `E`'s schema.
     ///
     /// # Errors

@@ -91,6 +91,27 @@ impl RegistryClient {
         &self.base_url
     }
 
+    /// Whether the registry answers, for readiness probes: lists its
+    /// subjects within `timeout`.
+    ///
+    /// # Errors
+    /// When the registry is unreachable, slow or answers with an error.
+    pub async fn ping(&self, timeout: Duration) -> Result<(), RegistryError> {
+        let url = format!("{}/subjects", self.base_url);
+        let response = self
+            .http
+            .get(&url)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|source| RegistryError::Unreachable {
+                url: url.clone(),
+                source,
+            })?;
+        read_json::<serde_json::Value>(&url, response).await?;
+        Ok(())
+    }
+
     /// Registers `schema_text` under `subject` (a no-op answering the
     /// existing id when it is already there) and returns its global id.
     ///

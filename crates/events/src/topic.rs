@@ -31,6 +31,10 @@ impl Topic {
     }
 }
 
+/// The services that consume saga events, each with its own consumer group
+/// and dead-letter topic.
+pub const SAGA_SERVICES: [&str; 4] = ["order", "inventory", "payment", "shipping"];
+
 /// Topic names as deployed. The prefix lets test runs and tenants share a
 /// broker without sharing topics; production leaves it empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +51,22 @@ impl Topics {
 
     pub fn name(&self, topic: Topic) -> String {
         format!("{}{}", self.prefix, topic.base_name())
+    }
+
+    /// The dead-letter topic of `service`, e.g. `payment.dlq`: where its
+    /// consumer puts the events it can never apply.
+    pub fn dead_letters(&self, service: &str) -> String {
+        format!("{}{service}.dlq", self.prefix)
+    }
+
+    /// Every topic a deployment needs: the four saga topics, then each saga
+    /// service's dead-letter topic.
+    pub fn all(&self) -> Vec<String> {
+        Topic::ALL
+            .iter()
+            .map(|t| self.name(*t))
+            .chain(SAGA_SERVICES.iter().map(|s| self.dead_letters(s)))
+            .collect()
     }
 
     /// The inverse of [`Topics::name`], for consumed messages.

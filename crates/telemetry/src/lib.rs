@@ -43,3 +43,20 @@ pub fn init(service: &str, format: LogFormat) {
         tracing::debug!(service, "telemetry initialised");
     }
 }
+
+/// `error` and each of its sources, joined by `: `, for a log field or an
+/// error body that must say the whole cause in one line.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        // Some errors (apache-avro's) repeat their source in their message.
+        if !out.contains(&next) {
+            out.push_str(": ");
+            out.push_str(&next);
+        }
+        source = s.source();
+    }
+    out
+}

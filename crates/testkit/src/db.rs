@@ -39,6 +39,38 @@ impl TestDatabase {
         Ok(Self { name, url })
     }
 
+    /// An outage, as the service sees one: every open connection is killed
+    /// and new ones are refused until [`TestDatabase::bring_back`].
+    pub async fn take_down(&self) -> anyhow::Result<()> {
+        let mut conn = PgConnection::connect(&admin_url()).await?;
+        sqlx::query(&format!(
+            "ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS false",
+            self.name
+        ))
+        .execute(&mut conn)
+        .await?;
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(&self.name)
+        .execute(&mut conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Ends the outage [`TestDatabase::take_down`] began.
+    pub async fn bring_back(&self) -> anyhow::Result<()> {
+        let mut conn = PgConnection::connect(&admin_url()).await?;
+        sqlx::query(&format!(
+            "ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS true",
+            self.name
+        ))
+        .execute(&mut conn)
+        .await?;
+        Ok(())
+    }
+
     /// Drops the database, disconnecting whatever is still connected to it.
     pub async fn drop_db(&self) -> anyhow::Result<()> {
         let mut conn = PgConnection::connect(&admin_url()).await?;

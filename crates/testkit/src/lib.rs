@@ -14,7 +14,7 @@ mod wait;
 pub use broker::TestBroker;
 pub use db::TestDatabase;
 pub use delivery_order::{interleave, redeliver};
-pub use publish::publish_event;
+pub use publish::{RawProducer, framed, publish_event};
 pub use wait::wait_until;
 
 /// A short random name, unique per call, for databases, topics and groups, so

@@ -65,7 +65,11 @@ pub(crate) fn router(pool: PgPool, default_level: Compatibility) -> Router {
                 .put(put_subject_config)
                 .delete(delete_subject_config),
         )
-        .route("/health", get(health))
+        .route(
+            "/health/live",
+            get(|| async { Reply(json!({"status": "live", "service": "schema-registry"})) }),
+        )
+        .route("/health/ready", get(ready))
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(AppState {
@@ -495,16 +499,16 @@ async fn delete_subject_config(
     }
 }
 
-/// Ours, not Confluent's: healthy means the database answers, since the
+/// Ours, not Confluent's: ready means the database answers, since the
 /// registry can serve nothing without it.
-async fn health(State(state): State<AppState>) -> Response {
+async fn ready(State(state): State<AppState>) -> Response {
     match store::ping(&state.pool).await {
-        Ok(()) => Reply(json!({"status": "ok"})).into_response(),
+        Ok(()) => Reply(json!({"status": "ready"})).into_response(),
         Err(e) => {
             tracing::warn!(error = %crate::error::error_chain(&e), "health check: database unreachable");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Reply(json!({"status": "unavailable"})),
+                Reply(json!({"status": "not_ready"})),
             )
                 .into_response()
         }

@@ -135,19 +135,4 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// An error and all its sources on one line, for logs and for messages sent to
-/// clients.
-pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        let next = s.to_string();
-        // apache-avro often repeats its source in its own message.
-        if !out.contains(&next) {
-            out.push_str(": ");
-            out.push_str(&next);
-        }
-        source = s.source();
-    }
-    out
-}
+pub(crate) use choreo_telemetry::error_chain;

@@ -602,12 +602,19 @@ async fn unknown_routes_answer_confluents_404() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn health_reports_ok_while_the_database_answers() -> anyhow::Result<()> {
+async fn ready_while_the_database_answers() -> anyhow::Result<()> {
     let registry = Registry::start("sr_health").await?;
 
     assert_eq!(
-        registry.get("/health").await?,
-        (StatusCode::OK, json!({"status": "ok"}))
+        registry.get("/health/ready").await?,
+        (StatusCode::OK, json!({"status": "ready"}))
+    );
+    assert_eq!(
+        registry.get("/health/live").await?,
+        (
+            StatusCode::OK,
+            json!({"status": "live", "service": "schema-registry"})
+        )
     );
     registry.stop().await
 }
