@@ -161,12 +161,7 @@ impl Platform {
                 .unwrap_or_default(),
             ..Default::default()
         };
-        let topics = kafka.topics();
-        let names: Vec<String> = choreo_events::Topic::ALL
-            .iter()
-            .map(|t| topics.name(*t))
-            .collect();
-        choreo_messaging::admin::ensure_topics(&kafka, &names)
+        choreo_messaging::admin::ensure_topics(&kafka, &kafka.topics().all())
             .await
             .context("creating topics")?;
 
@@ -176,7 +171,7 @@ impl Platform {
             database_max_connections: 5,
             registry_url: registry_url.clone(),
             kafka: kafka.clone(),
-            log_format: Default::default(),
+            ..ServiceSettings::local("test", 0)
         };
         let mut spawn = |running: choreo_service::Running| {
             let addr = format!("http://{}", running.addr);

@@ -20,6 +20,8 @@ pub enum MessagingError {
     Codec(#[from] choreo_events::CodecError),
     #[error("schema registry")]
     Registry(#[from] choreo_events::RegistryError),
+    #[error("a blocking task failed: {0}")]
+    Blocking(String),
     #[error("the outbox holds {record}, which is not in Choreo's event catalog")]
     UnknownRecord { record: String },
 }

@@ -1,27 +1,41 @@
 //! Choreo's messaging runtime, shared by every service.
 //!
 //! - [`outbox::enqueue`] writes an event in the caller's transaction; the
-//!   [`relay::Relay`] publishes committed rows in order and marks them.
-//! - [`consumer::Consumer`] reads a service's input topics, records each event
-//!   id in the inbox in the same transaction as the handler's effect, and
-//!   stores the Kafka offset only after that transaction commits. A
-//!   redelivered event therefore changes nothing.
-//! - [`admin`] creates topics explicitly (brokers here do not auto-create).
+//!   [`relay::Relay`] publishes committed rows in order and marks them, one
+//!   relay per database at a time.
+//! - [`consumer::Consumer`] reads a service's input topics, partitions in
+//!   parallel and each in order, with backpressure. It records each event id
+//!   in the inbox in the same transaction as the handler's effect
+//!   ([`apply`]), and stores the Kafka offset only after that transaction
+//!   commits, so a redelivered event changes nothing. Transient failures are
+//!   retried in place; events that can never be applied go to the service's
+//!   dead-letter topic ([`dead_letter`]).
+//! - [`retention`] purges published outbox rows and old inbox rows.
+//! - [`Health`] tells readiness probes whether the runtime makes progress.
+//! - [`admin`] creates topics explicitly (brokers here do not auto-create)
+//!   and reads topics to their end for operator tools.
 //!
 //! Only the plain Kafka protocol is used (no transactions), so the same code
 //! runs against Apache Kafka and the Tansu broker used locally.
 
 pub mod admin;
 pub mod consumer;
+pub mod dead_letter;
+mod delivery;
 mod error;
+mod health;
 pub mod inbox;
 pub mod outbox;
 pub mod relay;
+pub mod retention;
 mod settings;
 
-pub use consumer::{Consumer, Delivery, Handler, HandlerError, Outcome};
+pub use consumer::{Consumer, ConsumerSettings};
+pub use delivery::{Delivery, Handler, HandlerError, Outcome, apply};
 pub use error::MessagingError;
+pub use health::{Health, Snapshot};
 pub use relay::Relay;
+pub use retention::RetentionSettings;
 pub use settings::KafkaSettings;
 
 /// Applies the outbox and inbox tables to a service database.

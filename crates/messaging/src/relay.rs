@@ -5,20 +5,33 @@
 //! round trip per event. A row is marked only once the broker has
 //! acknowledged it (`acks=all`); a crash in between publishes it again, and
 //! consumers drop the copy by its event id.
+//!
+//! Only one relay per database publishes at a time: each holds a session
+//! advisory lock while it publishes, on a connection of its own. Replicas of
+//! a service stand by and take over within a second of the holder stopping
+//! or losing its connection (PostgreSQL releases the lock with the
+//! session). Two relays publishing at once would not lose or duplicate
+//! effects (consumers deduplicate) but would interleave one key's events.
 
-use crate::{KafkaSettings, MessagingError};
+use crate::{Health, KafkaSettings, MessagingError};
 use choreo_events::{RegistryClient, Topics, catalog, frame, subject};
+pub(crate) use choreo_telemetry::error_chain;
 use rdkafka::{
     message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
 };
-use sqlx::{PgPool, Row, postgres::PgListener};
+use sqlx::{Connection, PgConnection, PgPool, Row, postgres::PgListener};
 use std::{collections::HashMap, time::Duration};
 use tokio_util::sync::CancellationToken;
 
 const BATCH: i64 = 256;
 /// The fallback when a notification is missed or the listener is down.
 const POLL: Duration = Duration::from_millis(500);
+/// How often a standby relay tries to take the lease.
+const STANDBY: Duration = Duration::from_secs(1);
+/// The advisory lock key of the relay lease ("choreo" in ASCII). Each
+/// service has its own database, so one key serves them all.
+const LEASE_KEY: i64 = 0x63_68_6f_72_65_6f;
 
 pub struct Relay {
     pool: PgPool,
@@ -26,6 +39,7 @@ pub struct Relay {
     registry: RegistryClient,
     topics: Topics,
     schemas: HashMap<String, &'static str>,
+    health: Health,
 }
 
 struct Row_ {
@@ -69,6 +83,7 @@ impl Relay {
         settings: &KafkaSettings,
         pool: PgPool,
         registry: RegistryClient,
+        health: Health,
     ) -> Result<Self, MessagingError> {
         let schemas = catalog()
             .into_iter()
@@ -80,32 +95,81 @@ impl Relay {
             registry,
             topics: settings.topics(),
             schemas,
+            health,
         })
     }
 
-    /// Publishes until `shutdown`, then returns after the batch in flight.
+    /// Publishes until `shutdown`, then returns after the batch in flight and
+    /// releases the lease.
     /// Failures (broker, registry or database down) are logged and retried
     /// with backoff; rows stay in the outbox until they are published.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut listener = self.listen().await;
+        let mut lease: Option<PgConnection> = None;
+        let mut listener = None;
         let mut failures = 0u32;
+        let mut standing_by = false;
         loop {
             if shutdown.is_cancelled() {
-                return;
+                break;
             }
-            let outcome = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                outcome = self.publish_batch() => outcome,
-            };
-            match outcome {
-                Ok(n) if n as i64 == BATCH => {
-                    failures = 0;
-                    continue;
+            if !self.holds(&mut lease).await {
+                let wait = match self.acquire().await {
+                    Ok(Some(conn)) => {
+                        lease = Some(conn);
+                        standing_by = false;
+                        tracing::info!("outbox lease taken; publishing");
+                        None
+                    }
+                    Ok(None) => {
+                        // Standing by is healthy: the holder publishes.
+                        if failures > 0 {
+                            self.health.recover("relay");
+                            failures = 0;
+                        }
+                        if !standing_by {
+                            tracing::info!("another relay holds the outbox lease; standing by");
+                            standing_by = true;
+                        }
+                        Some(STANDBY)
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        let error = error_chain(&e);
+                        tracing::warn!(%error, failures, "cannot take the outbox lease; retrying");
+                        self.health.stall("relay", &error);
+                        Some(backoff(failures))
+                    }
+                };
+                if let Some(wait) = wait {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(wait) => continue,
+                    }
                 }
-                Ok(_) => failures = 0,
+            }
+            if listener.is_none() {
+                listener = self.listen().await;
+            }
+            // A batch in flight is finished even when shutdown is asked
+            // for, so that what it sent is marked and not sent again by the
+            // next lease holder. Were the broker gone, the service's grace
+            // period ends the wait.
+            let outcome = self.publish_batch().await;
+            match outcome {
+                Ok(n) => {
+                    if failures > 0 {
+                        self.health.recover("relay");
+                    }
+                    failures = 0;
+                    if n as i64 == BATCH {
+                        continue;
+                    }
+                }
                 Err(error) => {
                     failures += 1;
-                    tracing::warn!(error = %error_chain(&error), failures, "outbox relay failed; retrying");
+                    let error = error_chain(&error);
+                    tracing::warn!(%error, failures, "outbox relay failed; retrying");
+                    self.health.stall("relay", &error);
                 }
             }
             let wait = if failures == 0 {
@@ -114,7 +178,7 @@ impl Relay {
                 backoff(failures)
             };
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(wait) => {}
                 notified = wait_notification(&mut listener), if failures == 0 => {
                     if !notified {
@@ -122,10 +186,42 @@ impl Relay {
                     }
                 }
             }
-            if listener.is_none() && failures == 0 {
-                listener = self.listen().await;
-            }
         }
+        if let Some(lease) = lease {
+            // Closing the session releases the lock for a standby at once.
+            let _ = lease.close().await;
+        }
+    }
+
+    /// Takes the lease if no other relay holds it: a session advisory lock
+    /// on a connection that lives as long as the lease. `None` when another
+    /// relay holds it.
+    async fn acquire(&self) -> Result<Option<PgConnection>, sqlx::Error> {
+        let mut conn = self.pool.acquire().await?.detach();
+        let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(LEASE_KEY)
+            .fetch_one(&mut conn)
+            .await?;
+        if taken {
+            Ok(Some(conn))
+        } else {
+            let _ = conn.close().await;
+            Ok(None)
+        }
+    }
+
+    /// Whether the lease is still held: its session still answers. A lost
+    /// session has released the lock, and another relay may hold it now.
+    async fn holds(&self, lease: &mut Option<PgConnection>) -> bool {
+        let Some(conn) = lease else {
+            return false;
+        };
+        if conn.ping().await.is_ok() {
+            return true;
+        }
+        tracing::warn!("outbox lease lost with its database session");
+        *lease = None;
+        false
     }
 
     async fn listen(&self) -> Option<PgListener> {
@@ -273,15 +369,4 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
     let millis =
         rand::rng().random_range(ceiling.as_millis() as u64 / 2..=ceiling.as_millis() as u64);
     Duration::from_millis(millis)
-}
-
-pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

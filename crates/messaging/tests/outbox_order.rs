@@ -3,13 +3,12 @@
 //! and one order's events arrive in the order they were committed, which is
 //! what every saga participant downstream relies on.
 
+mod support;
+
 use anyhow::{Context, anyhow};
-use choreo_events::{
-    Decoder, EventMeta, OrderLine, OrderPlaced, RegistryClient, ShippingAddress, Topic,
-    encode_datum,
-};
-use choreo_messaging::{KafkaSettings, Relay, admin, outbox};
-use choreo_testkit::{TestBroker, TestDatabase, unique_name, wait_until};
+use choreo_events::{Decoder, EventMeta, OrderPlaced, RegistryClient, Topic, encode_datum};
+use choreo_messaging::{Health, KafkaSettings, Relay};
+use choreo_testkit::{TestDatabase, unique_name, wait_until};
 use rdkafka::{
     ClientConfig, Message,
     consumer::{Consumer, StreamConsumer},
@@ -20,53 +19,12 @@ use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     time::Duration,
 };
+use support::{DEADLINE, Env, enqueue_committed, numbered_event, seq_of, service_database};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 const ORDERS: usize = 5;
 const EVENTS_PER_ORDER: i32 = 20;
-/// What a slow, loaded CI machine needs, not what the test expects.
-const DEADLINE: Duration = Duration::from_secs(60);
-
-/// An `OrderPlaced` for `order_id` whose position in that order's stream is
-/// `seq`, carried in the first line's quantity so that it survives the trip
-/// through Kafka. Each gets a fresh event id: these are distinct events, not
-/// re-handlings of one cause.
-fn numbered_event(order_id: Uuid, seq: i32) -> OrderPlaced {
-    OrderPlaced {
-        meta: EventMeta {
-            event_id: Uuid::new_v4(),
-            ..EventMeta::first::<OrderPlaced>(order_id, "test")
-        },
-        order_id,
-        customer_id: "customer-1".into(),
-        lines: vec![OrderLine {
-            sku: "SKU-1".into(),
-            quantity: seq,
-        }],
-        shipping_address: ShippingAddress {
-            name: "Ada Lovelace".into(),
-            line1: "1 Analytical Way".into(),
-            line2: None,
-            city: "London".into(),
-            postal_code: "N1 1AA".into(),
-            country: "GB".into(),
-        },
-    }
-}
-
-fn seq_of(event: &OrderPlaced) -> Option<i32> {
-    event.lines.first().map(|l| l.quantity)
-}
-
-/// Enqueues `event` in a transaction of its own and commits it, as a service
-/// does when it changes state.
-async fn enqueue_committed(pool: &PgPool, event: &OrderPlaced) -> anyhow::Result<()> {
-    let mut tx = pool.begin().await?;
-    outbox::enqueue(&mut tx, event, None).await?;
-    tx.commit().await?;
-    Ok(())
-}
 
 /// One consumed message, with what a downstream consumer sees of it.
 struct Received {
@@ -137,33 +95,10 @@ async fn consume(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_publishes_each_orders_events_in_commit_order() -> anyhow::Result<()> {
-    let broker = TestBroker::start().await?;
-    let service_db = TestDatabase::create("outbox").await?;
-    let registry_db = TestDatabase::create("registry").await?;
+    let env = Env::start().await?;
+    let (service_db, pool) = service_database("outbox").await?;
     let shutdown = CancellationToken::new();
-
-    let registry = choreo_schema_registry::start(
-        choreo_schema_registry::Settings {
-            http_addr: "127.0.0.1:0".parse()?,
-            database_url: registry_db.url.clone(),
-            ..Default::default()
-        },
-        shutdown.clone(),
-    )
-    .await
-    .context("starting the schema registry")?;
-    let registry_url = format!("http://{}", registry.addr);
-
-    let pool = PgPool::connect(&service_db.url).await?;
-    choreo_messaging::migrate(&pool).await?;
-    let kafka = KafkaSettings {
-        bootstrap_servers: broker.bootstrap.clone(),
-        topic_prefix: format!("{}.", unique_name("t")),
-        partitions: 3,
-        ..Default::default()
-    };
-    let topic = kafka.topics().name(Topic::Order);
-    admin::ensure_topics(&kafka, std::slice::from_ref(&topic)).await?;
+    let topic = env.kafka.topics().name(Topic::Order);
 
     // Orders interleaved, one committed transaction per event: commit order
     // within an order is its sequence number. The first half is a backlog the
@@ -182,13 +117,13 @@ async fn relay_publishes_each_orders_events_in_commit_order() -> anyhow::Result<
         Ok(())
     };
     commit_round(0..EVENTS_PER_ORDER / 2).await?;
-    let relay = Relay::new(&kafka, pool.clone(), RegistryClient::new(&registry_url))?;
+    let relay = Relay::new(&env.kafka, pool.clone(), env.registry(), Health::default())?;
     let relay_task = tokio::spawn(relay.run(shutdown.clone()));
     commit_round(EVENTS_PER_ORDER / 2..EVENTS_PER_ORDER).await?;
 
-    let received = consume(&kafka, &topic, &registry_url, committed.len())
+    let received = consume(&env.kafka, &topic, &env.registry_url, committed.len())
         .await
-        .with_context(|| format!("broker log:\n{}", broker.log()))?;
+        .with_context(|| format!("broker log:\n{}", env.broker.log()))?;
 
     let mut seqs_by_order: BTreeMap<Uuid, Vec<i32>> = BTreeMap::new();
     let mut partitions_by_order: BTreeMap<Uuid, BTreeSet<i32>> = BTreeMap::new();
@@ -257,11 +192,102 @@ async fn relay_publishes_each_orders_events_in_commit_order() -> anyhow::Result<
 
     shutdown.cancel();
     relay_task.await.context("relay task")?;
-    registry.task.await.context("registry task")??;
     pool.close().await;
     service_db.drop_db().await?;
-    registry_db.drop_db().await?;
-    Ok(())
+    env.stop().await
+}
+
+/// Two replicas of a service run two relays on one database. Only the lease
+/// holder publishes; when it stops, the other takes over. Every row reaches
+/// the topic once, and each order's events in commit order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_on_one_database_publish_each_row_once_in_key_order() -> anyhow::Result<()> {
+    let env = Env::start().await?;
+    let (service_db, pool) = service_database("two_relays").await?;
+    let topic = env.kafka.topics().name(Topic::Order);
+    let orders: Vec<Uuid> = (0..ORDERS).map(|_| Uuid::new_v4()).collect();
+    let mut committed = HashMap::new();
+    let mut commit_round = async |seqs: std::ops::Range<i32>| -> anyhow::Result<()> {
+        for seq in seqs {
+            for &order_id in &orders {
+                let event = numbered_event(order_id, seq);
+                enqueue_committed(&pool, &event).await?;
+                committed.insert(event.meta.event_id, event);
+            }
+        }
+        Ok(())
+    };
+    let published = |pool: PgPool| async move {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM outbox WHERE published_at IS NOT NULL")
+            .fetch_one(&pool)
+            .await
+            .ok()
+    };
+
+    // The first relay takes the lease and publishes the first round.
+    let first_stop = CancellationToken::new();
+    let first = Relay::new(&env.kafka, pool.clone(), env.registry(), Health::default())?;
+    let first_task = tokio::spawn(first.run(first_stop.clone()));
+    commit_round(0..5).await?;
+    wait_until("the first round to be published", DEADLINE, || {
+        let pool = pool.clone();
+        async move { (published(pool).await? == 5 * ORDERS as i64).then_some(()) }
+    })
+    .await?;
+
+    // The second stands by while both run and more rows are committed.
+    let second_stop = CancellationToken::new();
+    let second = Relay::new(&env.kafka, pool.clone(), env.registry(), Health::default())?;
+    let second_task = tokio::spawn(second.run(second_stop.clone()));
+    commit_round(5..10).await?;
+
+    // The holder stops mid-stream; the standby takes over the rest.
+    first_stop.cancel();
+    first_task.await.context("first relay")?;
+    commit_round(10..EVENTS_PER_ORDER).await?;
+
+    let received = consume(&env.kafka, &topic, &env.registry_url, committed.len()).await?;
+    let mut seqs_by_order: BTreeMap<Uuid, Vec<i32>> = BTreeMap::new();
+    for r in &received {
+        seqs_by_order
+            .entry(r.event.order_id)
+            .or_default()
+            .push(seq_of(&r.event).context("event has no lines")?);
+    }
+    let expected: Vec<i32> = (0..EVENTS_PER_ORDER).collect();
+    for (order_id, seqs) in &seqs_by_order {
+        assert_eq!(
+            seqs, &expected,
+            "order {order_id}'s events: missing, repeated or out of order"
+        );
+    }
+    // Nothing beyond what was consumed: no row went out twice.
+    let messages_on_topic = high_watermarks(&env.kafka, &topic).await?;
+    assert_eq!(messages_on_topic, committed.len() as i64);
+
+    second_stop.cancel();
+    second_task.await.context("second relay")?;
+    pool.close().await;
+    service_db.drop_db().await?;
+    env.stop().await
+}
+
+/// How many messages `topic` holds, summed over its partitions.
+async fn high_watermarks(kafka: &KafkaSettings, topic: &str) -> anyhow::Result<i64> {
+    let probe: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &kafka.bootstrap_servers)
+        .create()?;
+    let topic = topic.to_owned();
+    let partitions = kafka.partitions;
+    tokio::task::spawn_blocking(move || {
+        let mut total = 0;
+        for p in 0..partitions {
+            let (low, high) = probe.fetch_watermarks(&topic, p, Duration::from_secs(10))?;
+            total += high - low;
+        }
+        Ok(total)
+    })
+    .await?
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

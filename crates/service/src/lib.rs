@@ -3,15 +3,22 @@
 //! API and one handler module per event it reacts to.
 //!
 //! [`launch`] connects the service's own database and migrates it, starts
-//! the outbox relay and the consumer, and serves the HTTP API. All of it
-//! stops when the shutdown token is cancelled: HTTP stops accepting, the
-//! consumer finishes the event in hand and commits its offsets, the relay
-//! finishes its batch.
+//! the outbox relay, the consumer and the retention purge, and serves the
+//! HTTP API with its health probes (`health`). All of it stops when the
+//! shutdown token is cancelled: HTTP stops accepting, the consumer stops
+//! fetching, finishes the events in hand and commits their offsets, the
+//! relay finishes its batch. What has not stopped within the grace period is
+//! abandoned: its events are redelivered after the restart and deduplicated.
 
-use axum::{Json, Router, routing::get};
+mod health;
+
+use axum::Router;
 use choreo_events::{RegistryClient, Topic};
 use choreo_kit::CancellationToken;
-use choreo_messaging::{Consumer, Handler, KafkaSettings, Relay};
+use choreo_messaging::{
+    Consumer, ConsumerSettings, Handler, Health, KafkaSettings, Relay, RetentionSettings,
+    admin::BrokerProbe, retention,
+};
 use choreo_telemetry::LogFormat;
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, migrate::Migrator, postgres::PgPoolOptions};
@@ -27,6 +34,11 @@ pub struct ServiceSettings {
     pub database_max_connections: u32,
     pub registry_url: String,
     pub kafka: KafkaSettings,
+    pub consumer: ConsumerSettings,
+    pub retention: RetentionSettings,
+    /// After SIGTERM, how long in-flight work may take before it is
+    /// abandoned (to be redelivered after the restart) and the process exits.
+    pub shutdown_grace_seconds: f64,
     pub log_format: LogFormat,
 }
 
@@ -40,6 +52,9 @@ impl ServiceSettings {
             database_max_connections: 10,
             registry_url: "http://127.0.0.1:8081".into(),
             kafka: KafkaSettings::default(),
+            consumer: ConsumerSettings::default(),
+            retention: RetentionSettings::default(),
+            shutdown_grace_seconds: 30.0,
             log_format: LogFormat::Text,
         }
     }
@@ -67,6 +82,8 @@ pub struct Running {
     pub pool: PgPool,
     tasks: JoinSet<()>,
     shutdown: CancellationToken,
+    grace: Duration,
+    stop_requested: Option<tokio::time::Instant>,
 }
 
 /// A part of the service (consumer, relay or HTTP server) stopped although
@@ -79,13 +96,40 @@ impl Running {
     /// Waits until every task has stopped. A task that stops before shutdown
     /// was requested (a panic in a handler, say) stops the whole service and
     /// makes this an error, so that the process exits and its supervisor
-    /// restarts it, rather than answering `/health` while consuming nothing.
+    /// restarts it, rather than answering `/health/live` while consuming nothing.
     ///
     /// # Errors
     /// [`Stopped`] when a task ended on its own.
     pub async fn wait(mut self) -> Result<(), Stopped> {
         let mut failure = None;
-        while let Some(result) = self.tasks.join_next().await {
+        loop {
+            let next = if self.shutdown.is_cancelled() {
+                let deadline = *self
+                    .stop_requested
+                    .get_or_insert_with(tokio::time::Instant::now)
+                    + self.grace;
+                match tokio::time::timeout_at(deadline, self.tasks.join_next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        tracing::warn!(
+                            grace = ?self.grace,
+                            unfinished = self.tasks.len(),
+                            "grace period over; abandoning unfinished work, which is redelivered after the restart"
+                        );
+                        self.tasks.abort_all();
+                        break;
+                    }
+                }
+            } else {
+                tokio::select! {
+                    next = self.tasks.join_next() => next,
+                    _ = self.shutdown.cancelled() => {
+                        self.stop_requested = Some(tokio::time::Instant::now());
+                        continue;
+                    }
+                }
+            };
+            let Some(result) = next else { break };
             if !self.shutdown.is_cancelled() {
                 let why = match result {
                     Err(e) if e.is_panic() => "it panicked".to_owned(),
@@ -107,7 +151,8 @@ pub struct Spec<H> {
     pub name: &'static str,
     pub inputs: &'static [Topic],
     pub handler: H,
-    /// The service's own routes; `/health` is added.
+    /// The service's own routes; `/health/live` and `/health/ready` are
+    /// added.
     pub router: Router,
     /// Further tasks of the service (the order service's deadline sweeper),
     /// each stopping when the shutdown token is cancelled.
@@ -148,31 +193,48 @@ pub async fn launch<H: Handler>(
     shutdown: CancellationToken,
 ) -> Result<Running, LaunchError> {
     let registry = RegistryClient::new(&settings.registry_url);
+    let runtime = Health::default();
     let mut tasks = JoinSet::new();
 
-    let relay = Relay::new(&settings.kafka, pool.clone(), registry.clone())
-        .map_err(LaunchError::Messaging)?;
+    let relay = Relay::new(
+        &settings.kafka,
+        pool.clone(),
+        registry.clone(),
+        runtime.clone(),
+    )
+    .map_err(LaunchError::Messaging)?;
     tasks.spawn(relay.run(shutdown.clone()));
 
     let consumer = Consumer::new(
         &settings.kafka,
+        &settings.consumer,
         spec.name,
         spec.inputs,
         pool.clone(),
-        registry,
+        registry.clone(),
         spec.handler,
+        runtime.clone(),
     )
     .map_err(LaunchError::Messaging)?;
     tasks.spawn(consumer.run(shutdown.clone()));
+    tasks.spawn(retention::purge_until(
+        pool.clone(),
+        settings.retention.clone(),
+        shutdown.clone(),
+    ));
     for task in spec.background {
         tasks.spawn(task);
     }
 
     let name = spec.name;
-    let router = spec.router.route(
-        "/health",
-        get(move || async move { Json(serde_json::json!({"status": "ok", "service": name})) }),
-    );
+    let probes = health::Probes {
+        service: name,
+        pool: pool.clone(),
+        broker: BrokerProbe::new(&settings.kafka).map_err(LaunchError::Messaging)?,
+        registry,
+        runtime,
+    };
+    let router = spec.router.merge(health::routes(probes));
     let (addr, server) = choreo_kit::serve(router, settings.http_addr, shutdown.clone())
         .await
         .map_err(|source| LaunchError::Bind {
@@ -190,5 +252,7 @@ pub async fn launch<H: Handler>(
         pool,
         tasks,
         shutdown,
+        grace: Duration::from_secs_f64(settings.shutdown_grace_seconds.max(0.0)),
+        stop_requested: None,
     })
 }

@@ -44,9 +44,10 @@ pub(crate) fn router(upstreams: Upstreams) -> Router {
         .route("/v1/admin/products/{sku}", put(put_product))
         .route("/v1/admin/customers/{id}/wallet", put(put_wallet))
         .route(
-            "/health",
-            get(|| async { Json(serde_json::json!({"status": "ok", "service": "edge"})) }),
+            "/health/live",
+            get(|| async { Json(serde_json::json!({"status": "live", "service": "edge"})) }),
         )
+        .route("/health/ready", get(ready))
         .fallback(|| async { HttpError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             HttpError::new(
@@ -57,6 +58,42 @@ pub(crate) fn router(upstreams: Upstreams) -> Router {
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(upstreams)
+}
+
+/// Ready when every service the edge routes to answers its liveness probe
+/// within a second: without them the edge can only answer 503.
+async fn ready(State(upstreams): State<Upstreams>) -> (StatusCode, Json<serde_json::Value>) {
+    let probe = |base: &str| {
+        let request = upstreams
+            .http
+            .get(format!("{base}/health/live"))
+            .timeout(std::time::Duration::from_secs(1))
+            .send();
+        async move {
+            match request.await {
+                Ok(r) if r.status().is_success() => serde_json::json!("ok"),
+                Ok(r) => serde_json::json!({"error": format!("answered {}", r.status())}),
+                Err(e) => serde_json::json!({"error": choreo_telemetry::error_chain(&e)}),
+            }
+        }
+    };
+    let (order, inventory, payment) = tokio::join!(
+        probe(&upstreams.order),
+        probe(&upstreams.inventory),
+        probe(&upstreams.payment)
+    );
+    let ready = [&order, &inventory, &payment].iter().all(|c| *c == "ok");
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "service": "edge",
+        "checks": {"order": order, "inventory": inventory, "payment": payment},
+    });
+    (status, Json(body))
 }
 
 /// Parses a JSON body: 415 without a JSON content type, 400 for malformed

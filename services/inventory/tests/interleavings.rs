@@ -4,7 +4,7 @@
 //! every such delivery leaves the same stock and the same reservations.
 
 use choreo_events::*;
-use choreo_messaging::{Delivery, consumer::apply};
+use choreo_messaging::{Delivery, apply};
 use choreo_service::ServiceSettings;
 use choreo_testkit::{TestDatabase, interleave, redeliver};
 use proptest::prelude::*;

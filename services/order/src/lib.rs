@@ -57,7 +57,7 @@ pub fn migrations() -> sqlx::migrate::Migrator {
 }
 
 /// The service's reaction to its input events, for tests that feed it
-/// events directly through [`choreo_messaging::consumer::apply`].
+/// events directly through [`choreo_messaging::apply`].
 pub fn handler() -> impl choreo_messaging::Handler {
     handlers::OrderHandler::new(watch::channel(0u64).0)
 }

@@ -44,7 +44,7 @@ async fn an_order_whose_shipment_is_seen_before_its_prices_is_confirmed_with_its
                 database_max_connections: 5,
                 registry_url: registry_url.clone(),
                 kafka: kafka.clone(),
-                log_format: Default::default(),
+                ..ServiceSettings::local("order", 0)
             },
             max_wait_seconds: 30,
             saga_deadline_seconds: 300.0,

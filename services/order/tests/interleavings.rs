@@ -3,7 +3,7 @@
 //! decides each order the same way, once.
 
 use choreo_events::*;
-use choreo_messaging::{Delivery, consumer::apply};
+use choreo_messaging::{Delivery, apply};
 use choreo_service::ServiceSettings;
 use choreo_testkit::{TestDatabase, redeliver};
 use proptest::prelude::*;

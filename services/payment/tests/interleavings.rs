@@ -5,7 +5,7 @@
 //! charged nothing net.
 
 use choreo_events::*;
-use choreo_messaging::{Delivery, consumer::apply};
+use choreo_messaging::{Delivery, apply};
 use choreo_service::ServiceSettings;
 use choreo_testkit::{TestDatabase, redeliver};
 use proptest::prelude::*;

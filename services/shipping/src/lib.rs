@@ -55,7 +55,7 @@ pub fn migrations() -> sqlx::migrate::Migrator {
 }
 
 /// The service's reaction to its input events, for tests that feed it
-/// events directly through [`choreo_messaging::consumer::apply`].
+/// events directly through [`choreo_messaging::apply`].
 pub fn handler(settings: &Settings) -> impl choreo_messaging::Handler {
     handlers::ShippingHandler::new(&settings.served_countries)
 }

@@ -5,7 +5,7 @@
 //! country is scheduled.
 
 use choreo_events::*;
-use choreo_messaging::{Delivery, consumer::apply};
+use choreo_messaging::{Delivery, apply};
 use choreo_service::ServiceSettings;
 use choreo_testkit::{TestDatabase, interleave, redeliver};
 use proptest::prelude::*;

@@ -1,0 +1,433 @@
+//! The consumer: partitions in parallel, each partition in order.
+//!
+//! One task reads the group's messages and hands each to the worker of its
+//! partition (`partition`), over a bounded queue. Events with the same key
+//! (an order id) share a partition, so they are applied in order, while a
+//! slow order on one partition does not hold up the others. When a
+//! partition's queue is full the reader pauses fetching for that partition,
+//! keeps the few messages already fetched, and resumes once the worker has
+//! caught up: a slow handler costs a bounded amount of memory.
+//!
+//! Each worker decodes a message, applies it with [`apply`] (inbox record
+//! and effect in one transaction) and only then stores its offset, which the
+//! client commits in the background and on shutdown. A crash anywhere before
+//! the database commit redelivers the event; after it, the redelivered event
+//! finds its id in the inbox and is skipped. Either way the effect happens
+//! once.
+
+mod partition;
+
+use crate::{
+    Handler, Health, KafkaSettings, MessagingError, admin, dead_letter::DeadLetters, relay::backoff,
+};
+use choreo_events::{Decoder, RegistryClient, Topic, Topics};
+use partition::Partition;
+use rdkafka::{
+    ClientContext, Message, TopicPartitionList,
+    consumer::{
+        BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
+    },
+    message::OwnedMessage,
+};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
+use tokio::{
+    sync::mpsc::{self, error::TrySendError},
+    task::JoinSet,
+};
+use tokio_util::sync::CancellationToken;
+
+/// How a service consumes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConsumerSettings {
+    /// Messages fetched ahead per partition; beyond this the partition is
+    /// paused until its handler catches up.
+    pub partition_queue: usize,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        Self {
+            partition_queue: 64,
+        }
+    }
+}
+
+/// `(topic, partition)`.
+type Key = (String, i32);
+
+/// Partitions taken from or given to this consumer in a rebalance.
+pub(crate) enum Rebalanced {
+    Revoked(Vec<Key>),
+    Assigned(Vec<Key>),
+}
+
+/// Reports rebalances to the reader. librdkafka calls it on the thread that
+/// polls, inside `recv`, before `recv` returns any message fetched for the
+/// new assignment: so the reader learns of a rebalance before it sees a
+/// message that follows it.
+pub(crate) struct Rebalances(mpsc::UnboundedSender<Rebalanced>);
+
+fn keys(list: &TopicPartitionList) -> Vec<Key> {
+    list.elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect()
+}
+
+impl ClientContext for Rebalances {}
+
+impl ConsumerContext for Rebalances {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let _ = self.0.send(Rebalanced::Revoked(keys(list)));
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            let _ = self.0.send(Rebalanced::Assigned(keys(list)));
+        }
+    }
+}
+
+/// How long dropping the consumer may take to leave its group cleanly.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The group member, closed on a thread of its own when dropped.
+///
+/// librdkafka's consumer close (final commit, leave the group) waits for the
+/// group coordinator with no deadline, and rdkafka's `Drop` polls until it
+/// is done: with the broker gone, dropping a consumer would block its
+/// thread, and the exit of the whole service, forever (seen with Tansu
+/// killed under a running consumer). The close gets [`CLOSE_TIMEOUT`];
+/// past that the thread is left behind and the process may exit without a
+/// clean leave, which costs only a session timeout before the group hands
+/// the partitions to another member.
+pub(crate) struct GroupConsumer(Option<StreamConsumer<Rebalances>>);
+
+impl std::ops::Deref for GroupConsumer {
+    type Target = StreamConsumer<Rebalances>;
+
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref().expect("the consumer is only taken on drop")
+    }
+}
+
+impl Drop for GroupConsumer {
+    fn drop(&mut self) {
+        let Some(consumer) = self.0.take() else {
+            return;
+        };
+        let (closed, done) = std::sync::mpsc::channel();
+        let closing = std::thread::Builder::new()
+            .name("consumer-close".into())
+            .spawn(move || {
+                drop(consumer);
+                let _ = closed.send(());
+            });
+        if closing.is_ok() && done.recv_timeout(CLOSE_TIMEOUT).is_err() {
+            tracing::warn!(
+                timeout = ?CLOSE_TIMEOUT,
+                "the consumer could not leave its group (is the broker down?); going on without a clean close"
+            );
+        }
+    }
+}
+
+/// What every partition worker shares.
+pub(crate) struct Shared<H> {
+    pub(crate) service: String,
+    pub(crate) consumer: GroupConsumer,
+    pub(crate) pool: PgPool,
+    pub(crate) decoder: Decoder,
+    pub(crate) topics: Topics,
+    pub(crate) handler: H,
+    pub(crate) dead_letters: DeadLetters,
+    pub(crate) health: Health,
+}
+
+pub struct Consumer<H> {
+    shared: Arc<Shared<H>>,
+    kafka: KafkaSettings,
+    settings: ConsumerSettings,
+    rebalances: mpsc::UnboundedReceiver<Rebalanced>,
+}
+
+/// A partition's worker as the reader sees it.
+struct Lane {
+    queue: mpsc::Sender<OwnedMessage>,
+    /// Fetched while the queue was full, in offset order.
+    parked: VecDeque<OwnedMessage>,
+    stop: CancellationToken,
+}
+
+impl<H: Handler> Consumer<H> {
+    /// Subscribes the group `<prefix><service>` to `inputs`.
+    ///
+    /// # Errors
+    /// When librdkafka rejects the configuration or the subscription.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        kafka: &KafkaSettings,
+        settings: &ConsumerSettings,
+        service: &str,
+        inputs: &[Topic],
+        pool: PgPool,
+        registry: RegistryClient,
+        handler: H,
+        health: Health,
+    ) -> Result<Self, MessagingError> {
+        let topics = kafka.topics();
+        let group = format!("{}{service}", kafka.topic_prefix);
+        let mut config = kafka.client_config();
+        config
+            .set("group.id", &group)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            // Offsets are stored by hand, only after the effect commits.
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            // A saga is a chain of hops; the broker's default 500 ms fetch
+            // wait would be paid at every hop when traffic is light.
+            .set("fetch.wait.max.ms", "50")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000");
+        kafka.apply_overrides(&mut config);
+        let (rebalance_tx, rebalances) = mpsc::unbounded_channel();
+        let consumer: StreamConsumer<Rebalances> = config
+            .create_with_context(Rebalances(rebalance_tx))
+            .map_err(MessagingError::kafka(format!(
+                "creating consumer for group {group}"
+            )))?;
+        let names: Vec<String> = inputs.iter().map(|t| topics.name(*t)).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&refs)
+            .map_err(MessagingError::kafka(format!(
+                "subscribing {group} to {names:?}"
+            )))?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                service: service.to_owned(),
+                consumer: GroupConsumer(Some(consumer)),
+                pool,
+                decoder: Decoder::new(registry),
+                topics,
+                handler,
+                dead_letters: DeadLetters::new(kafka, service)?,
+                health,
+            }),
+            kafka: kafka.clone(),
+            settings: settings.clone(),
+            rebalances,
+        })
+    }
+
+    /// Consumes until `shutdown`. Then every worker finishes the event in
+    /// hand (or gives up its retries), the queued events are left for the
+    /// next run, and the offsets of finished events are committed.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        self.ensure_dead_letter_topic(&shutdown).await;
+        let mut lanes: HashMap<Key, Lane> = HashMap::new();
+        let mut workers = JoinSet::new();
+        let mut retry_parked = tokio::time::interval(Duration::from_millis(20));
+        retry_parked.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failures = 0u32;
+        loop {
+            let any_parked = lanes.values().any(|l| !l.parked.is_empty());
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(rebalanced) = self.rebalances.recv() => {
+                    self.rebalanced(&mut lanes, rebalanced);
+                }
+                _ = retry_parked.tick(), if any_parked => {
+                    for (key, lane) in &mut lanes {
+                        self.unpark(key, lane);
+                    }
+                }
+                message = self.shared.consumer.recv() => match message {
+                    Ok(message) => {
+                        failures = 0;
+                        let message = message.detach();
+                        // A rebalance reported during this `recv` comes
+                        // first: the message may belong to the new
+                        // assignment, not to a lane about to be dropped.
+                        while let Ok(rebalanced) = self.rebalances.try_recv() {
+                            self.rebalanced(&mut lanes, rebalanced);
+                        }
+                        let key = (message.topic().to_owned(), message.partition());
+                        let lane = lanes.entry(key.clone()).or_insert_with(|| {
+                            self.spawn_worker(&mut workers, key.clone(), &shutdown)
+                        });
+                        self.dispatch(&key, lane, message);
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        tracing::warn!(error = %e, service = %self.shared.service, "consumer error");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(backoff(failures)) => {}
+                        }
+                    }
+                },
+            }
+        }
+        // Workers see the same shutdown token: each finishes its event in
+        // hand and stops without taking the next.
+        drop(lanes);
+        while workers.join_next().await.is_some() {}
+        if let Err(e) = self.shared.consumer.commit_consumer_state(CommitMode::Sync) {
+            // Nothing stored since the last commit is the usual cause.
+            tracing::debug!(error = %e, "final offset commit");
+        }
+        tracing::info!(service = %self.shared.service, "consumer stopped");
+    }
+
+    fn rebalanced(&self, lanes: &mut HashMap<Key, Lane>, rebalanced: Rebalanced) {
+        match rebalanced {
+            Rebalanced::Revoked(keys) => {
+                for key in keys {
+                    if let Some(lane) = lanes.remove(&key) {
+                        // Its queued events are dropped unapplied, their
+                        // offsets unstored: the partition's next owner
+                        // fetches them again from the committed offset. An
+                        // event the worker is applying right now, the
+                        // inbox deduplicates.
+                        lane.stop.cancel();
+                        self.shared.health.set_paused(&label(&key), false);
+                    }
+                }
+            }
+            Rebalanced::Assigned(keys) => {
+                // A partition paused before a rebalance must not stay paused
+                // with no lane left to resume it.
+                let mut list = TopicPartitionList::new();
+                for (topic, partition) in &keys {
+                    list.add_partition(topic, *partition);
+                }
+                if let Err(e) = self.shared.consumer.resume(&list) {
+                    tracing::debug!(error = %e, "resuming newly assigned partitions");
+                }
+            }
+        }
+    }
+
+    /// The dead-letter topic must exist before anything can be
+    /// dead-lettered; creating it is a no-op when it does.
+    async fn ensure_dead_letter_topic(&self, shutdown: &CancellationToken) {
+        let name = self.shared.dead_letters.topic.clone();
+        let mut attempt = 0u32;
+        loop {
+            match admin::ensure_topics(&self.kafka, std::slice::from_ref(&name)).await {
+                Ok(()) => {
+                    self.shared.health.recover("dead-letter topic");
+                    return;
+                }
+                Err(e) => {
+                    attempt += 1;
+                    let error = crate::relay::error_chain(&e);
+                    tracing::warn!(%error, attempt, topic = %name, "cannot create the dead-letter topic; retrying");
+                    self.shared.health.stall("dead-letter topic", &error);
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(backoff(attempt)) => {}
+            }
+        }
+    }
+
+    fn spawn_worker(
+        &self,
+        workers: &mut JoinSet<()>,
+        key: Key,
+        shutdown: &CancellationToken,
+    ) -> Lane {
+        let (queue, receiver) = mpsc::channel(self.settings.partition_queue.max(1));
+        let stop = shutdown.child_token();
+        let worker = Partition {
+            shared: self.shared.clone(),
+            topic: key.0,
+            partition: key.1,
+        };
+        workers.spawn(worker.run(receiver, stop.clone()));
+        Lane {
+            queue,
+            parked: VecDeque::new(),
+            stop,
+        }
+    }
+
+    /// Queues `message` for its partition's worker, or parks it and pauses
+    /// the partition when the worker is behind.
+    fn dispatch(&self, key: &Key, lane: &mut Lane, message: OwnedMessage) {
+        if !lane.parked.is_empty() {
+            // Fetched before the pause took effect; keep offset order.
+            lane.parked.push_back(message);
+            return;
+        }
+        match lane.queue.try_send(message) {
+            Ok(()) => {}
+            Err(TrySendError::Full(message)) => {
+                lane.parked.push_back(message);
+                self.set_paused(key, true);
+            }
+            // The worker stopped: shutdown is under way.
+            Err(TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Moves parked messages into the queue as room frees up, and resumes
+    /// the partition once none is left.
+    fn unpark(&self, key: &Key, lane: &mut Lane) {
+        if lane.parked.is_empty() {
+            return;
+        }
+        while let Some(message) = lane.parked.pop_front() {
+            match lane.queue.try_send(message) {
+                Ok(()) => {}
+                Err(TrySendError::Full(message)) => {
+                    lane.parked.push_front(message);
+                    return;
+                }
+                Err(TrySendError::Closed(_)) => {
+                    lane.parked.clear();
+                    break;
+                }
+            }
+        }
+        self.set_paused(key, false);
+    }
+
+    fn set_paused(&self, key: &Key, paused: bool) {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&key.0, key.1);
+        let result = if paused {
+            self.shared.consumer.pause(&list)
+        } else {
+            self.shared.consumer.resume(&list)
+        };
+        match result {
+            Ok(()) => {
+                tracing::debug!(topic = %key.0, partition = key.1, paused, "partition backpressure");
+                self.shared.health.set_paused(&label(key), paused);
+            }
+            // A partition revoked meanwhile; its lane is about to go.
+            Err(e) => {
+                tracing::debug!(error = %e, topic = %key.0, partition = key.1, "pause/resume")
+            }
+        }
+    }
+}
+
+fn label((topic, partition): &Key) -> String {
+    format!("{topic}/{partition}")
+}

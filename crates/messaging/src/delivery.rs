@@ -1,0 +1,152 @@
+//! What a service plugs into the consumer: a [`Handler`] that applies one
+//! [`Delivery`] inside the transaction that also records it in the inbox.
+
+use crate::{inbox, outbox::OutboxError, relay::error_chain};
+use choreo_events::{CodecError, Decoded, Event, EventMeta, Topic};
+use sqlx::{PgConnection, PgPool};
+use std::future::Future;
+
+/// A decoded message and where it came from.
+#[derive(Debug)]
+pub struct Delivery {
+    pub topic: Topic,
+    pub partition: i32,
+    pub offset: i64,
+    pub message: Decoded,
+    /// The `traceparent` header, to carry the saga's trace into the events
+    /// this one causes.
+    pub traceparent: Option<String>,
+}
+
+impl Delivery {
+    /// `event` as its service's consumer would receive it on its own topic,
+    /// for tests that feed a handler through [`apply`] without a broker.
+    ///
+    /// # Errors
+    /// When the event does not match its schema.
+    pub fn of<E: Event>(event: &E) -> Result<Self, CodecError> {
+        Ok(Self {
+            topic: E::TOPIC,
+            partition: 0,
+            offset: 0,
+            message: Decoded::from_event(event)?,
+            traceparent: None,
+        })
+    }
+
+    pub fn meta(&self) -> &EventMeta {
+        self.message.meta()
+    }
+
+    /// The message as the record `E`.
+    ///
+    /// # Errors
+    /// [`HandlerError::Permanent`]: a message that does not decode as the
+    /// record its schema names will not decode on a retry either.
+    pub fn parse<E: Event>(&self) -> Result<E, HandlerError> {
+        self.message
+            .parse::<E>()
+            .map_err(|e| HandlerError::Permanent {
+                reason: format!("cannot decode as {}: {}", E::NAME, error_chain(&e)),
+            })
+    }
+}
+
+/// What a handler's failure means for the event.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Trying again later can succeed (database down, lock timeout). The
+    /// event is retried in place; the consumer does not move past it.
+    #[error("transient failure")]
+    Transient(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The event can never be applied (invalid content). The consumer puts it
+    /// on the service's dead-letter topic, with the reason, and moves on.
+    #[error("permanent failure: {reason}")]
+    Permanent { reason: String },
+}
+
+impl From<sqlx::Error> for HandlerError {
+    /// Database errors are transient (the database is down, a lock timed
+    /// out) except integrity violations (SQLSTATE class 23): the same event
+    /// would violate the same constraint on every retry.
+    fn from(e: sqlx::Error) -> Self {
+        let integrity = matches!(&e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("23")));
+        if integrity {
+            HandlerError::Permanent {
+                reason: error_chain(&e),
+            }
+        } else {
+            HandlerError::Transient(Box::new(e))
+        }
+    }
+}
+
+impl From<OutboxError> for HandlerError {
+    fn from(e: OutboxError) -> Self {
+        match e {
+            OutboxError::Database { .. } => HandlerError::Transient(Box::new(e)),
+            OutboxError::Encode { .. } => HandlerError::Permanent {
+                reason: error_chain(&e),
+            },
+        }
+    }
+}
+
+/// Whether a handler acted on an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The effect is in the transaction; the event is recorded as applied.
+    Applied,
+    /// The service does not react to this record; nothing is recorded, so a
+    /// later version of the service that does react can still apply it on a
+    /// replay.
+    Ignored,
+}
+
+/// A service's reaction to the events it consumes.
+pub trait Handler: Send + Sync + 'static {
+    /// Applies the event inside `tx`, which the runtime commits together with
+    /// the inbox entry (or rolls back, for [`Outcome::Ignored`]). Events the
+    /// handler emits go to the outbox in the same transaction.
+    fn handle<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        delivery: &'a Delivery,
+    ) -> impl Future<Output = Result<Outcome, HandlerError>> + Send + 'a;
+}
+
+/// Applies one delivered event effectively once: in one transaction, records
+/// its id in the inbox and runs the handler, then commits. Returns whether it
+/// was applied (`false`: a duplicate, or a record the service ignores). The
+/// consumer calls this for every message; tests call it to feed a handler
+/// events in any order.
+///
+/// # Errors
+/// The handler's error, or a transient one when the database fails; nothing
+/// is committed then.
+pub async fn apply<H: Handler>(
+    pool: &PgPool,
+    handler: &H,
+    delivery: &Delivery,
+) -> Result<bool, HandlerError> {
+    let mut tx = pool.begin().await?;
+    let meta = delivery.meta();
+    let topic_name = delivery.topic.base_name();
+    let source = inbox::Source {
+        topic: topic_name,
+        partition: delivery.partition,
+        offset: delivery.offset,
+    };
+    if !inbox::record(&mut tx, meta.event_id, &meta.event_type, source).await? {
+        tracing::info!(event_id = %meta.event_id, "duplicate event skipped");
+        return Ok(false);
+    }
+    match handler.handle(&mut tx, delivery).await? {
+        Outcome::Applied => {
+            tx.commit().await?;
+            tracing::debug!(event_id = %meta.event_id, "event applied");
+            Ok(true)
+        }
+        Outcome::Ignored => Ok(false),
+    }
+}
