@@ -1,6 +1,7 @@
 //! `choreo`: the operator's tool for a Choreo platform.
 
 mod audit;
+mod dlq;
 mod setup;
 mod up;
 
@@ -29,6 +30,8 @@ enum Command {
     /// Check the saga invariants across every service's database (read-only);
     /// exits 1 when one is broken.
     Audit(audit::AuditArgs),
+    /// Dead letters: list, show, and redrive them once the cause is fixed.
+    Dlq(dlq::DlqArgs),
 }
 
 #[tokio::main]
@@ -39,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Up(args) => up::run(args).await.context("choreo up"),
         Command::Topics(args) => setup::topics(args).await,
         Command::Schemas(args) => setup::schemas(args).await,
+        Command::Dlq(args) => dlq::run(args).await,
         Command::Audit(args) => {
             if !audit::run(args).await.context("choreo audit")? {
                 std::process::exit(1);

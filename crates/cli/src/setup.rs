@@ -2,20 +2,43 @@
 //! `choreo topics` / `choreo schemas` commands that deployments run as jobs.
 
 use anyhow::Context;
-use choreo_events::{NAMESPACE, RegistryClient, Topic, catalog, subject};
+use choreo_events::{NAMESPACE, RegistryClient, catalog, subject};
 use choreo_messaging::KafkaSettings;
 use sqlx::{Connection, PgConnection};
 
+/// Where the broker is and which deployment's topics to use.
 #[derive(Debug, clap::Args)]
-pub(crate) struct TopicsArgs {
+pub(crate) struct BrokerArgs {
     #[arg(
         long,
         env = "CHOREO_KAFKA__BOOTSTRAP_SERVERS",
-        default_value = "127.0.0.1:9092"
+        default_value = "127.0.0.1:9092",
+        global = true
     )]
     bootstrap_servers: String,
-    #[arg(long, env = "CHOREO_KAFKA__TOPIC_PREFIX", default_value = "")]
+    #[arg(
+        long,
+        env = "CHOREO_KAFKA__TOPIC_PREFIX",
+        default_value = "",
+        global = true
+    )]
     topic_prefix: String,
+}
+
+impl BrokerArgs {
+    pub(crate) fn settings(&self) -> KafkaSettings {
+        KafkaSettings {
+            bootstrap_servers: self.bootstrap_servers.clone(),
+            topic_prefix: self.topic_prefix.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct TopicsArgs {
+    #[command(flatten)]
+    broker: BrokerArgs,
     #[arg(long, env = "CHOREO_KAFKA__PARTITIONS", default_value_t = 4)]
     partitions: i32,
     #[arg(long, env = "CHOREO_KAFKA__REPLICATION_FACTOR", default_value_t = 1)]
@@ -36,11 +59,9 @@ pub(crate) struct SchemasArgs {
 
 pub(crate) async fn topics(args: TopicsArgs) -> anyhow::Result<()> {
     let kafka = KafkaSettings {
-        bootstrap_servers: args.bootstrap_servers,
-        topic_prefix: args.topic_prefix,
         partitions: args.partitions,
         replication_factor: args.replication_factor,
-        ..Default::default()
+        ..args.broker.settings()
     };
     create_topics(&kafka).await
 }
@@ -50,10 +71,9 @@ pub(crate) async fn schemas(args: SchemasArgs) -> anyhow::Result<()> {
     register_schemas(&registry, &choreo_events::Topics::new(args.topic_prefix)).await
 }
 
-/// Creates the four saga topics.
+/// Creates the four saga topics and each saga service's dead-letter topic.
 pub(crate) async fn create_topics(kafka: &KafkaSettings) -> anyhow::Result<()> {
-    let topics = kafka.topics();
-    let names: Vec<String> = Topic::ALL.iter().map(|t| topics.name(*t)).collect();
+    let names = kafka.topics().all();
     choreo_messaging::admin::ensure_topics(kafka, &names)
         .await
         .with_context(|| format!("creating topics on {}", kafka.bootstrap_servers))?;

@@ -272,7 +272,7 @@ async fn wait_for_health(base: &str, what: &str) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let started = tokio::time::Instant::now();
     loop {
-        if let Ok(r) = http.get(format!("{base}/health")).send().await {
+        if let Ok(r) = http.get(format!("{base}/health/ready")).send().await {
             if r.status().is_success() {
                 return Ok(());
             }
