@@ -28,7 +28,11 @@ pub struct Platform {
     pub payment: String,
     pub shipping: String,
     pub databases: Databases,
+    /// Carries an admin token: the tests' own setup (catalog, wallets,
+    /// orders for any customer) goes through the edge like an operator's.
     pub http: reqwest::Client,
+    /// The secret the edge checks tokens with; see [`Platform::token`].
+    pub token_secret: String,
     /// The services started (all but `Options::down`).
     pub up: Vec<String>,
     pub saga_deadline: Duration,
@@ -250,12 +254,17 @@ impl Platform {
             migrate(&service(&databases.shipping), choreo_shipping::migrations()).await?;
             unstarted("shipping")
         };
+        let token_secret = format!("saga-test-secret-{}", uuid::Uuid::new_v4().simple());
         let edge = choreo_edge::start(
             choreo_edge::Settings {
                 http_addr: local(0),
                 order_url: order.clone(),
                 inventory_url: inventory.clone(),
                 payment_url: payment.clone(),
+                auth: choreo_edge::AuthSettings {
+                    hs256_secret: Some(token_secret.clone()),
+                    ..Default::default()
+                },
                 ..Default::default()
             },
             shutdown.clone(),
@@ -275,7 +284,13 @@ impl Platform {
             payment,
             shipping,
             databases,
-            http: reqwest::Client::new(),
+            http: bearer_client(&choreo_edge::hs256_token(
+                &token_secret,
+                "saga-admin",
+                true,
+                3600,
+            )?)?,
+            token_secret,
             up: ["order", "inventory", "payment", "shipping"]
                 .into_iter()
                 .filter(|s| up(s))
@@ -309,6 +324,22 @@ impl Platform {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.edge)
+    }
+
+    /// A token for `customer` (with the admin scope when `admin`), valid
+    /// for an hour.
+    pub fn token(&self, customer: &str, admin: bool) -> anyhow::Result<String> {
+        Ok(choreo_edge::hs256_token(
+            &self.token_secret,
+            customer,
+            admin,
+            3600,
+        )?)
+    }
+
+    /// A client calling as `customer`, without admin rights.
+    pub fn customer(&self, customer: &str) -> anyhow::Result<reqwest::Client> {
+        bearer_client(&self.token(customer, false)?)
     }
 
     /// Sets a product through the edge's admin API.
@@ -715,6 +746,17 @@ impl Platform {
         )
         .await
     }
+}
+
+/// A client that sends `token` as its bearer token on every request.
+pub fn bearer_client(token: &str) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))?;
+    value.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?)
 }
 
 /// The event types of an order's timeline, in order.

@@ -3,6 +3,7 @@
 mod audit;
 mod dlq;
 mod setup;
+mod token;
 mod up;
 
 use anyhow::Context;
@@ -32,6 +33,8 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Dead letters: list, show, and redrive them once the cause is fixed.
     Dlq(dlq::DlqArgs),
+    /// Sign a bearer token for the local edge.
+    Token(token::TokenArgs),
 }
 
 #[tokio::main]
@@ -43,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Topics(args) => setup::topics(args).await,
         Command::Schemas(args) => setup::schemas(args).await,
         Command::Dlq(args) => dlq::run(args).await,
+        Command::Token(args) => token::run(args),
         Command::Audit(args) => {
             if !audit::run(args).await.context("choreo audit")? {
                 std::process::exit(1);

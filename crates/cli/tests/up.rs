@@ -75,6 +75,43 @@ fn alive(pid: i32) -> bool {
 }
 
 /// The JSON body of the `curl -d '…'` line `choreo up` printed.
+/// The bearer token in the printed `curl -H 'authorization: Bearer …'`.
+fn printed_token(output: &[String]) -> Option<String> {
+    let line = output.iter().find(|l| l.contains("-X POST"))?;
+    let (_, rest) = line.split_once("authorization: Bearer ")?;
+    Some(rest.split('\'').next()?.to_owned())
+}
+
+/// A client sending `token` on every request.
+fn bearer(token: &str) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse()?,
+    );
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?)
+}
+
+/// `choreo token` with `args`, against the platform's data folder.
+async fn choreo_token(data: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_choreo"))
+        .arg("token")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("CHOREO_AUTH__HS256_SECRET")
+        .output()
+        .await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "choreo token: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
 fn printed_order_body(output: &[String]) -> Option<Value> {
     let line = output.iter().find(|l| l.trim_start().starts_with("-d '"))?;
     let json = line.trim().strip_prefix("-d '")?.strip_suffix('\'')?;
@@ -171,7 +208,14 @@ async fn choreo_up_runs_a_platform_that_confirms_the_printed_order_and_stops_cle
 
         // The printed curl, as a user would paste it.
         let body = printed_order_body(&banner).context("the banner has a curl with a JSON body")?;
-        let http = reqwest::Client::new();
+        let token = printed_token(&banner).context("the curl carries a bearer token")?;
+        let anonymous = reqwest::Client::new()
+            .post(format!("{edge}/v1/orders"))
+            .json(&body)
+            .send()
+            .await?;
+        assert_eq!(anonymous.status(), 401, "no token, no order");
+        let http = bearer(&token)?;
         let response = http
             .post(format!("{edge}/v1/orders"))
             .json(&body)
@@ -217,7 +261,18 @@ async fn choreo_up_runs_a_platform_that_confirms_the_printed_order_and_stops_cle
         )
         .await?;
 
-        sigterm_under_load(&data, &edge, edge_port, &body, &output).await?;
+        // `choreo token` signs for the same edge: the order is its
+        // customer's to read, and invisible to another customer.
+        let alice = bearer(&choreo_token(&data, &["--customer", "alice"]).await?)?;
+        let bob = bearer(&choreo_token(&data, &["--customer", "bob"]).await?)?;
+        let read = |client: reqwest::Client| {
+            let url = format!("{edge}{location}");
+            async move { anyhow::Ok(client.get(url).send().await?.status()) }
+        };
+        assert_eq!(read(alice).await?, 200);
+        assert_eq!(read(bob).await?, 404);
+
+        sigterm_under_load(&data, &edge, edge_port, &http, &body, &output).await?;
         dead_letters(broker_port).await?;
 
         // The auditor reads the same databases and finds them consistent.
@@ -291,10 +346,10 @@ async fn sigterm_under_load(
     data: &Path,
     edge: &str,
     edge_port: u16,
+    http: &reqwest::Client,
     body: &Value,
     output: &Arc<Mutex<Vec<String>>>,
 ) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
     let payment_pid = pid_of(data, "payment").context("payment pid file")?;
     let mut placing = tokio::task::JoinSet::new();
     for _ in 0..20 {

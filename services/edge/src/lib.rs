@@ -6,14 +6,17 @@
 //! `inventory`, wallets to `payment`. Errors are JSON
 //! (`{"error": {"code", "message"}}`), 4xx for the caller's mistakes.
 //!
+//! - `auth`: who is calling (bearer JWTs) and what they may do.
 //! - `routes`: the public REST API.
 //! - `validate`: what a well-formed order looks like.
 //! - `upstream`: calling the services.
 
+mod auth;
 mod routes;
 mod upstream;
 mod validate;
 
+pub use auth::{ADMIN_SCOPE, AuthConfigError, AuthSettings, Claims, hs256_token};
 use choreo_kit::CancellationToken;
 use choreo_telemetry::LogFormat;
 use serde::{Deserialize, Serialize};
@@ -29,6 +32,7 @@ pub struct Settings {
     pub payment_url: String,
     /// Per call to a service, on top of any `?wait=` the caller asked for.
     pub upstream_timeout_ms: u64,
+    pub auth: AuthSettings,
     pub log_format: LogFormat,
 }
 
@@ -40,6 +44,7 @@ impl Default for Settings {
             inventory_url: "http://127.0.0.1:8083".into(),
             payment_url: "http://127.0.0.1:8084".into(),
             upstream_timeout_ms: 5_000,
+            auth: AuthSettings::default(),
             log_format: LogFormat::Text,
         }
     }
@@ -58,13 +63,31 @@ impl Running {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("checking tokens")]
+    Auth(#[from] AuthConfigError),
+    #[error("binding {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Starts the edge; it serves until `shutdown` is cancelled.
 ///
 /// # Errors
-/// When the address cannot be bound.
-pub async fn start(settings: Settings, shutdown: CancellationToken) -> std::io::Result<Running> {
-    let router = routes::router(upstream::Upstreams::new(&settings));
-    let (addr, task) = choreo_kit::serve(router, settings.http_addr, shutdown).await?;
+/// When no token key is configured or the address cannot be bound.
+pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Running, StartError> {
+    let verifier = auth::Verifier::new(&settings.auth)?;
+    let router = routes::router(upstream::Upstreams::new(&settings), verifier);
+    let (addr, task) = choreo_kit::serve(router, settings.http_addr, shutdown)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: settings.http_addr,
+            source,
+        })?;
     tracing::info!(%addr, "edge started");
     Ok(Running { addr, task })
 }

@@ -1,15 +1,20 @@
 //! The public REST API.
 //!
-//! | route | owner |
-//! |---|---|
-//! | `POST /v1/orders` | order |
-//! | `GET /v1/orders/{id}[?wait=SECONDS]` | order |
-//! | `POST /v1/orders/{id}/cancel` | order |
-//! | `GET /v1/products`, `GET /v1/products/{sku}` | inventory |
-//! | `PUT /v1/admin/products/{sku}` | inventory |
-//! | `PUT /v1/admin/customers/{id}/wallet` | payment |
+//! | route | owner | who may call |
+//! |---|---|---|
+//! | `POST /v1/orders` | order | a customer, for itself; an admin, for anyone |
+//! | `GET /v1/orders/{id}[?wait=SECONDS]` | order | its customer, or an admin |
+//! | `POST /v1/orders/{id}/cancel` | order | its customer, or an admin |
+//! | `GET /v1/products`, `GET /v1/products/{sku}` | inventory | any caller |
+//! | `PUT /v1/admin/products/{sku}` | inventory | an admin |
+//! | `PUT /v1/admin/customers/{id}/wallet` | payment | an admin |
+//!
+//! Every `/v1` route needs a bearer token (`auth`); the health probes do
+//! not. Another customer's order answers 404, exactly like a missing one,
+//! so that order ids cannot be probed.
 
 use crate::{
+    auth::{self, Caller, Verifier},
     upstream::{Upstreams, call},
     validate::{PlaceOrder, PutProduct, PutWallet, is_customer_id, is_sku},
 };
@@ -17,8 +22,9 @@ use axum::{
     Json, Router,
     body::Bytes,
     extract::rejection::BytesRejection,
-    extract::{DefaultBodyLimit, Path, Query, State},
+    extract::{DefaultBodyLimit, Extension, Path, Query, State},
     http::{HeaderMap, StatusCode, header},
+    middleware,
     response::{IntoResponse, Response},
     routing::{get, post, put},
 };
@@ -34,8 +40,8 @@ const BODY_LIMIT: usize = 64 * 1024;
 /// The longest `?wait=` the edge passes on.
 const MAX_WAIT_SECONDS: f64 = 30.0;
 
-pub(crate) fn router(upstreams: Upstreams) -> Router {
-    Router::new()
+pub(crate) fn router(upstreams: Upstreams, verifier: Verifier) -> Router {
+    let api = Router::new()
         .route("/v1/orders", post(place_order))
         .route("/v1/orders/{id}", get(get_order))
         .route("/v1/orders/{id}/cancel", post(cancel_order))
@@ -43,6 +49,10 @@ pub(crate) fn router(upstreams: Upstreams) -> Router {
         .route("/v1/products/{sku}", get(get_product))
         .route("/v1/admin/products/{sku}", put(put_product))
         .route("/v1/admin/customers/{id}/wallet", put(put_wallet))
+        // On matched routes only: an unknown path is a 404 for anyone.
+        .route_layer(middleware::from_fn_with_state(verifier, auth::authenticate));
+    Router::new()
+        .merge(api)
         .route(
             "/health/live",
             get(|| async { Json(serde_json::json!({"status": "live", "service": "edge"})) }),
@@ -144,6 +154,16 @@ fn trace(headers: &HeaderMap) -> String {
     TraceParent::continue_from(headers.get("traceparent").and_then(|v| v.to_str().ok())).to_string()
 }
 
+/// The order service's owner filter: a customer sees only its own orders
+/// (another's answers 404); an admin sees all.
+fn owner(caller: &Caller) -> Vec<(&'static str, &str)> {
+    caller
+        .owner_filter()
+        .map(|customer| ("customer", customer))
+        .into_iter()
+        .collect()
+}
+
 fn json(status: StatusCode, body: Value) -> Response {
     (status, Json(body)).into_response()
 }
@@ -151,10 +171,22 @@ fn json(status: StatusCode, body: Value) -> Response {
 #[tracing::instrument(skip_all)]
 async fn place_order(
     State(up): State<Upstreams>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HttpError> {
-    let order: PlaceOrder = json_body(&headers, body)?;
+    let mut order: PlaceOrder = json_body(&headers, body)?;
+    match &order.customer_id {
+        None => order.customer_id = Some(caller.customer.clone()),
+        Some(customer) if *customer != caller.customer && !caller.admin => {
+            return Err(HttpError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "a customer can place orders only for itself; leave customer_id out or use your own",
+            ));
+        }
+        Some(_) => {}
+    }
     order.validate()?;
     let answer = call(
         "order",
@@ -190,6 +222,7 @@ struct WaitQuery {
 #[tracing::instrument(skip_all, fields(order_id = %id))]
 async fn get_order(
     State(up): State<Upstreams>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Query(query): Query<WaitQuery>,
 ) -> Result<Response, HttpError> {
@@ -210,6 +243,7 @@ async fn get_order(
         up.http
             .get(format!("{}/orders/{id}", up.order))
             .query(&[("wait", wait)])
+            .query(&owner(&caller))
             .timeout(up.timeout + Duration::from_secs_f64(wait)),
     )
     .await?;
@@ -219,6 +253,7 @@ async fn get_order(
 #[tracing::instrument(skip_all, fields(order_id = %id))]
 async fn cancel_order(
     State(up): State<Upstreams>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
@@ -227,6 +262,7 @@ async fn cancel_order(
         "order",
         up.http
             .post(format!("{}/orders/{id}/cancel", up.order))
+            .query(&owner(&caller))
             .header("traceparent", trace(&headers))
             .timeout(up.timeout),
     )
@@ -265,10 +301,12 @@ async fn get_product(
 #[tracing::instrument(skip_all, fields(sku = %sku))]
 async fn put_product(
     State(up): State<Upstreams>,
+    Extension(caller): Extension<Caller>,
     Path(sku): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HttpError> {
+    caller.require_admin()?;
     if !is_sku(&sku) {
         return Err(HttpError::invalid(
             "sku must be 1-64 characters of A-Z, 0-9 and '-'",
@@ -290,10 +328,12 @@ async fn put_product(
 #[tracing::instrument(skip_all, fields(customer_id = %id))]
 async fn put_wallet(
     State(up): State<Upstreams>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HttpError> {
+    caller.require_admin()?;
     if !is_customer_id(&id) {
         return Err(HttpError::invalid(
             "customer id must be 1-64 letters, digits, '-' or '_'",

@@ -5,6 +5,11 @@
 //! - `GET /orders/{id}?wait=SECONDS`: the order, its priced lines and its
 //!   timeline; with `wait`, answers as soon as the order is terminal or the
 //!   time is up.
+//! - `POST /orders/{id}/cancel`: the customer's cancel.
+//!
+//! `?customer=ID` on the last two restricts them to that customer's orders:
+//! another's answers 404, as a missing one does. The edge sets it for every
+//! caller but an admin.
 
 use crate::{
     db::{self, Order},
@@ -113,6 +118,17 @@ async fn place_order(
 #[derive(Debug, Deserialize)]
 pub(crate) struct WaitQuery {
     wait: Option<f64>,
+    customer: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct OwnerQuery {
+    customer: Option<String>,
+}
+
+/// Whether `customer` (when given) may see an order of `owner`.
+fn visible_to(customer: Option<&str>, owner: &str) -> bool {
+    customer.is_none_or(|c| c == owner)
 }
 
 #[tracing::instrument(skip_all, fields(order_id = %id))]
@@ -145,6 +161,7 @@ async fn get_order(
         let order = db::fetch_order(&mut conn, id)
             .await
             .map_err(|e| HttpError::internal(&e))?
+            .filter(|o| visible_to(query.customer.as_deref(), &o.customer_id))
             .ok_or_else(|| HttpError::not_found(format!("no order {id}")))?;
         drop(conn);
         if order.status.is_terminal() || tokio::time::Instant::now() >= deadline {
@@ -167,11 +184,20 @@ async fn get_order(
 async fn cancel_order(
     AxumState(state): AxumState<State>,
     Path(id): Path<Uuid>,
+    Query(query): Query<OwnerQuery>,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, HttpError> {
     let trace = trace(&headers);
     let internal = |e: &(dyn std::error::Error + 'static)| HttpError::internal(e);
     let mut tx = state.pool.begin().await.map_err(|e| internal(&e))?;
+    // An order's customer never changes, so checking before the cancel's
+    // own lock is enough.
+    let owner = db::customer_of(&mut tx, id)
+        .await
+        .map_err(|e| internal(&e))?;
+    if !owner.is_some_and(|o| visible_to(query.customer.as_deref(), &o)) {
+        return Err(HttpError::not_found(format!("no order {id}")));
+    }
     let outcome = saga::cancel(
         &mut tx,
         id,

@@ -114,6 +114,17 @@ pub(crate) async fn lock_status(
     Ok(row.and_then(|r| OrderStatus::parse(r.get::<&str, _>("status"))))
 }
 
+/// The customer an order belongs to, if the order exists.
+pub(crate) async fn customer_of(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT customer_id FROM orders WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
 pub(crate) async fn set_status(
     conn: &mut PgConnection,
     id: Uuid,

@@ -67,6 +67,13 @@ struct Ports {
 pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let data_dir = std::path::absolute(&args.data_dir)?;
     std::fs::create_dir_all(data_dir.join("logs"))?;
+    let token_secret = crate::token::local_secret(&data_dir)?;
+    // The demo's tokens: a month, so a running demo does not lock its user
+    // out; `choreo token` signs others.
+    let tokens = Tokens {
+        customer: choreo_edge::hs256_token(&token_secret, seed::DEMO_CUSTOMER, false, TOKEN_TTL)?,
+        admin: choreo_edge::hs256_token(&token_secret, "operator", true, TOKEN_TTL)?,
+    };
     let bin_dir = match &args.bin_dir {
         Some(dir) => dir.clone(),
         None => std::env::current_exe()?
@@ -204,6 +211,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
                     "CHOREO_PAYMENT_URL".into(),
                     format!("http://127.0.0.1:{}", ports.payment),
                 ),
+                ("CHOREO_AUTH__HS256_SECRET".into(), token_secret.clone()),
             ],
             cwd: None,
             log: log("edge"),
@@ -219,11 +227,11 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
             wait_for_health(&format!("http://127.0.0.1:{port}"), name).await?;
         }
         if !args.no_seed {
-            seed::seed(&edge_url)
+            seed::seed(&edge_url, &tokens.admin)
                 .await
                 .context("seeding the demo catalog and wallets")?;
         }
-        print_banner(&edge_url, &registry_url, &bootstrap, &data_dir);
+        print_banner(&edge_url, &registry_url, &bootstrap, &data_dir, &tokens);
         anyhow::Ok(())
     };
     let result = tokio::select! {
@@ -285,8 +293,26 @@ async fn wait_for_health(base: &str, what: &str) -> anyhow::Result<()> {
     }
 }
 
-fn print_banner(edge: &str, registry: &str, bootstrap: &str, data_dir: &std::path::Path) {
+const TOKEN_TTL: u64 = 30 * 24 * 3600;
+
+/// Bearer tokens for the demo customer and an operator.
+struct Tokens {
+    customer: String,
+    admin: String,
+}
+
+fn print_banner(
+    edge: &str,
+    registry: &str,
+    bootstrap: &str,
+    data_dir: &std::path::Path,
+    tokens: &Tokens,
+) {
     let customer = seed::DEMO_CUSTOMER;
+    let Tokens {
+        customer: customer_token,
+        admin: admin_token,
+    } = tokens;
     println!(
         r#"
 Choreo is running.
@@ -297,14 +323,20 @@ Choreo is running.
   logs                {logs}
   pids                {pids}
 
-Place an order:
+Bearer tokens (valid 30 days; `choreo token --customer NAME [--admin]` signs more):
 
-  curl -sS -X POST {edge}/v1/orders -H 'content-type: application/json' \
+  customer {customer}     {customer_token}
+  admin (operator)   {admin_token}
+
+Place an order as {customer}:
+
+  curl -sS -X POST {edge}/v1/orders -H 'authorization: Bearer {customer_token}' \
+    -H 'content-type: application/json' \
     -d '{{"customer_id": "{customer}", "items": [{{"sku": "TEA-01", "quantity": 2}}], "shipping_address": {{"name": "Alice", "line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"}}}}'
 
 then follow it (the Location header has its path):
 
-  curl -sS '{edge}/v1/orders/ORDER_ID?wait=5'
+  curl -sS -H 'authorization: Bearer {customer_token}' '{edge}/v1/orders/ORDER_ID?wait=5'
 
 Ctrl-C stops everything.
 "#,

@@ -1,0 +1,368 @@
+//! Who is calling: a bearer JWT on every route but the health probes.
+//!
+//! Tokens are HS256 with a shared secret (the default) or RS256 with a
+//! public key, never both and never none: an edge without a key refuses to
+//! start rather than let anyone in. `sub` is the customer; a `scope` claim
+//! (space-separated, as in OAuth 2) containing `admin` grants the admin
+//! routes. `exp` is required.
+//!
+//! A request without a usable token is answered 401 before any handler
+//! runs; what a valid caller may do is decided by the handlers (`Caller`).
+
+use axum::{
+    extract::{Request, State},
+    http::{HeaderValue, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use choreo_kit::HttpError;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// The scope that grants the admin routes.
+pub const ADMIN_SCOPE: &str = "admin";
+
+/// How tokens are checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthSettings {
+    /// HS256: the shared secret tokens are signed with (32 bytes or more).
+    pub hs256_secret: Option<String>,
+    /// RS256: the issuer's public key, PEM.
+    pub rs256_public_key: Option<String>,
+    /// When set, tokens must carry this `iss`.
+    pub issuer: Option<String>,
+    /// When set, tokens must carry this `aud`.
+    pub audience: Option<String>,
+}
+
+/// The configuration cannot check any token.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthConfigError {
+    #[error(
+        "no token key configured: set auth.hs256_secret (CHOREO_AUTH__HS256_SECRET) or auth.rs256_public_key (CHOREO_AUTH__RS256_PUBLIC_KEY)"
+    )]
+    NoKey,
+    #[error("both auth.hs256_secret and auth.rs256_public_key are set; configure one")]
+    TwoKeys,
+    #[error("auth.hs256_secret is {0} bytes; use at least 32")]
+    ShortSecret(usize),
+    #[error("auth.rs256_public_key is not an RSA public key in PEM")]
+    BadPublicKey(#[source] jsonwebtoken::errors::Error),
+}
+
+/// What a token may claim; `sub` and `exp` are required.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub scope: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+}
+
+/// The authenticated caller, as handlers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Caller {
+    pub(crate) customer: String,
+    pub(crate) admin: bool,
+}
+
+impl Caller {
+    /// 403 unless the caller holds the admin scope.
+    pub(crate) fn require_admin(&self) -> Result<(), HttpError> {
+        if self.admin {
+            Ok(())
+        } else {
+            Err(HttpError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this route needs a token with the admin scope",
+            ))
+        }
+    }
+
+    /// Whose orders the caller may see: its own, or anyone's for an admin.
+    pub(crate) fn owner_filter(&self) -> Option<&str> {
+        (!self.admin).then_some(self.customer.as_str())
+    }
+}
+
+/// Checks tokens against the configured key.
+#[derive(Clone)]
+pub(crate) struct Verifier(Arc<(DecodingKey, Validation)>);
+
+impl Verifier {
+    pub(crate) fn new(settings: &AuthSettings) -> Result<Self, AuthConfigError> {
+        let (key, algorithm) = match (&settings.hs256_secret, &settings.rs256_public_key) {
+            (None, None) => return Err(AuthConfigError::NoKey),
+            (Some(_), Some(_)) => return Err(AuthConfigError::TwoKeys),
+            (Some(secret), None) => {
+                if secret.len() < 32 {
+                    return Err(AuthConfigError::ShortSecret(secret.len()));
+                }
+                (
+                    DecodingKey::from_secret(secret.as_bytes()),
+                    Algorithm::HS256,
+                )
+            }
+            (None, Some(pem)) => (
+                DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(AuthConfigError::BadPublicKey)?,
+                Algorithm::RS256,
+            ),
+        };
+        // One algorithm only: a token cannot choose how it is checked.
+        let mut validation = Validation::new(algorithm);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        match &settings.issuer {
+            Some(issuer) => validation.set_issuer(&[issuer]),
+            None => validation.iss = None,
+        }
+        match &settings.audience {
+            Some(audience) => validation.set_audience(&[audience]),
+            None => validation.validate_aud = false,
+        }
+        Ok(Self(Arc::new((key, validation))))
+    }
+
+    fn caller(&self, token: &str) -> Result<Caller, String> {
+        let (key, validation) = &*self.0;
+        let claims = jsonwebtoken::decode::<Claims>(token, key, validation)
+            .map_err(|e| e.to_string())?
+            .claims;
+        if claims.sub.trim().is_empty() {
+            return Err("the token's sub is empty".into());
+        }
+        Ok(Caller {
+            admin: claims.scope.split_whitespace().any(|s| s == ADMIN_SCOPE),
+            customer: claims.sub,
+        })
+    }
+}
+
+/// Answers 401 unless the request carries a valid bearer token, and hands
+/// the caller to the handler.
+pub(crate) async fn authenticate(
+    State(verifier): State<Verifier>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let Some(token) = token else {
+        return unauthenticated(
+            "send a token: Authorization: Bearer <JWT>",
+            "Bearer realm=\"choreo\"",
+        );
+    };
+    match verifier.caller(token) {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(why) => {
+            tracing::info!(%why, "token refused");
+            unauthenticated(
+                &format!("the token is not valid: {why}"),
+                "Bearer realm=\"choreo\", error=\"invalid_token\"",
+            )
+        }
+    }
+}
+
+fn unauthenticated(message: &str, challenge: &'static str) -> Response {
+    (
+        [(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        )],
+        HttpError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message),
+    )
+        .into_response()
+}
+
+/// Signs an HS256 token for `customer`, valid for `ttl_seconds`, with the
+/// admin scope when `admin`: what `choreo up` prints and tests use.
+///
+/// # Errors
+/// When the secret cannot sign (it never fails for a non-empty secret).
+pub fn hs256_token(
+    secret: &str,
+    customer: &str,
+    admin: bool,
+    ttl_seconds: u64,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let claims = Claims {
+        sub: customer.to_owned(),
+        exp: now + ttl_seconds,
+        scope: if admin {
+            ADMIN_SCOPE.to_owned()
+        } else {
+            String::new()
+        },
+        iss: None,
+        aud: None,
+    };
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "a-secret-of-at-least-thirty-two-bytes!";
+
+    fn verifier() -> Verifier {
+        Verifier::new(&AuthSettings {
+            hs256_secret: Some(SECRET.into()),
+            ..Default::default()
+        })
+        .expect("valid settings")
+    }
+
+    #[test]
+    fn a_signed_token_names_the_customer_and_its_admin_scope() {
+        let token = hs256_token(SECRET, "alice", false, 60).expect("signs");
+        assert_eq!(
+            verifier().caller(&token),
+            Ok(Caller {
+                customer: "alice".into(),
+                admin: false
+            })
+        );
+        let admin = hs256_token(SECRET, "ops", true, 60).expect("signs");
+        assert!(verifier().caller(&admin).is_ok_and(|c| c.admin));
+    }
+
+    #[test]
+    fn expired_foreign_and_unsigned_tokens_are_refused() {
+        let other = hs256_token(
+            "another-secret-of-thirty-two-bytes-or-more",
+            "alice",
+            true,
+            60,
+        )
+        .expect("signs");
+        assert!(verifier().caller(&other).is_err());
+        // Past the default 60 s leeway.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
+        let expired = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &Claims {
+                sub: "alice".into(),
+                exp: now - 600,
+                scope: String::new(),
+                iss: None,
+                aud: None,
+            },
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .expect("signs");
+        assert!(verifier().caller(&expired).is_err());
+        // alg "none": header {"alg":"none"}, payload {"sub":"alice","exp":9999999999,"scope":"admin"}.
+        let unsigned =
+            "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSIsImV4cCI6OTk5OTk5OTk5OSwic2NvcGUiOiJhZG1pbiJ9.";
+        assert!(verifier().caller(unsigned).is_err());
+    }
+
+    /// A key pair made for these tests only (`openssl genrsa 2048`).
+    const RS256_PRIVATE: &str = include_str!("../tests/fixtures/rs256-test-private.pem");
+    const RS256_PUBLIC: &str = include_str!("../tests/fixtures/rs256-test-public.pem");
+
+    #[test]
+    fn rs256_checks_the_issuers_signature_and_refuses_hs256_signed_with_the_public_key() {
+        let verifier = Verifier::new(&AuthSettings {
+            rs256_public_key: Some(RS256_PUBLIC.into()),
+            issuer: Some("https://id.example".into()),
+            ..Default::default()
+        })
+        .expect("valid settings");
+        let claims = |iss: &str| Claims {
+            sub: "alice".into(),
+            exp: u64::MAX / 2,
+            scope: "orders admin".into(),
+            iss: Some(iss.into()),
+            aud: None,
+        };
+        let private = EncodingKey::from_rsa_pem(RS256_PRIVATE.as_bytes()).expect("test key");
+        let signed = jsonwebtoken::encode(
+            &Header::new(Algorithm::RS256),
+            &claims("https://id.example"),
+            &private,
+        )
+        .expect("signs");
+        assert_eq!(
+            verifier.caller(&signed),
+            Ok(Caller {
+                customer: "alice".into(),
+                admin: true
+            })
+        );
+        let other_issuer = jsonwebtoken::encode(
+            &Header::new(Algorithm::RS256),
+            &claims("https://elsewhere.example"),
+            &private,
+        )
+        .expect("signs");
+        assert!(verifier.caller(&other_issuer).is_err());
+        // The classic confusion: HS256 keyed with the public key text.
+        let confused = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims("https://id.example"),
+            &EncodingKey::from_secret(RS256_PUBLIC.as_bytes()),
+        )
+        .expect("signs");
+        assert!(verifier.caller(&confused).is_err());
+    }
+
+    #[test]
+    fn settings_without_exactly_one_usable_key_are_refused() {
+        assert!(matches!(
+            Verifier::new(&AuthSettings::default()),
+            Err(AuthConfigError::NoKey)
+        ));
+        assert!(matches!(
+            Verifier::new(&AuthSettings {
+                hs256_secret: Some("short".into()),
+                ..Default::default()
+            }),
+            Err(AuthConfigError::ShortSecret(5))
+        ));
+        assert!(matches!(
+            Verifier::new(&AuthSettings {
+                hs256_secret: Some(SECRET.into()),
+                rs256_public_key: Some("x".into()),
+                ..Default::default()
+            }),
+            Err(AuthConfigError::TwoKeys)
+        ));
+        assert!(matches!(
+            Verifier::new(&AuthSettings {
+                rs256_public_key: Some("not a key".into()),
+                ..Default::default()
+            }),
+            Err(AuthConfigError::BadPublicKey(_))
+        ));
+    }
+}
