@@ -113,6 +113,8 @@ pub struct Options {
     pub saga_deadline: Duration,
     /// Services not started at all, as if down for the whole test.
     pub down: Vec<&'static str>,
+    /// How long the order service remembers an idempotency key.
+    pub idempotency_key_lifetime: Duration,
 }
 
 impl Default for Options {
@@ -120,6 +122,7 @@ impl Default for Options {
         Self {
             saga_deadline: Duration::from_secs(30),
             down: Vec::new(),
+            idempotency_key_lifetime: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -194,6 +197,8 @@ impl Platform {
                         service: service(&databases.order),
                         max_wait_seconds: 60,
                         saga_deadline_seconds: options.saga_deadline.as_secs_f64(),
+                        idempotency_key_hours: options.idempotency_key_lifetime.as_secs_f64()
+                            / 3600.0,
                     },
                     shutdown.clone(),
                 )

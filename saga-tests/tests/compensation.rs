@@ -199,6 +199,7 @@ async fn an_order_stuck_behind_a_down_service_is_cancelled_at_the_deadline() -> 
     let platform = Platform::start_with(Options {
         down: vec!["payment"],
         saga_deadline: Duration::from_secs(2),
+        ..Options::default()
     })
     .await?;
     platform.set_product("TEA-01", 1_000, 10).await?;

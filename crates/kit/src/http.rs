@@ -83,3 +83,27 @@ impl IntoResponse for HttpError {
         (self.status, Json(body)).into_response()
     }
 }
+
+/// The `Idempotency-Key` request header.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Set to `true` on the answer to a retry that placed nothing new.
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
+/// The request's `Idempotency-Key`, if it has one: 1 to 255 visible ASCII
+/// characters, anything else a 422.
+///
+/// # Errors
+/// A 422 naming the header when the key is malformed.
+pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<&str>, HttpError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(key) if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(key))
+        }
+        _ => Err(HttpError::invalid(
+            "the Idempotency-Key header must be 1-255 visible ASCII characters",
+        )),
+    }
+}

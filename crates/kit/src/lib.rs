@@ -10,6 +10,6 @@ pub mod http;
 pub mod shutdown;
 
 pub use config::{ConfigError, load_config, print_config};
-pub use http::{HttpError, serve};
+pub use http::{HttpError, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, idempotency_key, serve};
 pub use shutdown::{shutdown_on_signals, wait_for_signal};
 pub use tokio_util::sync::CancellationToken;

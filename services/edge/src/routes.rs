@@ -23,12 +23,12 @@ use axum::{
     body::Bytes,
     extract::rejection::BytesRejection,
     extract::{DefaultBodyLimit, Extension, Path, Query, State},
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, HeaderName, StatusCode, header},
     middleware,
     response::{IntoResponse, Response},
     routing::{get, post, put},
 };
-use choreo_kit::HttpError;
+use choreo_kit::{HttpError, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, idempotency_key};
 use choreo_telemetry::TraceParent;
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::Value;
@@ -188,15 +188,16 @@ async fn place_order(
         Some(_) => {}
     }
     order.validate()?;
-    let answer = call(
-        "order",
-        up.http
-            .post(format!("{}/orders", up.order))
-            .header("traceparent", trace(&headers))
-            .timeout(up.timeout)
-            .json(&order),
-    )
-    .await?;
+    let mut request = up
+        .http
+        .post(format!("{}/orders", up.order))
+        .header("traceparent", trace(&headers))
+        .timeout(up.timeout)
+        .json(&order);
+    if let Some(key) = idempotency_key(&headers)? {
+        request = request.header(IDEMPOTENCY_KEY, key);
+    }
+    let answer = call("order", request).await?;
     let Some(id) = answer.body["id"].as_str().map(str::to_owned) else {
         tracing::error!(body = %answer.body, "order service answered without an order id");
         return Err(HttpError::new(
@@ -205,10 +206,20 @@ async fn place_order(
             "the order service answered without an order id",
         ));
     };
-    tracing::info!(order_id = %id, "order accepted");
+    let replayed = answer
+        .headers
+        .get(IDEMPOTENT_REPLAYED)
+        .is_some_and(|v| v.as_bytes() == b"true");
+    tracing::info!(order_id = %id, replayed, "order accepted");
     Ok((
         StatusCode::CREATED,
-        [(header::LOCATION, format!("/v1/orders/{id}"))],
+        [
+            (header::LOCATION, format!("/v1/orders/{id}")),
+            (
+                HeaderName::from_static(IDEMPOTENT_REPLAYED),
+                replayed.to_string(),
+            ),
+        ],
         Json(answer.body),
     )
         .into_response())

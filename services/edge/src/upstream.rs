@@ -34,9 +34,10 @@ impl Upstreams {
     }
 }
 
-/// A service's answer: its status and JSON body.
+/// A service's answer: its status, headers and JSON body.
 pub(crate) struct Answer {
     pub(crate) status: StatusCode,
+    pub(crate) headers: reqwest::header::HeaderMap,
     pub(crate) body: Value,
 }
 
@@ -69,9 +70,14 @@ pub(crate) async fn call(
     })?;
     let status =
         StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let headers = response.headers().clone();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if status.is_success() {
-        return Ok(Answer { status, body });
+        return Ok(Answer {
+            status,
+            headers,
+            body,
+        });
     }
     if status.is_client_error() {
         let code = body["error"]["code"].as_str().unwrap_or("invalid_request");
@@ -94,6 +100,7 @@ fn static_code(code: &str) -> &'static str {
     match code {
         "not_found" => "not_found",
         "conflict" => "conflict",
+        "idempotency_key_reused" => "idempotency_key_reused",
         _ => "invalid_request",
     }
 }

@@ -1,7 +1,10 @@
 //! The order service's HTTP API, called by the edge.
 //!
 //! - `POST /orders`: stores a PENDING order and its `OrderPlaced` event in one
-//!   transaction, so an accepted order is never lost and never silent.
+//!   transaction, so an accepted order is never lost and never silent. With
+//!   an `Idempotency-Key` header, a repeat of the same request returns the
+//!   order the key placed (`idempotency`), and the key with another request
+//!   is refused with 422.
 //! - `GET /orders/{id}?wait=SECONDS`: the order, its priced lines and its
 //!   timeline; with `wait`, answers as soon as the order is terminal or the
 //!   time is up.
@@ -13,6 +16,7 @@
 
 use crate::{
     db::{self, Order},
+    idempotency::{self, Claim},
     saga::{self, Cancel},
 };
 use axum::{
@@ -23,9 +27,9 @@ use axum::{
     routing::{get, post},
 };
 use choreo_events::{EventMeta, OrderLine, OrderPlaced, ShippingAddress};
-use choreo_kit::HttpError;
+use choreo_kit::{HttpError, IDEMPOTENT_REPLAYED, idempotency_key};
 use choreo_telemetry::TraceParent;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -36,6 +40,7 @@ pub(crate) struct State {
     pub(crate) pool: PgPool,
     pub(crate) changed: watch::Sender<u64>,
     pub(crate) max_wait: Duration,
+    pub(crate) idempotency_key_lifetime: Duration,
 }
 
 pub(crate) fn router(state: State) -> Router {
@@ -46,7 +51,7 @@ pub(crate) fn router(state: State) -> Router {
         .with_state(state)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PlaceOrder {
     customer_id: String,
@@ -75,8 +80,41 @@ async fn place_order(
         )));
     }
     let order_id = Uuid::new_v4();
-    tracing::Span::current().record("order_id", tracing::field::display(order_id));
     let trace = trace(&headers);
+    let internal = |e: &(dyn std::error::Error + 'static)| HttpError::internal(e);
+    let mut tx = state.pool.begin().await.map_err(|e| internal(&e))?;
+    if let Some(key) = idempotency_key(&headers)? {
+        let request = serde_json::to_value(&body).map_err(|e| internal(&e))?;
+        let claim = idempotency::claim(
+            &mut tx,
+            &body.customer_id,
+            key,
+            &request,
+            order_id,
+            state.idempotency_key_lifetime,
+        )
+        .await
+        .map_err(|e| internal(&e))?;
+        match claim {
+            Claim::New => {}
+            Claim::Replay(earlier) => {
+                let order = db::fetch_order(&mut tx, earlier)
+                    .await
+                    .map_err(|e| internal(&e))?
+                    .ok_or_else(|| HttpError::not_found(format!("no order {earlier}")))?;
+                tracing::info!(order_id = %earlier, "idempotent retry; answering with the order it placed");
+                return Ok(placed(order, true));
+            }
+            Claim::Reused => {
+                return Err(HttpError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used with a different request; use a new key for a new order",
+                ));
+            }
+        }
+    }
+    tracing::Span::current().record("order_id", tracing::field::display(order_id));
 
     let event = OrderPlaced {
         meta: EventMeta::first::<OrderPlaced>(order_id, "order"),
@@ -85,8 +123,6 @@ async fn place_order(
         lines: body.items.clone(),
         shipping_address: body.shipping_address.clone(),
     };
-    let internal = |e: &(dyn std::error::Error + 'static)| HttpError::internal(e);
-    let mut tx = state.pool.begin().await.map_err(|e| internal(&e))?;
     db::insert_order(
         &mut tx,
         order_id,
@@ -108,11 +144,24 @@ async fn place_order(
         .ok_or_else(|| HttpError::not_found("order vanished inside its own transaction"))?;
     tx.commit().await.map_err(|e| internal(&e))?;
     tracing::info!(order_id = %order_id, "order placed");
-    Ok((
+    Ok(placed(order, false))
+}
+
+/// `201` with the order, as first placed or as an idempotent replay (which
+/// says so in `Idempotent-Replayed`, and shows the order as it is now).
+fn placed(order: Order, replayed: bool) -> axum::response::Response {
+    (
         StatusCode::CREATED,
-        [(header::LOCATION, format!("/v1/orders/{order_id}"))],
+        [
+            (header::LOCATION, format!("/v1/orders/{}", order.id)),
+            (
+                header::HeaderName::from_static(IDEMPOTENT_REPLAYED),
+                replayed.to_string(),
+            ),
+        ],
         Json(order),
-    ))
+    )
+        .into_response()
 }
 
 #[derive(Debug, Deserialize)]

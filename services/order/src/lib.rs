@@ -15,6 +15,7 @@ mod api;
 mod db;
 mod deadline;
 mod handlers;
+mod idempotency;
 mod saga;
 
 use choreo_events::Topic;
@@ -35,6 +36,9 @@ pub struct Settings {
     /// An order not CONFIRMED or CANCELLED this long after it was placed is
     /// cancelled with reason TIMEOUT.
     pub saga_deadline_seconds: f64,
+    /// How long an `Idempotency-Key` of `POST /orders` is remembered; a
+    /// retry after that places a new order.
+    pub idempotency_key_hours: f64,
 }
 
 impl Default for Settings {
@@ -43,6 +47,7 @@ impl Default for Settings {
             service: ServiceSettings::local("order", 8082),
             max_wait_seconds: 30,
             saga_deadline_seconds: 30.0,
+            idempotency_key_hours: 24.0,
         }
     }
 }
@@ -74,6 +79,7 @@ pub async fn start(
     // Bumped whenever an order changes, so `?wait=` requests in this process
     // wake at once; they also poll, for changes made by another replica.
     let (changed, _) = watch::channel(0u64);
+    let key_lifetime = Duration::from_secs_f64(settings.idempotency_key_hours.max(0.0) * 3600.0);
     let spec = Spec {
         name: "order",
         inputs: INPUTS,
@@ -82,13 +88,21 @@ pub async fn start(
             pool: pool.clone(),
             changed: changed.clone(),
             max_wait: Duration::from_secs(settings.max_wait_seconds),
+            idempotency_key_lifetime: key_lifetime,
         }),
-        background: vec![Box::pin(deadline::sweep_until(
-            pool.clone(),
-            Duration::from_secs_f64(settings.saga_deadline_seconds.max(0.1)),
-            changed,
-            shutdown.clone(),
-        ))],
+        background: vec![
+            Box::pin(deadline::sweep_until(
+                pool.clone(),
+                Duration::from_secs_f64(settings.saga_deadline_seconds.max(0.1)),
+                changed,
+                shutdown.clone(),
+            )),
+            Box::pin(idempotency::purge_until(
+                pool.clone(),
+                key_lifetime,
+                shutdown.clone(),
+            )),
+        ],
     };
     choreo_service::launch(&settings.service, pool, spec, shutdown).await
 }

@@ -48,6 +48,7 @@ async fn an_order_whose_shipment_is_seen_before_its_prices_is_confirmed_with_its
             },
             max_wait_seconds: 30,
             saga_deadline_seconds: 300.0,
+            idempotency_key_hours: 24.0,
         },
         shutdown.clone(),
     )

@@ -1,0 +1,106 @@
+//! Idempotency keys for placing orders.
+//!
+//! A client that did not get an answer retries `POST /orders` with the same
+//! `Idempotency-Key`: the retry must return the order the first attempt
+//! placed, never place a second one, even when the attempts run at the same
+//! time or the edge restarted in between. The key is claimed in the same
+//! transaction that inserts the order, so a key exists exactly when its
+//! order does. Concurrent attempts meet on the key's primary key: the
+//! second `INSERT … ON CONFLICT DO NOTHING` waits for the first
+//! transaction, then finds its committed key and replays it (or, if the
+//! first rolled back, claims the key itself).
+//!
+//! Keys belong to a customer (two customers may use the same key) and live
+//! for the configured lifetime; after that the key is free again.
+
+use choreo_kit::CancellationToken;
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// What claiming a key found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// The key is new: this request places `order_id`.
+    New,
+    /// The key placed this order with the same request before.
+    Replay(Uuid),
+    /// The key was used with a different request.
+    Reused,
+}
+
+/// Claims `key` for `customer`'s `request`, which is about to place
+/// `order_id`, inside the order's transaction.
+pub(crate) async fn claim(
+    tx: &mut PgConnection,
+    customer: &str,
+    key: &str,
+    request: &Value,
+    order_id: Uuid,
+    lifetime: Duration,
+) -> Result<Claim, sqlx::Error> {
+    // An expired key is free again, whether or not the purge got to it.
+    sqlx::query(
+        "DELETE FROM idempotency_keys
+         WHERE customer_id = $1 AND key = $2 AND created_at < now() - make_interval(secs => $3)",
+    )
+    .bind(customer)
+    .bind(key)
+    .bind(lifetime.as_secs_f64())
+    .execute(&mut *tx)
+    .await?;
+    let claimed = sqlx::query(
+        "INSERT INTO idempotency_keys (customer_id, key, request, order_id)
+         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+    )
+    .bind(customer)
+    .bind(key)
+    .bind(request)
+    .bind(order_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if claimed {
+        return Ok(Claim::New);
+    }
+    let (earlier, same): (Uuid, bool) = sqlx::query_as(
+        "SELECT order_id, request = $3 FROM idempotency_keys WHERE customer_id = $1 AND key = $2",
+    )
+    .bind(customer)
+    .bind(key)
+    .bind(request)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(if same {
+        Claim::Replay(earlier)
+    } else {
+        Claim::Reused
+    })
+}
+
+/// Deletes expired keys every tenth of their lifetime (at most every five
+/// minutes) until `shutdown`.
+pub(crate) async fn purge_until(pool: PgPool, lifetime: Duration, shutdown: CancellationToken) {
+    let every = (lifetime / 10).clamp(Duration::from_secs(1), Duration::from_secs(300));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let purged = sqlx::query(
+            "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)",
+        )
+        .bind(lifetime.as_secs_f64())
+        .execute(&pool)
+        .await;
+        match purged {
+            Ok(r) if r.rows_affected() > 0 => {
+                tracing::debug!(count = r.rows_affected(), "expired idempotency keys purged");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "purging idempotency keys failed; retrying"),
+        }
+    }
+}
