@@ -115,6 +115,8 @@ pub struct Options {
     pub down: Vec<&'static str>,
     /// How long the order service remembers an idempotency key.
     pub idempotency_key_lifetime: Duration,
+    /// The edge's rate limits; by default far above what any test sends.
+    pub rate_limit: choreo_edge::RateLimitSettings,
 }
 
 impl Default for Options {
@@ -123,6 +125,12 @@ impl Default for Options {
             saga_deadline: Duration::from_secs(30),
             down: Vec::new(),
             idempotency_key_lifetime: Duration::from_secs(24 * 3600),
+            rate_limit: choreo_edge::RateLimitSettings {
+                customer_per_minute: 1_000_000,
+                customer_burst: 100_000,
+                address_per_minute: 1_000_000,
+                address_burst: 100_000,
+            },
         }
     }
 }
@@ -270,6 +278,7 @@ impl Platform {
                     hs256_secret: Some(token_secret.clone()),
                     ..Default::default()
                 },
+                rate_limit: options.rate_limit.clone(),
                 ..Default::default()
             },
             shutdown.clone(),

@@ -1,7 +1,7 @@
 //! The edge as the platform's door: who may call it, and what each caller
 //! may see and do.
 
-use choreo_saga_tests::{Platform, bearer_client, order_body};
+use choreo_saga_tests::{Options, Platform, bearer_client, order_body};
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,5 +119,72 @@ async fn tokens_decide_who_gets_in_and_customers_see_only_their_own_orders() -> 
     assert_eq!(wallet["balance_cents"], 100_000 - 500);
 
     platform.assert_audit_clean().await?;
+    platform.stop().await
+}
+
+/// Status, `Retry-After` and error message of `GET /v1/products` as `client`.
+async fn products(
+    platform: &Platform,
+    client: &reqwest::Client,
+) -> anyhow::Result<(u16, Option<u64>, String)> {
+    let response = client.get(platform.url("/v1/products")).send().await?;
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let body: Value = response.json().await?;
+    let message = body["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    Ok((status, retry_after, message))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_or_an_address_over_its_limit_is_told_when_to_retry() -> anyhow::Result<()> {
+    // One request a minute sustained, so no bucket refills during the test;
+    // bursts of 3 per customer and 6 per address (every client here shares
+    // 127.0.0.1).
+    let platform = Platform::start_with(Options {
+        rate_limit: choreo_edge::RateLimitSettings {
+            customer_per_minute: 1,
+            customer_burst: 3,
+            address_per_minute: 1,
+            address_burst: 6,
+        },
+        ..Options::default()
+    })
+    .await?;
+    let alice = platform.customer("alice")?;
+    let bob = platform.customer("bob")?;
+
+    for _ in 0..3 {
+        assert_eq!(products(&platform, &alice).await?.0, 200);
+    }
+    let (status, retry_after, message) = products(&platform, &alice).await?;
+    assert_eq!(status, 429);
+    assert!(retry_after.is_some_and(|s| s >= 1), "{retry_after:?}");
+    assert!(message.contains("customer"), "{message}");
+
+    // Bob has a bucket of his own, but shares the address's: four requests
+    // so far leave it two.
+    for _ in 0..2 {
+        assert_eq!(products(&platform, &bob).await?.0, 200);
+    }
+    let (status, retry_after, message) = products(&platform, &bob).await?;
+    assert_eq!(status, 429);
+    assert!(retry_after.is_some_and(|s| s >= 1));
+    assert!(message.contains("client address"), "{message}");
+    // The address limit comes before authentication: a flood without
+    // tokens is stopped too.
+    let anonymous = products(&platform, &reqwest::Client::new()).await?;
+    assert_eq!(anonymous.0, 429);
+    // Health probes are never limited.
+    let live = reqwest::Client::new()
+        .get(platform.url("/health/live"))
+        .send()
+        .await?;
+    assert_eq!(live.status(), 200);
     platform.stop().await
 }

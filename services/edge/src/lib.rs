@@ -7,11 +7,13 @@
 //! (`{"error": {"code", "message"}}`), 4xx for the caller's mistakes.
 //!
 //! - `auth`: who is calling (bearer JWTs) and what they may do.
+//! - `limit`: rate limits per client address and per customer.
 //! - `routes`: the public REST API.
 //! - `validate`: what a well-formed order looks like.
 //! - `upstream`: calling the services.
 
 mod auth;
+mod limit;
 mod routes;
 mod upstream;
 mod validate;
@@ -19,6 +21,7 @@ mod validate;
 pub use auth::{ADMIN_SCOPE, AuthConfigError, AuthSettings, Claims, hs256_token};
 use choreo_kit::CancellationToken;
 use choreo_telemetry::LogFormat;
+pub use limit::RateLimitSettings;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use tokio::task::JoinHandle;
@@ -33,6 +36,7 @@ pub struct Settings {
     /// Per call to a service, on top of any `?wait=` the caller asked for.
     pub upstream_timeout_ms: u64,
     pub auth: AuthSettings,
+    pub rate_limit: RateLimitSettings,
     pub log_format: LogFormat,
 }
 
@@ -45,6 +49,7 @@ impl Default for Settings {
             payment_url: "http://127.0.0.1:8084".into(),
             upstream_timeout_ms: 5_000,
             auth: AuthSettings::default(),
+            rate_limit: RateLimitSettings::default(),
             log_format: LogFormat::Text,
         }
     }
@@ -81,7 +86,9 @@ pub enum StartError {
 /// When no token key is configured or the address cannot be bound.
 pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Running, StartError> {
     let verifier = auth::Verifier::new(&settings.auth)?;
-    let router = routes::router(upstream::Upstreams::new(&settings), verifier);
+    let limits = limit::Limits::new(&settings.rate_limit);
+    tokio::spawn(limits.clone().forget_idle_until(shutdown.clone()));
+    let router = routes::router(upstream::Upstreams::new(&settings), verifier, limits);
     let (addr, task) = choreo_kit::serve(router, settings.http_addr, shutdown)
         .await
         .map_err(|source| StartError::Bind {

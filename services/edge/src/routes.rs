@@ -9,12 +9,13 @@
 //! | `PUT /v1/admin/products/{sku}` | inventory | an admin |
 //! | `PUT /v1/admin/customers/{id}/wallet` | payment | an admin |
 //!
-//! Every `/v1` route needs a bearer token (`auth`); the health probes do
-//! not. Another customer's order answers 404, exactly like a missing one,
+//! Every `/v1` route needs a bearer token (`auth`) and is rate-limited
+//! (`limit`); the health probes are neither. Another customer's order answers 404, exactly like a missing one,
 //! so that order ids cannot be probed.
 
 use crate::{
     auth::{self, Caller, Verifier},
+    limit::{self, Limits},
     upstream::{Upstreams, call},
     validate::{PlaceOrder, PutProduct, PutWallet, is_customer_id, is_sku},
 };
@@ -40,7 +41,7 @@ const BODY_LIMIT: usize = 64 * 1024;
 /// The longest `?wait=` the edge passes on.
 const MAX_WAIT_SECONDS: f64 = 30.0;
 
-pub(crate) fn router(upstreams: Upstreams, verifier: Verifier) -> Router {
+pub(crate) fn router(upstreams: Upstreams, verifier: Verifier, limits: Limits) -> Router {
     let api = Router::new()
         .route("/v1/orders", post(place_order))
         .route("/v1/orders/{id}", get(get_order))
@@ -49,8 +50,15 @@ pub(crate) fn router(upstreams: Upstreams, verifier: Verifier) -> Router {
         .route("/v1/products/{sku}", get(get_product))
         .route("/v1/admin/products/{sku}", put(put_product))
         .route("/v1/admin/customers/{id}/wallet", put(put_wallet))
-        // On matched routes only: an unknown path is a 404 for anyone.
-        .route_layer(middleware::from_fn_with_state(verifier, auth::authenticate));
+        // On matched routes only: an unknown path is a 404 for anyone. The
+        // last layer runs first: the address limit, then authentication,
+        // then the customer's limit.
+        .route_layer(middleware::from_fn_with_state(
+            limits.clone(),
+            limit::by_customer,
+        ))
+        .route_layer(middleware::from_fn_with_state(verifier, auth::authenticate))
+        .route_layer(middleware::from_fn_with_state(limits, limit::by_address));
     Router::new()
         .merge(api)
         .route(
