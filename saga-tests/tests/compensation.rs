@@ -204,6 +204,29 @@ async fn an_order_stuck_behind_a_down_service_is_cancelled_at_the_deadline() -> 
     .await?;
     platform.set_product("TEA-01", 1_000, 10).await?;
     let id = platform.place("judy", &[("TEA-01", 4)]).await?;
+    // With payment down, the edge still takes the order and answers reads:
+    // the order waits (here, for its deadline) rather than failing at the
+    // door, and only payment's own route is unavailable.
+    let judy = platform.customer("judy")?;
+    let pending = judy
+        .get(platform.url(&format!("/v1/orders/{id}")))
+        .send()
+        .await?;
+    assert_eq!(pending.status(), 200);
+    assert_eq!(
+        judy.get(platform.url("/v1/products"))
+            .send()
+            .await?
+            .status(),
+        200
+    );
+    let wallet = platform
+        .http
+        .put(platform.url("/v1/admin/customers/judy/wallet"))
+        .json(&serde_json::json!({"balance_cents": 1}))
+        .send()
+        .await?;
+    assert_eq!(wallet.status(), 503);
     let order = platform.wait_for_status(&id, "CANCELLED").await?;
     assert_eq!(order["cancel_reason"], "TIMEOUT");
     platform.wait_for_event(&id, "StockReleased").await?;

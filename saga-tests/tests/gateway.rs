@@ -188,3 +188,130 @@ async fn a_customer_or_an_address_over_its_limit_is_told_when_to_retry() -> anyh
     assert_eq!(live.status(), 200);
     platform.stop().await
 }
+
+/// A service that accepts connections and never answers: the worst kind of
+/// down, which only a timeout notices.
+async fn black_hole() -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    Ok((url, task))
+}
+
+/// An edge of its own in front of the platform's services, with `hanging`
+/// replaced by a black hole, short timeouts and a breaker that opens after
+/// two failures and stays open for the test.
+async fn edge_with_hanging(
+    platform: &Platform,
+    hanging: &str,
+    hole: &str,
+    shutdown: &choreo_kit::CancellationToken,
+) -> anyhow::Result<String> {
+    let url = |service: &str, real: &str| {
+        if service == hanging {
+            hole.to_owned()
+        } else {
+            real.to_owned()
+        }
+    };
+    let edge = choreo_edge::start(
+        choreo_edge::Settings {
+            http_addr: "127.0.0.1:0".parse()?,
+            order_url: url("order", &platform.order),
+            inventory_url: url("inventory", &platform.inventory),
+            payment_url: url("payment", &platform.payment),
+            upstream_timeout_ms: 300,
+            breaker: choreo_edge::BreakerSettings {
+                failures: 2,
+                cooldown_ms: 600_000,
+            },
+            auth: choreo_edge::AuthSettings {
+                hs256_secret: Some(platform.token_secret.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        shutdown.clone(),
+    )
+    .await?;
+    Ok(format!("http://{}", edge.addr))
+}
+
+async fn status_and_code(response: reqwest::Response) -> anyhow::Result<(u16, String)> {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or_default();
+    Ok((
+        status,
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_service_trips_its_breaker_and_the_others_keep_answering() -> anyhow::Result<()> {
+    let platform = Platform::start().await?;
+    platform.set_product("TEA-01", 500, 100).await?;
+    platform.set_wallet("alice", 100_000).await?;
+    let id = platform.place("alice", &[("TEA-01", 1)]).await?;
+    let alice = platform.customer("alice")?;
+    let (hole, hole_task) = black_hole().await?;
+    let shutdown = choreo_kit::CancellationToken::new();
+
+    // The order service hangs: two reads time out (504), then the breaker
+    // answers at once, for reads and writes alike, while the catalog,
+    // through the same edge, answers as before.
+    let edge = edge_with_hanging(&platform, "order", &hole, &shutdown).await?;
+    let order_url = format!("{edge}/v1/orders/{id}");
+    for _ in 0..2 {
+        let timed_out = status_and_code(alice.get(&order_url).send().await?).await?;
+        assert_eq!(timed_out, (504, "outcome_unknown".to_owned()));
+    }
+    let refused = status_and_code(alice.get(&order_url).send().await?).await?;
+    assert_eq!(refused, (503, "circuit_open".to_owned()));
+    let body = order_body("alice", &[("TEA-01", 1)]);
+    let refused = alice
+        .post(format!("{edge}/v1/orders"))
+        .json(&body)
+        .send()
+        .await?;
+    assert_eq!(
+        status_and_code(refused).await?,
+        (503, "circuit_open".to_owned())
+    );
+    let products = alice.get(format!("{edge}/v1/products")).send().await?;
+    assert_eq!(products.status(), 200);
+    let ready: Value = reqwest::get(format!("{edge}/health/ready"))
+        .await?
+        .json()
+        .await?;
+    assert_eq!(ready["breakers"]["order"], "open", "{ready}");
+    assert_eq!(ready["breakers"]["inventory"], "closed", "{ready}");
+
+    // The other way round: the catalog hangs, orders answer.
+    let edge = edge_with_hanging(&platform, "inventory", &hole, &shutdown).await?;
+    for _ in 0..2 {
+        let timed_out = alice.get(format!("{edge}/v1/products")).send().await?;
+        assert_eq!(timed_out.status(), 504);
+    }
+    let refused = alice
+        .get(format!("{edge}/v1/products/TEA-01"))
+        .send()
+        .await?;
+    assert_eq!(
+        status_and_code(refused).await?,
+        (503, "circuit_open".to_owned())
+    );
+    let order = alice.get(format!("{edge}/v1/orders/{id}")).send().await?;
+    assert_eq!(order.status(), 200);
+
+    shutdown.cancel();
+    hole_task.abort();
+    platform.stop().await
+}

@@ -13,6 +13,7 @@
 //! - `upstream`: calling the services.
 
 mod auth;
+mod breaker;
 mod limit;
 mod routes;
 mod upstream;
@@ -35,6 +36,7 @@ pub struct Settings {
     pub payment_url: String,
     /// Per call to a service, on top of any `?wait=` the caller asked for.
     pub upstream_timeout_ms: u64,
+    pub breaker: BreakerSettings,
     pub auth: AuthSettings,
     pub rate_limit: RateLimitSettings,
     pub log_format: LogFormat,
@@ -48,9 +50,29 @@ impl Default for Settings {
             inventory_url: "http://127.0.0.1:8083".into(),
             payment_url: "http://127.0.0.1:8084".into(),
             upstream_timeout_ms: 5_000,
+            breaker: BreakerSettings::default(),
             auth: AuthSettings::default(),
             rate_limit: RateLimitSettings::default(),
             log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// When a backend service's circuit breaker opens, and for how long.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BreakerSettings {
+    /// Failures in a row (no answer, timeout, 5xx) that open it.
+    pub failures: u32,
+    /// How long it stays open before one trial call.
+    pub cooldown_ms: u64,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        Self {
+            failures: 5,
+            cooldown_ms: 5_000,
         }
     }
 }

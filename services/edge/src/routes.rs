@@ -16,7 +16,7 @@
 use crate::{
     auth::{self, Caller, Verifier},
     limit::{self, Limits},
-    upstream::{Upstreams, call},
+    upstream::{Retry, Service, Upstreams},
     validate::{PlaceOrder, PutProduct, PutWallet, is_customer_id, is_sku},
 };
 use axum::{
@@ -96,9 +96,9 @@ async fn ready(State(upstreams): State<Upstreams>) -> (StatusCode, Json<serde_js
         }
     };
     let (order, inventory, payment) = tokio::join!(
-        probe(&upstreams.order),
-        probe(&upstreams.inventory),
-        probe(&upstreams.payment)
+        probe(upstreams.url(Service::Order)),
+        probe(upstreams.url(Service::Inventory)),
+        probe(upstreams.url(Service::Payment))
     );
     let ready = [&order, &inventory, &payment].iter().all(|c| *c == "ok");
     let status = if ready {
@@ -106,10 +106,15 @@ async fn ready(State(upstreams): State<Upstreams>) -> (StatusCode, Json<serde_js
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let breakers: serde_json::Map<String, Value> = Service::ALL
+        .iter()
+        .map(|s| (s.name().to_owned(), upstreams.breaker_state(*s).into()))
+        .collect();
     let body = serde_json::json!({
         "status": if ready { "ready" } else { "not_ready" },
         "service": "edge",
         "checks": {"order": order, "inventory": inventory, "payment": payment},
+        "breakers": breakers,
     });
     (status, Json(body))
 }
@@ -198,14 +203,14 @@ async fn place_order(
     order.validate()?;
     let mut request = up
         .http
-        .post(format!("{}/orders", up.order))
+        .post(format!("{}/orders", up.url(Service::Order)))
         .header("traceparent", trace(&headers))
         .timeout(up.timeout)
         .json(&order);
     if let Some(key) = idempotency_key(&headers)? {
         request = request.header(IDEMPOTENCY_KEY, key);
     }
-    let answer = call("order", request).await?;
+    let answer = up.call(Service::Order, Retry::Never, request).await?;
     let Some(id) = answer.body["id"].as_str().map(str::to_owned) else {
         tracing::error!(body = %answer.body, "order service answered without an order id");
         return Err(HttpError::new(
@@ -257,15 +262,17 @@ async fn get_order(
             }
         },
     };
-    let answer = call(
-        "order",
-        up.http
-            .get(format!("{}/orders/{id}", up.order))
-            .query(&[("wait", wait)])
-            .query(&owner(&caller))
-            .timeout(up.timeout + Duration::from_secs_f64(wait)),
-    )
-    .await?;
+    let answer = up
+        .call(
+            Service::Order,
+            Retry::Idempotent,
+            up.http
+                .get(format!("{}/orders/{id}", up.url(Service::Order)))
+                .query(&[("wait", wait)])
+                .query(&owner(&caller))
+                .timeout(up.timeout + Duration::from_secs_f64(wait)),
+        )
+        .await?;
     Ok(json(answer.status, answer.body))
 }
 
@@ -277,26 +284,30 @@ async fn cancel_order(
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
     let id = Uuid::parse_str(&id).map_err(|_| HttpError::not_found(format!("no order {id}")))?;
-    let answer = call(
-        "order",
-        up.http
-            .post(format!("{}/orders/{id}/cancel", up.order))
-            .query(&owner(&caller))
-            .header("traceparent", trace(&headers))
-            .timeout(up.timeout),
-    )
-    .await?;
+    let answer = up
+        .call(
+            Service::Order,
+            Retry::Never,
+            up.http
+                .post(format!("{}/orders/{id}/cancel", up.url(Service::Order)))
+                .query(&owner(&caller))
+                .header("traceparent", trace(&headers))
+                .timeout(up.timeout),
+        )
+        .await?;
     Ok(json(answer.status, answer.body))
 }
 
 async fn list_products(State(up): State<Upstreams>) -> Result<Response, HttpError> {
-    let answer = call(
-        "inventory",
-        up.http
-            .get(format!("{}/products", up.inventory))
-            .timeout(up.timeout),
-    )
-    .await?;
+    let answer = up
+        .call(
+            Service::Inventory,
+            Retry::Idempotent,
+            up.http
+                .get(format!("{}/products", up.url(Service::Inventory)))
+                .timeout(up.timeout),
+        )
+        .await?;
     Ok(json(answer.status, answer.body))
 }
 
@@ -307,13 +318,15 @@ async fn get_product(
     if !is_sku(&sku) {
         return Err(HttpError::not_found(format!("no product {sku}")));
     }
-    let answer = call(
-        "inventory",
-        up.http
-            .get(format!("{}/products/{sku}", up.inventory))
-            .timeout(up.timeout),
-    )
-    .await?;
+    let answer = up
+        .call(
+            Service::Inventory,
+            Retry::Idempotent,
+            up.http
+                .get(format!("{}/products/{sku}", up.url(Service::Inventory)))
+                .timeout(up.timeout),
+        )
+        .await?;
     Ok(json(answer.status, answer.body))
 }
 
@@ -333,14 +346,16 @@ async fn put_product(
     }
     let product: PutProduct = json_body(&headers, body)?;
     product.validate()?;
-    let answer = call(
-        "inventory",
-        up.http
-            .put(format!("{}/products/{sku}", up.inventory))
-            .timeout(up.timeout)
-            .json(&product),
-    )
-    .await?;
+    let answer = up
+        .call(
+            Service::Inventory,
+            Retry::Never,
+            up.http
+                .put(format!("{}/products/{sku}", up.url(Service::Inventory)))
+                .timeout(up.timeout)
+                .json(&product),
+        )
+        .await?;
     Ok(json(answer.status, answer.body))
 }
 
@@ -360,13 +375,15 @@ async fn put_wallet(
     }
     let wallet: PutWallet = json_body(&headers, body)?;
     wallet.validate()?;
-    let answer = call(
-        "payment",
-        up.http
-            .put(format!("{}/wallets/{id}", up.payment))
-            .timeout(up.timeout)
-            .json(&wallet),
-    )
-    .await?;
+    let answer = up
+        .call(
+            Service::Payment,
+            Retry::Never,
+            up.http
+                .put(format!("{}/wallets/{id}", up.url(Service::Payment)))
+                .timeout(up.timeout)
+                .json(&wallet),
+        )
+        .await?;
     Ok(json(answer.status, answer.body))
 }

@@ -1,35 +1,232 @@
 //! Calling the services that own the data.
 //!
 //! A service's 4xx answer is the caller's mistake and is passed through as
-//! it came. A service that cannot be reached answers 503, one that fails
-//! answers 502; either is logged here with its cause.
+//! it came. A service that cannot be reached answers 503, one that does not
+//! answer in time 504, one that fails 502; each is logged here with its
+//! cause and counts against the service's circuit breaker (`breaker`),
+//! which, once open, answers 503 at once instead of waiting on a service
+//! that hangs. Reads are retried, twice, when the service could not be
+//! reached or answered 502/503; writes never are (the edge cannot know
+//! whether a write it did not hear back from was applied).
 
-use crate::Settings;
+use crate::{Settings, breaker::Breaker};
 use axum::http::StatusCode;
 use choreo_kit::HttpError;
 use serde_json::Value;
-use std::time::Duration;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+/// The services behind the edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Service {
+    Order,
+    Inventory,
+    Payment,
+}
+
+impl Service {
+    pub(crate) const ALL: [Service; 3] = [Service::Order, Service::Inventory, Service::Payment];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Service::Order => "order",
+            Service::Inventory => "inventory",
+            Service::Payment => "payment",
+        }
+    }
+}
+
+/// Whether a call may be repeated when it fails on the way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retry {
+    /// A read: repeating it changes nothing.
+    Idempotent,
+    /// A write: sent once.
+    Never,
+}
+
+/// Attempts for an idempotent call, and the pause before each repeat.
+const READ_ATTEMPTS: u32 = 3;
+const READ_RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 #[derive(Clone)]
 pub(crate) struct Upstreams {
     pub(crate) http: reqwest::Client,
-    pub(crate) order: String,
-    pub(crate) inventory: String,
-    pub(crate) payment: String,
+    urls: [String; 3],
+    breakers: Arc<[Breaker; 3]>,
     pub(crate) timeout: Duration,
 }
 
 impl Upstreams {
     pub(crate) fn new(settings: &Settings) -> Self {
+        let cooldown = Duration::from_millis(settings.breaker.cooldown_ms);
+        let breaker = || Breaker::new(settings.breaker.failures, cooldown);
         Self {
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(1))
                 .build()
                 .unwrap_or_default(),
-            order: settings.order_url.trim_end_matches('/').to_owned(),
-            inventory: settings.inventory_url.trim_end_matches('/').to_owned(),
-            payment: settings.payment_url.trim_end_matches('/').to_owned(),
+            urls: [
+                &settings.order_url,
+                &settings.inventory_url,
+                &settings.payment_url,
+            ]
+            .map(|u| u.trim_end_matches('/').to_owned()),
+            breakers: Arc::new([breaker(), breaker(), breaker()]),
             timeout: Duration::from_millis(settings.upstream_timeout_ms),
+        }
+    }
+
+    /// The service's base URL.
+    pub(crate) fn url(&self, service: Service) -> &str {
+        &self.urls[service as usize]
+    }
+
+    fn breaker(&self, service: Service) -> &Breaker {
+        &self.breakers[service as usize]
+    }
+
+    /// `closed`, `open` or `half_open`.
+    pub(crate) fn breaker_state(&self, service: Service) -> &'static str {
+        self.breaker(service).describe()
+    }
+
+    /// Sends `request` to `service` and returns its successful answer.
+    ///
+    /// # Errors
+    /// The service's own 4xx error; 503 when it is unreachable or its
+    /// breaker is open; 504 when it did not answer in time; 502 when it
+    /// failed.
+    pub(crate) async fn call(
+        &self,
+        service: Service,
+        retry: Retry,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Answer, HttpError> {
+        let attempts = match retry {
+            Retry::Idempotent => READ_ATTEMPTS,
+            Retry::Never => 1,
+        };
+        let mut attempt = 1;
+        loop {
+            // Bodies here are small JSON documents, so every request clones.
+            let this = request.try_clone().ok_or_else(|| {
+                HttpError::internal(&std::io::Error::other("a streamed request body"))
+            })?;
+            let result = self.call_once(service, this).await;
+            match &result {
+                Err(CallError::Unreachable(_) | CallError::ServerError(_))
+                    if attempt < attempts =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(READ_RETRY_PAUSE).await;
+                }
+                _ => return result.map_err(CallError::into_error),
+            }
+        }
+    }
+
+    async fn call_once(
+        &self,
+        service: Service,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Answer, CallError> {
+        let name = service.name();
+        let breaker = self.breaker(service);
+        if let Err(refused) = breaker.admit(Instant::now()) {
+            let seconds = refused.0.as_secs() + 1;
+            return Err(CallError::Refused(HttpError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "circuit_open",
+                format!(
+                    "the {name} service has been failing; not calling it for the next {seconds} s"
+                ),
+            )));
+        }
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                breaker.failed(Instant::now());
+                return Err(if e.is_connect() {
+                    tracing::warn!(service = name, error = %e, breaker = breaker.describe(), "service unreachable");
+                    CallError::Unreachable(HttpError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "service_unavailable",
+                        format!("the {name} service is unavailable; try again shortly"),
+                    ))
+                } else {
+                    // The request may have been applied before the answer
+                    // was lost: a blind retry of a POST could place a second
+                    // order (unless it carries an Idempotency-Key).
+                    tracing::error!(service = name, error = %e, breaker = breaker.describe(), "no answer from service");
+                    CallError::NoAnswer(HttpError::new(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "outcome_unknown",
+                        format!(
+                            "the {name} service did not answer in time; the request may or may not have been applied"
+                        ),
+                    ))
+                });
+            }
+        };
+        let status =
+            StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let headers = response.headers().clone();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status.is_server_error() {
+            breaker.failed(Instant::now());
+            tracing::error!(service = name, %status, body = %body, breaker = breaker.describe(), "service failed");
+            return Err(CallError::ServerError(HttpError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_failed",
+                format!("the {name} service failed; the cause is in its log"),
+            )));
+        }
+        breaker.succeeded();
+        if status.is_client_error() {
+            let code = body["error"]["code"].as_str().unwrap_or("invalid_request");
+            let message = body["error"]["message"]
+                .as_str()
+                .unwrap_or("request rejected")
+                .to_owned();
+            return Err(CallError::Rejected(HttpError::new(
+                status,
+                static_code(code),
+                message,
+            )));
+        }
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// Why a call did not succeed, and so whether repeating it may help.
+enum CallError {
+    /// Not sent: the breaker is open.
+    Refused(HttpError),
+    /// Could not connect: nothing was applied.
+    Unreachable(HttpError),
+    /// Sent, no answer in time: it may have been applied.
+    NoAnswer(HttpError),
+    /// The service answered 5xx.
+    ServerError(HttpError),
+    /// The service answered 4xx: the caller's mistake.
+    Rejected(HttpError),
+}
+
+impl CallError {
+    fn into_error(self) -> HttpError {
+        match self {
+            CallError::Refused(e)
+            | CallError::Unreachable(e)
+            | CallError::NoAnswer(e)
+            | CallError::ServerError(e)
+            | CallError::Rejected(e) => e,
         }
     }
 }
@@ -39,60 +236,6 @@ pub(crate) struct Answer {
     pub(crate) status: StatusCode,
     pub(crate) headers: reqwest::header::HeaderMap,
     pub(crate) body: Value,
-}
-
-/// Sends `request` to `service` and returns its successful answer.
-///
-/// # Errors
-/// The service's own 4xx error, or 502/503 when it failed or was unreachable.
-pub(crate) async fn call(
-    service: &'static str,
-    request: reqwest::RequestBuilder,
-) -> Result<Answer, HttpError> {
-    let response = request.send().await.map_err(|e| {
-        if e.is_connect() {
-            tracing::warn!(service, error = %e, "service unreachable");
-            HttpError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "service_unavailable",
-                format!("the {service} service is unavailable; try again shortly"),
-            )
-        } else {
-            // The request may have been applied before the answer was lost:
-            // a blind retry of a POST could place a second order.
-            tracing::error!(service, error = %e, "no answer from service");
-            HttpError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "outcome_unknown",
-                format!("the {service} service did not answer in time; the request may or may not have been applied"),
-            )
-        }
-    })?;
-    let status =
-        StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let headers = response.headers().clone();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    if status.is_success() {
-        return Ok(Answer {
-            status,
-            headers,
-            body,
-        });
-    }
-    if status.is_client_error() {
-        let code = body["error"]["code"].as_str().unwrap_or("invalid_request");
-        let message = body["error"]["message"]
-            .as_str()
-            .unwrap_or("request rejected")
-            .to_owned();
-        return Err(HttpError::new(status, static_code(code), message));
-    }
-    tracing::error!(service, %status, body = %body, "service failed");
-    Err(HttpError::new(
-        StatusCode::BAD_GATEWAY,
-        "upstream_failed",
-        format!("the {service} service failed; the cause is in its log"),
-    ))
 }
 
 /// Error codes are a closed set; anything unexpected becomes a generic one.
