@@ -315,3 +315,97 @@ async fn a_hanging_service_trips_its_breaker_and_the_others_keep_answering() -> 
     hole_task.abort();
     platform.stop().await
 }
+
+/// Every order `client` can list at `query`, page by page (`limit` 2), and
+/// the number of pages.
+async fn list_all(
+    platform: &Platform,
+    client: &reqwest::Client,
+    query: &str,
+) -> anyhow::Result<(Vec<Value>, usize)> {
+    let mut orders = Vec::new();
+    let mut pages = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = platform.url(&format!("/v1/orders?limit=2{query}"));
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let response = client.get(url).send().await?;
+        anyhow::ensure!(response.status() == 200, "listing: {}", response.status());
+        let page: Value = response.json().await?;
+        pages += 1;
+        orders.extend(page["orders"].as_array().cloned().unwrap_or_default());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return Ok((orders, pages)),
+        }
+    }
+}
+
+fn ids(orders: &[Value]) -> Vec<String> {
+    orders
+        .iter()
+        .filter_map(|o| o["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_list_their_own_orders_newest_first_a_page_at_a_time() -> anyhow::Result<()> {
+    let platform = Platform::start().await?;
+    platform.set_product("TEA-01", 500, 100).await?;
+    platform.set_wallet("alice", 100_000).await?;
+    let mut placed = Vec::new();
+    for _ in 0..5 {
+        placed.push(platform.place("alice", &[("TEA-01", 1)]).await?);
+    }
+    // Bob has no wallet: his order is cancelled.
+    let bobs = platform.place("bob", &[("TEA-01", 1)]).await?;
+    let alice = platform.customer("alice")?;
+    let bob = platform.customer("bob")?;
+
+    let (orders, pages) = list_all(&platform, &alice, "").await?;
+    let newest_first: Vec<String> = placed.iter().rev().cloned().collect();
+    assert_eq!(ids(&orders), newest_first);
+    assert_eq!(pages, 3, "5 orders, 2 a page");
+    assert!(orders.iter().all(|o| o["customer_id"] == "alice"));
+
+    // Filtered by status, once the sagas are over.
+    for id in &placed {
+        platform.wait_for_status(id, "CONFIRMED").await?;
+    }
+    platform.wait_for_status(&bobs, "CANCELLED").await?;
+    let (confirmed, _) = list_all(&platform, &alice, "&status=CONFIRMED").await?;
+    assert_eq!(confirmed.len(), 5);
+    let (cancelled, _) = list_all(&platform, &alice, "&status=CANCELLED").await?;
+    assert!(cancelled.is_empty());
+
+    // Bob sees his own only, and may not ask for Alice's; an admin may.
+    let (his, _) = list_all(&platform, &bob, "").await?;
+    assert_eq!(ids(&his), [bobs.clone()]);
+    let asked = bob
+        .get(platform.url("/v1/orders?customer_id=alice"))
+        .send()
+        .await?;
+    assert_eq!(asked.status(), 403);
+    let (alices, _) = list_all(&platform, &platform.http, "&customer_id=alice").await?;
+    assert_eq!(alices.len(), 5);
+    let (everyone, _) = list_all(&platform, &platform.http, "").await?;
+    assert_eq!(everyone.len(), 6);
+
+    // Bad queries say what is wrong.
+    for query in [
+        "limit=0",
+        "limit=101",
+        "status=SHIPPED",
+        "cursor=not-ours",
+        "colour=red",
+    ] {
+        let response = alice
+            .get(platform.url(&format!("/v1/orders?{query}")))
+            .send()
+            .await?;
+        assert_eq!(response.status(), 422, "{query}");
+    }
+    platform.stop().await
+}

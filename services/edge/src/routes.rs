@@ -3,6 +3,7 @@
 //! | route | owner | who may call |
 //! |---|---|---|
 //! | `POST /v1/orders` | order | a customer, for itself; an admin, for anyone |
+//! | `GET /v1/orders?status=&limit=&cursor=` | order | a customer, its own; an admin, anyone's (`customer_id=`) |
 //! | `GET /v1/orders/{id}[?wait=SECONDS]` | order | its customer, or an admin |
 //! | `POST /v1/orders/{id}/cancel` | order | its customer, or an admin |
 //! | `GET /v1/products`, `GET /v1/products/{sku}` | inventory | any caller |
@@ -22,7 +23,7 @@ use crate::{
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::rejection::BytesRejection,
+    extract::rejection::{BytesRejection, QueryRejection},
     extract::{DefaultBodyLimit, Extension, Path, Query, State},
     http::{HeaderMap, HeaderName, StatusCode, header},
     middleware,
@@ -43,7 +44,7 @@ const MAX_WAIT_SECONDS: f64 = 30.0;
 
 pub(crate) fn router(upstreams: Upstreams, verifier: Verifier, limits: Limits) -> Router {
     let api = Router::new()
-        .route("/v1/orders", post(place_order))
+        .route("/v1/orders", post(place_order).get(list_orders))
         .route("/v1/orders/{id}", get(get_order))
         .route("/v1/orders/{id}/cancel", post(cancel_order))
         .route("/v1/products", get(list_products))
@@ -241,6 +242,88 @@ async fn place_order(
 #[derive(Debug, Deserialize)]
 struct WaitQuery {
     wait: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    status: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+    /// Admins only: one customer's orders.
+    customer_id: Option<String>,
+}
+
+/// The caller's orders (an admin's: everyone's, or one customer's), newest
+/// first, a page at a time.
+#[tracing::instrument(skip_all)]
+async fn list_orders(
+    State(up): State<Upstreams>,
+    Extension(caller): Extension<Caller>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, HttpError> {
+    let Query(query) = query.map_err(|e| HttpError::invalid(e.body_text()))?;
+    let mut problems = Vec::new();
+    if let Some(status) = &query.status {
+        if !["PENDING", "CONFIRMED", "CANCELLED"].contains(&status.as_str()) {
+            problems.push("status must be PENDING, CONFIRMED or CANCELLED");
+        }
+    }
+    if let Some(limit) = &query.limit {
+        if !limit.parse::<u8>().is_ok_and(|l| (1..=100).contains(&l)) {
+            problems.push("limit must be a whole number between 1 and 100");
+        }
+    }
+    if let Some(cursor) = &query.cursor {
+        let shaped = cursor.len() <= 100
+            && cursor
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !shaped {
+            problems.push("cursor must be one this API gave out");
+        }
+    }
+    if let Some(customer) = &query.customer_id {
+        if !is_customer_id(customer) {
+            problems.push("customer_id must be 1-64 letters, digits, '-' or '_'");
+        }
+    }
+    if !problems.is_empty() {
+        return Err(HttpError::invalid(problems.join("; ")));
+    }
+    // A customer sees its own orders whatever it asks for; naming another
+    // customer is refused rather than silently ignored.
+    let customer = match (caller.owner_filter(), &query.customer_id) {
+        (Some(own), Some(asked)) if own != asked => {
+            return Err(HttpError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "a customer can list only its own orders; leave customer_id out",
+            ));
+        }
+        (Some(own), _) => Some(own),
+        (None, asked) => asked.as_deref(),
+    };
+    let params: Vec<(&str, &str)> = [
+        ("customer", customer),
+        ("status", query.status.as_deref()),
+        ("limit", query.limit.as_deref()),
+        ("cursor", query.cursor.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| Some((k, v?)))
+    .collect();
+    let answer = up
+        .call(
+            Service::Order,
+            Retry::Idempotent,
+            up.http
+                .get(format!("{}/orders", up.url(Service::Order)))
+                .query(&params)
+                .timeout(up.timeout),
+        )
+        .await?;
+    Ok(json(answer.status, answer.body))
 }
 
 #[tracing::instrument(skip_all, fields(order_id = %id))]

@@ -10,12 +10,15 @@
 //!   time is up.
 //! - `POST /orders/{id}/cancel`: the customer's cancel.
 //!
-//! `?customer=ID` on the last two restricts them to that customer's orders:
+//! - `GET /orders?customer=&status=&limit=&cursor=`: orders newest first, a
+//!   page at a time; `next_cursor` continues where a page ended.
+//!
+//! `?customer=ID` on the last three restricts them to that customer's orders:
 //! another's answers 404, as a missing one does. The edge sets it for every
 //! caller but an admin.
 
 use crate::{
-    db::{self, Order},
+    db::{self, Order, OrderStatus},
     idempotency::{self, Claim},
     saga::{self, Cancel},
 };
@@ -45,7 +48,7 @@ pub(crate) struct State {
 
 pub(crate) fn router(state: State) -> Router {
     Router::new()
-        .route("/orders", post(place_order))
+        .route("/orders", post(place_order).get(list_orders))
         .route("/orders/{id}", get(get_order))
         .route("/orders/{id}/cancel", post(cancel_order))
         .with_state(state)
@@ -173,6 +176,86 @@ pub(crate) struct WaitQuery {
 #[derive(Debug, Deserialize)]
 pub(crate) struct OwnerQuery {
     customer: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ListQuery {
+    customer: Option<String>,
+    status: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// The most orders one page holds.
+const MAX_PAGE: i64 = 100;
+const DEFAULT_PAGE: i64 = 20;
+
+/// A page of orders and where the next one starts.
+#[derive(Debug, Serialize)]
+struct Page {
+    orders: Vec<db::OrderSummary>,
+    next_cursor: Option<String>,
+}
+
+/// A cursor names the last order of a page: its creation time in
+/// microseconds and its id. Clients treat it as opaque.
+fn cursor_of(order: &db::OrderSummary) -> String {
+    format!("{}_{}", order.created_at.timestamp_micros(), order.id)
+}
+
+fn parse_cursor(cursor: &str) -> Option<(chrono::DateTime<chrono::Utc>, Uuid)> {
+    let (micros, id) = cursor.split_once('_')?;
+    Some((
+        chrono::DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+        id.parse().ok()?,
+    ))
+}
+
+#[tracing::instrument(skip_all)]
+async fn list_orders(
+    AxumState(state): AxumState<State>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Page>, HttpError> {
+    let mut problems = Vec::new();
+    let status = query.status.as_deref().map(|s| {
+        OrderStatus::parse(s).ok_or_else(|| {
+            problems.push("status must be PENDING, CONFIRMED or CANCELLED".to_owned());
+        })
+    });
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        problems.push(format!("limit must be between 1 and {MAX_PAGE}"));
+    }
+    let after = query.cursor.as_deref().map(|c| {
+        parse_cursor(c).ok_or_else(|| {
+            problems.push("cursor is not one this API gave out".to_owned());
+        })
+    });
+    if !problems.is_empty() {
+        return Err(HttpError::invalid(problems.join("; ")));
+    }
+    let filter = db::ListFilter {
+        customer: query.customer.as_deref(),
+        status: status.and_then(Result::ok),
+        after: after.and_then(Result::ok),
+        // One more than asked, to know whether another page follows.
+        limit: limit + 1,
+    };
+    let mut conn = state
+        .pool
+        .acquire()
+        .await
+        .map_err(|e| HttpError::internal(&e))?;
+    let mut orders = db::list_orders(&mut conn, &filter)
+        .await
+        .map_err(|e| HttpError::internal(&e))?;
+    let more = orders.len() as i64 > limit;
+    orders.truncate(limit as usize);
+    let next_cursor = more.then(|| orders.last().map(cursor_of)).flatten();
+    Ok(Json(Page {
+        orders,
+        next_cursor,
+    }))
 }
 
 /// Whether `customer` (when given) may see an order of `owner`.

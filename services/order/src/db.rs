@@ -23,7 +23,7 @@ impl OrderStatus {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         match s {
             "PENDING" => Some(OrderStatus::Pending),
             "CONFIRMED" => Some(OrderStatus::Confirmed),
@@ -70,6 +70,69 @@ pub struct TimelineEntry {
     pub service: String,
     pub occurred_at: DateTime<Utc>,
     pub event_id: Uuid,
+}
+
+/// An order as lists show it: no lines, address or timeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct OrderSummary {
+    pub id: Uuid,
+    pub customer_id: String,
+    pub status: OrderStatus,
+    pub cancel_reason: Option<String>,
+    pub total_cents: Option<i64>,
+    pub currency: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Which orders a list shows, and from where.
+pub(crate) struct ListFilter<'a> {
+    pub(crate) customer: Option<&'a str>,
+    pub(crate) status: Option<OrderStatus>,
+    /// The last order of the previous page: `(created_at, id)`.
+    pub(crate) after: Option<(DateTime<Utc>, Uuid)>,
+    pub(crate) limit: i64,
+}
+
+/// Orders newest first (ties by id), at most `filter.limit` of them.
+pub(crate) async fn list_orders(
+    conn: &mut PgConnection,
+    filter: &ListFilter<'_>,
+) -> Result<Vec<OrderSummary>, sqlx::Error> {
+    let (after_time, after_id) = filter.after.unzip();
+    let rows = sqlx::query(
+        "SELECT id, customer_id, status, cancel_reason, total_cents, currency, created_at, updated_at
+         FROM orders
+         WHERE ($1::text IS NULL OR customer_id = $1)
+           AND ($2::text IS NULL OR status = $2)
+           AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
+         ORDER BY created_at DESC, id DESC
+         LIMIT $5",
+    )
+    .bind(filter.customer)
+    .bind(filter.status.map(OrderStatus::as_str))
+    .bind(after_time)
+    .bind(after_id)
+    .bind(filter.limit)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            let status: String = row.try_get("status")?;
+            Ok(OrderSummary {
+                id: row.try_get("id")?,
+                customer_id: row.try_get("customer_id")?,
+                status: OrderStatus::parse(&status).ok_or_else(|| {
+                    sqlx::Error::Decode(format!("unknown order status {status}").into())
+                })?,
+                cancel_reason: row.try_get("cancel_reason")?,
+                total_cents: row.try_get("total_cents")?,
+                currency: row.try_get("currency")?,
+                created_at: row.try_get("created_at")?,
+                updated_at: row.try_get("updated_at")?,
+            })
+        })
+        .collect()
 }
 
 /// Inserts a new PENDING order and its lines.

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tokio::sync::watch;
 
-pub use db::{Line, Order, OrderStatus, TimelineEntry};
+pub use db::{Line, Order, OrderStatus, OrderSummary, TimelineEntry};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
