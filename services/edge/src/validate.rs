@@ -133,7 +133,10 @@ impl PlaceOrder {
                 problems.push("shipping_address.line2 is longer than 200 characters".to_owned());
             }
         }
-        if a.country.len() != 2 || !a.country.bytes().all(|b| b.is_ascii_uppercase()) {
+        // An assigned ISO 3166-1 code, in capitals as the standard writes it.
+        let assigned = a.country.bytes().all(|b| b.is_ascii_uppercase())
+            && isocountry::CountryCode::for_alpha2(&a.country).is_ok();
+        if !assigned {
             problems.push(
                 "shipping_address.country must be an ISO 3166-1 alpha-2 code such as DE".to_owned(),
             );
@@ -213,6 +216,22 @@ mod tests {
             );
         }
         assert_eq!(err.status, axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+    }
+
+    #[test]
+    fn the_country_is_an_assigned_iso_code_in_capitals() {
+        for country in ["DE", "US", "JP", "CH"] {
+            let mut o = order();
+            o.shipping_address.country = country.into();
+            assert!(o.validate().is_ok(), "{country}");
+        }
+        // Two capitals that no country has, the same code in lower case, and
+        // alpha-3.
+        for country in ["XX", "QQ", "de", "DEU"] {
+            let mut o = order();
+            o.shipping_address.country = country.into();
+            assert!(o.validate().is_err(), "{country}");
+        }
     }
 
     #[test]
