@@ -9,13 +9,20 @@ TANSU_ROOT ?= $(HOME)/.cache/choreo/tansu-$(TANSU_VERSION)
 TANSU_BIN := $(TANSU_ROOT)/bin/tansu
 CHOREO_TANSU_BIN ?= $(TANSU_BIN)
 export CHOREO_TANSU_BIN
+# Schemathesis fuzzes the edge from its OpenAPI document; it lives in a
+# virtual environment of its own in the same cache.
+SCHEMATHESIS_VERSION := 4.32.5
+SCHEMATHESIS_ROOT ?= $(HOME)/.cache/choreo/schemathesis-$(SCHEMATHESIS_VERSION)
+SCHEMATHESIS_BIN := $(SCHEMATHESIS_ROOT)/bin/st
+CHOREO_SCHEMATHESIS_BIN ?= $(SCHEMATHESIS_BIN)
+export CHOREO_SCHEMATHESIS_BIN
 
-.PHONY: run test check fmt clippy build tansu postgres clean-test-dbs
+.PHONY: run test check fmt clippy build tansu schemathesis postgres clean-test-dbs
 
 run: tansu postgres build ## Set up and start the whole platform; Ctrl-C stops it.
 	./target/debug/choreo up
 
-test: tansu postgres ## Every test, on a real Tansu broker and real PostgreSQL.
+test: tansu schemathesis postgres ## Every test, on a real Tansu broker and real PostgreSQL.
 	# The `choreo up` test runs the real service binaries; `cargo test` alone
 	# builds bin targets only as test harnesses, so build them first.
 	$(CARGO) build --workspace --bins
@@ -37,6 +44,12 @@ tansu: $(TANSU_BIN) ## Install the Tansu broker into the per-user cache.
 $(TANSU_BIN):
 	@echo "Installing the Tansu broker $(TANSU_VERSION) into $(TANSU_ROOT) (once; about 12 minutes)"
 	$(CARGO) install tansu --version $(TANSU_VERSION) --locked --no-default-features --features libsql --root $(TANSU_ROOT)
+
+schemathesis: $(SCHEMATHESIS_BIN) ## Install Schemathesis (the OpenAPI fuzzer) into the per-user cache.
+
+$(SCHEMATHESIS_BIN):
+	python3 -m venv $(SCHEMATHESIS_ROOT)
+	$(SCHEMATHESIS_ROOT)/bin/pip install --quiet schemathesis==$(SCHEMATHESIS_VERSION)
 
 postgres: ## Make sure PostgreSQL answers on 127.0.0.1:5432.
 	@scripts/ensure-postgres.sh

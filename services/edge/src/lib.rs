@@ -8,6 +8,7 @@
 //!
 //! - `auth`: who is calling (bearer JWTs) and what they may do.
 //! - `limit`: rate limits per client address and per customer.
+//! - `openapi`: the OpenAPI document served at `/openapi.json`.
 //! - `routes`: the public REST API.
 //! - `validate`: what a well-formed order looks like.
 //! - `upstream`: calling the services.
@@ -15,6 +16,7 @@
 mod auth;
 mod breaker;
 mod limit;
+mod openapi;
 mod routes;
 mod upstream;
 mod validate;

@@ -17,24 +17,29 @@
 use crate::{
     auth::{self, Caller, Verifier},
     limit::{self, Limits},
+    openapi::{self, ErrorBody},
     upstream::{Retry, Service, Upstreams},
     validate::{PlaceOrder, PutProduct, PutWallet, is_customer_id, is_sku},
 };
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::rejection::{BytesRejection, QueryRejection},
-    extract::{DefaultBodyLimit, Extension, Path, Query, State},
+    extract::rejection::BytesRejection,
+    extract::{DefaultBodyLimit, Extension, FromRequestParts, Path, Query, State},
+    http::request::Parts,
     http::{HeaderMap, HeaderName, StatusCode, header},
     middleware,
     response::{IntoResponse, Response},
-    routing::{get, post, put},
+    routing::get,
 };
 use choreo_kit::{HttpError, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, idempotency_key};
 use choreo_telemetry::TraceParent;
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 /// Requests are small JSON documents; anything larger is a mistake or abuse.
@@ -43,14 +48,16 @@ const BODY_LIMIT: usize = 64 * 1024;
 const MAX_WAIT_SECONDS: f64 = 30.0;
 
 pub(crate) fn router(upstreams: Upstreams, verifier: Verifier, limits: Limits) -> Router {
-    let api = Router::new()
-        .route("/v1/orders", post(place_order).get(list_orders))
-        .route("/v1/orders/{id}", get(get_order))
-        .route("/v1/orders/{id}/cancel", post(cancel_order))
-        .route("/v1/products", get(list_products))
-        .route("/v1/products/{sku}", get(get_product))
-        .route("/v1/admin/products/{sku}", put(put_product))
-        .route("/v1/admin/customers/{id}/wallet", put(put_wallet))
+    // Each `routes!` registers handlers with their OpenAPI entries, so the
+    // document lists exactly the routes served.
+    let api = OpenApiRouter::new()
+        .routes(routes!(place_order, list_orders))
+        .routes(routes!(get_order))
+        .routes(routes!(cancel_order))
+        .routes(routes!(list_products))
+        .routes(routes!(get_product))
+        .routes(routes!(put_product))
+        .routes(routes!(put_wallet))
         // On matched routes only: an unknown path is a 404 for anyone. The
         // last layer runs first: the address limit, then authentication,
         // then the customer's limit.
@@ -60,27 +67,54 @@ pub(crate) fn router(upstreams: Upstreams, verifier: Verifier, limits: Limits) -
         ))
         .route_layer(middleware::from_fn_with_state(verifier, auth::authenticate))
         .route_layer(middleware::from_fn_with_state(limits, limit::by_address));
-    Router::new()
+    let (api, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(api)
-        .route(
-            "/health/live",
-            get(|| async { Json(serde_json::json!({"status": "live", "service": "edge"})) }),
+        .routes(routes!(live))
+        .routes(routes!(ready))
+        .split_for_parts();
+    let document = Arc::new(document);
+    api.route(
+        "/openapi.json",
+        get(move || {
+            let document = document.clone();
+            async move { Json(document.as_ref().clone()) }
+        }),
+    )
+    .fallback(|| async { HttpError::not_found("no such route") })
+    .method_not_allowed_fallback(|| async {
+        HttpError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this route does not take that method",
         )
-        .route("/health/ready", get(ready))
-        .fallback(|| async { HttpError::not_found("no such route") })
-        .method_not_allowed_fallback(|| async {
-            HttpError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this route does not take that method",
-            )
-        })
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(upstreams)
+    })
+    .layer(DefaultBodyLimit::max(BODY_LIMIT))
+    .with_state(upstreams)
+}
+
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "health",
+    summary = "Live while the process answers",
+    responses((status = 200, description = "live", body = openapi::Health)),
+)]
+async fn live() -> Json<Value> {
+    Json(serde_json::json!({"status": "live", "service": "edge"}))
 }
 
 /// Ready when every service the edge routes to answers its liveness probe
 /// within a second: without them the edge can only answer 503.
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "health",
+    summary = "Ready when every service behind answers",
+    responses(
+        (status = 503, description = "not ready", body = openapi::Health),
+        (status = 200, description = "ready", body = openapi::Health),
+    ),
+)]
 async fn ready(State(upstreams): State<Upstreams>) -> (StatusCode, Json<serde_json::Value>) {
     let probe = |base: &str| {
         let request = upstreams
@@ -118,6 +152,37 @@ async fn ready(State(upstreams): State<Upstreams>) -> (StatusCode, Json<serde_js
         "breakers": breakers,
     });
     (status, Json(body))
+}
+
+/// Query parameters; malformed ones (a repeated or unknown field, a value
+/// of the wrong type) are a 422 in the API's JSON error form, not axum's
+/// plain-text 400.
+struct Params<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(query)| Self(query))
+            .map_err(|e| HttpError::invalid(e.body_text()))
+    }
+}
+
+/// A route's one path parameter; one that cannot be read (not UTF-8 once
+/// decoded) names nothing that exists: 404.
+struct Segment(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Segment {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(segment)| Self(segment))
+            .map_err(|_| HttpError::not_found("no such route"))
+    }
 }
 
 /// Parses a JSON body: 415 without a JSON content type, 400 for malformed
@@ -182,6 +247,28 @@ fn json(status: StatusCode, body: Value) -> Response {
     (status, Json(body)).into_response()
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/orders",
+    tag = "orders",
+    summary = "Place an order",
+    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters; a retry with the same key and body returns the same order")),
+    request_body(content = PlaceOrder, content_type = "application/json"),
+    responses(
+        (status = 201, description = "placed (or, for a repeated Idempotency-Key, the order it placed)", body = openapi::Order, headers(("location" = String), ("idempotent-replayed" = String, description = "true for a replay"))),
+        (status = 400, description = "malformed JSON", body = ErrorBody),
+        (status = 401, description = "no token, or a bad one", body = ErrorBody),
+        (status = 403, description = "the token may not do this", body = ErrorBody),
+        (status = 413, description = "body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "body not JSON", body = ErrorBody),
+        (status = 422, description = "invalid request: every problem, by field", body = ErrorBody),
+        (status = 429, description = "over a rate limit; see Retry-After", body = ErrorBody, headers(("retry-after" = u64, description = "seconds"))),
+        (status = 502, description = "the service behind failed", body = ErrorBody),
+        (status = 503, description = "the service behind is unavailable or its breaker is open", body = ErrorBody),
+        (status = 504, description = "the service behind did not answer in time", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 #[tracing::instrument(skip_all)]
 async fn place_order(
     State(up): State<Upstreams>,
@@ -256,13 +343,30 @@ struct ListQuery {
 
 /// The caller's orders (an admin's: everyone's, or one customer's), newest
 /// first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/orders",
+    tag = "orders",
+    summary = "The caller's orders, newest first, a page at a time",
+    params(("status" = Option<openapi::Status>, Query), ("limit" = Option<u8>, Query, minimum = 1, maximum = 100), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("customer_id" = Option<String>, Query, description = "admins only: one customer's orders")),
+    responses(
+        (status = 200, description = "a page", body = openapi::OrderPage),
+        (status = 401, description = "no token, or a bad one", body = ErrorBody),
+        (status = 403, description = "the token may not do this", body = ErrorBody),
+        (status = 422, description = "invalid request: every problem, by field", body = ErrorBody),
+        (status = 429, description = "over a rate limit; see Retry-After", body = ErrorBody, headers(("retry-after" = u64, description = "seconds"))),
+        (status = 502, description = "the service behind failed", body = ErrorBody),
+        (status = 503, description = "the service behind is unavailable or its breaker is open", body = ErrorBody),
+        (status = 504, description = "the service behind did not answer in time", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 #[tracing::instrument(skip_all)]
 async fn list_orders(
     State(up): State<Upstreams>,
     Extension(caller): Extension<Caller>,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    Params(query): Params<ListQuery>,
 ) -> Result<Response, HttpError> {
-    let Query(query) = query.map_err(|e| HttpError::invalid(e.body_text()))?;
     let mut problems = Vec::new();
     if let Some(status) = &query.status {
         if !["PENDING", "CONFIRMED", "CANCELLED"].contains(&status.as_str()) {
@@ -326,12 +430,30 @@ async fn list_orders(
     Ok(json(answer.status, answer.body))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/orders/{id}",
+    tag = "orders",
+    summary = "One order, with its lines and timeline",
+    params(("id" = Uuid, Path), ("wait" = Option<f64>, Query, minimum = 0, maximum = 30, description = "seconds to wait for the order to be CONFIRMED or CANCELLED")),
+    responses(
+        (status = 200, description = "the order", body = openapi::Order),
+        (status = 401, description = "no token, or a bad one", body = ErrorBody),
+        (status = 404, description = "no such thing (or not the caller's)", body = ErrorBody),
+        (status = 422, description = "invalid request: every problem, by field", body = ErrorBody),
+        (status = 429, description = "over a rate limit; see Retry-After", body = ErrorBody, headers(("retry-after" = u64, description = "seconds"))),
+        (status = 502, description = "the service behind failed", body = ErrorBody),
+        (status = 503, description = "the service behind is unavailable or its breaker is open", body = ErrorBody),
+        (status = 504, description = "the service behind did not answer in time", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 #[tracing::instrument(skip_all, fields(order_id = %id))]
 async fn get_order(
     State(up): State<Upstreams>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-    Query(query): Query<WaitQuery>,
+    Segment(id): Segment,
+    Params(query): Params<WaitQuery>,
 ) -> Result<Response, HttpError> {
     let id = Uuid::parse_str(&id).map_err(|_| HttpError::not_found(format!("no order {id}")))?;
     let wait = match query.wait.as_deref() {
@@ -359,11 +481,29 @@ async fn get_order(
     Ok(json(answer.status, answer.body))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{id}/cancel",
+    tag = "orders",
+    summary = "Cancel a PENDING order",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 202, description = "cancelled; every step taken is compensated", body = openapi::Order),
+        (status = 401, description = "no token, or a bad one", body = ErrorBody),
+        (status = 404, description = "no such thing (or not the caller's)", body = ErrorBody),
+        (status = 409, description = "the order is already decided", body = ErrorBody),
+        (status = 429, description = "over a rate limit; see Retry-After", body = ErrorBody, headers(("retry-after" = u64, description = "seconds"))),
+        (status = 502, description = "the service behind failed", body = ErrorBody),
+        (status = 503, description = "the service behind is unavailable or its breaker is open", body = ErrorBody),
+        (status = 504, description = "the service behind did not answer in time", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 #[tracing::instrument(skip_all, fields(order_id = %id))]
 async fn cancel_order(
     State(up): State<Upstreams>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    Segment(id): Segment,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
     let id = Uuid::parse_str(&id).map_err(|_| HttpError::not_found(format!("no order {id}")))?;
@@ -381,6 +521,21 @@ async fn cancel_order(
     Ok(json(answer.status, answer.body))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/products",
+    tag = "catalog",
+    summary = "The catalog with stock",
+    responses(
+        (status = 200, description = "every product", body = Vec<openapi::Product>),
+        (status = 401, description = "no token, or a bad one", body = ErrorBody),
+        (status = 429, description = "over a rate limit; see Retry-After", body = ErrorBody, headers(("retry-after" = u64, description = "seconds"))),
+        (status = 502, description = "the service behind failed", body = ErrorBody),
+        (status = 503, description = "the service behind is unavailable or its breaker is open", body = ErrorBody),
+        (status = 504, description = "the service behind did not answer in time", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn list_products(State(up): State<Upstreams>) -> Result<Response, HttpError> {
     let answer = up
         .call(
@@ -394,9 +549,26 @@ async fn list_products(State(up): State<Upstreams>) -> Result<Response, HttpErro
     Ok(json(answer.status, answer.body))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/products/{sku}",
+    tag = "catalog",
+    summary = "One product",
+    params(("sku" = String, Path)),
+    responses(
+        (status = 200, description = "the product", body = openapi::Product),
+        (status = 401, description = "no token, or a bad one", body = ErrorBody),
+        (status = 404, description = "no such thing (or not the caller's)", body = ErrorBody),
+        (status = 429, description = "over a rate limit; see Retry-After", body = ErrorBody, headers(("retry-after" = u64, description = "seconds"))),
+        (status = 502, description = "the service behind failed", body = ErrorBody),
+        (status = 503, description = "the service behind is unavailable or its breaker is open", body = ErrorBody),
+        (status = 504, description = "the service behind did not answer in time", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn get_product(
     State(up): State<Upstreams>,
-    Path(sku): Path<String>,
+    Segment(sku): Segment,
 ) -> Result<Response, HttpError> {
     if !is_sku(&sku) {
         return Err(HttpError::not_found(format!("no product {sku}")));
@@ -413,11 +585,33 @@ async fn get_product(
     Ok(json(answer.status, answer.body))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/admin/products/{sku}",
+    tag = "admin",
+    summary = "Create or replace a product",
+    params(("sku" = String, Path, pattern = r"^[A-Z0-9-]{1,64}$")),
+    request_body(content = PutProduct, content_type = "application/json"),
+    responses(
+        (status = 200, description = "the product", body = openapi::Product),
+        (status = 400, description = "malformed JSON", body = ErrorBody),
+        (status = 401, description = "no token, or a bad one", body = ErrorBody),
+        (status = 403, description = "the token may not do this", body = ErrorBody),
+        (status = 413, description = "body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "body not JSON", body = ErrorBody),
+        (status = 422, description = "invalid request: every problem, by field", body = ErrorBody),
+        (status = 429, description = "over a rate limit; see Retry-After", body = ErrorBody, headers(("retry-after" = u64, description = "seconds"))),
+        (status = 502, description = "the service behind failed", body = ErrorBody),
+        (status = 503, description = "the service behind is unavailable or its breaker is open", body = ErrorBody),
+        (status = 504, description = "the service behind did not answer in time", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 #[tracing::instrument(skip_all, fields(sku = %sku))]
 async fn put_product(
     State(up): State<Upstreams>,
     Extension(caller): Extension<Caller>,
-    Path(sku): Path<String>,
+    Segment(sku): Segment,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HttpError> {
@@ -442,11 +636,33 @@ async fn put_product(
     Ok(json(answer.status, answer.body))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/admin/customers/{id}/wallet",
+    tag = "admin",
+    summary = "Set a customer's wallet balance",
+    params(("id" = String, Path, pattern = r"^[A-Za-z0-9_-]{1,64}$")),
+    request_body(content = PutWallet, content_type = "application/json"),
+    responses(
+        (status = 200, description = "the wallet", body = openapi::Wallet),
+        (status = 400, description = "malformed JSON", body = ErrorBody),
+        (status = 401, description = "no token, or a bad one", body = ErrorBody),
+        (status = 403, description = "the token may not do this", body = ErrorBody),
+        (status = 413, description = "body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "body not JSON", body = ErrorBody),
+        (status = 422, description = "invalid request: every problem, by field", body = ErrorBody),
+        (status = 429, description = "over a rate limit; see Retry-After", body = ErrorBody, headers(("retry-after" = u64, description = "seconds"))),
+        (status = 502, description = "the service behind failed", body = ErrorBody),
+        (status = 503, description = "the service behind is unavailable or its breaker is open", body = ErrorBody),
+        (status = 504, description = "the service behind did not answer in time", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 #[tracing::instrument(skip_all, fields(customer_id = %id))]
 async fn put_wallet(
     State(up): State<Upstreams>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    Segment(id): Segment,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HttpError> {

@@ -3,51 +3,71 @@
 
 use choreo_kit::HttpError;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 pub(crate) const MAX_LINES: usize = 100;
 pub(crate) const MAX_QUANTITY: i32 = 1_000;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// An order to place. Unknown fields are refused.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PlaceOrder {
     /// Whose order: the caller's own when left out; only an admin may name
     /// another customer.
     #[serde(default)]
+    #[schema(pattern = r"^[A-Za-z0-9_-]{1,64}$", nullable = false)]
     pub(crate) customer_id: Option<String>,
+    /// 1 to 100 lines, each SKU on one line only.
+    #[schema(min_items = 1, max_items = 100)]
     pub(crate) items: Vec<Item>,
     pub(crate) shipping_address: Address,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Item {
+    #[schema(pattern = r"^[A-Z0-9-]{1,64}$", example = "TEA-01")]
     pub(crate) sku: String,
+    #[schema(minimum = 1, maximum = 1000)]
     pub(crate) quantity: i32,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Address {
+    #[schema(pattern = r"\S", max_length = 200)]
     pub(crate) name: String,
+    #[schema(pattern = r"\S", max_length = 200)]
     pub(crate) line1: String,
     #[serde(default)]
+    #[schema(max_length = 200, nullable = false)]
     pub(crate) line2: Option<String>,
+    #[schema(pattern = r"\S", max_length = 200)]
     pub(crate) city: String,
+    #[schema(pattern = r"\S", max_length = 200)]
     pub(crate) postal_code: String,
+    /// An assigned ISO 3166-1 alpha-2 code.
+    #[schema(pattern = r"^[A-Z]{2}$", example = "DE")]
     pub(crate) country: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A product as an admin sets it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PutProduct {
+    #[schema(pattern = r"\S", max_length = 200)]
     pub(crate) name: String,
+    #[schema(minimum = 0)]
     pub(crate) price_cents: i64,
+    #[schema(minimum = 0)]
     pub(crate) available: i32,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A wallet's balance as an admin sets it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PutWallet {
+    #[schema(minimum = 0)]
     pub(crate) balance_cents: i64,
 }
 

@@ -1,0 +1,176 @@
+//! The OpenAPI 3 document at `/openapi.json`.
+//!
+//! Paths come from the handlers' `#[utoipa::path]` annotations, gathered by
+//! the router itself (`routes`), so a route cannot exist without its entry.
+//! Request bodies are the types the edge parses (`validate`). Responses are
+//! what the services behind the edge answer, which the edge passes on: they
+//! are described here, and the fuzz test (`saga-tests/tests/openapi.rs`)
+//! checks every answer against this description.
+
+// The response types only describe JSON other services produce.
+#![allow(dead_code)]
+
+use chrono::{DateTime, Utc};
+use utoipa::{
+    Modify, OpenApi, ToSchema,
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+use uuid::Uuid;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Choreo edge",
+        description = "Orders, the catalog and wallets of a Choreo platform. Every /v1 route needs a bearer JWT; errors are {\"error\": {\"code\", \"message\"}}.",
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(ErrorBody, Error)),
+    tags(
+        (name = "orders", description = "Placing, following and cancelling orders"),
+        (name = "catalog", description = "Products and stock"),
+        (name = "admin", description = "Operator routes: need the admin scope"),
+        (name = "health", description = "Probes; no token needed"),
+    )
+)]
+pub(crate) struct ApiDoc;
+
+/// The `bearer` security scheme every `/v1` route names.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Every error answer.
+#[derive(ToSchema)]
+pub(crate) struct ErrorBody {
+    error: Error,
+}
+
+#[derive(ToSchema)]
+pub(crate) struct Error {
+    /// Stable, for programs: `unauthenticated`, `forbidden`, `not_found`,
+    /// `invalid_request`, `rate_limited`, `circuit_open`, …
+    code: String,
+    /// For people: what went wrong and what to do.
+    message: String,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "SCREAMING_SNAKE_CASE")]
+pub(crate) enum Status {
+    Pending,
+    Confirmed,
+    Cancelled,
+}
+
+/// An order with its priced lines and saga timeline.
+#[derive(ToSchema)]
+pub(crate) struct Order {
+    id: Uuid,
+    customer_id: String,
+    status: Status,
+    /// When CANCELLED: OUT_OF_STOCK, PAYMENT_DECLINED, SHIPPING_UNAVAILABLE,
+    /// CUSTOMER_CANCELLED or TIMEOUT.
+    cancel_reason: Option<String>,
+    cancel_detail: Option<String>,
+    lines: Vec<Line>,
+    /// Known once inventory has priced the lines.
+    total_cents: Option<i64>,
+    currency: Option<String>,
+    shipping_address: ShippingAddress,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    timeline: Vec<TimelineEntry>,
+}
+
+#[derive(ToSchema)]
+pub(crate) struct Line {
+    sku: String,
+    quantity: i32,
+    unit_price_cents: Option<i64>,
+    line_total_cents: Option<i64>,
+}
+
+#[derive(ToSchema)]
+pub(crate) struct ShippingAddress {
+    name: String,
+    line1: String,
+    line2: Option<String>,
+    city: String,
+    postal_code: String,
+    country: String,
+}
+
+/// One saga event the order has seen.
+#[derive(ToSchema)]
+pub(crate) struct TimelineEntry {
+    event_type: String,
+    service: String,
+    occurred_at: DateTime<Utc>,
+    event_id: Uuid,
+}
+
+/// An order as lists show it.
+#[derive(ToSchema)]
+pub(crate) struct OrderSummary {
+    id: Uuid,
+    customer_id: String,
+    status: Status,
+    cancel_reason: Option<String>,
+    total_cents: Option<i64>,
+    currency: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// A page of orders; `next_cursor` is null on the last one.
+#[derive(ToSchema)]
+pub(crate) struct OrderPage {
+    orders: Vec<OrderSummary>,
+    next_cursor: Option<String>,
+}
+
+/// A product with its stock.
+#[derive(ToSchema)]
+pub(crate) struct Product {
+    sku: String,
+    name: String,
+    price_cents: i64,
+    currency: String,
+    /// Free to reserve.
+    available: i32,
+    /// Held for running sagas.
+    reserved: i32,
+    /// Left the warehouse with confirmed orders.
+    shipped: i32,
+}
+
+#[derive(ToSchema)]
+pub(crate) struct Wallet {
+    customer_id: String,
+    balance_cents: i64,
+    currency: String,
+}
+
+/// A probe's answer.
+#[derive(ToSchema)]
+pub(crate) struct Health {
+    status: String,
+    service: String,
+    #[schema(value_type = Option<Object>)]
+    checks: Option<serde_json::Value>,
+    #[schema(value_type = Option<Object>)]
+    breakers: Option<serde_json::Value>,
+}
