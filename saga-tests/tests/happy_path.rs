@@ -118,6 +118,51 @@ async fn a_malformed_order_is_rejected_with_what_to_fix_and_places_nothing() -> 
         .await?;
     assert_eq!(response.status(), 422);
 
+    // Each of these is refused, with its own status and the field to fix.
+    let too_many_lines: Vec<(String, i32)> = (0..101).map(|i| (format!("SKU-{i}"), 1)).collect();
+    let lines: Vec<(&str, i32)> = too_many_lines
+        .iter()
+        .map(|(s, q)| (s.as_str(), *q))
+        .collect();
+    let mut no_line1 = order_body("alice", &[("TEA-01", 1)]);
+    no_line1["shipping_address"]
+        .as_object_mut()
+        .map(|a| a.remove("line1"));
+    let mut unassigned_country = order_body("alice", &[("TEA-01", 1)]);
+    unassigned_country["shipping_address"]["country"] = "XX".into();
+    let cases = [
+        (order_body("alice", &lines), 422, "at most 100"),
+        (
+            order_body("alice", &[("TEA-01", 1_001)]),
+            422,
+            "items[0].quantity",
+        ),
+        (order_body("alice", &[("tea 01", 1)]), 422, "items[0].sku"),
+        (unassigned_country, 422, "shipping_address.country"),
+        (no_line1, 422, "line1"),
+    ];
+    for (body, status, field) in cases {
+        let response = platform
+            .http
+            .post(platform.url("/v1/orders"))
+            .json(&body)
+            .send()
+            .await?;
+        assert_eq!(response.status(), status, "{field}");
+        let error: serde_json::Value = response.json().await?;
+        let message = error["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(field), "{field} not in {message}");
+    }
+    let huge = "x".repeat(70 * 1024);
+    let response = platform
+        .http
+        .post(platform.url("/v1/orders"))
+        .header("content-type", "application/json")
+        .body(format!("{{\"padding\": \"{huge}\"}}"))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 413);
+
     let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
         .fetch_one(&sqlx::PgPool::connect(&platform.databases.order.url).await?)
         .await?;

@@ -87,6 +87,36 @@ async fn two_hundred_concurrent_retries_of_one_keyed_post_place_one_order() -> a
         (Some(id.as_str()), Some("CONFIRMED"))
     );
 
+    // Through another edge (as after a restart of the first, or on another
+    // replica): the key lives with the order, not in the edge.
+    let shutdown = choreo_kit::CancellationToken::new();
+    let other_edge = choreo_edge::start(
+        choreo_edge::Settings {
+            http_addr: "127.0.0.1:0".parse()?,
+            order_url: platform.order.clone(),
+            inventory_url: platform.inventory.clone(),
+            payment_url: platform.payment.clone(),
+            auth: choreo_edge::AuthSettings {
+                hs256_secret: Some(platform.token_secret.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        shutdown.clone(),
+    )
+    .await?;
+    let retried = alice
+        .post(format!("http://{}/v1/orders", other_edge.addr))
+        .header("idempotency-key", "checkout-42")
+        .json(&body)
+        .send()
+        .await?;
+    assert_eq!(retried.status(), 201);
+    assert_eq!(retried.headers()["idempotent-replayed"], "true");
+    let retried: Value = retried.json().await?;
+    assert_eq!(retried["id"].as_str(), Some(id.as_str()));
+    shutdown.cancel();
+
     // The key with another body is a mistake, refused, and changes nothing.
     let other = order_body("alice", &[("TEA-01", 4)]);
     let (status, _, error) = place(&alice, &platform, "checkout-42", &other).await?;

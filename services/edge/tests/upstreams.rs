@@ -1,0 +1,111 @@
+//! How the edge treats a service that fails on the way: a read is tried
+//! again and succeeds; a write is sent once, since the edge cannot know
+//! whether a write it did not hear back from was applied.
+
+use axum::{Json, Router, http::StatusCode, routing::get};
+use choreo_kit::CancellationToken;
+use serde_json::{Value, json};
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
+
+const SECRET: &str = "upstreams-test-secret-of-32-bytes-or-more";
+
+/// A stand-in inventory service whose every route fails with 503 for its
+/// first `failures` requests and then answers; it counts what it received.
+async fn flaky_inventory(failures: usize) -> anyhow::Result<(String, Arc<AtomicUsize>)> {
+    let received = Arc::new(AtomicUsize::new(0));
+    let count = received.clone();
+    let answer = move || {
+        let count = count.clone();
+        async move {
+            if count.fetch_add(1, Ordering::SeqCst) < failures {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({"error": {"code": "unavailable", "message": "warming up"}})),
+                )
+            } else {
+                (
+                    StatusCode::OK,
+                    Json(
+                        json!({"sku": "TEA-01", "name": "Tea", "price_cents": 500, "currency": "EUR", "available": 1, "reserved": 0, "shipped": 0}),
+                    ),
+                )
+            }
+        }
+    };
+    let router = Router::new().route("/products/{sku}", get(answer.clone()).put(answer));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Ok((url, received))
+}
+
+async fn edge_before(inventory: &str, shutdown: &CancellationToken) -> anyhow::Result<String> {
+    let edge = choreo_edge::start(
+        choreo_edge::Settings {
+            http_addr: "127.0.0.1:0".parse()?,
+            inventory_url: inventory.to_owned(),
+            auth: choreo_edge::AuthSettings {
+                hs256_secret: Some(SECRET.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        shutdown.clone(),
+    )
+    .await?;
+    Ok(format!("http://{}", edge.addr))
+}
+
+fn admin() -> anyhow::Result<reqwest::Client> {
+    let token = choreo_edge::hs256_token(SECRET, "ops", true, 600)?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse()?,
+    );
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?)
+}
+
+#[tokio::test]
+async fn a_read_that_meets_a_passing_failure_is_tried_again() -> anyhow::Result<()> {
+    let (inventory, received) = flaky_inventory(2).await?;
+    let shutdown = CancellationToken::new();
+    let edge = edge_before(&inventory, &shutdown).await?;
+    let response = admin()?
+        .get(format!("{edge}/v1/products/TEA-01"))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    let product: Value = response.json().await?;
+    assert_eq!(product["sku"], "TEA-01");
+    assert_eq!(
+        received.load(Ordering::SeqCst),
+        3,
+        "two failures, then the answer"
+    );
+    shutdown.cancel();
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_write_that_meets_a_failure_is_sent_once() -> anyhow::Result<()> {
+    let (inventory, received) = flaky_inventory(1).await?;
+    let shutdown = CancellationToken::new();
+    let edge = edge_before(&inventory, &shutdown).await?;
+    let response = admin()?
+        .put(format!("{edge}/v1/admin/products/TEA-01"))
+        .json(&json!({"name": "Tea", "price_cents": 500, "available": 1}))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 502);
+    let error: Value = response.json().await?;
+    assert_eq!(error["error"]["code"], "upstream_failed");
+    assert_eq!(received.load(Ordering::SeqCst), 1);
+    shutdown.cancel();
+    Ok(())
+}
