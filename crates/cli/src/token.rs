@@ -62,6 +62,12 @@ fn secret_file(data_dir: &Path) -> PathBuf {
 /// its owner), so tokens stay valid across restarts.
 pub(crate) fn local_secret(data_dir: &Path) -> anyhow::Result<String> {
     if let Ok(secret) = std::env::var("CHOREO_AUTH__HS256_SECRET") {
+        // The edge refuses a shorter one and would only restart in a loop.
+        anyhow::ensure!(
+            secret.len() >= 32,
+            "CHOREO_AUTH__HS256_SECRET is {} bytes; use at least 32",
+            secret.len()
+        );
         return Ok(secret);
     }
     let file = secret_file(data_dir);

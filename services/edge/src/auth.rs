@@ -52,17 +52,24 @@ pub enum AuthConfigError {
     BadPublicKey(#[source] jsonwebtoken::errors::Error),
 }
 
-/// What a token may claim; `sub` and `exp` are required.
+/// The claims `hs256_token` signs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
     pub exp: u64,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub scope: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iss: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
+}
+
+/// What the edge reads from a token once `jsonwebtoken` has checked its
+/// signature and registered claims (`exp`, and `iss`/`aud` when
+/// configured); the rest (an `aud` list, a float `exp`) is the library's
+/// business.
+#[derive(Debug, Deserialize)]
+struct Identity {
+    sub: String,
+    #[serde(default)]
+    scope: String,
 }
 
 /// The authenticated caller, as handlers see it.
@@ -117,7 +124,16 @@ impl Verifier {
         };
         // One algorithm only: a token cannot choose how it is checked.
         let mut validation = Validation::new(algorithm);
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // A configured issuer or audience is only compared when the token
+        // carries the claim; so it must carry it.
+        let mut required = vec!["exp", "sub"];
+        if settings.issuer.is_some() {
+            required.push("iss");
+        }
+        if settings.audience.is_some() {
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
         match &settings.issuer {
             Some(issuer) => validation.set_issuer(&[issuer]),
             None => validation.iss = None,
@@ -131,11 +147,14 @@ impl Verifier {
 
     fn caller(&self, token: &str) -> Result<Caller, String> {
         let (key, validation) = &*self.0;
-        let claims = jsonwebtoken::decode::<Claims>(token, key, validation)
+        let claims = jsonwebtoken::decode::<Identity>(token, key, validation)
             .map_err(|e| e.to_string())?
             .claims;
-        if claims.sub.trim().is_empty() {
-            return Err("the token's sub is empty".into());
+        // `sub` is the customer id everywhere behind the edge.
+        if !crate::validate::is_customer_id(&claims.sub) {
+            return Err(
+                "the token's sub is not a customer id (1-64 letters, digits, '-' or '_')".into(),
+            );
         }
         Ok(Caller {
             admin: claims.scope.split_whitespace().any(|s| s == ADMIN_SCOPE),
@@ -208,14 +227,12 @@ pub fn hs256_token(
         .map_or(0, |d| d.as_secs());
     let claims = Claims {
         sub: customer.to_owned(),
-        exp: now + ttl_seconds,
+        exp: now.saturating_add(ttl_seconds),
         scope: if admin {
             ADMIN_SCOPE.to_owned()
         } else {
             String::new()
         },
-        iss: None,
-        aud: None,
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -273,8 +290,6 @@ mod tests {
                 sub: "alice".into(),
                 exp: now - 600,
                 scope: String::new(),
-                iss: None,
-                aud: None,
             },
             &EncodingKey::from_secret(SECRET.as_bytes()),
         )
@@ -298,13 +313,7 @@ mod tests {
             ..Default::default()
         })
         .expect("valid settings");
-        let claims = |iss: &str| Claims {
-            sub: "alice".into(),
-            exp: u64::MAX / 2,
-            scope: "orders admin".into(),
-            iss: Some(iss.into()),
-            aud: None,
-        };
+        let claims = |iss: &str| serde_json::json!({"sub": "alice", "exp": u64::MAX / 2, "scope": "orders admin", "iss": iss});
         let private = EncodingKey::from_rsa_pem(RS256_PRIVATE.as_bytes()).expect("test key");
         let signed = jsonwebtoken::encode(
             &Header::new(Algorithm::RS256),
@@ -334,6 +343,35 @@ mod tests {
         )
         .expect("signs");
         assert!(verifier.caller(&confused).is_err());
+    }
+
+    #[test]
+    fn a_configured_issuer_must_be_in_the_token_and_sub_must_be_a_customer_id() {
+        let verifier = Verifier::new(&AuthSettings {
+            hs256_secret: Some(SECRET.into()),
+            issuer: Some("https://id.example".into()),
+            ..Default::default()
+        })
+        .expect("valid settings");
+        let sign = |claims: serde_json::Value| {
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(SECRET.as_bytes()),
+            )
+            .expect("signs")
+        };
+        let far = u64::MAX / 2;
+        let without_iss = sign(serde_json::json!({"sub": "alice", "exp": far}));
+        assert!(verifier.caller(&without_iss).is_err());
+        // A float exp and an aud list, as some issuers send them, are fine.
+        let with_iss = sign(serde_json::json!({
+            "sub": "alice", "exp": 9_999_999_999.5, "iss": "https://id.example", "aud": ["a", "b"]
+        }));
+        assert!(verifier.caller(&with_iss).is_ok());
+        let odd_sub =
+            sign(serde_json::json!({"sub": "auth0|123", "exp": far, "iss": "https://id.example"}));
+        assert!(verifier.caller(&odd_sub).is_err());
     }
 
     #[test]

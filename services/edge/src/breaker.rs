@@ -30,10 +30,25 @@ enum State {
 }
 
 #[derive(Debug)]
+struct Inner {
+    state: State,
+    /// Bumped at every change of state, so that the outcome of a call let
+    /// through under an earlier state (one still running when the breaker
+    /// opened, a trial given up on) cannot decide the current one.
+    generation: u64,
+}
+
+#[derive(Debug)]
 pub(crate) struct Breaker {
     failures: u32,
     cooldown: Duration,
-    state: Mutex<State>,
+    inner: Mutex<Inner>,
+}
+
+/// Leave to make one call; its outcome is reported with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Permit {
+    generation: u64,
 }
 
 /// A call was refused; retry after this long.
@@ -45,28 +60,36 @@ impl Breaker {
         Self {
             failures: failures.max(1),
             cooldown,
-            state: Mutex::new(State::Closed { failures: 0 }),
+            inner: Mutex::new(Inner {
+                state: State::Closed { failures: 0 },
+                generation: 0,
+            }),
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding this lock cannot leave the state torn: every
-        // update is a single assignment.
-        self.state
+        // update assigns whole values.
+        self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Whether a call may go out now.
-    pub(crate) fn admit(&self, now: Instant) -> Result<(), Refused> {
-        let mut state = self.state();
-        match *state {
-            State::Closed { .. } => Ok(()),
+    pub(crate) fn admit(&self, now: Instant) -> Result<Permit, Refused> {
+        let mut inner = self.inner();
+        match inner.state {
+            State::Closed { .. } => Ok(Permit {
+                generation: inner.generation,
+            }),
             State::Open { until: due } | State::HalfOpen { retry_at: due } if now >= due => {
-                *state = State::HalfOpen {
+                inner.state = State::HalfOpen {
                     retry_at: now + self.cooldown,
                 };
-                Ok(())
+                inner.generation += 1;
+                Ok(Permit {
+                    generation: inner.generation,
+                })
             }
             State::Open { until: due } | State::HalfOpen { retry_at: due } => {
                 Err(Refused(due - now))
@@ -74,26 +97,46 @@ impl Breaker {
         }
     }
 
-    pub(crate) fn succeeded(&self) {
-        *self.state() = State::Closed { failures: 0 };
+    /// The permitted call was answered (a 4xx counts: the service works).
+    pub(crate) fn succeeded(&self, permit: Permit) {
+        let mut inner = self.inner();
+        if permit.generation != inner.generation {
+            return;
+        }
+        match inner.state {
+            State::Closed { failures: 0 } => {}
+            _ => {
+                inner.state = State::Closed { failures: 0 };
+                inner.generation += 1;
+            }
+        }
     }
 
-    pub(crate) fn failed(&self, now: Instant) {
-        let mut state = self.state();
-        *state = match *state {
-            State::Closed { failures } if failures + 1 < self.failures => State::Closed {
-                failures: failures + 1,
-            },
+    /// The permitted call failed: no connection, no answer in time, a 5xx.
+    pub(crate) fn failed(&self, permit: Permit, now: Instant) {
+        let mut inner = self.inner();
+        if permit.generation != inner.generation {
+            return;
+        }
+        match inner.state {
+            State::Closed { failures } if failures + 1 < self.failures => {
+                inner.state = State::Closed {
+                    failures: failures + 1,
+                };
+            }
             // The threshold reached, or the trial failed.
-            _ => State::Open {
-                until: now + self.cooldown,
-            },
-        };
+            _ => {
+                inner.state = State::Open {
+                    until: now + self.cooldown,
+                };
+                inner.generation += 1;
+            }
+        }
     }
 
     /// `closed`, `open` or `half_open`, for readiness and logs.
     pub(crate) fn describe(&self) -> &'static str {
-        match *self.state() {
+        match self.inner().state {
             State::Closed { .. } => "closed",
             State::Open { .. } => "open",
             State::HalfOpen { .. } => "half_open",
@@ -109,13 +152,14 @@ mod tests {
     fn opens_after_consecutive_failures_and_a_success_resets_the_count() {
         let breaker = Breaker::new(3, Duration::from_secs(5));
         let now = Instant::now();
-        breaker.failed(now);
-        breaker.failed(now);
-        breaker.succeeded();
-        breaker.failed(now);
-        breaker.failed(now);
-        assert_eq!(breaker.admit(now), Ok(()), "two in a row: still closed");
-        breaker.failed(now);
+        let call = || breaker.admit(now).expect("closed");
+        breaker.failed(call(), now);
+        breaker.failed(call(), now);
+        breaker.succeeded(call());
+        breaker.failed(call(), now);
+        breaker.failed(call(), now);
+        assert!(breaker.admit(now).is_ok(), "two in a row: still closed");
+        breaker.failed(call(), now);
         assert_eq!(breaker.describe(), "open");
         assert_eq!(
             breaker.admit(now + Duration::from_secs(1)),
@@ -127,22 +171,52 @@ mod tests {
     fn after_the_cooldown_one_trial_decides() {
         let breaker = Breaker::new(1, Duration::from_secs(5));
         let start = Instant::now();
-        breaker.failed(start);
+        breaker.failed(breaker.admit(start).expect("closed"), start);
         let later = start + Duration::from_secs(5);
-        assert_eq!(breaker.admit(later), Ok(()), "the trial goes out");
+        let trial = breaker.admit(later).expect("the trial goes out");
         assert!(breaker.admit(later).is_err(), "only one trial at a time");
-        // A trial that never reports back does not block the service for
-        // good: after another cooldown, a new trial goes out.
-        assert_eq!(breaker.admit(later + Duration::from_secs(5)), Ok(()));
-        breaker.failed(later);
+        breaker.failed(trial, later);
         assert_eq!(breaker.describe(), "open", "a failed trial opens it again");
         assert!(breaker.admit(later + Duration::from_secs(1)).is_err());
 
         let again = later + Duration::from_secs(5);
-        assert_eq!(breaker.admit(again), Ok(()));
-        breaker.succeeded();
+        let trial = breaker.admit(again).expect("a new trial");
+        breaker.succeeded(trial);
         assert_eq!(breaker.describe(), "closed");
-        assert_eq!(breaker.admit(again), Ok(()));
-        assert_eq!(breaker.admit(again), Ok(()));
+        assert!(breaker.admit(again).is_ok());
+    }
+
+    #[test]
+    fn a_trial_that_never_reports_back_is_replaced_after_a_cooldown() {
+        let breaker = Breaker::new(1, Duration::from_secs(5));
+        let start = Instant::now();
+        breaker.failed(breaker.admit(start).expect("closed"), start);
+        let lost = breaker
+            .admit(start + Duration::from_secs(5))
+            .expect("trial");
+        let next = breaker
+            .admit(start + Duration::from_secs(10))
+            .expect("another trial once the first is given up on");
+        // The lost trial, answering at last, decides nothing.
+        breaker.succeeded(lost);
+        assert_eq!(breaker.describe(), "half_open");
+        breaker.failed(next, start + Duration::from_secs(10));
+        assert_eq!(breaker.describe(), "open");
+    }
+
+    #[test]
+    fn calls_let_through_before_it_opened_do_not_steer_it() {
+        let breaker = Breaker::new(2, Duration::from_secs(5));
+        let now = Instant::now();
+        let slow = breaker.admit(now).expect("closed");
+        breaker.failed(breaker.admit(now).expect("closed"), now);
+        breaker.failed(breaker.admit(now).expect("closed"), now);
+        assert_eq!(breaker.describe(), "open");
+        // The slow call from before answers: the breaker stays open, and a
+        // late failure does not push the reopening back.
+        breaker.succeeded(slow);
+        assert_eq!(breaker.describe(), "open");
+        breaker.failed(slow, now + Duration::from_secs(4));
+        assert!(breaker.admit(now + Duration::from_secs(5)).is_ok());
     }
 }

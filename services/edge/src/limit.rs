@@ -94,6 +94,19 @@ impl Limits {
     }
 }
 
+/// The bucket an address counts against: an IPv4 address (also when
+/// written IPv4-mapped), or an IPv6 address's /64, which one subscriber
+/// usually holds whole and could otherwise walk through.
+fn client(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(prefix.into())
+        }
+        v4 => v4,
+    }
+}
+
 /// `None` when `key` may go on; otherwise how long it should wait.
 fn check<K: Clone + Hash + Eq>(limiter: &DefaultKeyedRateLimiter<K>, key: &K) -> Option<Duration> {
     limiter
@@ -127,7 +140,7 @@ pub(crate) async fn by_address(
         let peer = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip());
+            .map(|ConnectInfo(addr)| client(addr.ip()));
         if let Some(wait) = peer.and_then(|ip| check(limiter, &ip)) {
             return too_many(wait, "client address");
         }
@@ -148,4 +161,22 @@ pub(crate) async fn by_customer(
         }
     }
     next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_count_per_ipv4_address_and_per_ipv6_64() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("an address");
+        assert_eq!(client(ip("192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(client(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(client(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(
+            client(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
+            client(ip("2001:db8:1:2::9"))
+        );
+        assert_ne!(client(ip("2001:db8:1:3::1")), client(ip("2001:db8:1:2::1")));
+    }
 }

@@ -105,116 +105,132 @@ impl Upstreams {
         retry: Retry,
         request: reqwest::RequestBuilder,
     ) -> Result<Answer, HttpError> {
-        let attempts = match retry {
-            Retry::Idempotent => READ_ATTEMPTS,
-            Retry::Never => 1,
-        };
-        let mut attempt = 1;
-        loop {
-            // Bodies here are small JSON documents, so every request clones.
-            let this = request.try_clone().ok_or_else(|| {
-                HttpError::internal(&std::io::Error::other("a streamed request body"))
-            })?;
-            let result = self.call_once(service, this).await;
-            match &result {
-                Err(CallError::Unreachable(_) | CallError::ServerError(_))
-                    if attempt < attempts =>
-                {
-                    attempt += 1;
-                    tokio::time::sleep(READ_RETRY_PAUSE).await;
-                }
-                _ => return result.map_err(CallError::into_error),
-            }
-        }
-    }
-
-    async fn call_once(
-        &self,
-        service: Service,
-        request: reqwest::RequestBuilder,
-    ) -> Result<Answer, CallError> {
         let name = service.name();
         let breaker = self.breaker(service);
-        if let Err(refused) = breaker.admit(Instant::now()) {
+        let permit = breaker.admit(Instant::now()).map_err(|refused| {
             let seconds = refused.0.as_secs() + 1;
-            return Err(CallError::Refused(HttpError::new(
+            HttpError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "circuit_open",
                 format!(
                     "the {name} service has been failing; not calling it for the next {seconds} s"
                 ),
+            )
+        })?;
+        let attempts = match retry {
+            Retry::Idempotent => READ_ATTEMPTS,
+            Retry::Never => 1,
+        };
+        let mut attempt = 1;
+        // One call, however many attempts, counts once for the breaker.
+        let result = loop {
+            // Bodies here are small JSON documents, so every request clones.
+            let this = request.try_clone().ok_or_else(|| {
+                HttpError::internal(&std::io::Error::other("a streamed request body"))
+            })?;
+            let result = attempt_once(name, this).await;
+            let passing = matches!(
+                &result,
+                Err(CallError::Unreachable(_))
+                    | Err(CallError::ServerError(
+                        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE,
+                        _
+                    ))
+            );
+            if passing && attempt < attempts {
+                attempt += 1;
+                tokio::time::sleep(READ_RETRY_PAUSE).await;
+                continue;
+            }
+            break result;
+        };
+        match &result {
+            Ok(_) | Err(CallError::Rejected(_)) => breaker.succeeded(permit),
+            Err(_) => {
+                breaker.failed(permit, Instant::now());
+                tracing::warn!(service = name, breaker = breaker.describe(), "call failed");
+            }
+        }
+        result.map_err(CallError::into_error)
+    }
+}
+
+/// One attempt at a call.
+async fn attempt_once(
+    name: &'static str,
+    request: reqwest::RequestBuilder,
+) -> Result<Answer, CallError> {
+    let no_answer = |e: &reqwest::Error| {
+        // The request may have been applied before the answer was lost: a
+        // blind retry of a POST could place a second order (unless it
+        // carries an Idempotency-Key).
+        tracing::error!(service = name, error = %e, "no answer from service");
+        CallError::NoAnswer(HttpError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "outcome_unknown",
+            format!(
+                "the {name} service did not answer in time; the request may or may not have been applied"
+            ),
+        ))
+    };
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(e) if e.is_connect() => {
+            tracing::warn!(service = name, error = %e, "service unreachable");
+            return Err(CallError::Unreachable(HttpError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                format!("the {name} service is unavailable; try again shortly"),
             )));
         }
-        let response = match request.send().await {
-            Ok(response) => response,
-            Err(e) => {
-                breaker.failed(Instant::now());
-                return Err(if e.is_connect() {
-                    tracing::warn!(service = name, error = %e, breaker = breaker.describe(), "service unreachable");
-                    CallError::Unreachable(HttpError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "service_unavailable",
-                        format!("the {name} service is unavailable; try again shortly"),
-                    ))
-                } else {
-                    // The request may have been applied before the answer
-                    // was lost: a blind retry of a POST could place a second
-                    // order (unless it carries an Idempotency-Key).
-                    tracing::error!(service = name, error = %e, breaker = breaker.describe(), "no answer from service");
-                    CallError::NoAnswer(HttpError::new(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "outcome_unknown",
-                        format!(
-                            "the {name} service did not answer in time; the request may or may not have been applied"
-                        ),
-                    ))
-                });
-            }
-        };
-        let status =
-            StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-        let headers = response.headers().clone();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if status.is_server_error() {
-            breaker.failed(Instant::now());
-            tracing::error!(service = name, %status, body = %body, breaker = breaker.describe(), "service failed");
-            return Err(CallError::ServerError(HttpError::new(
+        Err(e) => return Err(no_answer(&e)),
+    };
+    let status =
+        StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let headers = response.headers().clone();
+    // A body cut short (a timeout mid-way, a dropped connection) is no
+    // answer; a success that is not JSON is the service failing.
+    let bytes = response.bytes().await.map_err(|e| no_answer(&e))?;
+    let body: Option<Value> = serde_json::from_slice(&bytes).ok();
+    if status.is_server_error() || (status.is_success() && body.is_none()) {
+        tracing::error!(service = name, %status, body = %String::from_utf8_lossy(&bytes), "service failed");
+        return Err(CallError::ServerError(
+            status,
+            HttpError::new(
                 StatusCode::BAD_GATEWAY,
                 "upstream_failed",
                 format!("the {name} service failed; the cause is in its log"),
-            )));
-        }
-        breaker.succeeded();
-        if status.is_client_error() {
-            let code = body["error"]["code"].as_str().unwrap_or("invalid_request");
-            let message = body["error"]["message"]
-                .as_str()
-                .unwrap_or("request rejected")
-                .to_owned();
-            return Err(CallError::Rejected(HttpError::new(
-                status,
-                static_code(code),
-                message,
-            )));
-        }
-        Ok(Answer {
-            status,
-            headers,
-            body,
-        })
+            ),
+        ));
     }
+    let body = body.unwrap_or_default();
+    if status.is_client_error() {
+        let code = body["error"]["code"].as_str().unwrap_or("invalid_request");
+        let message = body["error"]["message"]
+            .as_str()
+            .unwrap_or("request rejected")
+            .to_owned();
+        return Err(CallError::Rejected(HttpError::new(
+            status,
+            static_code(code),
+            message,
+        )));
+    }
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// Why a call did not succeed, and so whether repeating it may help.
 enum CallError {
-    /// Not sent: the breaker is open.
-    Refused(HttpError),
     /// Could not connect: nothing was applied.
     Unreachable(HttpError),
     /// Sent, no answer in time: it may have been applied.
     NoAnswer(HttpError),
-    /// The service answered 5xx.
-    ServerError(HttpError),
+    /// The service answered 5xx (its status) or not JSON.
+    ServerError(StatusCode, HttpError),
     /// The service answered 4xx: the caller's mistake.
     Rejected(HttpError),
 }
@@ -222,10 +238,9 @@ enum CallError {
 impl CallError {
     fn into_error(self) -> HttpError {
         match self {
-            CallError::Refused(e)
-            | CallError::Unreachable(e)
+            CallError::Unreachable(e)
             | CallError::NoAnswer(e)
-            | CallError::ServerError(e)
+            | CallError::ServerError(_, e)
             | CallError::Rejected(e) => e,
         }
     }

@@ -204,9 +204,16 @@ fn cursor_of(order: &db::OrderSummary) -> String {
 }
 
 fn parse_cursor(cursor: &str) -> Option<(chrono::DateTime<chrono::Utc>, Uuid)> {
+    /// 9999-12-31T23:59:59.999999Z: PostgreSQL refuses times far outside
+    /// 1970..9999 that chrono accepts, and no order was made outside them.
+    const LAST_MICROS: i64 = 253_402_300_799_999_999;
     let (micros, id) = cursor.split_once('_')?;
+    let micros: i64 = micros.parse().ok()?;
+    if !(0..=LAST_MICROS).contains(&micros) {
+        return None;
+    }
     Some((
-        chrono::DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+        chrono::DateTime::from_timestamp_micros(micros)?,
         id.parse().ok()?,
     ))
 }

@@ -40,6 +40,26 @@ pub(crate) async fn claim(
     order_id: Uuid,
     lifetime: Duration,
 ) -> Result<Claim, sqlx::Error> {
+    // Between our failed insert and the look-up, the purge (or a request
+    // that already sees the key expired) may delete the key; then it is
+    // free, and the claim starts over. Twice is plenty: a key only expires
+    // once.
+    for _ in 0..3 {
+        if let Some(claim) = try_claim(tx, customer, key, request, order_id, lifetime).await? {
+            return Ok(claim);
+        }
+    }
+    Err(sqlx::Error::RowNotFound)
+}
+
+async fn try_claim(
+    tx: &mut PgConnection,
+    customer: &str,
+    key: &str,
+    request: &Value,
+    order_id: Uuid,
+    lifetime: Duration,
+) -> Result<Option<Claim>, sqlx::Error> {
     // An expired key is free again, whether or not the purge got to it.
     sqlx::query(
         "DELETE FROM idempotency_keys
@@ -63,21 +83,23 @@ pub(crate) async fn claim(
     .rows_affected()
         == 1;
     if claimed {
-        return Ok(Claim::New);
+        return Ok(Some(Claim::New));
     }
-    let (earlier, same): (Uuid, bool) = sqlx::query_as(
+    let earlier: Option<(Uuid, bool)> = sqlx::query_as(
         "SELECT order_id, request = $3 FROM idempotency_keys WHERE customer_id = $1 AND key = $2",
     )
     .bind(customer)
     .bind(key)
     .bind(request)
-    .fetch_one(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
-    Ok(if same {
-        Claim::Replay(earlier)
-    } else {
-        Claim::Reused
-    })
+    Ok(earlier.map(|(earlier, same)| {
+        if same {
+            Claim::Replay(earlier)
+        } else {
+            Claim::Reused
+        }
+    }))
 }
 
 /// Deletes expired keys every tenth of their lifetime (at most every five
