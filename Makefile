@@ -17,7 +17,7 @@ SCHEMATHESIS_BIN := $(SCHEMATHESIS_ROOT)/bin/st
 CHOREO_SCHEMATHESIS_BIN ?= $(SCHEMATHESIS_BIN)
 export CHOREO_SCHEMATHESIS_BIN
 
-.PHONY: run test check fmt clippy build tansu schemathesis postgres clean-test-dbs
+.PHONY: run test chaos check fmt clippy build tansu schemathesis postgres clean-test-dbs
 
 run: tansu postgres build ## Set up and start the whole platform; Ctrl-C stops it.
 	./target/debug/choreo up
@@ -27,6 +27,9 @@ test: tansu schemathesis postgres ## Every test, on a real Tansu broker and real
 	# builds bin targets only as test harnesses, so build them first.
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --all-targets
+
+chaos: tansu postgres build ## Every failure-injection suite in saga-tests/suites; reports in target/chaos.
+	./target/debug/choreo chaos run saga-tests/suites
 
 check: fmt clippy test ## What to run before every commit.
 

@@ -1,6 +1,7 @@
 //! `choreo`: the operator's tool for a Choreo platform.
 
 mod audit;
+mod chaos;
 mod dlq;
 mod setup;
 mod token;
@@ -35,6 +36,8 @@ enum Command {
     Dlq(dlq::DlqArgs),
     /// Sign a bearer token for the local edge.
     Token(token::TokenArgs),
+    /// Failure-injection suites: run the platform under faults and judge it.
+    Chaos(chaos::ChaosArgs),
 }
 
 #[tokio::main]
@@ -47,6 +50,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Schemas(args) => setup::schemas(args).await,
         Command::Dlq(args) => dlq::run(args).await,
         Command::Token(args) => token::run(args),
+        Command::Chaos(args) => {
+            if !chaos::run(args).await.context("choreo chaos")? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Audit(args) => {
             if !audit::run(args).await.context("choreo audit")? {
                 std::process::exit(1);

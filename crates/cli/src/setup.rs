@@ -121,6 +121,20 @@ pub(crate) async fn create_databases(admin_url: &str, names: &[String]) -> anyho
     Ok(())
 }
 
+/// Drops each database (closing its connections) that exists.
+pub(crate) async fn drop_databases(admin_url: &str, names: &[String]) -> anyhow::Result<()> {
+    let mut conn = PgConnection::connect(admin_url)
+        .await
+        .with_context(|| format!("connecting to PostgreSQL at {admin_url}"))?;
+    for name in names {
+        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .execute(&mut conn)
+            .await
+            .with_context(|| format!("dropping database {name}"))?;
+    }
+    Ok(())
+}
+
 /// `postgres://u@h:5432/admin` with the database part replaced by `name`.
 pub(crate) fn database_url(admin_url: &str, name: &str) -> String {
     match admin_url.rfind('/') {

@@ -9,7 +9,7 @@
 //! 6. Supervise until Ctrl-C, then stop everything, edge first.
 
 mod seed;
-mod supervisor;
+pub(crate) mod supervisor;
 
 use crate::setup;
 use anyhow::Context;
@@ -74,39 +74,22 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         customer: choreo_edge::hs256_token(&token_secret, seed::DEMO_CUSTOMER, false, TOKEN_TTL)?,
         admin: choreo_edge::hs256_token(&token_secret, "operator", true, TOKEN_TTL)?,
     };
-    let bin_dir = match &args.bin_dir {
-        Some(dir) => dir.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .context("choreo has no parent folder")?
-            .to_path_buf(),
+    let config = Config {
+        data_dir: data_dir.clone(),
+        pg_admin_url: args.pg_admin_url.clone(),
+        tansu: args.tansu_bin.clone().unwrap_or_else(default_tansu_bin),
+        bin_dir: match &args.bin_dir {
+            Some(dir) => dir.clone(),
+            None => default_bin_dir()?,
+        },
+        broker_port: args.broker_port,
+        edge_port: args.edge_port,
+        db_prefix: args.db_prefix.clone(),
+        topic_prefix: args.topic_prefix.clone(),
+        partitions: args.partitions,
+        token_secret,
+        env: Vec::new(),
     };
-    let tansu = args.tansu_bin.clone().unwrap_or_else(default_tansu_bin);
-    anyhow::ensure!(
-        tansu.exists(),
-        "no Tansu broker at {} (run `make tansu`)",
-        tansu.display()
-    );
-    let ports = Ports {
-        edge: args.edge_port,
-        registry: args.edge_port + 1,
-        order: args.edge_port + 2,
-        inventory: args.edge_port + 3,
-        payment: args.edge_port + 4,
-        shipping: args.edge_port + 5,
-    };
-    let services = ["registry", "order", "inventory", "payment", "shipping"];
-    let db_names: Vec<String> = services
-        .iter()
-        .map(|s| format!("{}{s}", args.db_prefix))
-        .collect();
-    setup::create_databases(&args.pg_admin_url, &db_names).await?;
-
-    let bootstrap = format!("127.0.0.1:{}", args.broker_port);
-    let registry_url = format!("http://127.0.0.1:{}", ports.registry);
-    let edge_url = format!("http://127.0.0.1:{}", ports.edge);
-    let log = |name: &str| data_dir.join("logs").join(format!("{name}.log"));
-    let pid_file = |name: &str| data_dir.join("run").join(format!("{name}.pid"));
     let mut running: Vec<Supervised> = Vec::new();
     // Listen from the start: a Ctrl-C during set-up must stop what has been
     // started so far, since the children run in their own process groups
@@ -115,86 +98,213 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     tokio::pin!(signal);
 
     let setup = async {
-        let broker_url = format!("tcp://127.0.0.1:{}", args.broker_port);
-        running.push(supervise(ProcessSpec {
-            name: "broker",
-            program: tansu.clone(),
-            args: vec![
-                "broker".into(),
-                "--listener-url".into(),
-                broker_url.clone(),
-                "--advertised-listener-url".into(),
-                broker_url,
-                // Tansu resolves the SQLite path against its working folder.
-                "--storage-engine".into(),
-                "sqlite://tansu.db".into(),
-            ],
-            env: vec![],
-            cwd: Some(data_dir.clone()),
-            log: log("broker"),
-            pid_file: pid_file("broker"),
-        }));
-        wait_for_port(&bootstrap, "the broker").await?;
+        let endpoints = start(&config, &mut running).await?;
+        if !args.no_seed {
+            seed::seed(&endpoints.edge, &tokens.admin)
+                .await
+                .context("seeding the demo catalog and wallets")?;
+        }
+        print_banner(&endpoints, &data_dir, &tokens);
+        anyhow::Ok(())
+    };
+    let result = tokio::select! {
+        result = setup => match result {
+            Ok(()) => {
+                (&mut signal).await;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
+        _ = &mut signal => {
+            println!("interrupted during set-up");
+            Ok(())
+        }
+    };
 
-        let db = |name: &str| {
-            setup::database_url(&args.pg_admin_url, &format!("{}{name}", args.db_prefix))
-        };
-        running.push(supervise(ProcessSpec {
-            name: "schema-registry",
-            program: bin_dir.join("choreo-schema-registry"),
-            args: vec![],
-            env: vec![
+    println!("\nstopping Choreo…");
+    stop(running).await;
+    result
+}
+
+/// Where and how to run a platform.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) pg_admin_url: String,
+    pub(crate) tansu: PathBuf,
+    pub(crate) bin_dir: PathBuf,
+    pub(crate) broker_port: u16,
+    /// The edge's port; the registry and services take the next five.
+    pub(crate) edge_port: u16,
+    pub(crate) db_prefix: String,
+    pub(crate) topic_prefix: String,
+    pub(crate) partitions: i32,
+    pub(crate) token_secret: String,
+    /// Extra settings for one process (`"edge"`, `"order"`, …), or for every
+    /// Choreo process with `"*"`.
+    pub(crate) env: Vec<(&'static str, String, String)>,
+}
+
+/// Where a started platform answers.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoints {
+    pub(crate) edge: String,
+    pub(crate) registry: String,
+    pub(crate) bootstrap: String,
+}
+
+/// The folder of the running `choreo`, where the service binaries are
+/// built beside it.
+pub(crate) fn default_bin_dir() -> anyhow::Result<PathBuf> {
+    Ok(std::env::current_exe()?
+        .parent()
+        .context("choreo has no parent folder")?
+        .to_path_buf())
+}
+
+/// Stops a platform: edge first, broker last, so that nothing takes new
+/// work while the services finish theirs and the broker is there for them.
+pub(crate) async fn stop(mut running: Vec<Supervised>) {
+    while let Some(process) = running.pop() {
+        process.stop().await;
+    }
+}
+
+/// Starts a whole platform, pushing each supervised process into `running`
+/// as it starts (so that a caller interrupted half-way can stop them).
+pub(crate) async fn start(
+    config: &Config,
+    running: &mut Vec<Supervised>,
+) -> anyhow::Result<Endpoints> {
+    let Config {
+        data_dir,
+        pg_admin_url,
+        tansu,
+        bin_dir,
+        broker_port,
+        edge_port,
+        db_prefix,
+        topic_prefix,
+        partitions,
+        token_secret,
+        env: extra,
+    } = config;
+    anyhow::ensure!(
+        tansu.exists(),
+        "no Tansu broker at {} (run `make tansu`)",
+        tansu.display()
+    );
+    std::fs::create_dir_all(data_dir.join("logs"))?;
+    let ports = Ports {
+        edge: *edge_port,
+        registry: edge_port + 1,
+        order: edge_port + 2,
+        inventory: edge_port + 3,
+        payment: edge_port + 4,
+        shipping: edge_port + 5,
+    };
+    let services = ["registry", "order", "inventory", "payment", "shipping"];
+    let db_names: Vec<String> = services.iter().map(|s| format!("{db_prefix}{s}")).collect();
+    setup::create_databases(pg_admin_url, &db_names).await?;
+
+    let bootstrap = format!("127.0.0.1:{broker_port}");
+    let registry_url = format!("http://127.0.0.1:{}", ports.registry);
+    let edge_url = format!("http://127.0.0.1:{}", ports.edge);
+    let log = |name: &str| data_dir.join("logs").join(format!("{name}.log"));
+    let pid_file = |name: &str| data_dir.join("run").join(format!("{name}.pid"));
+    let with_extra = |name: &str, mut env: Vec<(String, String)>| {
+        env.extend(
+            extra
+                .iter()
+                .filter(|(to, _, _)| *to == name || *to == "*")
+                .map(|(_, k, v)| (k.clone(), v.clone())),
+        );
+        env
+    };
+
+    let broker_url = format!("tcp://127.0.0.1:{broker_port}");
+    running.push(supervise(ProcessSpec {
+        name: "broker",
+        program: tansu.clone(),
+        args: vec![
+            "broker".into(),
+            "--listener-url".into(),
+            broker_url.clone(),
+            "--advertised-listener-url".into(),
+            broker_url,
+            // Tansu resolves the SQLite path against its working folder.
+            "--storage-engine".into(),
+            "sqlite://tansu.db".into(),
+        ],
+        env: vec![],
+        cwd: Some(data_dir.clone()),
+        log: log("broker"),
+        pid_file: pid_file("broker"),
+    }));
+    wait_for_port(&bootstrap, "the broker").await?;
+
+    let db = |name: &str| setup::database_url(pg_admin_url, &format!("{db_prefix}{name}"));
+    running.push(supervise(ProcessSpec {
+        name: "schema-registry",
+        program: bin_dir.join("choreo-schema-registry"),
+        args: vec![],
+        env: with_extra(
+            "schema-registry",
+            vec![
                 (
                     "CHOREO_HTTP_ADDR".into(),
                     format!("127.0.0.1:{}", ports.registry),
                 ),
                 ("CHOREO_DATABASE_URL".into(), db("registry")),
             ],
-            cwd: None,
-            log: log("schema-registry"),
-            pid_file: pid_file("schema-registry"),
-        }));
-        wait_for_health(&registry_url, "the schema registry").await?;
+        ),
+        cwd: None,
+        log: log("schema-registry"),
+        pid_file: pid_file("schema-registry"),
+    }));
+    wait_for_health(&registry_url, "the schema registry").await?;
 
-        let kafka = KafkaSettings {
-            bootstrap_servers: bootstrap.clone(),
-            topic_prefix: args.topic_prefix.clone(),
-            partitions: args.partitions,
-            ..Default::default()
-        };
-        setup::create_topics(&kafka).await?;
-        setup::register_schemas(&RegistryClient::new(&registry_url), &kafka.topics()).await?;
+    let kafka = KafkaSettings {
+        bootstrap_servers: bootstrap.clone(),
+        topic_prefix: topic_prefix.clone(),
+        partitions: *partitions,
+        ..Default::default()
+    };
+    setup::create_topics(&kafka).await?;
+    setup::register_schemas(&RegistryClient::new(&registry_url), &kafka.topics()).await?;
 
-        for (name, port) in [
-            ("order", ports.order),
-            ("inventory", ports.inventory),
-            ("payment", ports.payment),
-            ("shipping", ports.shipping),
-        ] {
-            running.push(supervise(ProcessSpec {
+    for (name, port) in [
+        ("order", ports.order),
+        ("inventory", ports.inventory),
+        ("payment", ports.payment),
+        ("shipping", ports.shipping),
+    ] {
+        running.push(supervise(ProcessSpec {
+            name,
+            program: bin_dir.join(format!("choreo-{name}")),
+            args: vec![],
+            env: with_extra(
                 name,
-                program: bin_dir.join(format!("choreo-{name}")),
-                args: vec![],
-                env: vec![
+                vec![
                     ("CHOREO_HTTP_ADDR".into(), format!("127.0.0.1:{port}")),
                     ("CHOREO_DATABASE_URL".into(), db(name)),
                     ("CHOREO_REGISTRY_URL".into(), registry_url.clone()),
                     ("CHOREO_KAFKA__BOOTSTRAP_SERVERS".into(), bootstrap.clone()),
-                    (
-                        "CHOREO_KAFKA__TOPIC_PREFIX".into(),
-                        args.topic_prefix.clone(),
-                    ),
+                    ("CHOREO_KAFKA__TOPIC_PREFIX".into(), topic_prefix.clone()),
                 ],
-                cwd: None,
-                log: log(name),
-                pid_file: pid_file(name),
-            }));
-        }
-        running.push(supervise(ProcessSpec {
-            name: "edge",
-            program: bin_dir.join("choreo-edge"),
-            args: vec![],
-            env: vec![
+            ),
+            cwd: None,
+            log: log(name),
+            pid_file: pid_file(name),
+        }));
+    }
+    running.push(supervise(ProcessSpec {
+        name: "edge",
+        program: bin_dir.join("choreo-edge"),
+        args: vec![],
+        env: with_extra(
+            "edge",
+            vec![
                 (
                     "CHOREO_HTTP_ADDR".into(),
                     format!("127.0.0.1:{}", ports.edge),
@@ -213,51 +323,28 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
                 ),
                 ("CHOREO_AUTH__HS256_SECRET".into(), token_secret.clone()),
             ],
-            cwd: None,
-            log: log("edge"),
-            pid_file: pid_file("edge"),
-        }));
-        for (name, port) in [
-            ("order", ports.order),
-            ("inventory", ports.inventory),
-            ("payment", ports.payment),
-            ("shipping", ports.shipping),
-            ("edge", ports.edge),
-        ] {
-            wait_for_health(&format!("http://127.0.0.1:{port}"), name).await?;
-        }
-        if !args.no_seed {
-            seed::seed(&edge_url, &tokens.admin)
-                .await
-                .context("seeding the demo catalog and wallets")?;
-        }
-        print_banner(&edge_url, &registry_url, &bootstrap, &data_dir, &tokens);
-        anyhow::Ok(())
-    };
-    let result = tokio::select! {
-        result = setup => match result {
-            Ok(()) => {
-                (&mut signal).await;
-                Ok(())
-            }
-            Err(e) => Err(e),
-        },
-        _ = &mut signal => {
-            println!("interrupted during set-up");
-            Ok(())
-        }
-    };
-
-    println!("\nstopping Choreo…");
-    // Edge first, broker last: stop taking orders, let services finish and
-    // commit, then take the broker away.
-    while let Some(process) = running.pop() {
-        process.stop().await;
+        ),
+        cwd: None,
+        log: log("edge"),
+        pid_file: pid_file("edge"),
+    }));
+    for (name, port) in [
+        ("order", ports.order),
+        ("inventory", ports.inventory),
+        ("payment", ports.payment),
+        ("shipping", ports.shipping),
+        ("edge", ports.edge),
+    ] {
+        wait_for_health(&format!("http://127.0.0.1:{port}"), name).await?;
     }
-    result
+    Ok(Endpoints {
+        edge: edge_url,
+        registry: registry_url,
+        bootstrap,
+    })
 }
 
-fn default_tansu_bin() -> PathBuf {
+pub(crate) fn default_tansu_bin() -> PathBuf {
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
     PathBuf::from(home).join(".cache/choreo/tansu-0.6.0/bin/tansu")
 }
@@ -301,13 +388,12 @@ struct Tokens {
     admin: String,
 }
 
-fn print_banner(
-    edge: &str,
-    registry: &str,
-    bootstrap: &str,
-    data_dir: &std::path::Path,
-    tokens: &Tokens,
-) {
+fn print_banner(endpoints: &Endpoints, data_dir: &std::path::Path, tokens: &Tokens) {
+    let Endpoints {
+        edge,
+        registry,
+        bootstrap,
+    } = endpoints;
     let customer = seed::DEMO_CUSTOMER;
     let Tokens {
         customer: customer_token,

@@ -1,0 +1,179 @@
+//! What a suite run found: outcomes, faults, settle time, violations, and
+//! the verdict; printed for people, written as JSON and JUnit XML for CI.
+
+use super::suite::Suite;
+use serde::Serialize;
+use std::{collections::BTreeMap, fmt::Write as _};
+
+/// One order's end, against what its kind allows.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct OrderVerdict {
+    pub(crate) id: String,
+    pub(crate) kind: &'static str,
+    pub(crate) status: String,
+    pub(crate) reason: Option<String>,
+    /// Whether the end is one this kind of order may have.
+    pub(crate) right: bool,
+}
+
+/// A fault, and when it was injected and healed (seconds from the load's start).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct FaultEvent {
+    pub(crate) kind: String,
+    pub(crate) target: String,
+    pub(crate) injected_at: f64,
+    pub(crate) healed_at: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct SuiteReport {
+    pub(crate) suite: String,
+    pub(crate) seed: u64,
+    pub(crate) passed: bool,
+    /// `status` or `status/reason` → count.
+    pub(crate) outcomes: BTreeMap<String, usize>,
+    pub(crate) faults: Vec<FaultEvent>,
+    /// From the last heal to the last order decided.
+    pub(crate) settle_seconds: f64,
+    /// Each broken expectation, in words, naming the orders concerned.
+    pub(crate) violations: Vec<String>,
+    pub(crate) audit: choreo_audit::Report,
+    pub(crate) dead_letters: BTreeMap<String, usize>,
+    pub(crate) orders: Vec<OrderVerdict>,
+}
+
+impl SuiteReport {
+    pub(crate) fn judge(
+        suite: &Suite,
+        orders: Vec<OrderVerdict>,
+        faults: Vec<FaultEvent>,
+        last_heal: f64,
+        settled_at: f64,
+        audit: choreo_audit::Report,
+        dead_letters: BTreeMap<String, usize>,
+    ) -> Self {
+        let mut outcomes = BTreeMap::new();
+        for order in &orders {
+            let key = match &order.reason {
+                Some(reason) => format!("{}/{reason}", order.status),
+                None => order.status.clone(),
+            };
+            *outcomes.entry(key).or_insert(0) += 1;
+        }
+        let mut violations = Vec::new();
+        let undecided: Vec<&str> = orders
+            .iter()
+            .filter(|o| !matches!(o.status.as_str(), "CONFIRMED" | "CANCELLED"))
+            .map(|o| o.id.as_str())
+            .collect();
+        if !undecided.is_empty() {
+            violations.push(format!(
+                "{} orders not decided within {} s of the last heal: {}",
+                undecided.len(),
+                suite.expect.settle_seconds,
+                undecided.join(", ")
+            ));
+        }
+        for order in orders
+            .iter()
+            .filter(|o| !o.right && !undecided.contains(&o.id.as_str()))
+        {
+            violations.push(format!(
+                "order {} ({}) ended {}{}",
+                order.id,
+                order.kind,
+                order.status,
+                order
+                    .reason
+                    .as_deref()
+                    .map(|r| format!("/{r}"))
+                    .unwrap_or_default()
+            ));
+        }
+        for (status, count) in &suite.expect.counts {
+            let actual = orders.iter().filter(|o| &o.status == status).count();
+            if let Ok((low, high)) = count.bounds() {
+                if !(low..=high).contains(&actual) {
+                    violations.push(format!("{actual} orders {status}, expected {low}..={high}"));
+                }
+            }
+        }
+        if suite.expect.audit_clean {
+            for v in &audit.violations {
+                violations.push(format!("audit: {v}"));
+            }
+        }
+        if suite.expect.dlq_empty {
+            for (service, count) in dead_letters.iter().filter(|(_, c)| **c > 0) {
+                violations.push(format!("{count} dead letters for {service}"));
+            }
+        }
+        Self {
+            suite: suite.name.clone(),
+            seed: suite.seed,
+            passed: violations.is_empty(),
+            outcomes,
+            faults,
+            settle_seconds: (settled_at - last_heal).max(0.0),
+            violations,
+            audit,
+            dead_letters,
+            orders,
+        }
+    }
+
+    /// The report for people.
+    pub(crate) fn text(&self) -> String {
+        let mut out = String::new();
+        let verdict = if self.passed { "PASS" } else { "FAIL" };
+        let _ = writeln!(out, "suite {} (seed {}): {verdict}", self.suite, self.seed);
+        let _ = writeln!(out, "  orders by outcome:");
+        for (outcome, count) in &self.outcomes {
+            let _ = writeln!(out, "    {outcome:<40} {count}");
+        }
+        let _ = writeln!(out, "  faults:");
+        if self.faults.is_empty() {
+            let _ = writeln!(out, "    none");
+        }
+        for f in &self.faults {
+            let _ = writeln!(
+                out,
+                "    {:<12} {:<10} injected at {:>6.1} s, healed at {:>6.1} s",
+                f.kind, f.target, f.injected_at, f.healed_at
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  settled {:.1} s after the last heal",
+            self.settle_seconds
+        );
+        let letters: usize = self.dead_letters.values().sum();
+        let _ = writeln!(out, "  dead letters: {letters}");
+        let _ = writeln!(
+            out,
+            "  audit: {} orders, {} violations",
+            self.audit.orders,
+            self.audit.violations.len()
+        );
+        for v in &self.violations {
+            let _ = writeln!(out, "  VIOLATION {v}");
+        }
+        out
+    }
+
+    /// One JUnit test case per suite.
+    pub(crate) fn junit_case(&self) -> quick_junit::TestCase {
+        use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus};
+        let status = if self.passed {
+            TestCaseStatus::success()
+        } else {
+            let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            status.set_message(format!("{} violations", self.violations.len()));
+            status.set_description(self.violations.join("\n"));
+            status
+        };
+        let mut case = TestCase::new(self.suite.clone(), status);
+        case.set_system_out(self.text());
+        case
+    }
+}

@@ -1,0 +1,539 @@
+//! Runs one suite: its own platform, its load, its faults, its verdict.
+
+use super::{
+    report::{FaultEvent, OrderVerdict, SuiteReport},
+    suite::{FaultKind, Suite},
+};
+use crate::up::{self, Config, supervisor::Supervised};
+use anyhow::Context;
+use nix::{sys::signal::Signal, unistd::Pid};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde_json::{Value, json};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+use tokio::{sync::watch, task::JoinSet, time::Instant};
+
+/// A SKU the runner adds with no stock, for orders meant to find none.
+const EMPTY_SKU: &str = "CHAOS-EMPTY";
+/// A customer the runner adds with an empty wallet.
+const BROKE: &str = "chaos-broke";
+/// A country no shipping route serves.
+const UNSERVED_COUNTRY: &str = "AQ";
+
+/// What an order is meant to end as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Succeed,
+    OutOfStock,
+    PaymentDeclined,
+    Unshippable,
+    /// Cancelled by its customer right after placing: CANCELLED, or
+    /// CONFIRMED when the saga won the race.
+    Cancelled,
+}
+
+impl Kind {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Succeed => "succeed",
+            Kind::OutOfStock => "out_of_stock",
+            Kind::PaymentDeclined => "payment_declined",
+            Kind::Unshippable => "unshippable",
+            Kind::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether an order of this kind may end as `status` with `reason`.
+    fn allows(self, status: &str, reason: Option<&str>) -> bool {
+        match self {
+            Kind::Succeed => status == "CONFIRMED",
+            Kind::OutOfStock => status == "CANCELLED" && reason == Some("OUT_OF_STOCK"),
+            Kind::PaymentDeclined => status == "CANCELLED" && reason == Some("PAYMENT_DECLINED"),
+            Kind::Unshippable => status == "CANCELLED" && reason == Some("SHIPPING_UNAVAILABLE"),
+            Kind::Cancelled => {
+                status == "CONFIRMED"
+                    || (status == "CANCELLED" && reason == Some("CUSTOMER_CANCELLED"))
+            }
+        }
+    }
+}
+
+/// Where a run keeps its platform's files and how it names its databases.
+pub(crate) struct Workspace {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) db_prefix: String,
+    pub(crate) pg_admin_url: String,
+    pub(crate) tansu: PathBuf,
+    pub(crate) bin_dir: PathBuf,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Six consecutive free ports, for the edge and the five after it.
+fn free_port_block() -> u16 {
+    loop {
+        let base = 20_000 + (uuid::Uuid::new_v4().as_u128() % 30_000) as u16;
+        if (base..base + 6).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return base;
+        }
+    }
+}
+
+fn pid_of(data_dir: &Path, name: &str) -> Option<i32> {
+    std::fs::read_to_string(data_dir.join("run").join(format!("{name}.pid")))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn signal(data_dir: &Path, name: &str, signal: Signal) -> anyhow::Result<i32> {
+    let pid = pid_of(data_dir, name).with_context(|| format!("{name} has no pid file"))?;
+    nix::sys::signal::kill(Pid::from_raw(pid), signal)
+        .with_context(|| format!("sending {signal} to {name} ({pid})"))?;
+    Ok(pid)
+}
+
+fn bearer(token: &str) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse()?,
+    );
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .timeout(Duration::from_secs(30))
+        .build()?)
+}
+
+/// Runs `suite` on a platform of its own and judges it.
+pub(crate) async fn run(suite: &Suite, workspace: &Workspace) -> anyhow::Result<SuiteReport> {
+    let secret = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let config = Config {
+        data_dir: workspace.data_dir.clone(),
+        pg_admin_url: workspace.pg_admin_url.clone(),
+        tansu: workspace.tansu.clone(),
+        bin_dir: workspace.bin_dir.clone(),
+        broker_port: free_port()?,
+        edge_port: free_port_block(),
+        db_prefix: workspace.db_prefix.clone(),
+        topic_prefix: String::new(),
+        partitions: suite.platform.partitions,
+        token_secret: secret.clone(),
+        env: vec![
+            // The load comes from one address and a few customers.
+            (
+                "edge",
+                "CHOREO_RATE_LIMIT__CUSTOMER_PER_MINUTE".into(),
+                "0".into(),
+            ),
+            (
+                "edge",
+                "CHOREO_RATE_LIMIT__ADDRESS_PER_MINUTE".into(),
+                "0".into(),
+            ),
+            (
+                "order",
+                "CHOREO_SAGA_DEADLINE_SECONDS".into(),
+                suite.platform.saga_deadline_seconds.to_string(),
+            ),
+        ],
+    };
+    let mut running: Vec<Supervised> = Vec::new();
+    let result = async {
+        let endpoints = up::start(&config, &mut running).await?;
+        drive(
+            suite,
+            workspace,
+            &endpoints.edge,
+            &endpoints.bootstrap,
+            &secret,
+        )
+        .await
+    }
+    .await;
+    up::stop(running).await;
+    result
+}
+
+async fn drive(
+    suite: &Suite,
+    workspace: &Workspace,
+    edge: &str,
+    bootstrap: &str,
+    secret: &str,
+) -> anyhow::Result<SuiteReport> {
+    let admin = bearer(&choreo_edge::hs256_token(
+        secret,
+        "chaos-operator",
+        true,
+        86_400,
+    )?)?;
+    seed(suite, edge, &admin).await?;
+
+    let started = Instant::now();
+    let placed = Arc::new(AtomicUsize::new(0));
+    let (placed_tx, placed_rx) = watch::channel(0usize);
+    let mut rng = StdRng::seed_from_u64(suite.seed);
+
+    // The schedule is drawn before anything runs, so a seed replays it.
+    let kinds: Vec<Kind> = (0..suite.load.orders)
+        .map(|_| draw_kind(suite, &mut rng))
+        .collect();
+    let mut faults = JoinSet::new();
+    for fault in &suite.faults {
+        let at = fault
+            .window
+            .map(|[from, to]| rng.random_range(from..=to))
+            .or(fault.at_seconds);
+        let fault = fault.clone();
+        let (data_dir, placed_rx) = (workspace.data_dir.clone(), placed_rx.clone());
+        faults.spawn(async move { inject(fault, at, started, data_dir, placed_rx).await });
+    }
+
+    // The load: each order placed with an idempotency key of its own and
+    // retried with it until it is accepted, as a careful client would.
+    let customers: Vec<String> = suite
+        .wallets
+        .iter()
+        .filter(|(_, balance)| **balance > 0)
+        .map(|(c, _)| c.clone())
+        .collect();
+    let skus: Vec<String> = suite
+        .catalog
+        .iter()
+        .filter(|(_, p)| p.stock > 0)
+        .map(|(s, _)| s.clone())
+        .collect();
+    // One client (and connection pool) per customer, signed for it.
+    let mut clients = BTreeMap::new();
+    for customer in customers.iter().chain([&BROKE.to_owned()]) {
+        let token = choreo_edge::hs256_token(secret, customer, false, 86_400)?;
+        clients.insert(customer.clone(), bearer(&token)?);
+    }
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(suite.load.concurrency));
+    let mut load = JoinSet::new();
+    for (i, kind) in kinds.iter().copied().enumerate() {
+        let customer = match kind {
+            Kind::PaymentDeclined => BROKE.to_owned(),
+            _ => customers[i % customers.len()].clone(),
+        };
+        let sku = match kind {
+            Kind::OutOfStock => EMPTY_SKU.to_owned(),
+            _ => skus[i % skus.len()].clone(),
+        };
+        let country = if kind == Kind::Unshippable {
+            UNSERVED_COUNTRY
+        } else {
+            "DE"
+        };
+        let body = json!({
+            "customer_id": customer,
+            "items": [{"sku": sku, "quantity": 1}],
+            "shipping_address": {"name": "Chaos", "line1": "1 Test St", "city": "Berlin",
+                                 "postal_code": "10115", "country": country},
+        });
+        let client = clients[&customer].clone();
+        let (edge, semaphore, placed, placed_tx) = (
+            edge.to_owned(),
+            semaphore.clone(),
+            placed.clone(),
+            placed_tx.clone(),
+        );
+        let key = format!("chaos-{}-{i}", suite.seed);
+        load.spawn(async move {
+            let _slot = semaphore.acquire_owned().await?;
+            let id = place(&client, &edge, &key, &body).await?;
+            let n = placed.fetch_add(1, Ordering::SeqCst) + 1;
+            placed_tx.send_replace(n);
+            if kind == Kind::Cancelled {
+                cancel(&client, &edge, &id).await?;
+            }
+            anyhow::Ok((i, id))
+        });
+    }
+    let mut ids = vec![String::new(); kinds.len()];
+    while let Some(result) = load.join_next().await {
+        let (i, id) = result??;
+        ids[i] = id;
+    }
+    let mut events = Vec::new();
+    while let Some(result) = faults.join_next().await {
+        events.push(result??);
+    }
+    events.sort_by(|a: &FaultEvent, b| a.injected_at.total_cmp(&b.injected_at));
+    let last_heal = events
+        .iter()
+        .map(|e| e.healed_at)
+        .fold(started.elapsed().as_secs_f64(), f64::max);
+
+    // Every order to its end, within the suite's settle time.
+    let settle = Duration::from_secs_f64(suite.expect.settle_seconds);
+    let deadline = started + Duration::from_secs_f64(last_heal) + settle;
+    let mut orders = Vec::new();
+    for (id, kind) in ids.iter().zip(&kinds) {
+        let order = wait_terminal(&admin, edge, id, deadline).await;
+        let status = order["status"].as_str().unwrap_or("PENDING").to_owned();
+        let reason = order["cancel_reason"].as_str().map(str::to_owned);
+        orders.push(OrderVerdict {
+            id: id.clone(),
+            kind: kind.name(),
+            right: kind.allows(&status, reason.as_deref()),
+            status,
+            reason,
+        });
+    }
+    let settled_at = started.elapsed().as_secs_f64();
+
+    // The audit, once compensation has caught up: it is re-run until clean
+    // or the settle time is up, and its last answer stands.
+    let audit = audit_until_clean(workspace, suite, deadline.max(Instant::now() + settle)).await?;
+    let kafka = choreo_messaging::KafkaSettings {
+        bootstrap_servers: bootstrap.to_owned(),
+        ..Default::default()
+    };
+    let mut dead_letters = BTreeMap::new();
+    for service in choreo_events::SAGA_SERVICES {
+        let letters = choreo_messaging::dead_letter::list(&kafka, service).await?;
+        dead_letters.insert(service.to_owned(), letters.len());
+    }
+    Ok(SuiteReport::judge(
+        suite,
+        orders,
+        events,
+        last_heal,
+        settled_at,
+        audit,
+        dead_letters,
+    ))
+}
+
+fn draw_kind(suite: &Suite, rng: &mut StdRng) -> Kind {
+    let m = &suite.load.mix;
+    let weights = [
+        (Kind::Succeed, m.succeed),
+        (Kind::OutOfStock, m.out_of_stock),
+        (Kind::PaymentDeclined, m.payment_declined),
+        (Kind::Unshippable, m.unshippable),
+        (Kind::Cancelled, m.cancelled),
+    ];
+    let total: u32 = weights.iter().map(|(_, w)| w).sum();
+    let mut pick = rng.random_range(0..total);
+    for (kind, weight) in weights {
+        if pick < weight {
+            return kind;
+        }
+        pick -= weight;
+    }
+    Kind::Succeed
+}
+
+async fn seed(suite: &Suite, edge: &str, admin: &reqwest::Client) -> anyhow::Result<()> {
+    let mut products: Vec<(String, i64, i32)> = suite
+        .catalog
+        .iter()
+        .map(|(sku, p)| (sku.clone(), p.price_cents, p.stock))
+        .collect();
+    products.push((EMPTY_SKU.to_owned(), 100, 0));
+    for (sku, price_cents, stock) in products {
+        let response = admin
+            .put(format!("{edge}/v1/admin/products/{sku}"))
+            .json(&json!({"name": sku, "price_cents": price_cents, "available": stock}))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "seeding {sku}: {}",
+            response.text().await?
+        );
+    }
+    let mut wallets: Vec<(String, i64)> = suite.wallets.clone().into_iter().collect();
+    wallets.push((BROKE.to_owned(), 0));
+    for (customer, balance) in wallets {
+        let response = admin
+            .put(format!("{edge}/v1/admin/customers/{customer}/wallet"))
+            .json(&json!({"balance_cents": balance}))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "seeding {customer}'s wallet: {}",
+            response.text().await?
+        );
+    }
+    Ok(())
+}
+
+/// How long a client keeps retrying one order before the run fails.
+const PLACE_DEADLINE: Duration = Duration::from_secs(120);
+
+async fn place(
+    client: &reqwest::Client,
+    edge: &str,
+    key: &str,
+    body: &Value,
+) -> anyhow::Result<String> {
+    let until = Instant::now() + PLACE_DEADLINE;
+    loop {
+        let response = client
+            .post(format!("{edge}/v1/orders"))
+            .header("idempotency-key", key)
+            .json(body)
+            .send()
+            .await;
+        match response {
+            Ok(r) if r.status() == 201 => {
+                let order: Value = r.json().await?;
+                return order["id"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .context("an order without an id");
+            }
+            Ok(r) if r.status().is_client_error() && r.status() != 429 => {
+                anyhow::bail!("order refused ({}): {}", r.status(), r.text().await?);
+            }
+            // 5xx, 429 or no answer: the platform is mid-fault; the key
+            // makes the retry safe.
+            _ => {}
+        }
+        anyhow::ensure!(
+            Instant::now() < until,
+            "order {key} not accepted within {PLACE_DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn cancel(client: &reqwest::Client, edge: &str, id: &str) -> anyhow::Result<()> {
+    let until = Instant::now() + PLACE_DEADLINE;
+    loop {
+        let response = client
+            .post(format!("{edge}/v1/orders/{id}/cancel"))
+            .send()
+            .await;
+        match response {
+            // Cancelled, or already decided: either is an answer.
+            Ok(r) if r.status() == 202 || r.status() == 409 => return Ok(()),
+            Ok(r) if r.status().is_client_error() && r.status() != 429 => {
+                anyhow::bail!("cancel refused ({}): {}", r.status(), r.text().await?);
+            }
+            _ => {}
+        }
+        anyhow::ensure!(
+            Instant::now() < until,
+            "cancel of {id} not answered within {PLACE_DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn wait_terminal(admin: &reqwest::Client, edge: &str, id: &str, deadline: Instant) -> Value {
+    let mut last = Value::Null;
+    while Instant::now() < deadline {
+        if let Ok(r) = admin
+            .get(format!("{edge}/v1/orders/{id}?wait=5"))
+            .send()
+            .await
+        {
+            if let Ok(order) = r.json::<Value>().await {
+                if matches!(order["status"].as_str(), Some("CONFIRMED" | "CANCELLED")) {
+                    return order;
+                }
+                last = order;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last
+}
+
+async fn audit_until_clean(
+    workspace: &Workspace,
+    suite: &Suite,
+    deadline: Instant,
+) -> anyhow::Result<choreo_audit::Report> {
+    let db = |s: &str| {
+        crate::setup::database_url(
+            &workspace.pg_admin_url,
+            &format!("{}{s}", workspace.db_prefix),
+        )
+    };
+    let databases = choreo_audit::Databases {
+        order: db("order"),
+        inventory: db("inventory"),
+        payment: db("payment"),
+        shipping: db("shipping"),
+    };
+    let bounds = choreo_audit::Bounds {
+        deadline: Duration::from_secs_f64(suite.platform.saga_deadline_seconds),
+        grace: Duration::from_secs(10),
+        settle: Duration::from_secs(10),
+        outbox: Duration::from_secs(60),
+    };
+    loop {
+        let report = choreo_audit::audit(&databases, bounds).await?;
+        if report.is_clean() || Instant::now() >= deadline {
+            return Ok(report);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Waits for the fault's moment, injects it, heals it, and says when.
+async fn inject(
+    fault: super::suite::Fault,
+    at: Option<f64>,
+    started: Instant,
+    data_dir: PathBuf,
+    mut placed: watch::Receiver<usize>,
+) -> anyhow::Result<FaultEvent> {
+    match (at, fault.after_orders) {
+        (Some(at), _) => tokio::time::sleep_until(started + Duration::from_secs_f64(at)).await,
+        (None, Some(n)) => {
+            let _ = placed.wait_for(|placed| *placed >= n).await;
+        }
+        (None, None) => {}
+    }
+    let target = match fault.kind {
+        FaultKind::BrokerKill | FaultKind::BrokerPause => "broker".to_owned(),
+        _ => fault.service.clone().unwrap_or_default(),
+    };
+    let injected_at = started.elapsed().as_secs_f64();
+    match fault.kind {
+        FaultKind::Kill | FaultKind::BrokerKill => {
+            let pid = signal(&data_dir, &target, Signal::SIGKILL)?;
+            // Healed once the supervisor has it running again.
+            let until = Instant::now() + Duration::from_secs(120);
+            while pid_of(&data_dir, &target).is_none_or(|p| p == pid) {
+                anyhow::ensure!(Instant::now() < until, "{target} was not restarted");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        FaultKind::Pause | FaultKind::BrokerPause => {
+            signal(&data_dir, &target, Signal::SIGSTOP)?;
+            tokio::time::sleep(Duration::from_secs_f64(fault.seconds.unwrap_or(1.0))).await;
+            signal(&data_dir, &target, Signal::SIGCONT)?;
+        }
+    }
+    Ok(FaultEvent {
+        kind: fault.kind.name().to_owned(),
+        target,
+        injected_at,
+        healed_at: started.elapsed().as_secs_f64(),
+    })
+}
