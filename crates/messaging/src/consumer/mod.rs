@@ -198,7 +198,14 @@ impl<H: Handler> Consumer<H> {
             // wait would be paid at every hop when traffic is light.
             .set("fetch.wait.max.ms", "50")
             .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "1000");
+            .set("heartbeat.interval.ms", "1000")
+            // Also the rebalance timeout: how long Apache Kafka lets a
+            // rebalance wait for a member that joined and went silent (a
+            // process killed mid-rebalance); the default is 5 minutes of a
+            // stalled group. The reader polls continuously, so a short
+            // interval costs nothing. (Tansu does not apply it: see the
+            // README on the local broker.)
+            .set("max.poll.interval.ms", "20000");
         kafka.apply_overrides(&mut config);
         let (rebalance_tx, rebalances) = mpsc::unbounded_channel();
         let consumer: StreamConsumer<Rebalances> = config
