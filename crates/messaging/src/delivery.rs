@@ -68,9 +68,15 @@ pub enum HandlerError {
 impl From<sqlx::Error> for HandlerError {
     /// Database errors are transient (the database is down, a lock timed
     /// out) except integrity violations (SQLSTATE class 23): the same event
-    /// would violate the same constraint on every retry.
+    /// would violate the same constraint on every retry. Not so a unique
+    /// violation (23505): partitions are applied in parallel, so two events
+    /// of one order from different topics (a StockReserved and a customer's
+    /// OrderCancelled, say) can race to insert the same row; the loser's
+    /// retry sees the winner's row and takes its other branch. (Found by the
+    /// edge-crash chaos suite: payment dead-lettered such a StockReserved.)
     fn from(e: sqlx::Error) -> Self {
-        let integrity = matches!(&e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("23")));
+        let integrity = matches!(&e, sqlx::Error::Database(db)
+            if db.code().is_some_and(|c| c.starts_with("23") && c != "23505"));
         if integrity {
             HandlerError::Permanent {
                 reason: error_chain(&e),

@@ -38,7 +38,8 @@ pub(crate) struct SuiteReport {
     /// Each broken expectation, in words, naming the orders concerned.
     pub(crate) violations: Vec<String>,
     pub(crate) audit: choreo_audit::Report,
-    pub(crate) dead_letters: BTreeMap<String, usize>,
+    /// Per service, each dead letter: where it came from and why.
+    pub(crate) dead_letters: BTreeMap<String, Vec<String>>,
     pub(crate) orders: Vec<OrderVerdict>,
 }
 
@@ -50,7 +51,7 @@ impl SuiteReport {
         last_heal: f64,
         settled_at: f64,
         audit: choreo_audit::Report,
-        dead_letters: BTreeMap<String, usize>,
+        dead_letters: BTreeMap<String, Vec<String>>,
     ) -> Self {
         let mut outcomes = BTreeMap::new();
         for order in &orders {
@@ -104,8 +105,10 @@ impl SuiteReport {
             }
         }
         if suite.expect.dlq_empty {
-            for (service, count) in dead_letters.iter().filter(|(_, c)| **c > 0) {
-                violations.push(format!("{count} dead letters for {service}"));
+            for (service, letters) in &dead_letters {
+                for letter in letters {
+                    violations.push(format!("dead letter for {service}: {letter}"));
+                }
             }
         }
         Self {
@@ -147,7 +150,7 @@ impl SuiteReport {
             "  settled {:.1} s after the last heal",
             self.settle_seconds
         );
-        let letters: usize = self.dead_letters.values().sum();
+        let letters: usize = self.dead_letters.values().map(Vec::len).sum();
         let _ = writeln!(out, "  dead letters: {letters}");
         let _ = writeln!(
             out,

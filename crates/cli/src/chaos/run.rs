@@ -311,7 +311,16 @@ async fn drive(
     let mut dead_letters = BTreeMap::new();
     for service in choreo_events::SAGA_SERVICES {
         let letters = choreo_messaging::dead_letter::list(&kafka, service).await?;
-        dead_letters.insert(service.to_owned(), letters.len());
+        let described: Vec<String> = letters
+            .iter()
+            .map(|l| {
+                format!(
+                    "{}/{}@{}: {}",
+                    l.source_topic, l.source_partition, l.source_offset, l.error
+                )
+            })
+            .collect();
+        dead_letters.insert(service.to_owned(), described);
     }
     Ok(SuiteReport::judge(
         suite,
