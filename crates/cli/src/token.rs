@@ -53,6 +53,16 @@ pub(crate) fn run(args: TokenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A client builder that sends `token` as the bearer token of every request.
+pub(crate) fn bearer(token: &str) -> anyhow::Result<reqwest::ClientBuilder> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse()?,
+    );
+    Ok(reqwest::Client::builder().default_headers(headers))
+}
+
 fn secret_file(data_dir: &Path) -> PathBuf {
     data_dir.join("edge-token-secret")
 }

@@ -41,19 +41,8 @@ struct RunArgs {
     /// Run with this seed instead of each suite's own.
     #[arg(long)]
     seed: Option<u64>,
-    /// A PostgreSQL database to create each run's databases from.
-    #[arg(
-        long,
-        env = "CHOREO_PG_ADMIN_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pg_admin_url: String,
-    /// The Tansu broker binary (`make tansu` installs it here).
-    #[arg(long, env = "CHOREO_TANSU_BIN")]
-    tansu_bin: Option<PathBuf>,
-    /// Where the service binaries are; defaults to the folder of `choreo`.
-    #[arg(long, env = "CHOREO_BIN_DIR")]
-    bin_dir: Option<PathBuf>,
+    #[command(flatten)]
+    installation: up::Installation,
     /// Keep each run's databases and logs for a post-mortem.
     #[arg(long)]
     keep: bool,
@@ -78,11 +67,9 @@ pub(crate) async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
         suites.push(suite);
     }
     std::fs::create_dir_all(&args.report_dir)?;
-    let bin_dir = match &args.bin_dir {
-        Some(dir) => dir.clone(),
-        None => up::default_bin_dir()?,
-    };
-    let tansu = args.tansu_bin.clone().unwrap_or_else(up::default_tansu_bin);
+    let bin_dir = args.installation.bin_dir()?;
+    let tansu = args.installation.tansu();
+    let pg_admin_url = &args.installation.pg_admin_url;
 
     let mut junit = quick_junit::Report::new("choreo chaos");
     let mut cases = quick_junit::TestSuite::new("suites");
@@ -92,7 +79,7 @@ pub(crate) async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
         let workspace = run::Workspace {
             data_dir: std::env::temp_dir().join(format!("choreo-chaos-{}-{tag}", suite.name)),
             db_prefix: format!("choreo_t_chaos_{tag}_"),
-            pg_admin_url: args.pg_admin_url.clone(),
+            pg_admin_url: pg_admin_url.clone(),
             tansu: tansu.clone(),
             bin_dir: bin_dir.clone(),
         };
@@ -113,7 +100,7 @@ pub(crate) async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
                 .iter()
                 .map(|s| format!("{}{s}", workspace.db_prefix))
                 .collect();
-            if let Err(e) = crate::setup::drop_databases(&args.pg_admin_url, &names).await {
+            if let Err(e) = crate::setup::drop_databases(pg_admin_url, &names).await {
                 tracing::warn!(error = %e, "dropping the run's databases");
             }
             let _ = std::fs::remove_dir_all(&workspace.data_dir);

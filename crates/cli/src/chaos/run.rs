@@ -106,13 +106,7 @@ fn signal(data_dir: &Path, name: &str, signal: Signal) -> anyhow::Result<i32> {
 }
 
 fn bearer(token: &str) -> anyhow::Result<reqwest::Client> {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {token}").parse()?,
-    );
-    Ok(reqwest::Client::builder()
-        .default_headers(headers)
+    Ok(crate::token::bearer(token)?
         .timeout(Duration::from_secs(30))
         .build()?)
 }

@@ -18,24 +18,44 @@ use choreo_messaging::KafkaSettings;
 use std::{path::PathBuf, time::Duration};
 use supervisor::{ProcessSpec, Supervised, supervise};
 
-#[derive(Debug, clap::Args)]
-pub(crate) struct UpArgs {
-    /// Where the broker's storage and the processes' logs go.
-    #[arg(long, env = "CHOREO_DATA_DIR", default_value = ".choreo")]
-    data_dir: PathBuf,
+/// Where a platform's parts are: shared by `choreo up` and `choreo chaos`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Installation {
     /// A PostgreSQL database the user can connect to and create databases from.
     #[arg(
         long,
         env = "CHOREO_PG_ADMIN_URL",
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
-    pg_admin_url: String,
+    pub(crate) pg_admin_url: String,
     /// The Tansu broker binary (`make tansu` installs it here).
     #[arg(long, env = "CHOREO_TANSU_BIN")]
     tansu_bin: Option<PathBuf>,
     /// Where the service binaries are; defaults to the folder of `choreo`.
     #[arg(long, env = "CHOREO_BIN_DIR")]
     bin_dir: Option<PathBuf>,
+}
+
+impl Installation {
+    pub(crate) fn tansu(&self) -> PathBuf {
+        self.tansu_bin.clone().unwrap_or_else(default_tansu_bin)
+    }
+
+    pub(crate) fn bin_dir(&self) -> anyhow::Result<PathBuf> {
+        match &self.bin_dir {
+            Some(dir) => Ok(dir.clone()),
+            None => default_bin_dir(),
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct UpArgs {
+    /// Where the broker's storage and the processes' logs go.
+    #[arg(long, env = "CHOREO_DATA_DIR", default_value = ".choreo")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    installation: Installation,
     #[arg(long, env = "CHOREO_BROKER_PORT", default_value_t = 9092)]
     broker_port: u16,
     /// The edge listens here; the registry and services on the next ports.
@@ -76,12 +96,9 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     let config = Config {
         data_dir: data_dir.clone(),
-        pg_admin_url: args.pg_admin_url.clone(),
-        tansu: args.tansu_bin.clone().unwrap_or_else(default_tansu_bin),
-        bin_dir: match &args.bin_dir {
-            Some(dir) => dir.clone(),
-            None => default_bin_dir()?,
-        },
+        pg_admin_url: args.installation.pg_admin_url.clone(),
+        tansu: args.installation.tansu(),
+        bin_dir: args.installation.bin_dir()?,
         broker_port: args.broker_port,
         edge_port: args.edge_port,
         db_prefix: args.db_prefix.clone(),
@@ -155,7 +172,7 @@ pub(crate) struct Endpoints {
 
 /// The folder of the running `choreo`, where the service binaries are
 /// built beside it.
-pub(crate) fn default_bin_dir() -> anyhow::Result<PathBuf> {
+fn default_bin_dir() -> anyhow::Result<PathBuf> {
     Ok(std::env::current_exe()?
         .parent()
         .context("choreo has no parent folder")?
@@ -344,7 +361,7 @@ pub(crate) async fn start(
     })
 }
 
-pub(crate) fn default_tansu_bin() -> PathBuf {
+fn default_tansu_bin() -> PathBuf {
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
     PathBuf::from(home).join(".cache/choreo/tansu-0.6.0/bin/tansu")
 }

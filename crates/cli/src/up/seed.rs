@@ -17,14 +17,7 @@ const PRODUCTS: &[(&str, &str, i64, i32)] = &[
 const WALLETS: &[(&str, i64)] = &[(DEMO_CUSTOMER, 100_000), ("bob", 50_000), ("carol", 1_000)];
 
 pub(crate) async fn seed(edge: &str, admin_token: &str) -> anyhow::Result<()> {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {admin_token}").parse()?,
-    );
-    let http = reqwest::Client::builder()
-        .default_headers(headers)
-        .build()?;
+    let http = crate::token::bearer(admin_token)?.build()?;
     for (sku, name, price_cents, available) in PRODUCTS {
         let existing = http.get(format!("{edge}/v1/products/{sku}")).send().await?;
         if existing.status().is_success() {
