@@ -461,15 +461,7 @@ pub fn order_body(customer: &str, items: &[(&str, i32)]) -> Value {
 }
 
 /// Which topics each service's consumer group reads.
-pub const SUBSCRIPTIONS: &[(&str, &[choreo_events::Topic])] = {
-    use choreo_events::Topic::*;
-    &[
-        ("order", &[Inventory, Payment, Shipping]),
-        ("inventory", &[Order]),
-        ("payment", &[Inventory, Order]),
-        ("shipping", &[Order, Payment]),
-    ]
-};
+pub use choreo_events::SUBSCRIPTIONS;
 
 impl Platform {
     fn kafka_config(&self) -> rdkafka::ClientConfig {
@@ -617,7 +609,7 @@ impl Platform {
             .set("group.id", unique_name("probe"))
             .create()?;
         let mut targets = Vec::new();
-        for (service, inputs) in SUBSCRIPTIONS {
+        for (service, inputs) in &SUBSCRIPTIONS {
             let mut list = TopicPartitionList::new();
             let mut ends = Vec::new();
             for topic in *inputs {

@@ -18,7 +18,7 @@ pub use codec::{CodecError, Decoded, Decoder, encode_datum, frame, unframe};
 pub use meta::EventMeta;
 pub use records::*;
 pub use registry::{RegistryClient, RegistryError};
-pub use topic::{SAGA_SERVICES, Topic, Topics};
+pub use topic::{SAGA_SERVICES, SUBSCRIPTIONS, Topic, Topics, inputs};
 
 /// The Avro namespace of every Choreo record.
 pub const NAMESPACE: &str = "io.choreo.events";

@@ -35,6 +35,29 @@ impl Topic {
 /// and dead-letter topic.
 pub const SAGA_SERVICES: [&str; 4] = ["order", "inventory", "payment", "shipping"];
 
+/// The topics each saga service consumes: the choreography at a glance.
+pub mod inputs {
+    use super::Topic::{self, *};
+
+    /// Order follows every other service's outcome.
+    pub const ORDER: &[Topic] = &[Inventory, Payment, Shipping];
+    /// Inventory reserves on a placed order and releases on a cancelled one.
+    pub const INVENTORY: &[Topic] = &[Order];
+    /// Payment charges on reserved stock and refunds on a cancelled order.
+    pub const PAYMENT: &[Topic] = &[Inventory, Order];
+    /// Shipping schedules on a payment and cancels on a cancelled order.
+    pub const SHIPPING: &[Topic] = &[Order, Payment];
+}
+
+/// Each saga service (its consumer group's name, before any prefix) with
+/// the topics it consumes.
+pub const SUBSCRIPTIONS: [(&str, &[Topic]); 4] = [
+    ("order", inputs::ORDER),
+    ("inventory", inputs::INVENTORY),
+    ("payment", inputs::PAYMENT),
+    ("shipping", inputs::SHIPPING),
+];
+
 /// Topic names as deployed. The prefix lets test runs and tenants share a
 /// broker without sharing topics; production leaves it empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

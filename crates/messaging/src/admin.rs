@@ -1,5 +1,5 @@
-//! Topic administration: explicit creation, and reading a topic to its end
-//! for operator tools.
+//! Topic administration: explicit creation, reading a topic to its end and
+//! a consumer group's lag, for operator tools.
 //!
 //! Explicit topic creation. Neither the local broker nor a well-run
 //! production cluster creates topics on first use, so Choreo creates its
@@ -64,6 +64,105 @@ pub async fn ensure_topics(
         }
     }
     Ok(())
+}
+
+/// Where a consumer group stands on one partition.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    /// The group's committed offset (the next message it will read), if it
+    /// has committed one.
+    pub committed: Option<i64>,
+    /// The partition's end (high watermark).
+    pub end: i64,
+}
+
+impl PartitionLag {
+    /// Messages between the committed offset and the end; everything when
+    /// nothing is committed.
+    pub fn lag(&self) -> i64 {
+        (self.end - self.committed.unwrap_or(0)).max(0)
+    }
+}
+
+/// The committed offset, end and lag of `group` on every partition of
+/// `topics`. Reading committed offsets does not join the group.
+///
+/// # Errors
+/// When the broker cannot be reached or answers with an error.
+pub async fn group_lag(
+    settings: &KafkaSettings,
+    group: &str,
+    topics: &[String],
+) -> Result<Vec<PartitionLag>, MessagingError> {
+    let (settings, group, topics) = (settings.clone(), group.to_owned(), topics.to_vec());
+    tokio::task::spawn_blocking(move || group_lag_blocking(&settings, &group, &topics))
+        .await
+        .map_err(|e| MessagingError::Blocking(e.to_string()))?
+}
+
+fn group_lag_blocking(
+    settings: &KafkaSettings,
+    group: &str,
+    topics: &[String],
+) -> Result<Vec<PartitionLag>, MessagingError> {
+    const TIMEOUT: Duration = Duration::from_secs(10);
+    let mut config = settings.client_config();
+    config
+        .set("group.id", group)
+        .set("enable.auto.commit", "false");
+    settings.apply_overrides(&mut config);
+    let consumer: BaseConsumer = config
+        .create()
+        .map_err(MessagingError::kafka("creating an offset reader"))?;
+    let mut list = TopicPartitionList::new();
+    let mut ends = Vec::new();
+    for topic in topics {
+        let metadata =
+            consumer
+                .fetch_metadata(Some(topic), TIMEOUT)
+                .map_err(MessagingError::kafka(format!(
+                    "reading metadata of {topic}"
+                )))?;
+        let partitions = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map_or(0, |t| t.partitions().len() as i32);
+        for partition in 0..partitions {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, partition, TIMEOUT)
+                .map_err(MessagingError::kafka(format!(
+                    "reading the end of {topic}/{partition}"
+                )))?;
+            list.add_partition(topic, partition);
+            ends.push((topic.clone(), partition, high));
+        }
+    }
+    let committed = consumer
+        .committed_offsets(list, TIMEOUT)
+        .map_err(MessagingError::kafka(format!(
+            "reading the committed offsets of {group}"
+        )))?;
+    Ok(ends
+        .into_iter()
+        .map(|(topic, partition, end)| {
+            let committed = match committed
+                .find_partition(&topic, partition)
+                .map(|e| e.offset())
+            {
+                Some(Offset::Offset(o)) => Some(o),
+                _ => None,
+            };
+            PartitionLag {
+                topic,
+                partition,
+                committed,
+                end,
+            }
+        })
+        .collect())
 }
 
 /// Every message on `topic` from the beginning up to its end as of the

@@ -149,6 +149,7 @@ pub async fn apply<H: Handler>(
     }
     match handler.handle(&mut tx, delivery).await? {
         Outcome::Applied => {
+            crate::fail_points::crash_point(crate::fail_points::HANDLER_BEFORE_COMMIT);
             tx.commit().await?;
             tracing::debug!(event_id = %meta.event_id, "event applied");
             Ok(true)

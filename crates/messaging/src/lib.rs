@@ -12,6 +12,8 @@
 //!   dead-letter topic ([`dead_letter`]).
 //! - [`retention`] purges published outbox rows and old inbox rows.
 //! - [`Health`] tells readiness probes whether the runtime makes progress.
+//! - [`fail_points`] are the named places where failure-injection suites
+//!   kill a service (built only with the `failpoints` feature).
 //! - [`admin`] creates topics explicitly (brokers here do not auto-create)
 //!   and reads topics to their end for operator tools.
 //!
@@ -23,6 +25,7 @@ pub mod consumer;
 pub mod dead_letter;
 mod delivery;
 mod error;
+pub mod fail_points;
 mod health;
 pub mod inbox;
 pub mod outbox;

@@ -292,6 +292,7 @@ impl Relay {
             }
         }
         if !published.is_empty() {
+            crate::fail_points::crash_point(crate::fail_points::RELAY_AFTER_PUBLISH);
             sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
                 .bind(&published)
                 .execute(&self.pool)

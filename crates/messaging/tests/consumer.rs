@@ -310,7 +310,10 @@ async fn partitions_progress_independently_in_order_and_a_slow_one_is_paused() -
     let consumer = Running::start(
         &env,
         "inventory",
-        ConsumerSettings { partition_queue: 4 },
+        ConsumerSettings {
+            partition_queue: 4,
+            ..Default::default()
+        },
         handler,
     )
     .await?;

@@ -10,6 +10,7 @@
 //! relay finishes its batch. What has not stopped within the grace period is
 //! abandoned: its events are redelivered after the restart and deduplicated.
 
+mod fail_points;
 mod health;
 
 use axum::Router;
@@ -40,6 +41,10 @@ pub struct ServiceSettings {
     /// abandoned (to be redelivered after the restart) and the process exits.
     pub shutdown_grace_seconds: f64,
     pub log_format: LogFormat,
+    /// Fail points armed at start-up, as `point=actions;…` (the `fail`
+    /// crate's syntax, see `choreo_messaging::fail_points`). Empty: none.
+    /// Refused in a build without fail points.
+    pub fail_points: String,
 }
 
 impl ServiceSettings {
@@ -56,6 +61,7 @@ impl ServiceSettings {
             retention: RetentionSettings::default(),
             shutdown_grace_seconds: 30.0,
             log_format: LogFormat::Text,
+            fail_points: String::new(),
         }
     }
 }
@@ -68,6 +74,8 @@ pub enum LaunchError {
     Migrate(#[source] sqlx::migrate::MigrateError),
     #[error("starting messaging")]
     Messaging(#[source] choreo_messaging::MessagingError),
+    #[error("arming the fail points")]
+    FailPoints(#[source] choreo_messaging::fail_points::FailPointError),
     #[error("binding {addr}")]
     Bind {
         addr: SocketAddr,
@@ -192,6 +200,10 @@ pub async fn launch<H: Handler>(
     spec: Spec<H>,
     shutdown: CancellationToken,
 ) -> Result<Running, LaunchError> {
+    if !settings.fail_points.trim().is_empty() {
+        choreo_messaging::fail_points::configure_all(&settings.fail_points)
+            .map_err(LaunchError::FailPoints)?;
+    }
     let registry = RegistryClient::new(&settings.registry_url);
     let runtime = Health::default();
     let mut tasks = JoinSet::new();
@@ -234,7 +246,10 @@ pub async fn launch<H: Handler>(
         registry,
         runtime,
     };
-    let router = spec.router.merge(health::routes(probes));
+    let router = spec
+        .router
+        .merge(health::routes(probes))
+        .merge(fail_points::routes());
     let (addr, server) = choreo_kit::serve(router, settings.http_addr, shutdown.clone())
         .await
         .map_err(|source| LaunchError::Bind {

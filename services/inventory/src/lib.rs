@@ -35,7 +35,7 @@ impl Default for Settings {
     }
 }
 
-const INPUTS: &[Topic] = &[Topic::Order];
+const INPUTS: &[Topic] = choreo_events::inputs::INVENTORY;
 
 /// The service's own migrations (the outbox and inbox come with
 /// `choreo_service::connect`).

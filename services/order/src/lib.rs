@@ -53,7 +53,7 @@ impl Default for Settings {
 }
 
 /// The events the order service follows.
-const INPUTS: &[Topic] = &[Topic::Inventory, Topic::Payment, Topic::Shipping];
+const INPUTS: &[Topic] = choreo_events::inputs::ORDER;
 
 /// The service's own migrations (the outbox and inbox come with
 /// `choreo_service::connect`).

@@ -34,7 +34,7 @@ impl Default for Settings {
     }
 }
 
-const INPUTS: &[Topic] = &[Topic::Inventory, Topic::Order];
+const INPUTS: &[Topic] = choreo_events::inputs::PAYMENT;
 
 /// The service's own migrations (the outbox and inbox come with
 /// `choreo_service::connect`).

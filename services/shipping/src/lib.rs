@@ -46,7 +46,7 @@ impl Default for Settings {
     }
 }
 
-const INPUTS: &[Topic] = &[Topic::Order, Topic::Payment];
+const INPUTS: &[Topic] = choreo_events::inputs::SHIPPING;
 
 /// The service's own migrations (the outbox and inbox come with
 /// `choreo_service::connect`).

@@ -49,12 +49,21 @@ pub struct ConsumerSettings {
     /// Messages fetched ahead per partition; beyond this the partition is
     /// paused until its handler catches up.
     pub partition_queue: usize,
+    /// Static group membership (`group.instance.id`, KIP-345): a name for
+    /// this replica that stays the same across its restarts and differs
+    /// from every other replica of the service (a pod name, `order-0`).
+    /// A restarted replica then takes its old place in the group, with its
+    /// partitions, instead of waiting for the group to evict its dead self.
+    /// On the local Tansu broker this is what keeps a group usable after a
+    /// member is SIGKILLed (see DEVELOPERS.md). `None`: dynamic membership.
+    pub instance_id: Option<String>,
 }
 
 impl Default for ConsumerSettings {
     fn default() -> Self {
         Self {
             partition_queue: 64,
+            instance_id: None,
         }
     }
 }
@@ -206,6 +215,9 @@ impl<H: Handler> Consumer<H> {
             // interval costs nothing. (Tansu does not apply it: see the
             // README on the local broker.)
             .set("max.poll.interval.ms", "20000");
+        if let Some(instance) = &settings.instance_id {
+            config.set("group.instance.id", instance);
+        }
         kafka.apply_overrides(&mut config);
         let (rebalance_tx, rebalances) = mpsc::unbounded_channel();
         let consumer: StreamConsumer<Rebalances> = config

@@ -12,10 +12,15 @@ use super::Shared;
 use crate::{
     Delivery, Handler, HandlerError, apply,
     dead_letter::{header, header_text},
+    fail_points,
     relay::{backoff, error_chain},
 };
 use choreo_events::CodecError;
-use rdkafka::{Message, consumer::Consumer as _, message::OwnedMessage};
+use rdkafka::{
+    Message, Offset, TopicPartitionList,
+    consumer::{CommitMode, Consumer as _},
+    message::OwnedMessage,
+};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -50,9 +55,13 @@ impl<H: Handler> Partition<H> {
                     None => break,
                 },
             };
+            if fail_points::mutant(fail_points::MUTANT_COMMIT_OFFSET_FIRST) {
+                self.commit_offset_first(&message);
+            }
             if self.process(&message, &stop).await.is_err() {
                 break;
             }
+            fail_points::crash_point(fail_points::CONSUMER_AFTER_COMMIT);
             // Stored only now that the effect (or the dead letter) is safe.
             if let Err(e) =
                 self.shared
@@ -63,6 +72,19 @@ impl<H: Handler> Partition<H> {
                 // event and the inbox skips it.
                 tracing::debug!(error = %e, topic = %self.topic, partition = self.partition, "offset not stored");
             }
+        }
+    }
+
+    /// The bug the mutant switch plants (see `fail_points`): the offset is
+    /// committed before the effect, so a crash in between loses the event.
+    fn commit_offset_first(&self, message: &OwnedMessage) {
+        let mut list = TopicPartitionList::new();
+        let next = Offset::Offset(message.offset() + 1);
+        if list
+            .add_partition_offset(&self.topic, self.partition, next)
+            .is_ok()
+        {
+            let _ = self.shared.consumer.commit(&list, CommitMode::Sync);
         }
     }
 
