@@ -1,45 +1,18 @@
 //! `choreo chaos run` as a user runs it: a shipped suite passes under its
 //! fault with reports a CI can read, and a suite whose expectation does not
-//! hold fails with the violation named.
-//!
-//! The suite run here kills the edge, which holds no consumer: suites that
-//! kill a consumer sometimes meet a Tansu group bug (see
-//! `saga-tests/suites/blocked/README.md`) and are not run on every change.
+//! hold fails with the violation named. (`fail_points.rs` runs the suite
+//! that kills services from inside; it is a test binary of its own so that
+//! its platforms do not share the two cores with these.)
+
+mod support;
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use tokio::process::Command;
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-async fn chaos(report_dir: &Path, suite: &Path) -> anyhow::Result<std::process::Output> {
-    Ok(Command::new(env!("CARGO_BIN_EXE_choreo"))
-        .args(["chaos", "run"])
-        .arg(suite)
-        .arg("--report-dir")
-        .arg(report_dir)
-        .output()
-        .await?)
-}
-
-fn printed(output: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
+use support::{chaos, printed, suite};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_edge_crash_suite_passes_and_reports_what_happened() -> anyhow::Result<()> {
     let reports = std::env::temp_dir().join(choreo_testkit::unique_name("chaos-reports"));
-    let output = chaos(
-        &reports,
-        &repo_root().join("saga-tests/suites/edge-crash.toml"),
-    )
-    .await?;
+    let output = chaos(&reports, &suite("edge-crash")).await?;
     let text = printed(&output);
     assert!(output.status.success(), "{text}");
     assert!(text.contains("suite edge-crash (seed 5): PASS"), "{text}");

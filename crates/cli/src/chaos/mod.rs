@@ -9,6 +9,7 @@
 //! must be clean, and so on. A report is printed, and written as JSON and
 //! JUnit XML; the command exits 1 if any suite failed.
 
+mod faults;
 mod report;
 mod run;
 mod suite;
@@ -46,6 +47,29 @@ struct RunArgs {
     /// Keep each run's databases and logs for a post-mortem.
     #[arg(long)]
     keep: bool,
+    /// Plant a known bug in every saga service, to prove the suites catch
+    /// it: such a run is expected to fail.
+    #[arg(long, value_enum)]
+    mutant: Option<Mutant>,
+}
+
+/// Bugs the runtime can be told to have (`choreo_messaging::fail_points`).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Mutant {
+    /// Commit each event's offset before applying it: a crash in between
+    /// loses the event.
+    CommitOffsetFirst,
+}
+
+impl Mutant {
+    fn fail_points(self) -> String {
+        match self {
+            Mutant::CommitOffsetFirst => format!(
+                "{}=return",
+                choreo_messaging::fail_points::MUTANT_COMMIT_OFFSET_FIRST
+            ),
+        }
+    }
 }
 
 pub(crate) async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
@@ -82,6 +106,7 @@ pub(crate) async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
             pg_admin_url: pg_admin_url.clone(),
             tansu: tansu.clone(),
             bin_dir: bin_dir.clone(),
+            fail_points: args.mutant.map(Mutant::fail_points),
         };
         println!(
             "suite {}: {} orders, {} faults, seed {}",
@@ -92,6 +117,9 @@ pub(crate) async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
         );
         if !suite.description.is_empty() {
             println!("  {}", suite.description);
+        }
+        if let Some(mutant) = args.mutant {
+            println!("  with the planted bug {mutant:?}: this run should fail");
         }
         let started = std::time::Instant::now();
         let result = run::run(suite, &workspace).await;

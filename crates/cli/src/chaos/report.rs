@@ -43,16 +43,31 @@ pub(crate) struct SuiteReport {
     pub(crate) orders: Vec<OrderVerdict>,
 }
 
+/// What a run observed, for [`SuiteReport::judge`].
+pub(crate) struct Findings {
+    pub(crate) orders: Vec<OrderVerdict>,
+    pub(crate) faults: Vec<FaultEvent>,
+    /// Seconds from the load's start to the last heal, and to the last order
+    /// decided.
+    pub(crate) last_heal: f64,
+    pub(crate) settled_at: f64,
+    /// Consumer groups that had not read their topics to the end.
+    pub(crate) lagging: Vec<String>,
+    pub(crate) audit: choreo_audit::Report,
+    pub(crate) dead_letters: BTreeMap<String, Vec<String>>,
+}
+
 impl SuiteReport {
-    pub(crate) fn judge(
-        suite: &Suite,
-        orders: Vec<OrderVerdict>,
-        faults: Vec<FaultEvent>,
-        last_heal: f64,
-        settled_at: f64,
-        audit: choreo_audit::Report,
-        dead_letters: BTreeMap<String, Vec<String>>,
-    ) -> Self {
+    pub(crate) fn judge(suite: &Suite, findings: Findings) -> Self {
+        let Findings {
+            orders,
+            faults,
+            last_heal,
+            settled_at,
+            lagging,
+            audit,
+            dead_letters,
+        } = findings;
         let mut outcomes = BTreeMap::new();
         for order in &orders {
             let key = match &order.reason {
@@ -91,6 +106,9 @@ impl SuiteReport {
                     .unwrap_or_default()
             ));
         }
+        for lag in &lagging {
+            violations.push(format!("consumer not caught up: {lag}"));
+        }
         for (status, count) in &suite.expect.counts {
             let actual = orders.iter().filter(|o| &o.status == status).count();
             if let Ok((low, high)) = count.bounds() {
@@ -104,7 +122,12 @@ impl SuiteReport {
                 violations.push(format!("audit: {v}"));
             }
         }
-        if suite.expect.dlq_empty {
+        let letters: usize = dead_letters.values().map(Vec::len).sum();
+        if let Some(Ok((low, high))) = suite.expect.dead_letters.as_ref().map(|c| c.bounds()) {
+            if !(low..=high).contains(&letters) {
+                violations.push(format!("{letters} dead letters, expected {low}..={high}"));
+            }
+        } else if suite.expect.dlq_empty {
             for (service, letters) in &dead_letters {
                 for letter in letters {
                     violations.push(format!("dead letter for {service}: {letter}"));
@@ -141,7 +164,7 @@ impl SuiteReport {
         for f in &self.faults {
             let _ = writeln!(
                 out,
-                "    {:<12} {:<10} injected at {:>6.1} s, healed at {:>6.1} s",
+                "    {:<12} {:<32} injected at {:>6.1} s, healed at {:>6.1} s",
                 f.kind, f.target, f.injected_at, f.healed_at
             );
         }

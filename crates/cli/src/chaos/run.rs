@@ -1,17 +1,17 @@
 //! Runs one suite: its own platform, its load, its faults, its verdict.
 
 use super::{
+    faults::{Target, inject},
     report::{FaultEvent, OrderVerdict, SuiteReport},
-    suite::{FaultKind, Suite},
+    suite::Suite,
 };
 use crate::up::{self, Config, supervisor::Supervised};
 use anyhow::Context;
-use nix::{sys::signal::Signal, unistd::Pid};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
 use std::{
     collections::BTreeMap,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -72,6 +72,9 @@ pub(crate) struct Workspace {
     pub(crate) pg_admin_url: String,
     pub(crate) tansu: PathBuf,
     pub(crate) bin_dir: PathBuf,
+    /// Fail points every saga service arms at start-up (`point=actions;…`):
+    /// how `--mutant` plants a bug in every incarnation of every service.
+    pub(crate) fail_points: Option<String>,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -90,21 +93,6 @@ fn free_port_block() -> u16 {
     }
 }
 
-fn pid_of(data_dir: &Path, name: &str) -> Option<i32> {
-    std::fs::read_to_string(data_dir.join("run").join(format!("{name}.pid")))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-fn signal(data_dir: &Path, name: &str, signal: Signal) -> anyhow::Result<i32> {
-    let pid = pid_of(data_dir, name).with_context(|| format!("{name} has no pid file"))?;
-    nix::sys::signal::kill(Pid::from_raw(pid), signal)
-        .with_context(|| format!("sending {signal} to {name} ({pid})"))?;
-    Ok(pid)
-}
-
 fn bearer(token: &str) -> anyhow::Result<reqwest::Client> {
     Ok(crate::token::bearer(token)?
         .timeout(Duration::from_secs(30))
@@ -118,7 +106,7 @@ pub(crate) async fn run(suite: &Suite, workspace: &Workspace) -> anyhow::Result<
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     );
-    let config = Config {
+    let mut config = Config {
         data_dir: workspace.data_dir.clone(),
         pg_admin_url: workspace.pg_admin_url.clone(),
         tansu: workspace.tansu.clone(),
@@ -148,17 +136,17 @@ pub(crate) async fn run(suite: &Suite, workspace: &Workspace) -> anyhow::Result<
             ),
         ],
     };
+    if let Some(points) = &workspace.fail_points {
+        for service in choreo_events::SAGA_SERVICES {
+            config
+                .env
+                .push((service, "CHOREO_FAIL_POINTS".into(), points.clone()));
+        }
+    }
     let mut running: Vec<Supervised> = Vec::new();
     let result = async {
         let endpoints = up::start(&config, &mut running).await?;
-        drive(
-            suite,
-            workspace,
-            &endpoints.edge,
-            &endpoints.bootstrap,
-            &secret,
-        )
-        .await
+        drive(suite, workspace, &endpoints, &secret).await
     }
     .await;
     up::stop(running).await;
@@ -168,10 +156,10 @@ pub(crate) async fn run(suite: &Suite, workspace: &Workspace) -> anyhow::Result<
 async fn drive(
     suite: &Suite,
     workspace: &Workspace,
-    edge: &str,
-    bootstrap: &str,
+    endpoints: &up::Endpoints,
     secret: &str,
 ) -> anyhow::Result<SuiteReport> {
+    let (edge, bootstrap) = (endpoints.edge.as_str(), endpoints.bootstrap.as_str());
     let admin = bearer(&choreo_edge::hs256_token(
         secret,
         "chaos-operator",
@@ -181,6 +169,7 @@ async fn drive(
     seed(suite, edge, &admin).await?;
     warm_up(suite, edge, &admin, secret).await?;
 
+    let progress = Progress::new(suite.load.orders);
     let started = Instant::now();
     let placed = Arc::new(AtomicUsize::new(0));
     let (placed_tx, placed_rx) = watch::channel(0usize);
@@ -190,15 +179,34 @@ async fn drive(
     let kinds: Vec<Kind> = (0..suite.load.orders)
         .map(|_| draw_kind(suite, &mut rng))
         .collect();
+    let kafka = choreo_messaging::KafkaSettings {
+        bootstrap_servers: bootstrap.to_owned(),
+        partitions: suite.platform.partitions,
+        ..Default::default()
+    };
     let mut faults = JoinSet::new();
     for fault in &suite.faults {
-        let at = fault
-            .window
-            .map(|[from, to]| rng.random_range(from..=to))
-            .or(fault.at_seconds);
-        let fault = fault.clone();
-        let (data_dir, placed_rx) = (workspace.data_dir.clone(), placed_rx.clone());
-        faults.spawn(async move { inject(fault, at, started, data_dir, placed_rx).await });
+        for _ in 0..fault.times {
+            let at = fault
+                .window
+                .map(|[from, to]| rng.random_range(from..=to))
+                .or(fault.at_seconds);
+            let target = Target {
+                kafka: kafka.clone(),
+                data_dir: workspace.data_dir.clone(),
+                url: fault
+                    .service
+                    .as_deref()
+                    .and_then(|s| endpoints.services.get(s))
+                    .cloned(),
+            };
+            let (fault, placed_rx, progress) = (fault.clone(), placed_rx.clone(), progress.clone());
+            faults.spawn(async move {
+                let event = inject(fault, at, started, target, placed_rx).await?;
+                progress.fault(&event);
+                anyhow::Ok(event)
+            });
+        }
     }
 
     // The load: each order placed with an idempotency key of its own and
@@ -244,18 +252,27 @@ async fn drive(
                                  "postal_code": "10115", "country": country},
         });
         let client = clients[&customer].clone();
-        let (edge, semaphore, placed, placed_tx) = (
+        let (edge, semaphore, placed, placed_tx, progress) = (
             edge.to_owned(),
             semaphore.clone(),
             placed.clone(),
             placed_tx.clone(),
+            progress.clone(),
         );
         let key = format!("chaos-{}-{i}", suite.seed);
+        let arrival = suite
+            .load
+            .rate_per_second
+            .map(|rate| started + Duration::from_secs_f64(i as f64 / rate));
         load.spawn(async move {
+            if let Some(at) = arrival {
+                tokio::time::sleep_until(at).await;
+            }
             let _slot = semaphore.acquire_owned().await?;
             let id = place(&client, &edge, &key, &body).await?;
             let n = placed.fetch_add(1, Ordering::SeqCst) + 1;
             placed_tx.send_replace(n);
+            progress.placed();
             if kind == Kind::Cancelled {
                 cancel(&client, &edge, &id).await?;
             }
@@ -280,9 +297,11 @@ async fn drive(
     // Every order to its end, within the suite's settle time.
     let settle = Duration::from_secs_f64(suite.expect.settle_seconds);
     let deadline = started + Duration::from_secs_f64(last_heal) + settle;
+    progress.settling();
     let mut orders = Vec::new();
     for (id, kind) in ids.iter().zip(&kinds) {
         let order = wait_terminal(&admin, edge, id, deadline).await;
+        progress.decided();
         let status = order["status"].as_str().unwrap_or("PENDING").to_owned();
         let reason = order["cancel_reason"].as_str().map(str::to_owned);
         orders.push(OrderVerdict {
@@ -294,14 +313,15 @@ async fn drive(
         });
     }
     let settled_at = started.elapsed().as_secs_f64();
+    progress.finish();
+    // Every consumer through every message on its topics (the copies and
+    // poison a fault added included) before the verdict: a duplicate still
+    // unread proves nothing.
+    let lagging = wait_drained(&kafka, deadline.max(Instant::now() + settle)).await?;
 
     // The audit, once compensation has caught up: it is re-run until clean
     // or the settle time is up, and its last answer stands.
     let audit = audit_until_clean(workspace, suite, deadline.max(Instant::now() + settle)).await?;
-    let kafka = choreo_messaging::KafkaSettings {
-        bootstrap_servers: bootstrap.to_owned(),
-        ..Default::default()
-    };
     let mut dead_letters = BTreeMap::new();
     for service in choreo_events::SAGA_SERVICES {
         let letters = choreo_messaging::dead_letter::list(&kafka, service).await?;
@@ -318,13 +338,61 @@ async fn drive(
     }
     Ok(SuiteReport::judge(
         suite,
-        orders,
-        events,
-        last_heal,
-        settled_at,
-        audit,
-        dead_letters,
+        super::report::Findings {
+            orders,
+            faults: events,
+            last_heal,
+            settled_at,
+            lagging,
+            audit,
+            dead_letters,
+        },
     ))
+}
+
+/// The live display of a run: orders placed, then orders decided, with the
+/// faults as they happen. Drawn on stderr only when it is a terminal (so a
+/// CI log gets the report alone).
+#[derive(Clone)]
+struct Progress(indicatif::ProgressBar);
+
+impl Progress {
+    fn new(orders: usize) -> Self {
+        let bar = indicatif::ProgressBar::new(orders as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "  {prefix:9} [{bar:30}] {pos}/{len} orders  {elapsed}  {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_prefix("placing");
+        Self(bar)
+    }
+
+    fn placed(&self) {
+        self.0.inc(1);
+    }
+
+    fn fault(&self, event: &FaultEvent) {
+        self.0.println(format!(
+            "  fault {} {} at {:.1} s, healed at {:.1} s",
+            event.kind, event.target, event.injected_at, event.healed_at
+        ));
+    }
+
+    fn settling(&self) {
+        self.0.set_prefix("deciding");
+        self.0.set_position(0);
+    }
+
+    fn decided(&self) {
+        self.0.inc(1);
+    }
+
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
 }
 
 /// Faults are meant for a platform in its steady state: one order is taken
@@ -505,6 +573,35 @@ async fn wait_terminal(admin: &reqwest::Client, edge: &str, id: &str, deadline: 
     last
 }
 
+/// Waits until every saga consumer group has committed up to the end of
+/// each of its input topics as they are at that moment, or `deadline`;
+/// returns what still lags then (`group on topic/partition: lag N`).
+async fn wait_drained(
+    kafka: &choreo_messaging::KafkaSettings,
+    deadline: Instant,
+) -> anyhow::Result<Vec<String>> {
+    let topics = kafka.topics();
+    loop {
+        let mut lagging = Vec::new();
+        for (service, inputs) in &choreo_events::SUBSCRIPTIONS {
+            let group = format!("{}{service}", kafka.topic_prefix);
+            let names: Vec<String> = inputs.iter().map(|t| topics.name(*t)).collect();
+            match choreo_messaging::admin::group_lag(kafka, &group, &names).await {
+                Ok(partitions) => {
+                    lagging.extend(partitions.iter().filter(|p| p.lag() > 0).map(|p| {
+                        format!("{group} on {}/{}: lag {}", p.topic, p.partition, p.lag())
+                    }))
+                }
+                Err(e) => lagging.push(format!("{group}: {}", choreo_telemetry::error_chain(&e))),
+            }
+        }
+        if lagging.is_empty() || Instant::now() >= deadline {
+            return Ok(lagging);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 async fn audit_until_clean(
     workspace: &Workspace,
     suite: &Suite,
@@ -535,48 +632,4 @@ async fn audit_until_clean(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-}
-
-/// Waits for the fault's moment, injects it, heals it, and says when.
-async fn inject(
-    fault: super::suite::Fault,
-    at: Option<f64>,
-    started: Instant,
-    data_dir: PathBuf,
-    mut placed: watch::Receiver<usize>,
-) -> anyhow::Result<FaultEvent> {
-    match (at, fault.after_orders) {
-        (Some(at), _) => tokio::time::sleep_until(started + Duration::from_secs_f64(at)).await,
-        (None, Some(n)) => {
-            let _ = placed.wait_for(|placed| *placed >= n).await;
-        }
-        (None, None) => {}
-    }
-    let target = match fault.kind {
-        FaultKind::BrokerKill | FaultKind::BrokerPause => "broker".to_owned(),
-        _ => fault.service.clone().unwrap_or_default(),
-    };
-    let injected_at = started.elapsed().as_secs_f64();
-    match fault.kind {
-        FaultKind::Kill | FaultKind::BrokerKill => {
-            let pid = signal(&data_dir, &target, Signal::SIGKILL)?;
-            // Healed once the supervisor has it running again.
-            let until = Instant::now() + Duration::from_secs(120);
-            while pid_of(&data_dir, &target).is_none_or(|p| p == pid) {
-                anyhow::ensure!(Instant::now() < until, "{target} was not restarted");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        FaultKind::Pause | FaultKind::BrokerPause => {
-            signal(&data_dir, &target, Signal::SIGSTOP)?;
-            tokio::time::sleep(Duration::from_secs_f64(fault.seconds.unwrap_or(1.0))).await;
-            signal(&data_dir, &target, Signal::SIGCONT)?;
-        }
-    }
-    Ok(FaultEvent {
-        kind: fault.kind.name().to_owned(),
-        target,
-        injected_at,
-        healed_at: started.elapsed().as_secs_f64(),
-    })
 }

@@ -14,18 +14,34 @@
 //! [load]
 //! orders = 200
 //! concurrency = 8
+//! rate_per_second = 50          # optional: open loop at a fixed arrival rate
 //! # Weights of the kinds of order: each kind has a known right outcome.
 //! mix = { succeed = 8, out_of_stock = 1, payment_declined = 1, unshippable = 1, cancelled = 1 }
 //!
 //! [[faults]]
-//! kind = "kill"                 # kill | pause | broker-kill | broker-pause
+//! kind = "kill"                 # kill | pause | crash-at | broker-kill | broker-pause
+//!                               # | duplicate | poison
 //! service = "payment"
 //! after_orders = 50             # or at_seconds = 2.5, or window = [1.0, 4.0]
+//!
+//! [[faults]]
+//! kind = "crash-at"             # killed when it next passes a fail point:
+//! service = "inventory"         #   handler.before-commit, consumer.after-commit
+//! point = "consumer.after-commit" # or relay.after-publish
+//! window = [1.0, 10.0]
+//! times = 3                     # three moments drawn from the window
+//!
+//! [[faults]]
+//! kind = "duplicate"            # publish the topic's last `count` messages again
+//! topic = "inventory.events"    # (poison: `count` undecodable messages instead)
+//! count = 50
+//! after_orders = 30
 //!
 //! [expect]
 //! settle_seconds = 90           # every order decided within this after the last heal
 //! audit_clean = true
 //! dlq_empty = true
+//! dead_letters = 8              # optional: how many, exact or a range
 //! CONFIRMED = "100..=200"       # optional counts by status (exact or a range)
 //! ```
 
@@ -68,6 +84,10 @@ pub(crate) struct Load {
     pub(crate) orders: usize,
     #[serde(default = "default_concurrency")]
     pub(crate) concurrency: usize,
+    /// Open loop: orders arrive at this many per second (still at most
+    /// `concurrency` in flight). Unset: closed loop, each client placing
+    /// its next order as soon as the last was accepted.
+    pub(crate) rate_per_second: Option<f64>,
     #[serde(default)]
     pub(crate) mix: Mix,
 }
@@ -106,10 +126,20 @@ pub(crate) enum FaultKind {
     Kill,
     /// SIGSTOP a service for `seconds`, then SIGCONT.
     Pause,
+    /// Arm a fail point of a saga service: it kills itself (SIGKILL) the
+    /// next time it passes `point`; its supervisor restarts it.
+    CrashAt,
     /// SIGKILL the broker; its supervisor restarts it on the same storage.
     BrokerKill,
     /// SIGSTOP the broker for `seconds`, then SIGCONT.
     BrokerPause,
+    /// Publish the last `count` messages of `topic` again, as a producer
+    /// retrying after a lost acknowledgement would: every consumer must
+    /// skip the copies.
+    Duplicate,
+    /// Publish `count` messages to `topic` that no consumer can decode:
+    /// each consumer of the topic must dead-letter each and go on.
+    Poison,
 }
 
 impl FaultKind {
@@ -118,9 +148,23 @@ impl FaultKind {
         match self {
             FaultKind::Kill => "kill",
             FaultKind::Pause => "pause",
+            FaultKind::CrashAt => "crash-at",
             FaultKind::BrokerKill => "broker-kill",
             FaultKind::BrokerPause => "broker-pause",
+            FaultKind::Duplicate => "duplicate",
+            FaultKind::Poison => "poison",
         }
+    }
+
+    /// Whether the fault is on the broker's side (no service named).
+    pub(crate) fn on_broker(self) -> bool {
+        matches!(
+            self,
+            FaultKind::BrokerKill
+                | FaultKind::BrokerPause
+                | FaultKind::Duplicate
+                | FaultKind::Poison
+        )
     }
 }
 
@@ -132,6 +176,16 @@ pub(crate) struct Fault {
     pub(crate) service: Option<String>,
     /// How long a pause lasts.
     pub(crate) seconds: Option<f64>,
+    /// The fail point a `crash-at` arms.
+    pub(crate) point: Option<String>,
+    /// The topic (`order.events`, …) a duplicate or poison fault writes to.
+    pub(crate) topic: Option<String>,
+    /// How many messages a duplicate or poison fault publishes.
+    pub(crate) count: Option<usize>,
+    /// How many times to inject it, each at its own moment drawn from
+    /// `window` (only with a window).
+    #[serde(default = "one")]
+    pub(crate) times: usize,
     /// When: this long after the load starts...
     pub(crate) at_seconds: Option<f64>,
     /// ...or once this many orders were placed...
@@ -150,6 +204,9 @@ pub(crate) struct Expect {
     pub(crate) audit_clean: bool,
     #[serde(default = "yes")]
     pub(crate) dlq_empty: bool,
+    /// How many dead letters there must be, all services together (exact
+    /// or a range); when given, `dlq_empty` is not checked.
+    pub(crate) dead_letters: Option<Count>,
     /// Counts by status: `CONFIRMED = 10` or `CONFIRMED = "5..=20"`.
     #[serde(flatten)]
     pub(crate) counts: BTreeMap<String, Count>,
@@ -161,9 +218,14 @@ impl Default for Expect {
             settle_seconds: default_settle(),
             audit_clean: true,
             dlq_empty: true,
+            dead_letters: None,
             counts: BTreeMap::new(),
         }
     }
+}
+
+fn one() -> usize {
+    1
 }
 
 fn default_settle() -> f64 {
@@ -218,6 +280,19 @@ impl Default for PlatformSettings {
 }
 
 const SERVICES: [&str; 5] = ["order", "inventory", "payment", "shipping", "edge"];
+/// The saga's topics, as a duplicate or poison fault names them.
+const TOPICS: [&str; 4] = [
+    "order.events",
+    "inventory.events",
+    "payment.events",
+    "shipping.events",
+];
+/// The fail points a `crash-at` may arm (the mutant switch is not a crash).
+pub(crate) const CRASH_POINTS: [&str; 3] = [
+    choreo_messaging::fail_points::HANDLER_BEFORE_COMMIT,
+    choreo_messaging::fail_points::CONSUMER_AFTER_COMMIT,
+    choreo_messaging::fail_points::RELAY_AFTER_PUBLISH,
+];
 
 impl Suite {
     /// Reads and checks a suite file: every mistake is named, with its
@@ -230,6 +305,13 @@ impl Suite {
         }
         if suite.load.concurrency == 0 {
             problems.push("load.concurrency must be at least 1".to_owned());
+        }
+        if suite
+            .load
+            .rate_per_second
+            .is_some_and(|r| r.is_nan() || r <= 0.0)
+        {
+            problems.push("load.rate_per_second must be more than 0".to_owned());
         }
         let m = &suite.load.mix;
         if m.succeed + m.out_of_stock + m.payment_declined + m.unshippable + m.cancelled == 0 {
@@ -266,15 +348,69 @@ impl Suite {
                     ));
                 }
             }
-            let broker = matches!(fault.kind, FaultKind::BrokerKill | FaultKind::BrokerPause);
+            let messages = matches!(fault.kind, FaultKind::Duplicate | FaultKind::Poison);
+            match (&fault.topic, messages) {
+                (Some(t), true) if TOPICS.contains(&t.as_str()) => {}
+                (None, false) => {}
+                (_, true) => problems.push(format!(
+                    "{at}: a {} names its topic, one of {}",
+                    fault.kind.name(),
+                    TOPICS.join(", ")
+                )),
+                (Some(_), false) => problems.push(format!(
+                    "{at}: only duplicate and poison faults take a topic"
+                )),
+            }
+            match (fault.count, messages) {
+                (Some(n), true) if n > 0 => {}
+                (None, false) => {}
+                (_, true) => problems.push(format!("{at}: count must be at least 1")),
+                (Some(_), false) => problems.push(format!(
+                    "{at}: only duplicate and poison faults take a count"
+                )),
+            }
+            if fault.kind == FaultKind::Poison
+                && suite.expect.dlq_empty
+                && suite.expect.dead_letters.is_none()
+            {
+                problems.push(format!(
+                    "{at}: poison is dead-lettered; set expect.dead_letters (or dlq_empty = false)"
+                ));
+            }
+            let broker = fault.kind.on_broker();
             match (&fault.service, broker) {
                 (Some(s), false) if SERVICES.contains(&s.as_str()) => {}
                 (None, true) => {}
-                (_, true) => problems.push(format!("{at}: a broker fault names no service")),
+                (_, true) => problems.push(format!(
+                    "{at}: a {} fault names no service",
+                    fault.kind.name()
+                )),
                 _ => problems.push(format!(
                     "{at}: service must be one of {}",
                     SERVICES.join(", ")
                 )),
+            }
+            if fault.times == 0 {
+                problems.push(format!("{at}: times must be at least 1"));
+            }
+            if fault.times > 1 && fault.window.is_none() {
+                problems.push(format!(
+                    "{at}: times > 1 needs a window to draw the moments from"
+                ));
+            }
+            match (&fault.point, fault.kind) {
+                (Some(p), FaultKind::CrashAt) if CRASH_POINTS.contains(&p.as_str()) => {}
+                (None, kind) if kind != FaultKind::CrashAt => {}
+                (Some(_), FaultKind::CrashAt) | (None, _) => problems.push(format!(
+                    "{at}: a crash-at names its point, one of {}",
+                    CRASH_POINTS.join(", ")
+                )),
+                (Some(_), _) => problems.push(format!("{at}: only a crash-at takes a point")),
+            }
+            if fault.kind == FaultKind::CrashAt && fault.service.as_deref() == Some("edge") {
+                problems.push(format!(
+                    "{at}: the edge has no fail points (it neither consumes nor publishes)"
+                ));
             }
             let pause = matches!(fault.kind, FaultKind::Pause | FaultKind::BrokerPause);
             match (fault.seconds, pause) {
@@ -293,6 +429,9 @@ impl Suite {
             if let Err(e) = count.bounds() {
                 problems.push(format!("expect.{status}: {e}"));
             }
+        }
+        if let Some(Err(e)) = suite.expect.dead_letters.as_ref().map(Count::bounds) {
+            problems.push(format!("expect.dead_letters: {e}"));
         }
         if problems.is_empty() {
             Ok(suite)
@@ -325,7 +464,9 @@ mod tests {
     #[test]
     fn every_mistake_is_named() {
         let text = format!(
-            "{MINIMAL}\n[[faults]]\nkind = \"pause\"\nservice = \"nope\"\n\n[expect]\nSHIPPED = 3\nCONFIRMED = \"a..b\"\n"
+            "{MINIMAL}\n[[faults]]\nkind = \"pause\"\nservice = \"nope\"\n\n\
+             [[faults]]\nkind = \"crash-at\"\nservice = \"edge\"\npoint = \"main\"\nat_seconds = 1\ntimes = 2\n\n\
+             [expect]\nSHIPPED = 3\nCONFIRMED = \"a..b\"\n"
         );
         let error = Suite::parse(&text).expect_err("invalid");
         for needle in [
@@ -334,6 +475,9 @@ mod tests {
             "faults[0]: a pause needs seconds",
             "expect.SHIPPED",
             "expect.CONFIRMED",
+            "faults[1]: a crash-at names its point",
+            "faults[1]: the edge has no fail points",
+            "faults[1]: times > 1 needs a window",
         ] {
             assert!(error.contains(needle), "{needle} missing from {error}");
         }

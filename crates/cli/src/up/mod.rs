@@ -168,6 +168,8 @@ pub(crate) struct Endpoints {
     pub(crate) edge: String,
     pub(crate) registry: String,
     pub(crate) bootstrap: String,
+    /// The saga services' own HTTP APIs, by name.
+    pub(crate) services: std::collections::BTreeMap<&'static str, String>,
 }
 
 /// The folder of the running `choreo`, where the service binaries are
@@ -308,6 +310,9 @@ pub(crate) async fn start(
                     ("CHOREO_REGISTRY_URL".into(), registry_url.clone()),
                     ("CHOREO_KAFKA__BOOTSTRAP_SERVERS".into(), bootstrap.clone()),
                     ("CHOREO_KAFKA__TOPIC_PREFIX".into(), topic_prefix.clone()),
+                    // One replica per service here; its restarts take its
+                    // place in the group back at once (static membership).
+                    ("CHOREO_CONSUMER__INSTANCE_ID".into(), format!("{name}-0")),
                 ],
             ),
             cwd: None,
@@ -345,19 +350,23 @@ pub(crate) async fn start(
         log: log("edge"),
         pid_file: pid_file("edge"),
     }));
-    for (name, port) in [
+    let services: std::collections::BTreeMap<&'static str, String> = [
         ("order", ports.order),
         ("inventory", ports.inventory),
         ("payment", ports.payment),
         ("shipping", ports.shipping),
-        ("edge", ports.edge),
-    ] {
-        wait_for_health(&format!("http://127.0.0.1:{port}"), name).await?;
+    ]
+    .into_iter()
+    .map(|(name, port)| (name, format!("http://127.0.0.1:{port}")))
+    .collect();
+    for (name, url) in services.iter().chain([(&"edge", &edge_url)]) {
+        wait_for_health(url, name).await?;
     }
     Ok(Endpoints {
         edge: edge_url,
         registry: registry_url,
         bootstrap,
+        services,
     })
 }
 
@@ -410,6 +419,7 @@ fn print_banner(endpoints: &Endpoints, data_dir: &std::path::Path, tokens: &Toke
         edge,
         registry,
         bootstrap,
+        ..
     } = endpoints;
     let customer = seed::DEMO_CUSTOMER;
     let Tokens {

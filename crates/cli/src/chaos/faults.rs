@@ -1,0 +1,256 @@
+//! Injecting a suite's faults into a running platform and healing them.
+//!
+//! Processes are found through the pid files their supervisor keeps; a
+//! killed one is healed once the supervisor runs it again. Fail points are
+//! armed through the service's own HTTP API. Broker-side faults (duplicate
+//! and poison messages) are published straight to the saga's topics.
+
+use super::{
+    report::FaultEvent,
+    suite::{Fault, FaultKind},
+};
+use anyhow::Context;
+use nix::{sys::signal::Signal, unistd::Pid};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+use tokio::{sync::watch, time::Instant};
+
+fn pid_of(data_dir: &Path, name: &str) -> Option<i32> {
+    std::fs::read_to_string(data_dir.join("run").join(format!("{name}.pid")))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The pid of the running `name`. Faults overlap (a kill while another
+/// fault's restart is under way), so a process between two lives is
+/// waited for.
+async fn running_pid(data_dir: &Path, name: &str) -> anyhow::Result<i32> {
+    let until = Instant::now() + HEAL_DEADLINE;
+    loop {
+        if let Some(pid) = pid_of(data_dir, name) {
+            return Ok(pid);
+        }
+        anyhow::ensure!(
+            Instant::now() < until,
+            "{name} was not running within {HEAL_DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn signal(data_dir: &Path, name: &str, signal: Signal) -> anyhow::Result<i32> {
+    let pid = running_pid(data_dir, name).await?;
+    nix::sys::signal::kill(Pid::from_raw(pid), signal)
+        .with_context(|| format!("sending {signal} to {name} ({pid})"))?;
+    Ok(pid)
+}
+
+/// Where a fault lands: the platform's pid files, and the service's own
+/// HTTP API for arming its fail points.
+pub(crate) struct Target {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) url: Option<String>,
+    pub(crate) kafka: choreo_messaging::KafkaSettings,
+}
+
+/// How long a killed process may take to be running again, and an armed
+/// fail point to be reached.
+const HEAL_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Waits until the supervisor runs `name` under another pid than `pid`.
+async fn restarted(data_dir: &Path, name: &str, pid: i32) -> anyhow::Result<()> {
+    let until = Instant::now() + HEAL_DEADLINE;
+    while pid_of(data_dir, name).is_none_or(|p| p == pid) {
+        anyhow::ensure!(
+            Instant::now() < until,
+            "{name} was not running again within {HEAL_DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// Arms `point` in the service at `url` to kill it the next time it passes
+/// there. Armed once (`1*return`), so the restarted process runs clean.
+/// A service still starting (restarted by another fault) is waited for; a
+/// refusal (a build without fail points) is final.
+async fn arm(url: &str, point: &str) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let until = Instant::now() + HEAL_DEADLINE;
+    loop {
+        let sent = http
+            .put(format!("{url}/admin/fail-points/{point}"))
+            .body("1*return")
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) => anyhow::bail!(
+                "arming {point} at {url}: {} {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            ),
+            Err(e) if Instant::now() >= until => {
+                return Err(e).with_context(|| format!("arming {point} at {url}"));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// Waits for the fault's moment, injects it, heals it, and says when.
+pub(crate) async fn inject(
+    fault: Fault,
+    at: Option<f64>,
+    started: Instant,
+    target: Target,
+    mut placed: watch::Receiver<usize>,
+) -> anyhow::Result<FaultEvent> {
+    let data_dir = &target.data_dir;
+    match (at, fault.after_orders) {
+        (Some(at), _) => tokio::time::sleep_until(started + Duration::from_secs_f64(at)).await,
+        (None, Some(n)) => {
+            let _ = placed.wait_for(|placed| *placed >= n).await;
+        }
+        (None, None) => {}
+    }
+    let name = match (fault.kind, &fault.topic) {
+        (_, Some(topic)) => topic.clone(),
+        (FaultKind::BrokerKill | FaultKind::BrokerPause, _) => "broker".to_owned(),
+        _ => fault.service.clone().unwrap_or_default(),
+    };
+    let mut injected_at = started.elapsed().as_secs_f64();
+    // How many messages a duplicate fault found to copy (fewer than asked
+    // for when the topic holds fewer).
+    let mut published = fault.count;
+    match fault.kind {
+        FaultKind::Kill | FaultKind::BrokerKill => {
+            let pid = signal(data_dir, &name, Signal::SIGKILL).await?;
+            // Healed once the supervisor has it running again.
+            restarted(data_dir, &name, pid).await?;
+        }
+        FaultKind::CrashAt => {
+            let point = fault.point.as_deref().unwrap_or_default();
+            let url = target
+                .url
+                .as_deref()
+                .context("a crash-at names a service")?;
+            // The pid first: once armed, the process may die at once.
+            let pid = running_pid(data_dir, &name).await?;
+            arm(url, point).await?;
+            // Injected when it dies, which is when it reaches the point.
+            let until = Instant::now() + HEAL_DEADLINE;
+            while nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok() {
+                anyhow::ensure!(
+                    Instant::now() < until,
+                    "{name} did not reach {point} within {HEAL_DEADLINE:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            injected_at = started.elapsed().as_secs_f64();
+            restarted(data_dir, &name, pid).await?;
+        }
+        FaultKind::Duplicate => {
+            let topic = target.kafka.topics().name(topic_of(&fault)?);
+            published = Some(duplicate(&target.kafka, &topic, fault.count.unwrap_or(1)).await?);
+        }
+        FaultKind::Poison => {
+            let topic = target.kafka.topics().name(topic_of(&fault)?);
+            poison(&target.kafka, &topic, fault.count.unwrap_or(1)).await?;
+        }
+        FaultKind::Pause | FaultKind::BrokerPause => {
+            signal(data_dir, &name, Signal::SIGSTOP).await?;
+            tokio::time::sleep(Duration::from_secs_f64(fault.seconds.unwrap_or(1.0))).await;
+            signal(data_dir, &name, Signal::SIGCONT).await?;
+        }
+    }
+    let target = match (&fault.point, published) {
+        (Some(point), _) => format!("{name}@{point}"),
+        (None, Some(count)) => format!("{name}×{count}"),
+        (None, None) => name,
+    };
+    Ok(FaultEvent {
+        kind: fault.kind.name().to_owned(),
+        target,
+        injected_at,
+        healed_at: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn topic_of(fault: &Fault) -> anyhow::Result<choreo_events::Topic> {
+    let name = fault.topic.as_deref().context("the fault names a topic")?;
+    choreo_events::Topic::ALL
+        .into_iter()
+        .find(|t| t.base_name() == name)
+        .with_context(|| format!("no saga topic {name}"))
+}
+
+/// Publishes the last `count` messages of `topic` again, each to its own
+/// partition with its key, value and headers: the copies a producer makes
+/// when it retries a send whose acknowledgement was lost. Returns how many
+/// it published.
+async fn duplicate(
+    kafka: &choreo_messaging::KafkaSettings,
+    topic: &str,
+    count: usize,
+) -> anyhow::Result<usize> {
+    use rdkafka::Message as _;
+    let messages = choreo_messaging::admin::read_to_end(kafka, topic).await?;
+    let mut messages: Vec<_> = messages.into_iter().collect();
+    // The newest ones, whatever their partition: by timestamp, then offset.
+    messages.sort_by_key(|m| (m.timestamp().to_millis().unwrap_or(0), m.offset()));
+    let from = messages.len().saturating_sub(count);
+    let producer = choreo_messaging::relay::producer(kafka)?;
+    for message in &messages[from..] {
+        let mut record = rdkafka::producer::FutureRecord::to(topic).partition(message.partition());
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        if let Some(value) = message.payload() {
+            record = record.payload(value);
+        }
+        if let Some(headers) = message.headers() {
+            record = record.headers(headers.clone());
+        }
+        producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| anyhow::anyhow!("re-publishing to {topic}: {e}"))?;
+    }
+    Ok(messages.len() - from)
+}
+
+/// Publishes `count` messages to `topic`, over all its partitions, that no
+/// consumer can apply: half are not Avro at all, half name a schema id
+/// the registry never issued.
+async fn poison(
+    kafka: &choreo_messaging::KafkaSettings,
+    topic: &str,
+    count: usize,
+) -> anyhow::Result<()> {
+    let producer = choreo_messaging::relay::producer(kafka)?;
+    for i in 0..count {
+        let value: Vec<u8> = if i % 2 == 0 {
+            format!("chaos poison {i}: not an event").into_bytes()
+        } else {
+            // Confluent framing: magic byte 0, then a 4-byte schema id.
+            [0u8, 0x7f, 0xff, 0xff, 0xf0, 0x02].to_vec()
+        };
+        let key = format!("chaos-poison-{i}");
+        let partition = i32::try_from(i).unwrap_or(0) % kafka.partitions.max(1);
+        let record = rdkafka::producer::FutureRecord::to(topic)
+            .partition(partition)
+            .key(&key)
+            .payload(&value);
+        producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| anyhow::anyhow!("publishing poison to {topic}: {e}"))?;
+    }
+    Ok(())
+}
