@@ -55,6 +55,8 @@ pub(crate) struct Target {
     pub(crate) data_dir: PathBuf,
     pub(crate) url: Option<String>,
     pub(crate) kafka: choreo_messaging::KafkaSettings,
+    /// The service's database proxy, for database faults.
+    pub(crate) database: Option<std::sync::Arc<tokio::sync::Mutex<super::db_proxy::DbProxy>>>,
 }
 
 /// How long a killed process may take to be running again, and an armed
@@ -162,6 +164,23 @@ pub(crate) async fn inject(
         FaultKind::Poison => {
             let topic = target.kafka.topics().name(topic_of(&fault)?);
             poison(&target.kafka, &topic, fault.count.unwrap_or(1)).await?;
+        }
+        FaultKind::DbCut | FaultKind::DbLatency => {
+            let proxy = target
+                .database
+                .as_ref()
+                .context("a database fault has its proxy")?;
+            let seconds = Duration::from_secs_f64(fault.seconds.unwrap_or(1.0));
+            if fault.kind == FaultKind::DbCut {
+                proxy.lock().await.cut().await;
+                tokio::time::sleep(seconds).await;
+                proxy.lock().await.restore().await?;
+            } else {
+                let ms = fault.latency_ms.unwrap_or(0);
+                proxy.lock().await.set_latency(ms).await?;
+                tokio::time::sleep(seconds).await;
+                proxy.lock().await.set_latency(0).await?;
+            }
         }
         FaultKind::Pause | FaultKind::BrokerPause => {
             signal(data_dir, &name, Signal::SIGSTOP).await?;

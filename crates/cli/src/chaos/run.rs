@@ -1,9 +1,10 @@
 //! Runs one suite: its own platform, its load, its faults, its verdict.
 
 use super::{
+    db_proxy::DbProxy,
     faults::{Target, inject},
     report::{FaultEvent, OrderVerdict, SuiteReport},
-    suite::Suite,
+    suite::{FaultKind, Suite},
 };
 use crate::up::{self, Config, supervisor::Supervised};
 use anyhow::Context;
@@ -143,14 +144,57 @@ pub(crate) async fn run(suite: &Suite, workspace: &Workspace) -> anyhow::Result<
                 .push((service, "CHOREO_FAIL_POINTS".into(), points.clone()));
         }
     }
+    // A fault proxy in front of the database of each service a database
+    // fault names; the service connects through it.
+    let mut proxies = Proxies::new();
+    for fault in &suite.faults {
+        let Some(service) = fault.service.as_deref() else {
+            continue;
+        };
+        if !matches!(fault.kind, FaultKind::DbCut | FaultKind::DbLatency)
+            || proxies.contains_key(service)
+        {
+            continue;
+        }
+        let service = choreo_events::SAGA_SERVICES
+            .into_iter()
+            .find(|s| *s == service)
+            .context("a database fault names a saga service")?;
+        let upstream = pg_address(&workspace.pg_admin_url)?;
+        let proxy = DbProxy::start(service, free_port()?, &upstream).await?;
+        let proxied = workspace
+            .pg_admin_url
+            .replacen(&upstream, proxy.listen(), 1);
+        config.env.push((
+            service,
+            "CHOREO_DATABASE_URL".into(),
+            crate::setup::database_url(&proxied, &format!("{}{service}", workspace.db_prefix)),
+        ));
+        proxies.insert(service, Arc::new(tokio::sync::Mutex::new(proxy)));
+    }
     let mut running: Vec<Supervised> = Vec::new();
     let result = async {
         let endpoints = up::start(&config, &mut running).await?;
-        drive(suite, workspace, &endpoints, &secret).await
+        drive(suite, workspace, &endpoints, &secret, &proxies).await
     }
     .await;
     up::stop(running).await;
+    for proxy in proxies.values() {
+        proxy.lock().await.cut().await;
+    }
     result
+}
+
+/// The database proxies of a run, by service.
+pub(crate) type Proxies = BTreeMap<&'static str, Arc<tokio::sync::Mutex<DbProxy>>>;
+
+/// `host:port` of the PostgreSQL server `url` names.
+fn pg_address(url: &str) -> anyhow::Result<String> {
+    let parsed = reqwest::Url::parse(url).with_context(|| format!("{url} is not a URL"))?;
+    let host = parsed
+        .host_str()
+        .context("the PostgreSQL URL names no host")?;
+    Ok(format!("{host}:{}", parsed.port().unwrap_or(5432)))
 }
 
 async fn drive(
@@ -158,6 +202,7 @@ async fn drive(
     workspace: &Workspace,
     endpoints: &up::Endpoints,
     secret: &str,
+    proxies: &Proxies,
 ) -> anyhow::Result<SuiteReport> {
     let (edge, bootstrap) = (endpoints.edge.as_str(), endpoints.bootstrap.as_str());
     let admin = bearer(&choreo_edge::hs256_token(
@@ -192,6 +237,11 @@ async fn drive(
                 .map(|[from, to]| rng.random_range(from..=to))
                 .or(fault.at_seconds);
             let target = Target {
+                database: fault
+                    .service
+                    .as_deref()
+                    .and_then(|s| proxies.get(s))
+                    .cloned(),
                 kafka: kafka.clone(),
                 data_dir: workspace.data_dir.clone(),
                 url: fault

@@ -20,7 +20,7 @@
 //!
 //! [[faults]]
 //! kind = "kill"                 # kill | pause | crash-at | broker-kill | broker-pause
-//!                               # | duplicate | poison
+//!                               # | duplicate | poison | db-cut | db-latency
 //! service = "payment"
 //! after_orders = 50             # or at_seconds = 2.5, or window = [1.0, 4.0]
 //!
@@ -30,6 +30,13 @@
 //! point = "consumer.after-commit" # or relay.after-publish
 //! window = [1.0, 10.0]
 //! times = 3                     # three moments drawn from the window
+//!
+//! [[faults]]
+//! kind = "db-latency"           # every answer from payment's database 200 ms late
+//! service = "payment"           # (db-cut: its connections closed, new ones refused)
+//! latency_ms = 200
+//! seconds = 5
+//! at_seconds = 3.0
 //!
 //! [[faults]]
 //! kind = "duplicate"            # publish the topic's last `count` messages again
@@ -140,6 +147,12 @@ pub(crate) enum FaultKind {
     /// Publish `count` messages to `topic` that no consumer can decode:
     /// each consumer of the topic must dead-letter each and go on.
     Poison,
+    /// Cut a saga service off its database for `seconds`: every open
+    /// connection closed, new ones refused (through a fault proxy).
+    DbCut,
+    /// Delay every answer of a saga service's database by `latency_ms`
+    /// for `seconds`.
+    DbLatency,
 }
 
 impl FaultKind {
@@ -153,6 +166,8 @@ impl FaultKind {
             FaultKind::BrokerPause => "broker-pause",
             FaultKind::Duplicate => "duplicate",
             FaultKind::Poison => "poison",
+            FaultKind::DbCut => "db-cut",
+            FaultKind::DbLatency => "db-latency",
         }
     }
 
@@ -182,6 +197,8 @@ pub(crate) struct Fault {
     pub(crate) topic: Option<String>,
     /// How many messages a duplicate or poison fault publishes.
     pub(crate) count: Option<usize>,
+    /// The delay a db-latency adds to each answer of the database.
+    pub(crate) latency_ms: Option<u64>,
     /// How many times to inject it, each at its own moment drawn from
     /// `window` (only with a window).
     #[serde(default = "one")]
@@ -412,12 +429,31 @@ impl Suite {
                     "{at}: the edge has no fail points (it neither consumes nor publishes)"
                 ));
             }
-            let pause = matches!(fault.kind, FaultKind::Pause | FaultKind::BrokerPause);
-            match (fault.seconds, pause) {
+            let database = matches!(fault.kind, FaultKind::DbCut | FaultKind::DbLatency);
+            if database && fault.service.as_deref() == Some("edge") {
+                problems.push(format!("{at}: the edge has no database"));
+            }
+            match (fault.latency_ms, fault.kind == FaultKind::DbLatency) {
+                (Some(ms), true) if ms > 0 => {}
+                (None, false) => {}
+                (_, true) => problems.push(format!("{at}: a db-latency needs latency_ms > 0")),
+                (Some(_), false) => {
+                    problems.push(format!("{at}: only a db-latency takes latency_ms"))
+                }
+            }
+            let lasting = matches!(
+                fault.kind,
+                FaultKind::Pause | FaultKind::BrokerPause | FaultKind::DbCut | FaultKind::DbLatency
+            );
+            match (fault.seconds, lasting) {
                 (Some(s), true) if s > 0.0 => {}
                 (None, false) => {}
-                (_, true) => problems.push(format!("{at}: a pause needs seconds > 0")),
-                (Some(_), false) => problems.push(format!("{at}: only a pause takes seconds")),
+                (_, true) => {
+                    problems.push(format!("{at}: a {} needs seconds > 0", fault.kind.name()))
+                }
+                (Some(_), false) => problems.push(format!(
+                    "{at}: only pauses and database faults take seconds"
+                )),
             }
         }
         for (status, count) in &suite.expect.counts {

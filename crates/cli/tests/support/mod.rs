@@ -28,6 +28,20 @@ pub async fn chaos_with(
         .await?)
 }
 
+/// Runs several suites in one `choreo chaos run`, one after the other.
+pub async fn chaos_many(
+    report_dir: &Path,
+    suites: &[PathBuf],
+) -> anyhow::Result<std::process::Output> {
+    Ok(Command::new(env!("CARGO_BIN_EXE_choreo"))
+        .args(["chaos", "run"])
+        .args(suites)
+        .arg("--report-dir")
+        .arg(report_dir)
+        .output()
+        .await?)
+}
+
 pub fn suite(name: &str) -> PathBuf {
     repo_root().join(format!("saga-tests/suites/{name}.toml"))
 }
