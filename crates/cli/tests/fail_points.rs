@@ -43,7 +43,7 @@ async fn services_killed_at_their_fail_points_lose_nothing_and_a_planted_bug_is_
     // says which orders suffered.
     let output = chaos_with(
         &reports,
-        &suite("crash-points"),
+        &[suite("crash-points")],
         &["--mutant", "commit-offset-first"],
     )
     .await?;

@@ -10,22 +10,7 @@ pub fn repo_root() -> PathBuf {
 }
 
 pub async fn chaos(report_dir: &Path, suite: &Path) -> anyhow::Result<std::process::Output> {
-    chaos_with(report_dir, suite, &[]).await
-}
-
-pub async fn chaos_with(
-    report_dir: &Path,
-    suite: &Path,
-    flags: &[&str],
-) -> anyhow::Result<std::process::Output> {
-    Ok(Command::new(env!("CARGO_BIN_EXE_choreo"))
-        .args(["chaos", "run"])
-        .arg(suite)
-        .arg("--report-dir")
-        .arg(report_dir)
-        .args(flags)
-        .output()
-        .await?)
+    chaos_with(report_dir, &[suite.to_path_buf()], &[]).await
 }
 
 /// Runs several suites in one `choreo chaos run`, one after the other.
@@ -33,11 +18,20 @@ pub async fn chaos_many(
     report_dir: &Path,
     suites: &[PathBuf],
 ) -> anyhow::Result<std::process::Output> {
+    chaos_with(report_dir, suites, &[]).await
+}
+
+pub async fn chaos_with(
+    report_dir: &Path,
+    suites: &[PathBuf],
+    flags: &[&str],
+) -> anyhow::Result<std::process::Output> {
     Ok(Command::new(env!("CARGO_BIN_EXE_choreo"))
         .args(["chaos", "run"])
         .args(suites)
         .arg("--report-dir")
         .arg(report_dir)
+        .args(flags)
         .output()
         .await?)
 }
