@@ -489,6 +489,23 @@ mod tests {
     "#;
 
     #[test]
+    fn faults_of_every_kind_parse_with_what_they_take() {
+        let text = format!(
+            "{MINIMAL}\n[[faults]]\nkind = \"crash-at\"\nservice = \"payment\"\npoint = \"relay.after-publish\"\nwindow = [1.0, 2.0]\ntimes = 3\n\n\
+             [[faults]]\nkind = \"poison\"\ntopic = \"order.events\"\ncount = 2\nat_seconds = 1\n\n\
+             [[faults]]\nkind = \"db-latency\"\nservice = \"inventory\"\nlatency_ms = 50\nseconds = 2\nafter_orders = 3\n\n\
+             [expect]\ndead_letters = \"2..=6\"\n"
+        );
+        let suite = Suite::parse(&text).expect("valid");
+        assert_eq!(suite.faults.len(), 3);
+        assert_eq!(suite.faults[0].times, 3);
+        assert_eq!(
+            suite.expect.dead_letters.as_ref().map(Count::bounds),
+            Some(Ok((2, 6)))
+        );
+    }
+
+    #[test]
     fn a_minimal_suite_has_sensible_defaults() {
         let suite = Suite::parse(MINIMAL).expect("valid");
         assert_eq!(suite.load.concurrency, 4);
@@ -514,6 +531,22 @@ mod tests {
             "faults[1]: a crash-at names its point",
             "faults[1]: the edge has no fail points",
             "faults[1]: times > 1 needs a window",
+        ] {
+            assert!(error.contains(needle), "{needle} missing from {error}");
+        }
+        let faults = format!(
+            "{MINIMAL}\n[[faults]]\nkind = \"poison\"\ntopic = \"order.events\"\ncount = 2\nat_seconds = 1\n\n\
+             [[faults]]\nkind = \"db-latency\"\nservice = \"payment\"\nseconds = 2\nat_seconds = 1\n\n\
+             [[faults]]\nkind = \"duplicate\"\ntopic = \"audit.events\"\ncount = 0\nat_seconds = 1\n\n\
+             [[faults]]\nkind = \"db-cut\"\nservice = \"edge\"\nseconds = 2\nat_seconds = 1\n"
+        );
+        let error = Suite::parse(&faults).expect_err("invalid faults");
+        for needle in [
+            "faults[0]: poison is dead-lettered; set expect.dead_letters",
+            "faults[1]: a db-latency needs latency_ms > 0",
+            "faults[2]: a duplicate names its topic",
+            "faults[2]: count must be at least 1",
+            "faults[3]: the edge has no database",
         ] {
             assert!(error.contains(needle), "{needle} missing from {error}");
         }
