@@ -1,8 +1,9 @@
-//! The shipped suites for database faults, duplicate delivery and poison
-//! messages pass in one `choreo chaos run`, each on a platform of its own,
-//! and their reports show the faults did what they say: the databases were
-//! cut and slowed, the copies published, the poison dead-lettered by every
-//! consumer of its topics.
+//! The shipped suites for fail-point crashes, database faults, duplicate
+//! delivery and poison messages pass in one `choreo chaos run`, each on a
+//! platform of its own, and their reports show the faults did what they
+//! say: every service died at its point, the databases were cut and slowed,
+//! the copies published, the poison dead-lettered by every consumer of its
+//! topics.
 
 mod support;
 
@@ -34,6 +35,7 @@ async fn database_faults_duplicates_and_poison_lose_nothing_and_apply_nothing_tw
     let output = chaos_many(
         &reports,
         &[
+            suite("crash-points"),
             suite("database-faults"),
             suite("duplicates"),
             suite("poison"),
@@ -42,7 +44,7 @@ async fn database_faults_duplicates_and_poison_lose_nothing_and_apply_nothing_tw
     .await?;
     let text = printed(&output);
     assert!(output.status.success(), "{text}");
-    for name in ["database-faults", "duplicates", "poison"] {
+    for name in ["crash-points", "database-faults", "duplicates", "poison"] {
         let report = report(&reports, name)?;
         assert_eq!(report["passed"], true, "{name}: {text}");
         let orders = report["orders"].as_array().expect("orders");
@@ -53,6 +55,18 @@ async fn database_faults_duplicates_and_poison_lose_nothing_and_apply_nothing_tw
         );
     }
 
+    let faults = targets(&report(&reports, "crash-points")?);
+    for fault in [
+        "crash-at payment@handler.before-commit",
+        "crash-at inventory@consumer.after-commit",
+        "crash-at order@relay.after-publish",
+        "crash-at shipping@handler.before-commit",
+    ] {
+        assert!(
+            faults.contains(&fault.to_owned()),
+            "{fault} not in {faults:?}"
+        );
+    }
     let faults = targets(&report(&reports, "database-faults")?);
     for fault in [
         "db-cut payment",
