@@ -66,6 +66,24 @@ pub async fn ensure_topics(
     Ok(())
 }
 
+/// How many partitions `topic` has; 0 when it does not exist.
+fn partition_count(
+    consumer: &BaseConsumer,
+    topic: &str,
+    timeout: Duration,
+) -> Result<i32, MessagingError> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(MessagingError::kafka(format!(
+            "reading metadata of {topic}"
+        )))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map_or(0, |t| t.partitions().len() as i32))
+}
+
 /// Where a consumer group stands on one partition.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PartitionLag {
@@ -119,18 +137,7 @@ fn group_lag_blocking(
     let mut list = TopicPartitionList::new();
     let mut ends = Vec::new();
     for topic in topics {
-        let metadata =
-            consumer
-                .fetch_metadata(Some(topic), TIMEOUT)
-                .map_err(MessagingError::kafka(format!(
-                    "reading metadata of {topic}"
-                )))?;
-        let partitions = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic && t.error().is_none())
-            .map_or(0, |t| t.partitions().len() as i32);
-        for partition in 0..partitions {
+        for partition in 0..partition_count(&consumer, topic, TIMEOUT)? {
             let (_, high) = consumer
                 .fetch_watermarks(topic, partition, TIMEOUT)
                 .map_err(MessagingError::kafka(format!(
@@ -200,19 +207,7 @@ fn read_to_end_blocking(
     let consumer: BaseConsumer = config
         .create()
         .map_err(MessagingError::kafka("creating reader"))?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), TIMEOUT)
-        .map_err(MessagingError::kafka(format!(
-            "reading metadata of {topic}"
-        )))?;
-    let Some(partitions) = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic && t.error().is_none())
-        .map(|t| t.partitions().len() as i32)
-    else {
-        return Ok(Vec::new());
-    };
+    let partitions = partition_count(&consumer, topic, TIMEOUT)?;
     let mut assignment = TopicPartitionList::new();
     let mut ends = std::collections::HashMap::new();
     for partition in 0..partitions {

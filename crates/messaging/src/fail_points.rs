@@ -74,14 +74,7 @@ pub const fn built() -> bool {
 /// [`FailPointError`] for a build without fail points, an unknown point or
 /// actions the `fail` crate cannot parse; nothing changes then.
 pub fn configure(name: &str, actions: &str) -> Result<(), FailPointError> {
-    if !built() {
-        return Err(FailPointError::NotBuilt);
-    }
-    if !ALL.contains(&name) {
-        return Err(FailPointError::Unknown {
-            name: name.to_owned(),
-        });
-    }
+    check(name)?;
     fail::cfg(name, actions).map_err(|reason| FailPointError::Actions {
         name: name.to_owned(),
         reason,
@@ -105,18 +98,24 @@ pub fn configure_all(list: &str) -> Result<(), FailPointError> {
                 entry: entry.to_owned(),
             })?;
         let (name, actions) = (name.trim(), actions.trim());
-        if !built() {
-            return Err(FailPointError::NotBuilt);
-        }
-        if !ALL.contains(&name) {
-            return Err(FailPointError::Unknown {
-                name: name.to_owned(),
-            });
-        }
+        check(name)?;
         entries.push((name, actions));
     }
     for (name, actions) in entries {
         configure(name, actions)?;
+    }
+    Ok(())
+}
+
+/// Whether `name` can be configured in this build.
+fn check(name: &str) -> Result<(), FailPointError> {
+    if !built() {
+        return Err(FailPointError::NotBuilt);
+    }
+    if !ALL.contains(&name) {
+        return Err(FailPointError::Unknown {
+            name: name.to_owned(),
+        });
     }
     Ok(())
 }

@@ -203,9 +203,8 @@ pub(crate) async fn inject(
 
 fn topic_of(fault: &Fault) -> anyhow::Result<choreo_events::Topic> {
     let name = fault.topic.as_deref().context("the fault names a topic")?;
-    choreo_events::Topic::ALL
-        .into_iter()
-        .find(|t| t.base_name() == name)
+    choreo_events::Topics::default()
+        .parse(name)
         .with_context(|| format!("no saga topic {name}"))
 }
 
@@ -219,8 +218,7 @@ async fn duplicate(
     count: usize,
 ) -> anyhow::Result<usize> {
     use rdkafka::Message as _;
-    let messages = choreo_messaging::admin::read_to_end(kafka, topic).await?;
-    let mut messages: Vec<_> = messages.into_iter().collect();
+    let mut messages = choreo_messaging::admin::read_to_end(kafka, topic).await?;
     // The newest ones, whatever their partition: by timestamp, then offset.
     messages.sort_by_key(|m| (m.timestamp().to_millis().unwrap_or(0), m.offset()));
     let from = messages.len().saturating_sub(count);

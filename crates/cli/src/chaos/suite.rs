@@ -297,13 +297,6 @@ impl Default for PlatformSettings {
 }
 
 const SERVICES: [&str; 5] = ["order", "inventory", "payment", "shipping", "edge"];
-/// The saga's topics, as a duplicate or poison fault names them.
-const TOPICS: [&str; 4] = [
-    "order.events",
-    "inventory.events",
-    "payment.events",
-    "shipping.events",
-];
 /// The fail points a `crash-at` may arm (the mutant switch is not a crash).
 pub(crate) const CRASH_POINTS: [&str; 3] = [
     choreo_messaging::fail_points::HANDLER_BEFORE_COMMIT,
@@ -367,12 +360,14 @@ impl Suite {
             }
             let messages = matches!(fault.kind, FaultKind::Duplicate | FaultKind::Poison);
             match (&fault.topic, messages) {
-                (Some(t), true) if TOPICS.contains(&t.as_str()) => {}
+                (Some(t), true) if choreo_events::Topics::default().parse(t).is_some() => {}
                 (None, false) => {}
                 (_, true) => problems.push(format!(
                     "{at}: a {} names its topic, one of {}",
                     fault.kind.name(),
-                    TOPICS.join(", ")
+                    choreo_events::Topic::ALL
+                        .map(choreo_events::Topic::base_name)
+                        .join(", ")
                 )),
                 (Some(_), false) => problems.push(format!(
                     "{at}: only duplicate and poison faults take a topic"

@@ -84,7 +84,11 @@ impl<H: Handler> Partition<H> {
             .add_partition_offset(&self.topic, self.partition, next)
             .is_ok()
         {
-            let _ = self.shared.consumer.commit(&list, CommitMode::Sync);
+            if let Err(e) = self.shared.consumer.commit(&list, CommitMode::Sync) {
+                // Then the planted bug did not take: say so, since a suite
+                // run against this mutant would pass for the wrong reason.
+                tracing::warn!(error = %e, topic = %self.topic, partition = self.partition, "mutant: offset not committed first");
+            }
         }
     }
 
