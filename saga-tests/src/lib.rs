@@ -241,6 +241,7 @@ impl Platform {
                 choreo_payment::start(
                     choreo_payment::Settings {
                         service: service(&databases.payment),
+                        provider: choreo_payment::ProviderSettings::default(),
                     },
                     shutdown.clone(),
                 )
@@ -662,6 +663,8 @@ impl Platform {
             inventory: self.databases.inventory.url.clone(),
             payment: self.databases.payment.url.clone(),
             shipping: self.databases.shipping.url.clone(),
+            // These in-process platforms run payment without a provider.
+            provider: None,
         };
         let bounds = choreo_audit::Bounds {
             deadline: self.saga_deadline,

@@ -36,7 +36,10 @@ pub(crate) async fn run(pools: &Pools, bounds: Bounds) -> Result<Report, AuditEr
     report.orders = orders.len();
     outcomes(&pools.order, &orders, &mut report).await?;
     stock(&pools.inventory, &orders, &mut report).await?;
-    money(&pools.payment, &orders, &mut report).await?;
+    let kept = money(&pools.payment, &orders, &mut report).await?;
+    if let Some(provider) = &pools.provider {
+        reconcile(provider, &orders, &kept, &mut report).await?;
+    }
     shipments(&pools.shipping, &orders, &mut report).await?;
     for (service, pool) in [
         ("order", &pools.order),
@@ -205,7 +208,12 @@ async fn stock(pool: &PgPool, orders: &[Order], report: &mut Report) -> Result<(
 }
 
 /// Charged − refunded is the total for a confirmed order and 0 otherwise.
-async fn money(pool: &PgPool, orders: &[Order], report: &mut Report) -> Result<(), AuditError> {
+/// Returns what the payment service kept, per order it has a row for.
+async fn money(
+    pool: &PgPool,
+    orders: &[Order],
+    report: &mut Report,
+) -> Result<HashMap<Uuid, i64>, AuditError> {
     let payments: HashMap<Uuid, (i64, i64)> = sqlx::query_as::<_, (Uuid, i64, i64)>(
         "SELECT order_id, charged_cents, refunded_cents FROM payments",
     )
@@ -234,6 +242,48 @@ async fn money(pool: &PgPool, orders: &[Order], report: &mut Report) -> Result<(
                     "order is {} with total {}, but charged {charged} − refunded {refunded} = {kept}",
                     order.status,
                     order.total_cents.map_or("unknown".into(), |t| t.to_string())
+                ),
+            ));
+        }
+    }
+    Ok(payments
+        .into_iter()
+        .map(|(id, (charged, refunded))| (id, charged - refunded))
+        .collect())
+}
+
+/// What the provider kept for each decided order is what the payment
+/// service kept: one net charge, made once, undone once.
+async fn reconcile(
+    pool: &PgPool,
+    orders: &[Order],
+    kept: &HashMap<Uuid, i64>,
+    report: &mut Report,
+) -> Result<(), AuditError> {
+    let ledger: HashMap<Uuid, (i64, i64, i64)> = sqlx::query_as::<_, (Uuid, i64, i64, i64)>(
+        "SELECT order_id, sum(captured_cents)::BIGINT, sum(refunded_cents)::BIGINT, count(*)
+         FROM charges GROUP BY order_id",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(|source| AuditError::Read {
+        service: "provider",
+        source,
+    })?
+    .into_iter()
+    .map(|(id, captured, refunded, charges)| (id, (captured, refunded, charges)))
+    .collect();
+    for order in orders.iter().filter(|o| o.settled && o.status != "PENDING") {
+        let ours = kept.get(&order.id).copied().unwrap_or(0);
+        let (captured, refunded, charges) = ledger.get(&order.id).copied().unwrap_or((0, 0, 0));
+        if captured - refunded != ours {
+            report.violations.push(violation(
+                "provider",
+                Some(order.id),
+                None,
+                format!(
+                    "the provider kept {} (captured {captured} − refunded {refunded}, over {charges} charges) but payment kept {ours}",
+                    captured - refunded
                 ),
             ));
         }

@@ -8,6 +8,10 @@
 //!   order holds no reservation.
 //! - Money, per order: charged − refunded is the total when CONFIRMED and 0
 //!   when CANCELLED (one payment row per order is a primary key).
+//! - Provider, per order, when the payment provider's ledger is given: what
+//!   the provider kept (captured − refunded, over every charge it holds for
+//!   the order) is what the payment service kept. A charge taken twice, or
+//!   a refund the provider never made, shows here.
 //! - Shipments: a CONFIRMED order has exactly one live (SCHEDULED) shipment,
 //!   a CANCELLED one none.
 //! - Outbox: no row older than a bound is unpublished, in any service.
@@ -34,6 +38,9 @@ pub struct Databases {
     pub inventory: String,
     pub payment: String,
     pub shipping: String,
+    /// The payment provider's ledger (the stand-in's database), if it is
+    /// to be reconciled.
+    pub provider: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -62,7 +69,8 @@ impl Default for Bounds {
 /// One broken invariant, with what it concerns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Violation {
-    /// `order-outcome`, `stock`, `money`, `shipment` or `outbox`.
+    /// `order-outcome`, `stock`, `money`, `provider`, `shipment` or
+    /// `outbox`.
     pub invariant: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order_id: Option<Uuid>,
@@ -119,6 +127,7 @@ pub(crate) struct Pools {
     pub(crate) inventory: PgPool,
     pub(crate) payment: PgPool,
     pub(crate) shipping: PgPool,
+    pub(crate) provider: Option<PgPool>,
 }
 
 async fn read_only(service: &'static str, url: &str) -> Result<PgPool, AuditError> {
@@ -146,6 +155,10 @@ pub async fn audit(databases: &Databases, bounds: Bounds) -> Result<Report, Audi
         inventory: read_only("inventory", &databases.inventory).await?,
         payment: read_only("payment", &databases.payment).await?,
         shipping: read_only("shipping", &databases.shipping).await?,
+        provider: match &databases.provider {
+            Some(url) => Some(read_only("provider", url).await?),
+            None => None,
+        },
     };
     let report = checks::run(&pools, bounds).await;
     for pool in [
@@ -153,7 +166,10 @@ pub async fn audit(databases: &Databases, bounds: Bounds) -> Result<Report, Audi
         &pools.inventory,
         &pools.payment,
         &pools.shipping,
-    ] {
+    ]
+    .into_iter()
+    .chain(&pools.provider)
+    {
         pool.close().await;
     }
     report

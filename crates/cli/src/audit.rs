@@ -26,6 +26,11 @@ pub(crate) struct AuditArgs {
     payment_db: Option<String>,
     #[arg(long)]
     shipping_db: Option<String>,
+    /// The payment provider's ledger, reconciled with payment's charges;
+    /// by default `<prefix>provider` when that database exists (the
+    /// stand-in's, as `choreo up` runs it).
+    #[arg(long)]
+    provider_db: Option<String>,
     /// The order service's saga deadline, in seconds.
     #[arg(long, env = "CHOREO_SAGA_DEADLINE_SECONDS", default_value_t = 30.0)]
     deadline: f64,
@@ -60,7 +65,19 @@ pub(crate) async fn run(args: AuditArgs) -> anyhow::Result<bool> {
         inventory: db(&args.inventory_db, "inventory"),
         payment: db(&args.payment_db, "payment"),
         shipping: db(&args.shipping_db, "shipping"),
+        provider: match &args.provider_db {
+            Some(url) => Some(url.clone()),
+            None => {
+                let name = format!("{}provider", args.db_prefix);
+                crate::setup::database_exists(&args.pg_admin_url, &name)
+                    .await?
+                    .then(|| database_url(&args.pg_admin_url, &name))
+            }
+        },
     };
+    if databases.provider.is_none() {
+        eprintln!("no payment provider ledger: charges not reconciled with a provider");
+    }
     let bounds = choreo_audit::Bounds {
         deadline: seconds(args.deadline, "deadline")?,
         grace: seconds(args.grace, "grace")?,

@@ -121,6 +121,19 @@ pub(crate) async fn create_databases(admin_url: &str, names: &[String]) -> anyho
     Ok(())
 }
 
+/// Whether the database `name` exists on the server at `admin_url`.
+pub(crate) async fn database_exists(admin_url: &str, name: &str) -> anyhow::Result<bool> {
+    let mut conn = PgConnection::connect(admin_url)
+        .await
+        .with_context(|| format!("connecting to PostgreSQL at {admin_url}"))?;
+    Ok(
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await?,
+    )
+}
+
 /// Drops each database (closing its connections) that exists.
 pub(crate) async fn drop_databases(admin_url: &str, names: &[String]) -> anyhow::Result<()> {
     let mut conn = PgConnection::connect(admin_url)

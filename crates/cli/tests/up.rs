@@ -20,11 +20,12 @@ use tokio::{
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
-/// A base port with the five after it free too (edge, registry, services).
+/// A base port with the six after it free too (edge, registry, services,
+/// provider).
 fn free_port_block() -> u16 {
     loop {
         let base = 20_000 + (uuid::Uuid::new_v4().as_u128() % 30_000) as u16;
-        if (base..base + 6).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+        if (base..base + 7).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
             return base;
         }
     }
@@ -329,7 +330,14 @@ async fn drop_databases(prefix: &str) -> anyhow::Result<()> {
     let admin = std::env::var("CHOREO_TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let mut conn = sqlx::PgConnection::connect(&admin).await?;
-    for service in ["registry", "order", "inventory", "payment", "shipping"] {
+    for service in [
+        "registry",
+        "order",
+        "inventory",
+        "payment",
+        "shipping",
+        "provider",
+    ] {
         sqlx::query(&format!(
             "DROP DATABASE IF EXISTS \"{prefix}{service}\" WITH (FORCE)"
         ))

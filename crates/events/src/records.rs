@@ -235,7 +235,8 @@ pub struct PaymentFailed {
     pub order_id: Uuid,
     pub customer_id: String,
     pub amount_cents: i64,
-    /// `INSUFFICIENT_FUNDS` or `UNKNOWN_CUSTOMER`.
+    /// `INSUFFICIENT_FUNDS`, `UNKNOWN_CUSTOMER`, or the payment provider's
+    /// reason for declining (`CARD_DECLINED`).
     pub reason: String,
 }
 event!(

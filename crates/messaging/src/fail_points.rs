@@ -24,7 +24,9 @@
 //! commits an event's offset to the broker before applying it, the bug the
 //! suites exist to catch (a crash between the two loses the event). The
 //! chaos runner's `--mutant` flag turns it on to prove that a shipped suite
-//! fails on such a build.
+//! fails on such a build. [`MUTANT_PROVIDER_FRESH_KEY`] is the payment
+//! service's: switched on, each charge it sends its provider carries a new
+//! idempotency key, so a charge retried after a timeout is taken twice.
 //!
 //! The points do nothing unless the crate is built with the `failpoints`
 //! feature (the workspace build turns it on through the `choreo` tool;
@@ -41,13 +43,17 @@ pub const CONSUMER_AFTER_COMMIT: &str = "consumer.after-commit";
 pub const RELAY_AFTER_PUBLISH: &str = "relay.after-publish";
 /// Switched on: offsets are committed before the effect is applied (a bug).
 pub const MUTANT_COMMIT_OFFSET_FIRST: &str = "mutant.commit-offset-first";
+/// Switched on: payment charges its provider under a new key on every try
+/// (a bug).
+pub const MUTANT_PROVIDER_FRESH_KEY: &str = "mutant.provider-fresh-key";
 
 /// Every point a service has, for listings and for checking suite files.
-pub const ALL: [&str; 4] = [
+pub const ALL: [&str; 5] = [
     HANDLER_BEFORE_COMMIT,
     CONSUMER_AFTER_COMMIT,
     RELAY_AFTER_PUBLISH,
     MUTANT_COMMIT_OFFSET_FIRST,
+    MUTANT_PROVIDER_FRESH_KEY,
 ];
 
 /// A fail point setting that cannot be applied.
@@ -133,9 +139,10 @@ pub(crate) fn crash_point(name: &'static str) {
     fail::fail_point!(name, |_| crash(name));
 }
 
-/// Whether the mutant switch `name` is on.
+/// Whether the mutant switch `name` is on (always off in a build without
+/// fail points).
 #[cfg_attr(not(feature = "failpoints"), allow(unused_variables))]
-pub(crate) fn mutant(name: &'static str) -> bool {
+pub fn mutant(name: &'static str) -> bool {
     fail::fail_point!(name, |_| true);
     false
 }

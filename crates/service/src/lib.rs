@@ -82,6 +82,13 @@ pub enum LaunchError {
         #[source]
         source: std::io::Error,
     },
+    /// A part of the service's own (its provider client, say).
+    #[error("setting up {what}")]
+    Setup {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// A launched service: its bound address and its tasks.

@@ -7,11 +7,13 @@
 //!
 //! - `api`: the HTTP API the edge calls.
 //! - `handlers/`: one module per event the service reacts to.
+//! - `provider`: the payment provider it charges through.
 //! - `db`: its tables.
 
 mod api;
 mod db;
 mod handlers;
+mod provider;
 
 use choreo_events::Topic;
 use choreo_kit::CancellationToken;
@@ -19,17 +21,21 @@ use choreo_service::{LaunchError, Running, ServiceSettings, Spec};
 use serde::{Deserialize, Serialize};
 
 pub use db::Wallet;
+pub use provider::ProviderSettings;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
     #[serde(flatten)]
     pub service: ServiceSettings,
+    #[serde(default)]
+    pub provider: ProviderSettings,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
             service: ServiceSettings::local("payment", 8084),
+            provider: ProviderSettings::default(),
         }
     }
 }
@@ -42,10 +48,12 @@ pub fn migrations() -> sqlx::migrate::Migrator {
     sqlx::migrate!("./migrations")
 }
 
-/// The service's reaction to its input events, for tests that feed it
-/// events directly through [`choreo_messaging::apply`].
+/// The service's reaction to its input events, without a provider, for
+/// tests that feed it events directly through [`choreo_messaging::apply`].
 pub fn handler() -> impl choreo_messaging::Handler {
-    handlers::PaymentHandler
+    handlers::PaymentHandler {
+        provider: provider::Provider::none(),
+    }
 }
 
 /// Starts the service; it runs until `shutdown` is cancelled.
@@ -56,11 +64,15 @@ pub async fn start(
     settings: Settings,
     shutdown: CancellationToken,
 ) -> Result<Running, LaunchError> {
+    let provider = provider::Provider::new(&settings.provider).map_err(|e| LaunchError::Setup {
+        what: "the payment provider client",
+        source: Box::new(e),
+    })?;
     let pool = choreo_service::connect(&settings.service, migrations()).await?;
     let spec = Spec {
         name: "payment",
         inputs: INPUTS,
-        handler: handlers::PaymentHandler,
+        handler: handlers::PaymentHandler { provider },
         router: api::router(pool.clone()),
         background: Vec::new(),
     };

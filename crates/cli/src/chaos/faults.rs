@@ -2,8 +2,9 @@
 //!
 //! Processes are found through the pid files their supervisor keeps; a
 //! killed one is healed once the supervisor runs it again. Fail points are
-//! armed through the service's own HTTP API. Broker-side faults (duplicate
-//! and poison messages) are published straight to the saga's topics.
+//! armed through the service's own HTTP API, provider faults through the
+//! provider stand-in's. Broker-side faults (duplicate and poison messages)
+//! are published straight to the saga's topics.
 
 use super::{
     report::FaultEvent,
@@ -57,7 +58,15 @@ pub(crate) struct Target {
     pub(crate) kafka: choreo_messaging::KafkaSettings,
     /// The service's database proxy, for database faults.
     pub(crate) database: Option<std::sync::Arc<tokio::sync::Mutex<super::db_proxy::DbProxy>>>,
+    /// The payment provider stand-in's API, for provider faults.
+    pub(crate) provider: String,
+    /// The suite's seed, which provider faults draw their hits from.
+    pub(crate) seed: u64,
 }
+
+/// How long the provider holds an answer it is to time out: well past
+/// payment's patience (`PROVIDER_TIMEOUT_MS` in `run`).
+const PROVIDER_HOLD_MS: u64 = 2_500;
 
 /// How long a killed process may take to be running again, and an armed
 /// fail point to be reached.
@@ -76,33 +85,56 @@ async fn restarted(data_dir: &Path, name: &str, pid: i32) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Arms `point` in the service at `url` to kill it the next time it passes
-/// there. Armed once (`1*return`), so the restarted process runs clean.
-/// A service still starting (restarted by another fault) is waited for; a
-/// refusal (a build without fail points) is final.
-async fn arm(url: &str, point: &str) -> anyhow::Result<()> {
+/// Sends the admin request `build` makes until it is answered: a process
+/// still starting (restarted by another fault) is waited for; a refusal
+/// is final.
+async fn admin(
+    what: &str,
+    build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let until = Instant::now() + HEAL_DEADLINE;
     loop {
-        let sent = http
-            .put(format!("{url}/admin/fail-points/{point}"))
-            .body("1*return")
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await;
+        let sent = build(&http).timeout(Duration::from_secs(10)).send().await;
         match sent {
             Ok(r) if r.status().is_success() => return Ok(()),
             Ok(r) => anyhow::bail!(
-                "arming {point} at {url}: {} {}",
+                "{what}: {} {}",
                 r.status(),
                 r.text().await.unwrap_or_default()
             ),
-            Err(e) if Instant::now() >= until => {
-                return Err(e).with_context(|| format!("arming {point} at {url}"));
-            }
+            Err(e) if Instant::now() >= until => return Err(e).context(what.to_owned()),
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
+}
+
+/// Arms `point` in the service at `url` to kill it the next time it passes
+/// there. Armed once (`1*return`), so the restarted process runs clean;
+/// a build without fail points refuses.
+async fn arm(url: &str, point: &str) -> anyhow::Result<()> {
+    admin(&format!("arming {point} at {url}"), |http| {
+        http.put(format!("{url}/admin/fail-points/{point}"))
+            .body("1*return")
+    })
+    .await
+}
+
+/// Switches the provider fault `kind` on with `setting`, or off.
+async fn provider_fault(
+    url: &str,
+    kind: &str,
+    setting: Option<&serde_json::Value>,
+) -> anyhow::Result<()> {
+    let route = format!("{url}/admin/faults/{kind}");
+    admin(
+        &format!("switching the provider's {kind} fault"),
+        |http| match setting {
+            Some(setting) => http.put(&route).json(setting),
+            None => http.delete(&route),
+        },
+    )
+    .await
 }
 
 /// Waits for the fault's moment, injects it, heals it, and says when.
@@ -124,6 +156,7 @@ pub(crate) async fn inject(
     let name = match (fault.kind, &fault.topic) {
         (_, Some(topic)) => topic.clone(),
         (FaultKind::BrokerKill | FaultKind::BrokerPause, _) => "broker".to_owned(),
+        (kind, _) if kind.at_provider() => "provider".to_owned(),
         _ => fault.service.clone().unwrap_or_default(),
     };
     let mut injected_at = started.elapsed().as_secs_f64();
@@ -182,16 +215,36 @@ pub(crate) async fn inject(
                 proxy.lock().await.set_latency(0).await?;
             }
         }
+        FaultKind::ProviderDecline | FaultKind::ProviderError | FaultKind::ProviderTimeout => {
+            let kind = match fault.kind {
+                FaultKind::ProviderDecline => "decline",
+                FaultKind::ProviderError => "error",
+                _ => "timeout",
+            };
+            let mut setting = serde_json::json!({
+                "share": fault.share.unwrap_or(0.0),
+                "seed": target.seed,
+            });
+            if fault.kind == FaultKind::ProviderTimeout {
+                setting["hold_ms"] = PROVIDER_HOLD_MS.into();
+            }
+            // Held in the stand-in's memory: a provider killed meanwhile
+            // comes back healthy, as a real one would after a restart.
+            provider_fault(&target.provider, kind, Some(&setting)).await?;
+            tokio::time::sleep(Duration::from_secs_f64(fault.seconds.unwrap_or(1.0))).await;
+            provider_fault(&target.provider, kind, None).await?;
+        }
         FaultKind::Pause | FaultKind::BrokerPause => {
             signal(data_dir, &name, Signal::SIGSTOP).await?;
             tokio::time::sleep(Duration::from_secs_f64(fault.seconds.unwrap_or(1.0))).await;
             signal(data_dir, &name, Signal::SIGCONT).await?;
         }
     }
-    let target = match (&fault.point, published) {
-        (Some(point), _) => format!("{name}@{point}"),
-        (None, Some(count)) => format!("{name}×{count}"),
-        (None, None) => name,
+    let target = match (&fault.point, published, fault.share) {
+        (Some(point), _, _) => format!("{name}@{point}"),
+        (None, Some(count), _) => format!("{name}×{count}"),
+        (None, None, Some(share)) => format!("{name} {:.0}%", share * 100.0),
+        (None, None, None) => name,
     };
     Ok(FaultEvent {
         kind: fault.kind.name().to_owned(),

@@ -60,16 +60,21 @@ enum Mutant {
     /// Commit each event's offset before applying it: a crash in between
     /// loses the event.
     CommitOffsetFirst,
+    /// Charge the payment provider under a new idempotency key on every
+    /// try: a charge retried after a timeout is taken twice.
+    ProviderFreshKey,
 }
 
 impl Mutant {
     fn fail_points(self) -> String {
-        match self {
-            Mutant::CommitOffsetFirst => format!(
-                "{}=return",
-                choreo_messaging::fail_points::MUTANT_COMMIT_OFFSET_FIRST
-            ),
-        }
+        use choreo_messaging::fail_points::{
+            MUTANT_COMMIT_OFFSET_FIRST, MUTANT_PROVIDER_FRESH_KEY,
+        };
+        let point = match self {
+            Mutant::CommitOffsetFirst => MUTANT_COMMIT_OFFSET_FIRST,
+            Mutant::ProviderFreshKey => MUTANT_PROVIDER_FRESH_KEY,
+        };
+        format!("{point}=return")
     }
 }
 
@@ -125,7 +130,7 @@ pub(crate) async fn run(args: ChaosArgs) -> anyhow::Result<bool> {
         let started = std::time::Instant::now();
         let result = run::run(suite, &workspace).await;
         if !args.keep {
-            let names: Vec<String> = ["registry", "order", "inventory", "payment", "shipping"]
+            let names: Vec<String> = up::DATABASES
                 .iter()
                 .map(|s| format!("{}{s}", workspace.db_prefix))
                 .collect();

@@ -164,7 +164,7 @@ impl SuiteReport {
         for f in &self.faults {
             let _ = writeln!(
                 out,
-                "    {:<12} {:<32} injected at {:>6.1} s, healed at {:>6.1} s",
+                "    {:<16} {:<32} injected at {:>6.1} s, healed at {:>6.1} s",
                 f.kind, f.target, f.injected_at, f.healed_at
             );
         }

@@ -27,6 +27,9 @@ const EMPTY_SKU: &str = "CHAOS-EMPTY";
 const BROKE: &str = "chaos-broke";
 /// A country no shipping route serves.
 const UNSERVED_COUNTRY: &str = "AQ";
+/// How long payment waits for its provider in a chaos run: short, so that
+/// a provider timeout fault costs seconds, not minutes.
+const PROVIDER_TIMEOUT_MS: u64 = 1_000;
 
 /// What an order is meant to end as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,8 +54,12 @@ impl Kind {
         }
     }
 
-    /// Whether an order of this kind may end as `status` with `reason`.
-    fn allows(self, status: &str, reason: Option<&str>) -> bool {
+    /// Whether an order of this kind may end as `status` with `reason`;
+    /// an order the provider declined may also end PAYMENT_DECLINED.
+    fn allows(self, status: &str, reason: Option<&str>, declined: bool) -> bool {
+        if declined && status == "CANCELLED" && reason == Some("PAYMENT_DECLINED") {
+            return true;
+        }
         match self {
             Kind::Succeed => status == "CONFIRMED",
             Kind::OutOfStock => status == "CANCELLED" && reason == Some("OUT_OF_STOCK"),
@@ -84,11 +91,11 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-/// Six consecutive free ports, for the edge and the five after it.
+/// Seven consecutive free ports, for the edge and the six after it.
 fn free_port_block() -> u16 {
     loop {
         let base = 20_000 + (uuid::Uuid::new_v4().as_u128() % 30_000) as u16;
-        if (base..base + 6).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+        if (base..base + 7).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
             return base;
         }
     }
@@ -134,6 +141,11 @@ pub(crate) async fn run(suite: &Suite, workspace: &Workspace) -> anyhow::Result<
                 "order",
                 "CHOREO_SAGA_DEADLINE_SECONDS".into(),
                 suite.platform.saga_deadline_seconds.to_string(),
+            ),
+            (
+                "payment",
+                "CHOREO_PROVIDER__TIMEOUT_MS".into(),
+                PROVIDER_TIMEOUT_MS.to_string(),
             ),
         ],
     };
@@ -249,6 +261,8 @@ async fn drive(
                     .as_deref()
                     .and_then(|s| endpoints.services.get(s))
                     .cloned(),
+                provider: endpoints.provider.clone(),
+                seed: suite.seed,
             };
             let (fault, placed_rx, progress) = (fault.clone(), placed_rx.clone(), progress.clone());
             faults.spawn(async move {
@@ -357,10 +371,19 @@ async fn drive(
         orders.push(OrderVerdict {
             id: id.clone(),
             kind: kind.name(),
-            right: kind.allows(&status, reason.as_deref()),
+            right: false,
             status,
             reason,
         });
+    }
+    // Judged once every order is decided, so that every decline is known.
+    let declined = declined_by_provider(&endpoints.provider).await?;
+    for (order, kind) in orders.iter_mut().zip(&kinds) {
+        order.right = kind.allows(
+            &order.status,
+            order.reason.as_deref(),
+            declined.contains(&order.id),
+        );
     }
     let settled_at = started.elapsed().as_secs_f64();
     progress.finish();
@@ -603,6 +626,26 @@ async fn cancel(client: &reqwest::Client, edge: &str, id: &str) -> anyhow::Resul
     }
 }
 
+/// The orders the provider declined a charge of (as `GET /admin/declined`
+/// lists them): their right end includes PAYMENT_DECLINED.
+async fn declined_by_provider(provider: &str) -> anyhow::Result<std::collections::HashSet<String>> {
+    let listed: Value = reqwest::Client::new()
+        .get(format!("{provider}/admin/declined"))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .context("asking the provider which charges it declined")?
+        .json()
+        .await?;
+    Ok(listed["order_ids"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|id| id.as_str().map(str::to_owned))
+        .collect())
+}
+
 async fn wait_terminal(admin: &reqwest::Client, edge: &str, id: &str, deadline: Instant) -> Value {
     let mut last = Value::Null;
     while Instant::now() < deadline {
@@ -668,6 +711,7 @@ async fn audit_until_clean(
         inventory: db("inventory"),
         payment: db("payment"),
         shipping: db("shipping"),
+        provider: Some(db("provider")),
     };
     let bounds = choreo_audit::Bounds {
         deadline: Duration::from_secs_f64(suite.platform.saga_deadline_seconds),

@@ -21,7 +21,8 @@
 //! [[faults]]
 //! kind = "kill"                 # kill | pause | crash-at | broker-kill | broker-pause
 //!                               # | duplicate | poison | db-cut | db-latency
-//! service = "payment"
+//!                               # | provider-decline | provider-error | provider-timeout
+//! service = "payment"           # or inventory, order, shipping, edge, provider
 //! after_orders = 50             # or at_seconds = 2.5, or window = [1.0, 4.0]
 //!
 //! [[faults]]
@@ -37,6 +38,12 @@
 //! latency_ms = 200
 //! seconds = 5
 //! at_seconds = 3.0
+//!
+//! [[faults]]
+//! kind = "provider-timeout"     # a share of payment's provider requests carried
+//! share = 0.3                   #   out, then answered too late (provider-error:
+//! seconds = 10                  #   answered 503, nothing done; provider-decline:
+//! at_seconds = 2.0              #   charges refused, CARD_DECLINED)
 //!
 //! [[faults]]
 //! kind = "duplicate"            # publish the topic's last `count` messages again
@@ -153,6 +160,16 @@ pub(crate) enum FaultKind {
     /// Delay every answer of a saga service's database by `latency_ms`
     /// for `seconds`.
     DbLatency,
+    /// For `seconds`, the payment provider declines a `share` of the
+    /// charges asked of it (`CARD_DECLINED`): those orders are cancelled,
+    /// PAYMENT_DECLINED, whatever they were meant to be.
+    ProviderDecline,
+    /// For `seconds`, the provider answers a `share` of requests 503
+    /// without doing anything.
+    ProviderError,
+    /// For `seconds`, the provider carries out a `share` of requests and
+    /// answers them only after payment has given up waiting.
+    ProviderTimeout,
 }
 
 impl FaultKind {
@@ -168,17 +185,29 @@ impl FaultKind {
             FaultKind::Poison => "poison",
             FaultKind::DbCut => "db-cut",
             FaultKind::DbLatency => "db-latency",
+            FaultKind::ProviderDecline => "provider-decline",
+            FaultKind::ProviderError => "provider-error",
+            FaultKind::ProviderTimeout => "provider-timeout",
         }
     }
 
-    /// Whether the fault is on the broker's side (no service named).
-    pub(crate) fn on_broker(self) -> bool {
+    /// Whether the fault names no service: the broker's and the
+    /// provider's.
+    pub(crate) fn names_no_service(self) -> bool {
         matches!(
             self,
             FaultKind::BrokerKill
                 | FaultKind::BrokerPause
                 | FaultKind::Duplicate
                 | FaultKind::Poison
+        ) || self.at_provider()
+    }
+
+    /// Whether the fault is switched on in the payment provider.
+    pub(crate) fn at_provider(self) -> bool {
+        matches!(
+            self,
+            FaultKind::ProviderDecline | FaultKind::ProviderError | FaultKind::ProviderTimeout
         )
     }
 }
@@ -199,6 +228,8 @@ pub(crate) struct Fault {
     pub(crate) count: Option<usize>,
     /// The delay a db-latency adds to each answer of the database.
     pub(crate) latency_ms: Option<u64>,
+    /// The share of requests (0 to 1) a provider fault hits.
+    pub(crate) share: Option<f64>,
     /// How many times to inject it, each at its own moment drawn from
     /// `window` (only with a window).
     #[serde(default = "one")]
@@ -296,7 +327,14 @@ impl Default for PlatformSettings {
     }
 }
 
-const SERVICES: [&str; 5] = ["order", "inventory", "payment", "shipping", "edge"];
+const SERVICES: [&str; 6] = [
+    "order",
+    "inventory",
+    "payment",
+    "shipping",
+    "edge",
+    "provider",
+];
 /// The fail points a `crash-at` may arm (the mutant switch is not a crash).
 pub(crate) const CRASH_POINTS: [&str; 3] = [
     choreo_messaging::fail_points::HANDLER_BEFORE_COMMIT,
@@ -389,8 +427,8 @@ impl Suite {
                     "{at}: poison is dead-lettered; set expect.dead_letters (or dlq_empty = false)"
                 ));
             }
-            let broker = fault.kind.on_broker();
-            match (&fault.service, broker) {
+            let no_service = fault.kind.names_no_service();
+            match (&fault.service, no_service) {
                 (Some(s), false) if SERVICES.contains(&s.as_str()) => {}
                 (None, true) => {}
                 (_, true) => problems.push(format!(
@@ -419,14 +457,31 @@ impl Suite {
                 )),
                 (Some(_), _) => problems.push(format!("{at}: only a crash-at takes a point")),
             }
-            if fault.kind == FaultKind::CrashAt && fault.service.as_deref() == Some("edge") {
+            let saga_service = fault
+                .service
+                .as_deref()
+                .is_some_and(|s| choreo_events::SAGA_SERVICES.contains(&s));
+            if fault.kind == FaultKind::CrashAt && !saga_service {
                 problems.push(format!(
-                    "{at}: the edge has no fail points (it neither consumes nor publishes)"
+                    "{at}: only the saga services have fail points (the edge and the provider neither consume nor publish)"
                 ));
             }
             let database = matches!(fault.kind, FaultKind::DbCut | FaultKind::DbLatency);
-            if database && fault.service.as_deref() == Some("edge") {
-                problems.push(format!("{at}: the edge has no database"));
+            if database && !saga_service {
+                problems.push(format!(
+                    "{at}: database faults are for the saga services' databases"
+                ));
+            }
+            match (fault.share, fault.kind.at_provider()) {
+                (Some(share), true) if share > 0.0 && share <= 1.0 => {}
+                (None, false) => {}
+                (_, true) => problems.push(format!(
+                    "{at}: a {} needs a share, more than 0 and at most 1",
+                    fault.kind.name()
+                )),
+                (Some(_), false) => {
+                    problems.push(format!("{at}: only provider faults take a share"))
+                }
             }
             match (fault.latency_ms, fault.kind == FaultKind::DbLatency) {
                 (Some(ms), true) if ms > 0 => {}
@@ -439,7 +494,7 @@ impl Suite {
             let lasting = matches!(
                 fault.kind,
                 FaultKind::Pause | FaultKind::BrokerPause | FaultKind::DbCut | FaultKind::DbLatency
-            );
+            ) || fault.kind.at_provider();
             match (fault.seconds, lasting) {
                 (Some(s), true) if s > 0.0 => {}
                 (None, false) => {}
@@ -447,7 +502,7 @@ impl Suite {
                     problems.push(format!("{at}: a {} needs seconds > 0", fault.kind.name()))
                 }
                 (Some(_), false) => problems.push(format!(
-                    "{at}: only pauses and database faults take seconds"
+                    "{at}: only pauses, database and provider faults take seconds"
                 )),
             }
         }
@@ -489,10 +544,13 @@ mod tests {
             "{MINIMAL}\n[[faults]]\nkind = \"crash-at\"\nservice = \"payment\"\npoint = \"relay.after-publish\"\nwindow = [1.0, 2.0]\ntimes = 3\n\n\
              [[faults]]\nkind = \"poison\"\ntopic = \"order.events\"\ncount = 2\nat_seconds = 1\n\n\
              [[faults]]\nkind = \"db-latency\"\nservice = \"inventory\"\nlatency_ms = 50\nseconds = 2\nafter_orders = 3\n\n\
+             [[faults]]\nkind = \"provider-timeout\"\nshare = 0.3\nseconds = 2\nat_seconds = 1\n\n\
+             [[faults]]\nkind = \"kill\"\nservice = \"provider\"\nat_seconds = 1\n\n\
              [expect]\ndead_letters = \"2..=6\"\n"
         );
         let suite = Suite::parse(&text).expect("valid");
-        assert_eq!(suite.faults.len(), 3);
+        assert_eq!(suite.faults.len(), 5);
+        assert_eq!(suite.faults[3].share, Some(0.3));
         assert_eq!(suite.faults[0].times, 3);
         assert_eq!(
             suite.expect.dead_letters.as_ref().map(Count::bounds),
@@ -524,7 +582,7 @@ mod tests {
             "expect.SHIPPED",
             "expect.CONFIRMED",
             "faults[1]: a crash-at names its point",
-            "faults[1]: the edge has no fail points",
+            "faults[1]: only the saga services have fail points",
             "faults[1]: times > 1 needs a window",
         ] {
             assert!(error.contains(needle), "{needle} missing from {error}");
@@ -533,7 +591,9 @@ mod tests {
             "{MINIMAL}\n[[faults]]\nkind = \"poison\"\ntopic = \"order.events\"\ncount = 2\nat_seconds = 1\n\n\
              [[faults]]\nkind = \"db-latency\"\nservice = \"payment\"\nseconds = 2\nat_seconds = 1\n\n\
              [[faults]]\nkind = \"duplicate\"\ntopic = \"audit.events\"\ncount = 0\nat_seconds = 1\n\n\
-             [[faults]]\nkind = \"db-cut\"\nservice = \"edge\"\nseconds = 2\nat_seconds = 1\n"
+             [[faults]]\nkind = \"db-cut\"\nservice = \"edge\"\nseconds = 2\nat_seconds = 1\n\n\
+             [[faults]]\nkind = \"provider-error\"\nservice = \"payment\"\nshare = 1.5\nat_seconds = 1\n\n\
+             [[faults]]\nkind = \"kill\"\nservice = \"payment\"\nshare = 0.5\nat_seconds = 1\n"
         );
         let error = Suite::parse(&faults).expect_err("invalid faults");
         for needle in [
@@ -541,7 +601,11 @@ mod tests {
             "faults[1]: a db-latency needs latency_ms > 0",
             "faults[2]: a duplicate names its topic",
             "faults[2]: count must be at least 1",
-            "faults[3]: the edge has no database",
+            "faults[3]: database faults are for the saga services",
+            "faults[4]: a provider-error fault names no service",
+            "faults[4]: a provider-error needs a share",
+            "faults[4]: a provider-error needs seconds > 0",
+            "faults[5]: only provider faults take a share",
         ] {
             assert!(error.contains(needle), "{needle} missing from {error}");
         }

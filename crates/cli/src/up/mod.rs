@@ -3,8 +3,8 @@
 //! 1. Create each service's database (if missing) on the local PostgreSQL.
 //! 2. Start the Tansu broker on its own SQLite file under the data folder.
 //! 3. Start the schema registry; create the topics; register the schemas.
-//! 4. Start order, inventory, payment, shipping and the edge (each migrates
-//!    its own database at start).
+//! 4. Start the payment provider stand-in, then order, inventory, payment,
+//!    shipping and the edge (each migrates its own database at start).
 //! 5. Seed the demo catalog and wallets; print where everything is.
 //! 6. Supervise until Ctrl-C, then stop everything, edge first.
 
@@ -82,6 +82,7 @@ struct Ports {
     inventory: u16,
     payment: u16,
     shipping: u16,
+    provider: u16,
 }
 
 pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -151,7 +152,7 @@ pub(crate) struct Config {
     pub(crate) tansu: PathBuf,
     pub(crate) bin_dir: PathBuf,
     pub(crate) broker_port: u16,
-    /// The edge's port; the registry and services take the next five.
+    /// The edge's port; the registry and services take the next six.
     pub(crate) edge_port: u16,
     pub(crate) db_prefix: String,
     pub(crate) topic_prefix: String,
@@ -170,6 +171,8 @@ pub(crate) struct Endpoints {
     pub(crate) bootstrap: String,
     /// The saga services' own HTTP APIs, by name.
     pub(crate) services: std::collections::BTreeMap<&'static str, String>,
+    /// The payment provider stand-in's API.
+    pub(crate) provider: String,
 }
 
 /// The folder of the running `choreo`, where the service binaries are
@@ -221,8 +224,9 @@ pub(crate) async fn start(
         inventory: edge_port + 3,
         payment: edge_port + 4,
         shipping: edge_port + 5,
+        provider: edge_port + 6,
     };
-    let services = ["registry", "order", "inventory", "payment", "shipping"];
+    let services = DATABASES;
     let db_names: Vec<String> = services.iter().map(|s| format!("{db_prefix}{s}")).collect();
     setup::create_databases(pg_admin_url, &db_names).await?;
 
@@ -292,29 +296,52 @@ pub(crate) async fn start(
     setup::create_topics(&kafka).await?;
     setup::register_schemas(&RegistryClient::new(&registry_url), &kafka.topics()).await?;
 
+    // The provider before payment, which charges through it.
+    let provider_url = format!("http://127.0.0.1:{}", ports.provider);
+    running.push(supervise(ProcessSpec {
+        name: "provider",
+        program: bin_dir.join("choreo-provider"),
+        args: vec![],
+        env: with_extra(
+            "provider",
+            vec![
+                (
+                    "CHOREO_HTTP_ADDR".into(),
+                    format!("127.0.0.1:{}", ports.provider),
+                ),
+                ("CHOREO_DATABASE_URL".into(), db("provider")),
+            ],
+        ),
+        cwd: None,
+        log: log("provider"),
+        pid_file: pid_file("provider"),
+    }));
+    wait_for_health(&provider_url, "the payment provider stand-in").await?;
+
     for (name, port) in [
         ("order", ports.order),
         ("inventory", ports.inventory),
         ("payment", ports.payment),
         ("shipping", ports.shipping),
     ] {
+        let mut env = vec![
+            ("CHOREO_HTTP_ADDR".into(), format!("127.0.0.1:{port}")),
+            ("CHOREO_DATABASE_URL".into(), db(name)),
+            ("CHOREO_REGISTRY_URL".into(), registry_url.clone()),
+            ("CHOREO_KAFKA__BOOTSTRAP_SERVERS".into(), bootstrap.clone()),
+            ("CHOREO_KAFKA__TOPIC_PREFIX".into(), topic_prefix.clone()),
+            // One replica per service here; its restarts take its
+            // place in the group back at once (static membership).
+            ("CHOREO_CONSUMER__INSTANCE_ID".into(), format!("{name}-0")),
+        ];
+        if name == "payment" {
+            env.push(("CHOREO_PROVIDER__URL".into(), provider_url.clone()));
+        }
         running.push(supervise(ProcessSpec {
             name,
             program: bin_dir.join(format!("choreo-{name}")),
             args: vec![],
-            env: with_extra(
-                name,
-                vec![
-                    ("CHOREO_HTTP_ADDR".into(), format!("127.0.0.1:{port}")),
-                    ("CHOREO_DATABASE_URL".into(), db(name)),
-                    ("CHOREO_REGISTRY_URL".into(), registry_url.clone()),
-                    ("CHOREO_KAFKA__BOOTSTRAP_SERVERS".into(), bootstrap.clone()),
-                    ("CHOREO_KAFKA__TOPIC_PREFIX".into(), topic_prefix.clone()),
-                    // One replica per service here; its restarts take its
-                    // place in the group back at once (static membership).
-                    ("CHOREO_CONSUMER__INSTANCE_ID".into(), format!("{name}-0")),
-                ],
-            ),
+            env: with_extra(name, env),
             cwd: None,
             log: log(name),
             pid_file: pid_file(name),
@@ -367,8 +394,19 @@ pub(crate) async fn start(
         registry: registry_url,
         bootstrap,
         services,
+        provider: provider_url,
     })
 }
+
+/// The databases a platform has, each `<prefix><name>`.
+pub(crate) const DATABASES: [&str; 6] = [
+    "registry",
+    "order",
+    "inventory",
+    "payment",
+    "shipping",
+    "provider",
+];
 
 fn default_tansu_bin() -> PathBuf {
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
@@ -419,6 +457,7 @@ fn print_banner(endpoints: &Endpoints, data_dir: &std::path::Path, tokens: &Toke
         edge,
         registry,
         bootstrap,
+        provider,
         ..
     } = endpoints;
     let customer = seed::DEMO_CUSTOMER;
@@ -432,6 +471,7 @@ Choreo is running.
 
   edge (REST API)     {edge}
   schema registry     {registry}
+  payment provider    {provider} (a stand-in)
   Kafka bootstrap     {bootstrap}
   logs                {logs}
   pids                {pids}

@@ -4,10 +4,13 @@
 mod order_cancelled;
 mod stock_reserved;
 
+use crate::provider::Provider;
 use choreo_messaging::{Delivery, Handler, HandlerError, Outcome};
 use sqlx::PgConnection;
 
-pub(crate) struct PaymentHandler;
+pub(crate) struct PaymentHandler {
+    pub(crate) provider: Provider,
+}
 
 impl Handler for PaymentHandler {
     async fn handle(
@@ -16,8 +19,8 @@ impl Handler for PaymentHandler {
         delivery: &Delivery,
     ) -> Result<Outcome, HandlerError> {
         match delivery.message.name() {
-            "StockReserved" => stock_reserved::handle(tx, delivery).await?,
-            "OrderCancelled" => order_cancelled::handle(tx, delivery).await?,
+            "StockReserved" => stock_reserved::handle(tx, delivery, &self.provider).await?,
+            "OrderCancelled" => order_cancelled::handle(tx, delivery, &self.provider).await?,
             _ => return Ok(Outcome::Ignored),
         }
         Ok(Outcome::Applied)

@@ -1,24 +1,34 @@
 //! The order was cancelled: refund a charge (`PaymentRefunded`, wallet
-//! credited). An order not charged yet is recorded as VOIDED, so that a
-//! `StockReserved` arriving late charges nothing.
+//! credited, the provider's charge refunded). An order not charged yet is
+//! recorded as VOIDED, so that a `StockReserved` arriving late charges
+//! nothing; its key is voided at the provider too, since a charge may have
+//! been taken there by a try whose transaction never committed here.
 
-use crate::db;
+use crate::{db, provider::Provider};
 use choreo_events::{EventMeta, OrderCancelled, PaymentRefunded};
 use choreo_messaging::{Delivery, HandlerError, outbox};
 use sqlx::PgConnection;
 
 #[tracing::instrument(skip_all, fields(order_id = tracing::field::Empty), err)]
-pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
+pub(super) async fn handle(
+    tx: &mut PgConnection,
+    delivery: &Delivery,
+    provider: &Provider,
+) -> Result<(), HandlerError> {
     let cancelled: OrderCancelled = delivery.parse()?;
     let order_id = cancelled.order_id;
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
     let Some(payment) = db::lock_payment(tx, order_id).await? else {
+        provider.refund(db::payment_id(order_id), order_id).await?;
         db::record_without_charge(tx, order_id, "", 0, "VOIDED").await?;
         return Ok(());
     };
     if payment.status != "COMPLETED" {
         return Ok(());
     }
+    // The provider first: should the refund here then fail, the retry asks
+    // the provider again, which answers with the refund it made.
+    provider.refund(payment.payment_id, order_id).await?;
     db::refund(tx, order_id, &payment).await?;
     let event = PaymentRefunded {
         meta: EventMeta::caused_by::<PaymentRefunded>(&cancelled.meta, "payment"),

@@ -1,15 +1,23 @@
 //! Stock is reserved: charge the customer's wallet the order's total
-//! (`PaymentCompleted`), or decline when the customer has no wallet or too
-//! little in it (`PaymentFailed`). An order cancelled before this arrives is
-//! never charged.
+//! through the provider (`PaymentCompleted`), or decline when the customer
+//! has no wallet, too little in it, or the provider refuses the charge
+//! (`PaymentFailed`). An order cancelled before this arrives is never
+//! charged.
 
-use crate::db;
+use crate::{
+    db,
+    provider::{Capture, Provider},
+};
 use choreo_events::{EventMeta, PaymentCompleted, PaymentFailed, StockReserved};
 use choreo_messaging::{Delivery, HandlerError, outbox};
 use sqlx::PgConnection;
 
 #[tracing::instrument(skip_all, fields(order_id = tracing::field::Empty), err)]
-pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
+pub(super) async fn handle(
+    tx: &mut PgConnection,
+    delivery: &Delivery,
+    provider: &Provider,
+) -> Result<(), HandlerError> {
     let reserved: StockReserved = delivery.parse()?;
     let order_id = reserved.order_id;
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
@@ -21,11 +29,38 @@ pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result
         return Ok(());
     }
     let wallet = db::lock_wallet(tx, &reserved.customer_id).await?;
-    let decline = match &wallet {
-        None => Some("UNKNOWN_CUSTOMER"),
-        Some(w) if w.balance_cents < reserved.total_cents => Some("INSUFFICIENT_FUNDS"),
+    let mut decline = match &wallet {
+        None => Some("UNKNOWN_CUSTOMER".to_owned()),
+        Some(w) if w.balance_cents < reserved.total_cents => Some("INSUFFICIENT_FUNDS".to_owned()),
         Some(_) => None,
     };
+    if decline.is_none() {
+        // Inside the transaction, with the wallet locked: the wait is
+        // bounded by the provider timeout, and a lost answer rolls all of
+        // this back for a retry under the same key.
+        let payment_id = db::payment_id(order_id);
+        let capture = provider
+            .capture(
+                payment_id,
+                order_id,
+                &reserved.customer_id,
+                reserved.total_cents,
+                &reserved.currency,
+            )
+            .await?;
+        match capture {
+            Capture::Captured => {}
+            Capture::Declined(reason) => decline = Some(reason),
+            Capture::Voided => {
+                // The cancellation got to the provider first; its own
+                // transaction here records the order VOIDED (or already
+                // has). Nothing to charge, nothing to announce.
+                tracing::info!(order_id = %order_id, "charge voided at the provider; not charging");
+                db::record_without_charge(tx, order_id, &reserved.customer_id, 0, "VOIDED").await?;
+                return Ok(());
+            }
+        }
+    }
     if let Some(reason) = decline {
         db::record_without_charge(
             tx,
@@ -40,7 +75,7 @@ pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result
             order_id,
             customer_id: reserved.customer_id.clone(),
             amount_cents: reserved.total_cents,
-            reason: reason.to_owned(),
+            reason: reason.clone(),
         };
         outbox::enqueue(tx, &event, delivery.traceparent.as_deref()).await?;
         tracing::info!(order_id = %order_id, reason, "payment declined");
