@@ -253,7 +253,10 @@ async fn money(
 }
 
 /// What the provider kept for each decided order is what the payment
-/// service kept: one net charge, made once, undone once.
+/// service kept: one net charge, made once, undone once. The two databases
+/// are read one after the other, so a refund landing in between shows once
+/// as a violation; run again (as the chaos runner does) before believing
+/// one that `money` does not also report.
 async fn reconcile(
     pool: &PgPool,
     orders: &[Order],

@@ -56,6 +56,18 @@ pub fn handler() -> impl choreo_messaging::Handler {
     }
 }
 
+/// As [`handler`], charging through the provider `settings` name.
+///
+/// # Errors
+/// When the provider's HTTP client cannot be built.
+pub fn handler_with_provider(
+    settings: &ProviderSettings,
+) -> Result<impl choreo_messaging::Handler, reqwest::Error> {
+    Ok(handlers::PaymentHandler {
+        provider: provider::Provider::new(settings)?,
+    })
+}
+
 /// Starts the service; it runs until `shutdown` is cancelled.
 ///
 /// # Errors

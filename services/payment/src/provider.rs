@@ -6,7 +6,9 @@
 //! the provider answered, a timeout after the provider acted, a rebalance)
 //! asks for the same charge again, and the provider answers with the one
 //! it took. A request that gets no answer is a transient failure: the
-//! consumer retries the event, holding its place in the partition.
+//! consumer retries the event, holding its place in the partition. A try
+//! that ends in a decline, of any cause, voids the key at the provider, so
+//! a charge an earlier try took unknowingly is given back.
 //!
 //! Without a provider URL (tests, a platform without one) the wallet alone
 //! decides and nothing leaves the service.
@@ -49,17 +51,35 @@ pub(crate) enum Capture {
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ProviderError {
-    #[error("the payment provider did not answer")]
-    Unreachable(#[source] reqwest::Error),
-    #[error("the payment provider is failing ({status}): {body}")]
-    Failing { status: u16, body: String },
-    #[error("the payment provider refused the request ({status}): {body}")]
-    Refused { status: u16, body: String },
+    #[error("the payment provider did not answer ({what} {key})")]
+    Unreachable {
+        what: &'static str,
+        key: Uuid,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("the payment provider is failing ({what} {key}: {status}): {body}")]
+    Failing {
+        what: &'static str,
+        key: Uuid,
+        status: u16,
+        body: String,
+    },
+    #[error("the payment provider refused the request ({what} {key}: {status}): {body}")]
+    Refused {
+        what: &'static str,
+        key: Uuid,
+        status: u16,
+        body: String,
+    },
 }
 
 impl From<ProviderError> for HandlerError {
-    /// No answer or a 5xx can be retried; a refusal (4xx) would be refused
-    /// again, so the event is dead-lettered with the provider's words.
+    /// No answer, a 5xx or any 4xx that a fix elsewhere can cure (a wrong
+    /// URL's 404, a 401, a 408) is retried in place; only a request the
+    /// provider calls malformed (400, 422) or an answer of the wrong shape
+    /// would fail the same way every time, and is dead-lettered with the
+    /// provider's words.
     fn from(e: ProviderError) -> Self {
         match e {
             ProviderError::Refused { .. } => HandlerError::Permanent {
@@ -104,6 +124,7 @@ impl Provider {
     }
 
     /// Charges `amount_cents` for `order_id` under the key `payment_id`.
+    #[tracing::instrument(skip_all, fields(order_id = %order_id), err)]
     pub(crate) async fn capture(
         &self,
         payment_id: Uuid,
@@ -134,15 +155,21 @@ impl Provider {
             }))
             .send()
             .await
-            .map_err(ProviderError::Unreachable)?;
+            .map_err(|source| ProviderError::Unreachable {
+                what: "charge",
+                key,
+                source,
+            })?;
         let status = response.status().as_u16();
-        let charge = answer(response, &[200, 201, 402, 409]).await?;
+        let charge = answer(response, &[200, 201, 402, 409], "charge", key).await?;
         Ok(match (status, charge.status.as_str()) {
             (200 | 201, "CAPTURED") => Capture::Captured,
             (402, _) => Capture::Declined(charge.reason.unwrap_or_else(|| "DECLINED".into())),
             (409, _) => Capture::Voided,
             (_, other) => {
                 return Err(ProviderError::Refused {
+                    what: "charge",
+                    key,
                     status,
                     body: format!("a charge answered with status {other}"),
                 });
@@ -152,6 +179,7 @@ impl Provider {
 
     /// Refunds the charge `payment_id` in full; a key never charged is
     /// voided, so a charge still on its way is refused when it arrives.
+    #[tracing::instrument(skip_all, fields(order_id = %order_id), err)]
     pub(crate) async fn refund(
         &self,
         payment_id: Uuid,
@@ -166,22 +194,55 @@ impl Provider {
             .json(&serde_json::json!({ "order_id": order_id }))
             .send()
             .await
-            .map_err(ProviderError::Unreachable)?;
-        answer(response, &[200]).await.map(|_| ())
+            .map_err(|source| ProviderError::Unreachable {
+                what: "refund",
+                key: payment_id,
+                source,
+            })?;
+        answer(response, &[200], "refund", payment_id)
+            .await
+            .map(|_| ())
     }
 }
 
 /// The charge in a response whose status is one of `expected`.
-async fn answer(response: reqwest::Response, expected: &[u16]) -> Result<Charge, ProviderError> {
+async fn answer(
+    response: reqwest::Response,
+    expected: &[u16],
+    what: &'static str,
+    key: Uuid,
+) -> Result<Charge, ProviderError> {
     let status = response.status().as_u16();
     if !expected.contains(&status) {
         let body = response.text().await.unwrap_or_default();
-        return Err(if status >= 500 || status == 429 {
-            ProviderError::Failing { status, body }
+        return Err(if matches!(status, 400 | 422) {
+            ProviderError::Refused {
+                what,
+                key,
+                status,
+                body,
+            }
         } else {
-            ProviderError::Refused { status, body }
+            ProviderError::Failing {
+                what,
+                key,
+                status,
+                body,
+            }
         });
     }
-    // A body cut off mid-way is a lost answer: try again.
-    response.json().await.map_err(ProviderError::Unreachable)
+    let bytes = response
+        .bytes()
+        .await
+        // A body cut off mid-way is a lost answer: try again.
+        .map_err(|source| ProviderError::Unreachable { what, key, source })?;
+    serde_json::from_slice(&bytes).map_err(|e| ProviderError::Refused {
+        what,
+        key,
+        status,
+        body: format!(
+            "an answer of the wrong shape ({e}): {}",
+            String::from_utf8_lossy(&bytes)
+        ),
+    })
 }

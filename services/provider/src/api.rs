@@ -63,10 +63,6 @@ fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, HttpError> {
         .map_err(|e| HttpError::invalid(e.body_text()))
 }
 
-fn internal(e: &sqlx::Error) -> HttpError {
-    HttpError::internal(e)
-}
-
 /// The outage a suite injects: nothing is done.
 fn unavailable() -> HttpError {
     HttpError::new(
@@ -88,7 +84,7 @@ async fn maybe_hold(app: &App) {
     }
 }
 
-#[tracing::instrument(skip_all, fields(key = tracing::field::Empty, order_id = tracing::field::Empty))]
+#[tracing::instrument(skip_all, fields(key = tracing::field::Empty, order_id = tracing::field::Empty), err(Debug))]
 async fn charge(
     State(app): State<App>,
     headers: HeaderMap,
@@ -113,7 +109,7 @@ async fn charge(
     let decline = app.faults.declines(&key);
     let (charge, new) = ledger::charge(&app.pool, &key, &request, decline)
         .await
-        .map_err(|e| internal(&e))?;
+        .map_err(|e| HttpError::internal(&e))?;
     let same = charge.order_id == request.order_id
         && charge.amount_cents == request.amount_cents
         && charge.currency == request.currency
@@ -142,7 +138,7 @@ async fn get_charge(
 ) -> Result<Json<Charge>, HttpError> {
     ledger::get(&app.pool, &id)
         .await
-        .map_err(|e| internal(&e))?
+        .map_err(|e| HttpError::internal(&e))?
         .map(Json)
         .ok_or_else(|| HttpError::not_found(format!("no charge {id}")))
 }
@@ -153,7 +149,7 @@ struct RefundRequest {
     order_id: Uuid,
 }
 
-#[tracing::instrument(skip_all, fields(key = %id))]
+#[tracing::instrument(skip_all, fields(key = %id), err(Debug))]
 async fn refund(
     State(app): State<App>,
     Path(id): Path<String>,
@@ -165,7 +161,7 @@ async fn refund(
     }
     let charge = ledger::refund(&app.pool, &id, request.order_id)
         .await
-        .map_err(|e| internal(&e))?;
+        .map_err(|e| HttpError::internal(&e))?;
     if charge.order_id != request.order_id {
         return Err(HttpError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -222,7 +218,7 @@ async fn delete_fault(
 async fn declined(State(app): State<App>) -> Result<Json<serde_json::Value>, HttpError> {
     let orders = ledger::declined_orders(&app.pool)
         .await
-        .map_err(|e| internal(&e))?;
+        .map_err(|e| HttpError::internal(&e))?;
     Ok(Json(json!({ "order_ids": orders })))
 }
 

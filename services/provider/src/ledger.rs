@@ -76,8 +76,9 @@ pub(crate) async fn charge(
 }
 
 /// Refunds the charge `key` in full. A key never charged gets a VOIDED
-/// tombstone for `order_id`; a declined, voided or refunded one is
-/// returned as it stands.
+/// tombstone for `order_id`; a declined, voided or refunded one, or one
+/// for another order, is returned as it stands (the caller refuses the
+/// last).
 pub(crate) async fn refund(
     pool: &PgPool,
     key: &str,
@@ -98,10 +99,11 @@ pub(crate) async fn refund(
     }
     let refunded = sqlx::query_as::<_, Charge>(&format!(
         "UPDATE charges SET status = 'REFUNDED', refunded_cents = captured_cents, updated_at = now()
-         WHERE charge_key = $1 AND status = 'CAPTURED'
+         WHERE charge_key = $1 AND status = 'CAPTURED' AND order_id = $2
          RETURNING {COLUMNS}"
     ))
     .bind(key)
+    .bind(order_id)
     .fetch_optional(pool)
     .await?;
     match refunded {

@@ -6,7 +6,7 @@ use choreo_provider::{CancellationToken, Running, Settings, start};
 use choreo_testkit::TestDatabase;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 struct Provider {
     base: String,
@@ -125,6 +125,19 @@ async fn a_void_before_the_charge_refuses_the_charge() -> anyhow::Result<()> {
     assert_eq!(late["captured_cents"], 0);
     let (status, other) = provider.refund("pay-2", OTHER_ORDER).await?;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{other}");
+
+    // A refund naming another order's key changes nothing.
+    provider.charge("pay-6", ORDER, 900).await?;
+    let (status, _) = provider.refund("pay-6", OTHER_ORDER).await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, kept) = provider
+        .send(
+            provider
+                .http
+                .get(format!("{}/v1/charges/pay-6", provider.base)),
+        )
+        .await?;
+    assert_eq!(kept["status"], "CAPTURED", "{kept}");
     provider.stop().await
 }
 
@@ -206,22 +219,23 @@ async fn an_error_does_nothing_and_a_timeout_does_it_late() -> anyhow::Result<()
     assert!(timed_out.is_err_and(|e| e.is_timeout()));
     // The charge was taken all the same: a caller that gave up must retry
     // with its key to learn so.
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, charge) = provider
-            .send(
-                provider
-                    .http
-                    .get(format!("{}/v1/charges/pay-5", provider.base)),
-            )
-            .await?;
-        if status == StatusCode::OK {
-            assert_eq!(charge["status"], "CAPTURED");
-            break;
-        }
-        assert!(Instant::now() < until, "the held charge was never recorded");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let charge = choreo_testkit::wait_until(
+        "the held charge is recorded",
+        Duration::from_secs(10),
+        || async {
+            let (status, charge) = provider
+                .send(
+                    provider
+                        .http
+                        .get(format!("{}/v1/charges/pay-5", provider.base)),
+                )
+                .await
+                .ok()?;
+            (status == StatusCode::OK).then_some(charge)
+        },
+    )
+    .await?;
+    assert_eq!(charge["status"], "CAPTURED");
     let (status, bad) = provider.fault("timeout", json!({"share": 0.5})).await?;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
     let (status, unknown) = provider.fault("fire", json!({"share": 0.5})).await?;

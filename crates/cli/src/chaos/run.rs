@@ -627,17 +627,29 @@ async fn cancel(client: &reqwest::Client, edge: &str, id: &str) -> anyhow::Resul
 }
 
 /// The orders the provider declined a charge of (as `GET /admin/declined`
-/// lists them): their right end includes PAYMENT_DECLINED.
+/// lists them): their right end includes PAYMENT_DECLINED. A provider
+/// restarting (a fault's) is waited for.
 async fn declined_by_provider(provider: &str) -> anyhow::Result<std::collections::HashSet<String>> {
-    let listed: Value = reqwest::Client::new()
-        .get(format!("{provider}/admin/declined"))
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .context("asking the provider which charges it declined")?
-        .json()
-        .await?;
+    let http = reqwest::Client::new();
+    let until = Instant::now() + PLACE_DEADLINE;
+    let listed: Value = loop {
+        let asked = async {
+            http.get(format!("{provider}/admin/declined"))
+                .timeout(Duration::from_secs(30))
+                .send()
+                .await?
+                .error_for_status()?
+                .json::<Value>()
+                .await
+        };
+        match asked.await {
+            Ok(listed) => break listed,
+            Err(e) if Instant::now() >= until => {
+                return Err(e).context("asking the provider which charges it declined");
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
     Ok(listed["order_ids"]
         .as_array()
         .into_iter()

@@ -23,6 +23,8 @@ pub(super) async fn handle(
         db::record_without_charge(tx, order_id, "", 0, "VOIDED").await?;
         return Ok(());
     };
+    // DECLINED and VOIDED rows voided their key at the provider when they
+    // were written; nothing is left to give back.
     if payment.status != "COMPLETED" {
         return Ok(());
     }

@@ -62,6 +62,11 @@ pub(super) async fn handle(
         }
     }
     if let Some(reason) = decline {
+        // The key is voided at the provider whatever declined it: an earlier
+        // try may have been charged there and lost its answer, and the
+        // wallet (drained meanwhile by another order) now says no. Voiding
+        // is idempotent, and a charge the provider declined stays declined.
+        provider.refund(db::payment_id(order_id), order_id).await?;
         db::record_without_charge(
             tx,
             order_id,
