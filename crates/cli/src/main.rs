@@ -3,6 +3,7 @@
 mod audit;
 mod chaos;
 mod dlq;
+mod offsets;
 mod setup;
 mod token;
 mod up;
@@ -34,6 +35,9 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Dead letters: list, show, and redrive them once the cause is fixed.
     Dlq(dlq::DlqArgs),
+    /// Each service's consumer group: committed offset, end and lag per
+    /// partition of its input topics.
+    Offsets(offsets::OffsetsArgs),
     /// Sign a bearer token for the local edge.
     Token(token::TokenArgs),
     /// Failure-injection suites: run the platform under faults and judge it.
@@ -49,6 +53,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Topics(args) => setup::topics(args).await,
         Command::Schemas(args) => setup::schemas(args).await,
         Command::Dlq(args) => dlq::run(args).await,
+        Command::Offsets(args) => offsets::run(args).await,
         Command::Token(args) => token::run(args),
         Command::Chaos(args) => {
             if !chaos::run(args).await.context("choreo chaos")? {

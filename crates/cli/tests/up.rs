@@ -133,6 +133,7 @@ async fn choreo_up_runs_a_platform_that_confirms_the_printed_order_and_stops_cle
         "shipping",
         "edge",
         "schema-registry",
+        "provider",
     ] {
         anyhow::ensure!(
             bin_dir.join(format!("choreo-{service}")).exists(),
@@ -275,6 +276,7 @@ async fn choreo_up_runs_a_platform_that_confirms_the_printed_order_and_stops_cle
 
         sigterm_under_load(&data, &edge, edge_port, &http, &body, &output).await?;
         dead_letters(broker_port).await?;
+        offsets(broker_port).await?;
 
         // The auditor reads the same databases and finds them consistent.
         let audit = Command::new(env!("CARGO_BIN_EXE_choreo"))
@@ -301,6 +303,7 @@ async fn choreo_up_runs_a_platform_that_confirms_the_printed_order_and_stops_cle
         "payment",
         "shipping",
         "edge",
+        "provider",
     ]
     .iter()
     .filter_map(|name| pid_of(&data, name))
@@ -317,7 +320,7 @@ async fn choreo_up_runs_a_platform_that_confirms_the_printed_order_and_stops_cle
         status.success(),
         "choreo up exits 0 after Ctrl-C, got {status}"
     );
-    assert_eq!(pids.len(), 7, "every process had a pid file");
+    assert_eq!(pids.len(), 8, "every process had a pid file");
     assert!(
         leftovers.is_empty(),
         "processes left running: {leftovers:?}"
@@ -407,6 +410,52 @@ async fn sigterm_under_load(
         })
         .await?;
     }
+    Ok(())
+}
+
+/// `choreo offsets`: once the platform is quiet, every partition of
+/// payment's inputs read to its end (its lag 0), the ends matching what is
+/// on them; an unknown service is refused by name.
+async fn offsets(broker_port: u16) -> anyhow::Result<()> {
+    let bootstrap = format!("127.0.0.1:{broker_port}");
+    let run = |args: Vec<&'static str>| {
+        let bootstrap = bootstrap.clone();
+        async move {
+            Command::new(env!("CARGO_BIN_EXE_choreo"))
+                .arg("offsets")
+                .args(args)
+                .args(["--bootstrap-servers", &bootstrap])
+                .output()
+                .await
+        }
+    };
+    let rows: Vec<Value> = wait_until("payment's group to reach the end", DEADLINE, || async {
+        let out = run(vec!["--service", "payment", "--json"]).await.ok()?;
+        let rows: Vec<Value> = serde_json::from_slice(&out.stdout).ok()?;
+        rows.iter().all(|r| r["lag"] == 0).then_some(rows)
+    })
+    .await?;
+    // Four partitions of each of payment's two input topics.
+    assert_eq!(rows.len(), 8, "{rows:#?}");
+    assert!(rows.iter().all(|r| r["service"] == "payment"));
+    assert!(
+        rows.iter()
+            .any(|r| r["topic"] == "inventory.events" && r["end"].as_i64() > Some(0)),
+        "{rows:#?}"
+    );
+    let table = run(vec![]).await?;
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(table.status.success(), "{text}");
+    for service in ["order", "inventory", "payment", "shipping"] {
+        assert!(text.contains(service), "{service} missing from {text}");
+    }
+    let unknown = run(vec!["--service", "billing"]).await?;
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no service \"billing\""),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
     Ok(())
 }
 
