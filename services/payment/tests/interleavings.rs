@@ -4,34 +4,19 @@
 //! where it should: the confirmed order charged once, every cancelled one
 //! charged nothing net.
 
+mod support;
+
 use choreo_events::*;
 use choreo_messaging::{Delivery, apply};
 use choreo_service::ServiceSettings;
 use choreo_testkit::{TestDatabase, redeliver};
 use proptest::prelude::*;
 use sqlx::PgPool;
+use support::reserved;
 use uuid::Uuid;
 
 const ALICE: i64 = 10_000;
 const BOB: i64 = 100;
-
-fn reserved(order_id: Uuid, customer: &str, total_cents: i64) -> Delivery {
-    let placed = EventMeta::first::<OrderPlaced>(order_id, "order");
-    let event = StockReserved {
-        meta: EventMeta::caused_by::<StockReserved>(&placed, "inventory"),
-        order_id,
-        customer_id: customer.into(),
-        lines: vec![PricedLine {
-            sku: "A".into(),
-            quantity: 1,
-            unit_price_cents: total_cents,
-            line_total_cents: total_cents,
-        }],
-        total_cents,
-        currency: "EUR".into(),
-    };
-    Delivery::of(&event).expect("the event matches its schema")
-}
 
 fn cancelled(order_id: Uuid, reason: &str) -> Delivery {
     let event = OrderCancelled {

@@ -1,31 +1,15 @@
 //! Payment against a real provider (the stand-in, on its own ledger): a
 //! charge whose answer was lost is never kept when the retry declines.
 
-use choreo_events::*;
-use choreo_messaging::{Delivery, HandlerError, apply};
+mod support;
+
+use choreo_messaging::{HandlerError, apply};
 use choreo_payment::ProviderSettings;
 use choreo_service::ServiceSettings;
 use choreo_testkit::TestDatabase;
 use serde_json::{Value, json};
+use support::reserved;
 use uuid::Uuid;
-
-fn reserved(order_id: Uuid, customer: &str, total_cents: i64) -> Delivery {
-    let placed = EventMeta::first::<OrderPlaced>(order_id, "order");
-    let event = StockReserved {
-        meta: EventMeta::caused_by::<StockReserved>(&placed, "inventory"),
-        order_id,
-        customer_id: customer.into(),
-        lines: vec![PricedLine {
-            sku: "A".into(),
-            quantity: 1,
-            unit_price_cents: total_cents,
-            line_total_cents: total_cents,
-        }],
-        total_cents,
-        currency: "EUR".into(),
-    };
-    Delivery::of(&event).expect("the event matches its schema")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_charge_whose_answer_was_lost_is_given_back_when_the_retry_declines() -> anyhow::Result<()>

@@ -85,19 +85,19 @@ async fn restarted(data_dir: &Path, name: &str, pid: i32) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Sends the admin request `build` makes until it is answered: a process
-/// still starting (restarted by another fault) is waited for; a refusal
-/// is final.
-async fn admin(
+/// Sends the admin request `build` makes until it is answered, and returns
+/// the answer: a process still starting (restarted by another fault) is
+/// waited for; a refusal is final.
+pub(crate) async fn admin(
     what: &str,
     build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<reqwest::Response> {
     let http = reqwest::Client::new();
     let until = Instant::now() + HEAL_DEADLINE;
     loop {
         let sent = build(&http).timeout(Duration::from_secs(10)).send().await;
         match sent {
-            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) if r.status().is_success() => return Ok(r),
             Ok(r) => anyhow::bail!(
                 "{what}: {} {}",
                 r.status(),
@@ -118,6 +118,7 @@ async fn arm(url: &str, point: &str) -> anyhow::Result<()> {
             .body("1*return")
     })
     .await
+    .map(drop)
 }
 
 /// Switches the provider fault `kind` on with `setting`, or off.
@@ -135,6 +136,7 @@ async fn provider_fault(
         },
     )
     .await
+    .map(drop)
 }
 
 /// Waits for the fault's moment, injects it, heals it, and says when.

@@ -630,26 +630,13 @@ async fn cancel(client: &reqwest::Client, edge: &str, id: &str) -> anyhow::Resul
 /// lists them): their right end includes PAYMENT_DECLINED. A provider
 /// restarting (a fault's) is waited for.
 async fn declined_by_provider(provider: &str) -> anyhow::Result<std::collections::HashSet<String>> {
-    let http = reqwest::Client::new();
-    let until = Instant::now() + PLACE_DEADLINE;
-    let listed: Value = loop {
-        let asked = async {
+    let listed: Value =
+        super::faults::admin("asking the provider which charges it declined", |http| {
             http.get(format!("{provider}/admin/declined"))
-                .timeout(Duration::from_secs(30))
-                .send()
-                .await?
-                .error_for_status()?
-                .json::<Value>()
-                .await
-        };
-        match asked.await {
-            Ok(listed) => break listed,
-            Err(e) if Instant::now() >= until => {
-                return Err(e).context("asking the provider which charges it declined");
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    };
+        })
+        .await?
+        .json()
+        .await?;
     Ok(listed["order_ids"]
         .as_array()
         .into_iter()

@@ -1,0 +1,26 @@
+//! Events for payment's tests, as inventory would send them.
+
+#![allow(dead_code, unreachable_pub)]
+
+use choreo_events::*;
+use choreo_messaging::Delivery;
+use uuid::Uuid;
+
+/// Stock reserved for `order_id`: one line worth `total_cents`.
+pub fn reserved(order_id: Uuid, customer: &str, total_cents: i64) -> Delivery {
+    let placed = EventMeta::first::<OrderPlaced>(order_id, "order");
+    let event = StockReserved {
+        meta: EventMeta::caused_by::<StockReserved>(&placed, "inventory"),
+        order_id,
+        customer_id: customer.into(),
+        lines: vec![PricedLine {
+            sku: "A".into(),
+            quantity: 1,
+            unit_price_cents: total_cents,
+            line_total_cents: total_cents,
+        }],
+        total_cents,
+        currency: "EUR".into(),
+    };
+    Delivery::of(&event).expect("the event matches its schema")
+}
