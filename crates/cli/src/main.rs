@@ -4,6 +4,7 @@ mod audit;
 mod chaos;
 mod dlq;
 mod offsets;
+mod replay;
 mod setup;
 mod token;
 mod up;
@@ -38,6 +39,10 @@ enum Command {
     /// Each service's consumer group: committed offset, end and lag per
     /// partition of its input topics.
     Offsets(offsets::OffsetsArgs),
+    /// Re-read a service's input topics from an earlier position through its
+    /// own handlers (after a bad deploy, a restored database); what it had
+    /// applied is skipped.
+    Replay(replay::ReplayArgs),
     /// Sign a bearer token for the local edge.
     Token(token::TokenArgs),
     /// Failure-injection suites: run the platform under faults and judge it.
@@ -47,13 +52,18 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    choreo_telemetry::init("choreo", choreo_telemetry::LogFormat::Text);
+    // A replay prints its own progress; a log line per event would bury
+    // it, and so would librdkafka's complaints about the local broker
+    // refusing to describe groups (RUST_LOG=info brings them back).
+    let quiet = matches!(cli.command, Command::Replay(_));
+    choreo_telemetry::init_tool("choreo", quiet.then_some("warn,librdkafka=off,rdkafka=off"));
     match cli.command {
         Command::Up(args) => up::run(args).await.context("choreo up"),
         Command::Topics(args) => setup::topics(args).await,
         Command::Schemas(args) => setup::schemas(args).await,
         Command::Dlq(args) => dlq::run(args).await,
         Command::Offsets(args) => offsets::run(args).await,
+        Command::Replay(args) => replay::run(args).await,
         Command::Token(args) => token::run(args),
         Command::Chaos(args) => {
             if !chaos::run(args).await.context("choreo chaos")? {

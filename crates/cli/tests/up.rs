@@ -1,7 +1,9 @@
 //! `choreo up` as a user runs it: the printed `curl` places an order that is
 //! confirmed, a service that dies is restarted, one stopped with SIGTERM
 //! under load exits 0 and loses nothing, `choreo dlq` shows and redrives a
-//! poison message, and Ctrl-C leaves nothing running.
+//! poison message, `choreo replay` brings a service restored from a backup
+//! back to the truth and changes nothing when run again, and Ctrl-C leaves
+//! nothing running.
 
 use anyhow::Context;
 use choreo_testkit::{unique_name, wait_until};
@@ -277,6 +279,18 @@ async fn choreo_up_runs_a_platform_that_confirms_the_printed_order_and_stops_cle
         sigterm_under_load(&data, &edge, edge_port, &http, &body, &output).await?;
         dead_letters(broker_port).await?;
         offsets(broker_port).await?;
+        let platform = Platform {
+            data: &data,
+            edge: &edge,
+            edge_port,
+            broker_port,
+            db_prefix: &db_prefix,
+            http: &http,
+            body: &body,
+        };
+        platform.replay_refused_beside_a_running_service().await?;
+        platform.restore_drill("inventory").await?;
+        platform.restore_drill("payment").await?;
 
         // The auditor reads the same databases and finds them consistent.
         let audit = Command::new(env!("CARGO_BIN_EXE_choreo"))
@@ -574,4 +588,350 @@ async fn dead_letters(broker_port: u16) -> anyhow::Result<()> {
     }
     assert_eq!(after.len(), 7, "{after:#?}");
     Ok(())
+}
+
+/// The running platform, for the replay drills.
+struct Platform<'a> {
+    data: &'a Path,
+    edge: &'a str,
+    edge_port: u16,
+    broker_port: u16,
+    db_prefix: &'a str,
+    http: &'a reqwest::Client,
+    body: &'a Value,
+}
+
+fn pg_admin_url() -> String {
+    std::env::var("CHOREO_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// The url of database `name` on the test server.
+fn database_url(name: &str) -> String {
+    let admin = pg_admin_url();
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(base, _)| base);
+    format!("{base}/{name}")
+}
+
+/// Rows of a query, each rendered as one line of text, for comparing a
+/// service's state before an incident with its state after the recovery.
+async fn rows(db: &str, query: &str) -> anyhow::Result<Vec<String>> {
+    use sqlx::{Connection, Row};
+    let mut conn = sqlx::PgConnection::connect(&database_url(db)).await?;
+    let rows = sqlx::query(&format!("SELECT row_to_json(t)::text FROM ({query}) t"))
+        .fetch_all(&mut conn)
+        .await?;
+    rows.iter()
+        .map(|r| r.try_get::<String, _>(0).map_err(Into::into))
+        .collect()
+}
+
+impl Platform<'_> {
+    fn port_of(&self, service: &str) -> u16 {
+        let offset = match service {
+            "order" => 2,
+            "inventory" => 3,
+            "payment" => 4,
+            _ => 5,
+        };
+        self.edge_port + offset
+    }
+
+    /// `choreo replay` as an operator runs it: with the service's own
+    /// configuration in the environment.
+    async fn replay(&self, service: &str, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        Ok(Command::new(env!("CARGO_BIN_EXE_choreo"))
+            .args(["replay", "--service", service])
+            .args(args)
+            .env(
+                "CHOREO_DATABASE_URL",
+                database_url(&format!("{}{service}", self.db_prefix)),
+            )
+            .env(
+                "CHOREO_KAFKA__BOOTSTRAP_SERVERS",
+                format!("127.0.0.1:{}", self.broker_port),
+            )
+            .env(
+                "CHOREO_REGISTRY_URL",
+                format!("http://127.0.0.1:{}", self.edge_port + 1),
+            )
+            .env(
+                "CHOREO_HTTP_ADDR",
+                format!("127.0.0.1:{}", self.port_of(service)),
+            )
+            .env(
+                "CHOREO_PROVIDER__URL",
+                format!("http://127.0.0.1:{}", self.edge_port + 6),
+            )
+            .env("CHOREO_DATA_DIR", self.data.join("not-a-choreo-up"))
+            .output()
+            .await?)
+    }
+
+    /// A replay's summary (`--json`), after checking it succeeded.
+    async fn replayed(&self, service: &str, args: &[&str]) -> anyhow::Result<Value> {
+        let data = self.data.to_string_lossy().into_owned();
+        let mut all = vec!["--json", "--data-dir", &data];
+        all.extend_from_slice(args);
+        let out = self.replay(service, &all).await?;
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        anyhow::ensure!(out.status.success(), "choreo replay failed: {printed}");
+        let summary: Value = serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("a JSON summary: {printed}"))?;
+        anyhow::ensure!(summary["interrupted"] == false, "{printed}");
+        Ok(summary)
+    }
+
+    async fn orders(&self) -> anyhow::Result<Vec<String>> {
+        rows(
+            &format!("{}order", self.db_prefix),
+            "SELECT id, status, cancel_reason FROM orders ORDER BY id",
+        )
+        .await
+    }
+
+    /// What a recovery must bring back: the service's own state.
+    async fn state(&self, service: &str) -> anyhow::Result<Vec<String>> {
+        let db = format!("{}{service}", self.db_prefix);
+        let mut state = match service {
+            "inventory" => {
+                let mut s = rows(&db, "SELECT sku, available, reserved, shipped, stocked_total FROM products ORDER BY sku").await?;
+                s.extend(
+                    rows(
+                        &db,
+                        "SELECT order_id, status FROM reservations ORDER BY order_id",
+                    )
+                    .await?,
+                );
+                s
+            }
+            _ => {
+                let mut s = rows(
+                    &db,
+                    "SELECT customer_id, balance_cents FROM wallets ORDER BY customer_id",
+                )
+                .await?;
+                s.extend(rows(&db, "SELECT order_id, status, charged_cents, refunded_cents FROM payments ORDER BY order_id").await?);
+                s
+            }
+        };
+        state.sort();
+        Ok(state)
+    }
+
+    /// What the payment provider holds: every charge, once.
+    async fn provider_ledger(&self) -> anyhow::Result<Vec<String>> {
+        rows(
+            &format!("{}provider", self.db_prefix),
+            "SELECT * FROM charges ORDER BY 1",
+        )
+        .await
+    }
+
+    async fn place_and_decide(&self, count: usize) -> anyhow::Result<()> {
+        for _ in 0..count {
+            let response = self
+                .http
+                .post(format!("{}/v1/orders", self.edge))
+                .json(self.body)
+                .send()
+                .await?;
+            anyhow::ensure!(response.status() == 201, "placing: {}", response.status());
+            let location = response.headers()["location"].to_str()?.to_owned();
+            wait_until(&format!("{location} to end"), DEADLINE, || async {
+                let order: Value = self
+                    .http
+                    .get(format!("{}{location}?wait=5", self.edge))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                // The confirmation is the last event of the saga.
+                let complete = order["timeline"].as_array().map(Vec::len) == Some(5);
+                (order["status"] == "CANCELLED" || complete).then_some(())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    fn hold_file(&self, service: &str) -> PathBuf {
+        self.data.join("run").join(format!("{service}.hold"))
+    }
+
+    async fn wait_running(&self, service: &str) -> anyhow::Result<()> {
+        let url = format!("http://127.0.0.1:{}/health/ready", self.port_of(service));
+        wait_until(&format!("{service} to run again"), DEADLINE, || async {
+            let ready = self
+                .http
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            (ready && pid_of(self.data, service).is_some()).then_some(())
+        })
+        .await
+    }
+
+    /// A replay beside the running service is refused, and moves nothing;
+    /// a dry run shows what would be re-read and moves nothing either.
+    async fn replay_refused_beside_a_running_service(&self) -> anyhow::Result<()> {
+        let group_before = rows_of_offsets(self.broker_port, "inventory").await?;
+        let refused = self.replay("inventory", &["--from-beginning"]).await?;
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{said}");
+        assert!(said.contains("inventory is running"), "{said}");
+
+        let dry = self
+            .replay("inventory", &["--from-beginning", "--dry-run", "--json"])
+            .await?;
+        assert!(
+            dry.status.success(),
+            "{}",
+            String::from_utf8_lossy(&dry.stderr)
+        );
+        let plan: Vec<Value> = serde_json::from_slice(&dry.stdout)?;
+        let events: i64 = plan.iter().filter_map(|r| r["to"].as_i64()).sum::<i64>()
+            - plan.iter().filter_map(|r| r["from"].as_i64()).sum::<i64>();
+        let ends: i64 = group_before.iter().filter_map(|r| r["end"].as_i64()).sum();
+        assert_eq!(plan.len(), 4, "{plan:#?}");
+        assert_eq!(
+            events, ends,
+            "the whole of inventory's input, from its start: {plan:#?}"
+        );
+        assert_eq!(
+            rows_of_offsets(self.broker_port, "inventory").await?,
+            group_before
+        );
+
+        let unknown = self
+            .replay(
+                "inventory",
+                &["--from-beginning", "--topic", "payment", "--dry-run"],
+            )
+            .await?;
+        let said = String::from_utf8_lossy(&unknown.stderr);
+        assert!(!unknown.status.success());
+        assert!(
+            said.contains("inventory does not consume \"payment\""),
+            "{said}"
+        );
+        Ok(())
+    }
+
+    /// The recovery drill of the README's runbook: back up the service's
+    /// database, run more orders, restore the backup (the service forgets
+    /// them), replay from the backup's time. The service's state, every
+    /// order's outcome and the provider's ledger are then what they were
+    /// before the incident; replaying again, twice, applies nothing.
+    async fn restore_drill(&self, service: &str) -> anyhow::Result<()> {
+        let db = format!("{}{service}", self.db_prefix);
+        let dump = self.data.join(format!("{service}.dump"));
+        let backup_at = chrono::Utc::now();
+        let dumped = Command::new("pg_dump")
+            .args(["--format=custom", "--file"])
+            .arg(&dump)
+            .arg(database_url(&db))
+            .status()
+            .await?;
+        anyhow::ensure!(dumped.success(), "pg_dump {db}: {dumped}");
+        self.place_and_decide(4).await?;
+        let (truth, outcomes, ledger) = (
+            self.state(service).await?,
+            self.orders().await?,
+            self.provider_ledger().await?,
+        );
+
+        // The incident: the service stopped, its database restored.
+        std::fs::write(self.hold_file(service), "drill\n")?;
+        wait_until(&format!("{service} to stop"), DEADLINE, || async {
+            pid_of(self.data, service).is_none().then_some(())
+        })
+        .await?;
+        let restored = Command::new("pg_restore")
+            .args(["--clean", "--if-exists", "--dbname"])
+            .arg(database_url(&db))
+            .arg(&dump)
+            .status()
+            .await?;
+        anyhow::ensure!(restored.success(), "pg_restore {db}: {restored}");
+        assert_ne!(
+            self.state(service).await?,
+            truth,
+            "the backup predates the last orders"
+        );
+
+        let from = backup_at.to_rfc3339();
+        let summary = self.replayed(service, &["--from-timestamp", &from]).await?;
+        let applied: i64 = summary["partitions"]
+            .as_array()
+            .context("partitions")?
+            .iter()
+            .filter_map(|p| p["tally"]["applied"].as_i64())
+            .sum();
+        assert!(
+            applied >= 4,
+            "the forgotten orders' events are applied again: {summary:#}"
+        );
+        std::fs::remove_file(self.hold_file(service))?;
+        self.wait_running(service).await?;
+        assert_eq!(
+            self.state(service).await?,
+            truth,
+            "{service} is back where it was"
+        );
+        assert_eq!(
+            self.orders().await?,
+            outcomes,
+            "no order changed its outcome"
+        );
+        assert_eq!(
+            self.provider_ledger().await?,
+            ledger,
+            "nobody was charged again"
+        );
+
+        // Replaying everything, twice, finds it all applied. The replay
+        // stops the supervised service and starts it again itself.
+        for _ in 0..2 {
+            let summary = self.replayed(service, &["--from-beginning"]).await?;
+            let partitions = summary["partitions"].as_array().context("partitions")?;
+            let (applied, reread): (i64, i64) = partitions.iter().fold((0, 0), |(a, r), p| {
+                (
+                    a + p["tally"]["applied"].as_i64().unwrap_or(0),
+                    r + p["tally"]["reread"].as_i64().unwrap_or(0),
+                )
+            });
+            assert_eq!(applied, 0, "{summary:#}");
+            assert!(reread > 0, "{summary:#}");
+            self.wait_running(service).await?;
+            assert_eq!(self.state(service).await?, truth);
+            assert_eq!(self.provider_ledger().await?, ledger);
+        }
+        assert_eq!(self.orders().await?, outcomes);
+        Ok(())
+    }
+}
+
+/// `choreo offsets --service S --json`.
+async fn rows_of_offsets(broker_port: u16, service: &str) -> anyhow::Result<Vec<Value>> {
+    let out = Command::new(env!("CARGO_BIN_EXE_choreo"))
+        .args(["offsets", "--service", service, "--json"])
+        .args(["--bootstrap-servers", &format!("127.0.0.1:{broker_port}")])
+        .output()
+        .await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
 }

@@ -67,7 +67,7 @@ pub async fn ensure_topics(
 }
 
 /// How many partitions `topic` has; 0 when it does not exist.
-fn partition_count(
+pub(crate) fn partition_count(
     consumer: &BaseConsumer,
     topic: &str,
     timeout: Duration,

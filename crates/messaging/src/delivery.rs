@@ -121,6 +121,17 @@ pub trait Handler: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Outcome, HandlerError>> + Send + 'a;
 }
 
+/// What [`apply_effect`] did with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Applied now: the effect and the inbox entry are committed.
+    Applied,
+    /// Its id was in the inbox already; nothing was done.
+    Duplicate,
+    /// The handler does not react to the record; nothing was recorded.
+    Ignored,
+}
+
 /// Applies one delivered event effectively once: in one transaction, records
 /// its id in the inbox and runs the handler, then commits. Returns whether it
 /// was applied (`false`: a duplicate, or a record the service ignores). The
@@ -135,6 +146,19 @@ pub async fn apply<H: Handler>(
     handler: &H,
     delivery: &Delivery,
 ) -> Result<bool, HandlerError> {
+    Ok(apply_effect(pool, handler, delivery).await? == Effect::Applied)
+}
+
+/// [`apply`], telling a duplicate from an ignored record (a replay counts
+/// them apart).
+///
+/// # Errors
+/// As [`apply`].
+pub async fn apply_effect<H: Handler>(
+    pool: &PgPool,
+    handler: &H,
+    delivery: &Delivery,
+) -> Result<Effect, HandlerError> {
     let mut tx = pool.begin().await?;
     let meta = delivery.meta();
     let topic_name = delivery.topic.base_name();
@@ -145,15 +169,15 @@ pub async fn apply<H: Handler>(
     };
     if !inbox::record(&mut tx, meta.event_id, &meta.event_type, source).await? {
         tracing::info!(event_id = %meta.event_id, "duplicate event skipped");
-        return Ok(false);
+        return Ok(Effect::Duplicate);
     }
     match handler.handle(&mut tx, delivery).await? {
         Outcome::Applied => {
             crate::fail_points::crash_point(crate::fail_points::HANDLER_BEFORE_COMMIT);
             tx.commit().await?;
             tracing::debug!(event_id = %meta.event_id, "event applied");
-            Ok(true)
+            Ok(Effect::Applied)
         }
-        Outcome::Ignored => Ok(false),
+        Outcome::Ignored => Ok(Effect::Ignored),
     }
 }

@@ -16,6 +16,9 @@
 //!   kill a service (built only with the `failpoints` feature).
 //! - [`admin`] creates topics explicitly (brokers here do not auto-create)
 //!   and reads topics to their end for operator tools.
+//! - [`replay`] re-reads a service's input topics from an earlier position
+//!   through the same steps as the consumer, for recovery after an
+//!   incident.
 //!
 //! Only the plain Kafka protocol is used (no transactions), so the same code
 //! runs against Apache Kafka and the Tansu broker used locally.
@@ -29,14 +32,17 @@ pub mod fail_points;
 mod health;
 pub mod inbox;
 pub mod outbox;
+mod process;
 pub mod relay;
+pub mod replay;
 pub mod retention;
 mod settings;
 
 pub use consumer::{Consumer, ConsumerSettings};
-pub use delivery::{Delivery, Handler, HandlerError, Outcome, apply};
+pub use delivery::{Delivery, Effect, Handler, HandlerError, Outcome, apply, apply_effect};
 pub use error::MessagingError;
 pub use health::{Health, Snapshot};
+pub use process::Processed;
 pub use relay::Relay;
 pub use retention::RetentionSettings;
 pub use settings::KafkaSettings;

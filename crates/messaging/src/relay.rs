@@ -324,6 +324,7 @@ impl Relay {
         let value = frame(schema_id, &row.payload);
         let event_id = row.event_id.to_string();
         let event_type = row.record.rsplit('.').next().unwrap_or(&row.record);
+        let outbox_id = row.id.to_string();
         let mut headers = OwnedHeaders::new()
             .insert(Header {
                 key: "choreo-event-id",
@@ -332,6 +333,13 @@ impl Relay {
             .insert(Header {
                 key: "choreo-event-type",
                 value: Some(event_type),
+            })
+            // The order the service committed its events in, across
+            // partitions: a replay of the service's own topic re-applies
+            // them in this order (`replay`).
+            .insert(Header {
+                key: crate::replay::OUTBOX_ID_HEADER,
+                value: Some(outbox_id.as_str()),
             });
         if let Some(tp) = &row.traceparent {
             headers = headers.insert(Header {

@@ -25,12 +25,34 @@ pub enum LogFormat {
 /// (`info`, with the noisy HTTP and SQL internals at `warn`). Calling it twice
 /// is harmless, which in-process tests rely on.
 pub fn init(service: &str, format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn,rdkafka=warn,h2=warn"));
+    install(service, format, DEFAULT_FILTER, false);
+}
+
+const DEFAULT_FILTER: &str = "info,sqlx=warn,hyper=warn,rdkafka=warn,h2=warn";
+
+/// For operator tools: text logs on stderr, so that stdout carries only
+/// what the tool prints (a table, `--json`). `default_filter` (`RUST_LOG`
+/// overrides it) lets a tool that prints its own progress keep per-event
+/// lines out of it; `None`: the services' default.
+pub fn init_tool(tool: &str, default_filter: Option<&str>) {
+    install(
+        tool,
+        LogFormat::Text,
+        default_filter.unwrap_or(DEFAULT_FILTER),
+        true,
+    );
+}
+
+fn install(service: &str, format: LogFormat, default_filter: &str, stderr: bool) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let registry = tracing_subscriber::registry().with(filter);
-    let result = match format {
-        LogFormat::Text => registry.with(fmt::layer().with_target(false)).try_init(),
-        LogFormat::Json => registry
+    let result = match (format, stderr) {
+        (LogFormat::Text, false) => registry.with(fmt::layer().with_target(false)).try_init(),
+        (LogFormat::Text, true) => registry
+            .with(fmt::layer().with_target(false).with_writer(std::io::stderr))
+            .try_init(),
+        (LogFormat::Json, _) => registry
             .with(
                 fmt::layer()
                     .json()

@@ -5,6 +5,11 @@
 //! SIGTERM (their graceful shutdown) and SIGKILL after a deadline. A child
 //! that exits on its own is restarted with exponential backoff, and the log
 //! says so.
+//!
+//! An operator tool can hold a process: while the file `<name>.hold` lies
+//! beside its pid file, the process is stopped (gracefully) and not
+//! restarted; once the file is removed it starts again. `choreo replay`
+//! holds the service it replays into this way.
 
 use nix::{sys::signal::Signal, unistd::Pid};
 use std::{
@@ -45,7 +50,15 @@ pub(crate) fn supervise(spec: ProcessSpec) -> Supervised {
     let name = spec.name;
     let task = tokio::spawn(async move {
         let mut backoff = Duration::from_millis(500);
+        let hold = hold_file(&spec.pid_file);
         loop {
+            if hold.exists() {
+                tracing::info!(process = spec.name, hold = %hold.display(), "held; not starting it until the hold is removed");
+                if wait_for_release(&mut stopped, &hold).await {
+                    return;
+                }
+                tracing::info!(process = spec.name, "hold removed; starting it");
+            }
             let started = Instant::now();
             let mut child = match spawn(&spec) {
                 Ok(child) => child,
@@ -87,6 +100,12 @@ pub(crate) fn supervise(spec: ProcessSpec) -> Supervised {
                     let _ = std::fs::remove_file(&spec.pid_file);
                     return;
                 }
+                _ = held(&hold) => {
+                    tracing::info!(process = spec.name, "hold placed; stopping it");
+                    terminate(spec.name, pid, &mut child).await;
+                    let _ = std::fs::remove_file(&spec.pid_file);
+                    backoff = Duration::from_millis(500);
+                }
             }
         }
     });
@@ -126,6 +145,32 @@ fn spawn(spec: &ProcessSpec) -> std::io::Result<tokio::process::Child> {
         command.current_dir(cwd);
     }
     command.spawn()
+}
+
+/// The hold file of the process whose pid file is `pid_file`.
+pub(crate) fn hold_file(pid_file: &std::path::Path) -> PathBuf {
+    pid_file.with_extension("hold")
+}
+
+/// How often a hold file is looked for: a file, not a signal, so that any
+/// tool (or an operator's `touch`) can place one.
+const HOLD_POLL: Duration = Duration::from_millis(200);
+
+/// Returns once `hold` exists.
+async fn held(hold: &std::path::Path) {
+    while !hold.exists() {
+        tokio::time::sleep(HOLD_POLL).await;
+    }
+}
+
+/// Waits until `hold` is gone; `true` when asked to stop meanwhile.
+async fn wait_for_release(stopped: &mut watch::Receiver<bool>, hold: &std::path::Path) -> bool {
+    while hold.exists() {
+        if wait_or_stop(stopped, HOLD_POLL).await {
+            return true;
+        }
+    }
+    false
 }
 
 /// `true` when asked to stop while waiting.

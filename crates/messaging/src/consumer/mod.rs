@@ -18,9 +18,10 @@
 mod partition;
 
 use crate::{
-    Handler, Health, KafkaSettings, MessagingError, admin, dead_letter::DeadLetters, relay::backoff,
+    Handler, Health, KafkaSettings, MessagingError, admin, dead_letter::DeadLetters,
+    process::Processor, relay::backoff,
 };
-use choreo_events::{Decoder, RegistryClient, Topic, Topics};
+use choreo_events::{Decoder, RegistryClient, Topic};
 use partition::Partition;
 use rdkafka::{
     ClientContext, Message, TopicPartitionList,
@@ -152,14 +153,8 @@ impl Drop for GroupConsumer {
 
 /// What every partition worker shares.
 pub(crate) struct Shared<H> {
-    pub(crate) service: String,
     pub(crate) consumer: GroupConsumer,
-    pub(crate) pool: PgPool,
-    pub(crate) decoder: Decoder,
-    pub(crate) topics: Topics,
-    pub(crate) handler: H,
-    pub(crate) dead_letters: DeadLetters,
-    pub(crate) health: Health,
+    pub(crate) processor: Processor<H>,
 }
 
 pub struct Consumer<H> {
@@ -234,14 +229,16 @@ impl<H: Handler> Consumer<H> {
             )))?;
         Ok(Self {
             shared: Arc::new(Shared {
-                service: service.to_owned(),
                 consumer: GroupConsumer(Some(consumer)),
-                pool,
-                decoder: Decoder::new(registry),
-                topics,
-                handler,
-                dead_letters: DeadLetters::new(kafka, service)?,
-                health,
+                processor: Processor {
+                    service: service.to_owned(),
+                    pool,
+                    decoder: Decoder::new(registry),
+                    topics,
+                    handler,
+                    dead_letters: DeadLetters::new(kafka, service)?,
+                    health,
+                },
             }),
             kafka: kafka.clone(),
             settings: settings.clone(),
@@ -290,7 +287,7 @@ impl<H: Handler> Consumer<H> {
                     }
                     Err(e) => {
                         failures += 1;
-                        tracing::warn!(error = %e, service = %self.shared.service, "consumer error");
+                        tracing::warn!(error = %e, service = %self.shared.processor.service, "consumer error");
                         tokio::select! {
                             _ = shutdown.cancelled() => break,
                             _ = tokio::time::sleep(backoff(failures)) => {}
@@ -307,7 +304,7 @@ impl<H: Handler> Consumer<H> {
             // Nothing stored since the last commit is the usual cause.
             tracing::debug!(error = %e, "final offset commit");
         }
-        tracing::info!(service = %self.shared.service, "consumer stopped");
+        tracing::info!(service = %self.shared.processor.service, "consumer stopped");
     }
 
     fn rebalanced(&self, lanes: &mut HashMap<Key, Lane>, rebalanced: Rebalanced) {
@@ -321,7 +318,7 @@ impl<H: Handler> Consumer<H> {
                         // event the worker is applying right now, the
                         // inbox deduplicates.
                         lane.stop.cancel();
-                        self.shared.health.set_paused(&label(&key), false);
+                        self.shared.processor.health.set_paused(&label(&key), false);
                     }
                 }
             }
@@ -342,19 +339,22 @@ impl<H: Handler> Consumer<H> {
     /// The dead-letter topic must exist before anything can be
     /// dead-lettered; creating it is a no-op when it does.
     async fn ensure_dead_letter_topic(&self, shutdown: &CancellationToken) {
-        let name = self.shared.dead_letters.topic.clone();
+        let name = self.shared.processor.dead_letters.topic.clone();
         let mut attempt = 0u32;
         loop {
             match admin::ensure_topics(&self.kafka, std::slice::from_ref(&name)).await {
                 Ok(()) => {
-                    self.shared.health.recover("dead-letter topic");
+                    self.shared.processor.health.recover("dead-letter topic");
                     return;
                 }
                 Err(e) => {
                     attempt += 1;
                     let error = crate::relay::error_chain(&e);
                     tracing::warn!(%error, attempt, topic = %name, "cannot create the dead-letter topic; retrying");
-                    self.shared.health.stall("dead-letter topic", &error);
+                    self.shared
+                        .processor
+                        .health
+                        .stall("dead-letter topic", &error);
                 }
             }
             tokio::select! {
@@ -437,7 +437,7 @@ impl<H: Handler> Consumer<H> {
         match result {
             Ok(()) => {
                 tracing::debug!(topic = %key.0, partition = key.1, paused, "partition backpressure");
-                self.shared.health.set_paused(&label(key), paused);
+                self.shared.processor.health.set_paused(&label(key), paused);
             }
             // A partition revoked meanwhile; its lane is about to go.
             Err(e) => {

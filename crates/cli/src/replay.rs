@@ -1,0 +1,481 @@
+//! `choreo replay`: re-read a service's input topics from an earlier
+//! position, through the service's own handlers, to bring it back to the
+//! truth after an incident.
+//!
+//! It runs with the service's own configuration (the same `CHOREO_CONFIG`
+//! file and `CHOREO_*` environment the service reads), so it replays into
+//! the service's database, on its broker and topics, charging through its
+//! payment provider. It refuses while the service's consumer group has live
+//! members: stop the service first. What a replay does to each event, and
+//! why it is safe, is in `choreo_messaging::replay`.
+
+use anyhow::Context;
+use choreo_events::{RegistryClient, SUBSCRIPTIONS};
+use choreo_kit::CancellationToken;
+use choreo_messaging::{
+    Handler,
+    replay::{self, Range, Replayed, Request, Start},
+};
+use choreo_service::ServiceSettings;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::migrate::Migrator;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ReplayArgs {
+    /// The service to replay into: order, inventory, payment or shipping.
+    #[arg(long)]
+    service: String,
+    /// Only this input topic (its name without the deployment's prefix,
+    /// `order`); repeatable. Default: every topic the service consumes.
+    #[arg(long = "topic")]
+    topics: Vec<String>,
+    /// Only this partition of each topic.
+    #[arg(long)]
+    partition: Option<i32>,
+    /// Re-read from the first message at or after this time (RFC 3339,
+    /// `2026-11-22T10:00:00Z`).
+    #[arg(long, group = "start", value_parser = parse_time)]
+    from_timestamp: Option<DateTime<Utc>>,
+    /// Re-read from this offset on every partition replayed.
+    #[arg(long, group = "start")]
+    from_offset: Option<i64>,
+    /// Re-read everything the broker still holds.
+    #[arg(long, group = "start")]
+    from_beginning: bool,
+    /// Stop before the first message at or after this time (RFC 3339).
+    /// Default: at the end of each partition as the replay starts.
+    #[arg(long, value_parser = parse_time)]
+    until: Option<DateTime<Utc>>,
+    /// Print what would be re-read, per partition, and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the plan and the summary as JSON.
+    #[arg(long)]
+    json: bool,
+    /// The data folder of the `choreo up` that supervises the service, if
+    /// one does: the service is held (stopped) for the replay and started
+    /// again after it.
+    #[arg(long, env = "CHOREO_DATA_DIR", default_value = ".choreo")]
+    data_dir: std::path::PathBuf,
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("{e}: expected a time such as 2026-11-22T10:00:00Z"))
+}
+
+pub(crate) async fn run(args: ReplayArgs) -> anyhow::Result<()> {
+    match args.service.as_str() {
+        "order" => {
+            let settings: choreo_order::Settings = load()?;
+            let handler = choreo_order::handler();
+            replay_into(
+                &args,
+                &settings.service,
+                choreo_order::migrations(),
+                handler,
+            )
+            .await
+        }
+        "inventory" => {
+            let settings: choreo_inventory::Settings = load()?;
+            let handler = choreo_inventory::handler();
+            replay_into(
+                &args,
+                &settings.service,
+                choreo_inventory::migrations(),
+                handler,
+            )
+            .await
+        }
+        "payment" => {
+            let settings: choreo_payment::Settings = load()?;
+            if settings.provider.url.is_none() {
+                eprintln!(
+                    "warning: payment has no provider configured (CHOREO_PROVIDER__URL): \
+                     replayed charges are decided by the wallet alone, as by a payment service without one"
+                );
+            }
+            let handler = choreo_payment::handler_with_provider(&settings.provider)
+                .context("building the payment provider's client")?;
+            replay_into(
+                &args,
+                &settings.service,
+                choreo_payment::migrations(),
+                handler,
+            )
+            .await
+        }
+        "shipping" => {
+            let settings: choreo_shipping::Settings = load()?;
+            let handler = choreo_shipping::handler(&settings);
+            replay_into(
+                &args,
+                &settings.service,
+                choreo_shipping::migrations(),
+                handler,
+            )
+            .await
+        }
+        other => anyhow::bail!(
+            "no service {other:?}; the services are {}",
+            SUBSCRIPTIONS.map(|(name, _)| name).join(", ")
+        ),
+    }
+}
+
+fn load<T>() -> anyhow::Result<T>
+where
+    T: Serialize + serde::de::DeserializeOwned + Default,
+{
+    choreo_kit::load_config().context("loading the service's configuration")
+}
+
+impl ReplayArgs {
+    fn start(&self) -> anyhow::Result<Start> {
+        match (self.from_timestamp, self.from_offset, self.from_beginning) {
+            (Some(time), _, _) => Ok(Start::Timestamp(time)),
+            (_, Some(offset), _) if offset < 0 => {
+                anyhow::bail!("--from-offset must not be negative")
+            }
+            (_, Some(offset), _) => Ok(Start::Offset(offset)),
+            (_, _, true) => Ok(Start::Beginning),
+            _ => anyhow::bail!(
+                "say where to start: --from-timestamp TIME, --from-offset N or --from-beginning"
+            ),
+        }
+    }
+
+    /// The full names of the topics to replay: the service's inputs, or the
+    /// ones asked for, which must be among them.
+    fn topics(&self, settings: &ServiceSettings) -> anyhow::Result<Vec<String>> {
+        let inputs = SUBSCRIPTIONS
+            .iter()
+            .find(|(name, _)| *name == self.service)
+            .map(|(_, inputs)| *inputs)
+            .unwrap_or_default();
+        let names = settings.kafka.topics();
+        let all: Vec<String> = inputs.iter().map(|t| names.name(*t)).collect();
+        if self.topics.is_empty() {
+            return Ok(all);
+        }
+        self.topics
+            .iter()
+            .map(|asked| {
+                inputs
+                    .iter()
+                    .find(|t| t.base_name() == asked || names.name(**t) == *asked)
+                    .map(|t| names.name(*t))
+                    .with_context(|| {
+                        format!(
+                            "{} does not consume {asked:?}; it consumes {}",
+                            self.service,
+                            inputs
+                                .iter()
+                                .map(|t| t.base_name())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    })
+            })
+            .collect()
+    }
+}
+
+async fn replay_into<H: Handler>(
+    args: &ReplayArgs,
+    settings: &ServiceSettings,
+    migrations: Migrator,
+    handler: H,
+) -> anyhow::Result<()> {
+    let start = args.start()?;
+    if let (Start::Timestamp(from), Some(until)) = (start, args.until) {
+        anyhow::ensure!(
+            from < until,
+            "--until {until} is not after the start {from}"
+        );
+    }
+    let kafka = &settings.kafka;
+    let group = format!("{}{}", kafka.topic_prefix, args.service);
+    let request = Request {
+        group: group.clone(),
+        topics: args.topics(settings)?,
+        partition: args.partition,
+        start,
+        until: args.until,
+    };
+    let _hold = if args.dry_run {
+        None
+    } else {
+        let hold = Hold::place(&args.data_dir, &args.service).await?;
+        ensure_stopped(&args.service, settings, &group).await?;
+        hold
+    };
+    let ranges = replay::plan(kafka, &request)
+        .await
+        .with_context(|| format!("planning the replay of {}", request.topics.join(", ")))?;
+    if args.json && args.dry_run {
+        println!("{}", serde_json::to_string_pretty(&ranges)?);
+        return Ok(());
+    }
+    if !args.json {
+        print_plan(&args.service, &ranges, args.dry_run);
+    }
+    if args.dry_run {
+        return Ok(());
+    }
+    let pool = choreo_service::connect(settings, migrations)
+        .await
+        .with_context(|| format!("connecting to {}'s database", args.service))?;
+    let service = replay::Service {
+        name: args.service.clone(),
+        pool,
+        registry: RegistryClient::new(&settings.registry_url),
+        handler,
+    };
+    let stop = CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.cancel();
+        }
+    });
+    let total: i64 = ranges.iter().map(Range::len).sum();
+    let mut display = Display::new(total);
+    let summary = replay::run(
+        kafka,
+        &group,
+        service,
+        replay::Phase::Inputs,
+        ranges,
+        args.until,
+        |partitions| display.update(partitions),
+        &stop,
+    )
+    .await
+    .context("replaying")?;
+    display.finish();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_summary(&args.service, &summary.partitions);
+    }
+    anyhow::ensure!(
+        !summary.interrupted,
+        "interrupted: what was re-read is applied and its offsets committed; run the same replay again to finish"
+    );
+    Ok(())
+}
+
+/// Holds a service `choreo up` supervises, for as long as it lives: the
+/// supervisor stops the service and starts it again once the hold is gone.
+struct Hold {
+    file: std::path::PathBuf,
+    service: String,
+}
+
+impl Hold {
+    /// `None` when no `choreo up` in `data_dir` runs the service.
+    async fn place(data_dir: &std::path::Path, service: &str) -> anyhow::Result<Option<Self>> {
+        let pid_file = data_dir.join("run").join(format!("{service}.pid"));
+        if !pid_file.exists() {
+            return Ok(None);
+        }
+        let file = crate::up::supervisor::hold_file(&pid_file);
+        std::fs::write(&file, "held by choreo replay\n")
+            .with_context(|| format!("placing the hold {}", file.display()))?;
+        let hold = Self {
+            file,
+            service: service.to_owned(),
+        };
+        eprintln!(
+            "stopping {service} (supervised by choreo up in {}) for the replay",
+            data_dir.display()
+        );
+        // The supervisor gives the service its grace period, then kills it.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        while pid_file.exists() {
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "{service} did not stop within 60 s; is the choreo up in {} still running?",
+                data_dir.display()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Ok(Some(hold))
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        match std::fs::remove_file(&self.file) {
+            Ok(()) => eprintln!("{} is started again", self.service),
+            Err(e) => eprintln!(
+                "cannot remove the hold {} ({e}); remove it to start {} again",
+                self.file.display(),
+                self.service
+            ),
+        }
+    }
+}
+
+/// Refuses while the service runs. The group's live members tell, where the
+/// broker can describe groups; the local Tansu broker cannot, and then the
+/// service's own health endpoint, at the address its configuration names,
+/// is asked instead.
+async fn ensure_stopped(
+    service: &str,
+    settings: &ServiceSettings,
+    group: &str,
+) -> anyhow::Result<()> {
+    let members = match replay::live_members(&settings.kafka, group).await {
+        Ok(members) => members,
+        Err(e) => {
+            eprintln!(
+                "note: the broker cannot describe the group {group} ({}); asking {service}'s health endpoint at {} instead",
+                choreo_telemetry::error_chain(&e),
+                settings.http_addr
+            );
+            let url = format!("http://{}/health/live", settings.http_addr);
+            let answered = reqwest::Client::new()
+                .get(&url)
+                .timeout(std::time::Duration::from_secs(2))
+                .send()
+                .await
+                .is_ok();
+            if answered {
+                vec![format!("the service answering at {}", settings.http_addr)]
+            } else {
+                Vec::new()
+            }
+        }
+    };
+    anyhow::ensure!(
+        members.is_empty(),
+        "{service} is running: {list}. Stop it first (a replay beside it would race it on the same \
+         events), or pass the --data-dir of the choreo up that supervises it; --dry-run is safe meanwhile",
+        list = members.join(", ")
+    );
+    Ok(())
+}
+
+fn print_plan(service: &str, ranges: &[Range], dry_run: bool) {
+    let verb = if dry_run { "would re-read" } else { "re-reads" };
+    let total: i64 = ranges.iter().map(Range::len).sum();
+    println!("replay into {service}: {verb} {total} events");
+    println!(
+        "{:<24} {:>9} {:>10} {:>10} {:>8} {:>10}",
+        "TOPIC", "PARTITION", "FROM", "TO", "EVENTS", "COMMITTED"
+    );
+    for r in ranges {
+        println!(
+            "{:<24} {:>9} {:>10} {:>10} {:>8} {:>10}",
+            r.topic,
+            r.partition,
+            r.from,
+            r.to,
+            r.len(),
+            r.committed.map_or("-".to_owned(), |c| c.to_string())
+        );
+        if let Some(note) = &r.note {
+            println!("  note: {}/{}: {note}", r.topic, r.partition);
+        }
+    }
+    if dry_run {
+        println!("dry run: nothing was applied and no offset moved");
+    }
+}
+
+fn print_summary(service: &str, partitions: &[Replayed]) {
+    println!(
+        "{:<24} {:>9} {:>8} {:>8} {:>8} {:>8} {:>13}",
+        "TOPIC", "PARTITION", "RE-READ", "APPLIED", "SKIPPED", "IGNORED", "DEAD-LETTERED"
+    );
+    for p in partitions {
+        let t = &p.tally;
+        println!(
+            "{:<24} {:>9} {:>8} {:>8} {:>8} {:>8} {:>13}",
+            p.range.topic,
+            p.range.partition,
+            t.reread,
+            t.applied,
+            t.duplicates,
+            t.ignored,
+            t.dead_lettered
+        );
+    }
+    let sum = |f: fn(&replay::Tally) -> u64| partitions.iter().map(|p| f(&p.tally)).sum::<u64>();
+    println!(
+        "replayed into {service}: {} events re-read, {} applied, {} skipped as already applied, \
+         {} not for {service}, {} dead-lettered",
+        sum(|t| t.reread),
+        sum(|t| t.applied),
+        sum(|t| t.duplicates),
+        sum(|t| t.ignored),
+        sum(|t| t.dead_lettered),
+    );
+}
+
+/// Progress, on stderr: a bar on a terminal, and a line per partition as it
+/// finishes (which is all a log or a pipe gets).
+struct Display {
+    bar: indicatif::ProgressBar,
+    reported: std::collections::HashSet<(String, i32)>,
+}
+
+impl Display {
+    fn new(total: i64) -> Self {
+        let bar = indicatif::ProgressBar::new(total.max(0) as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "  replaying [{bar:30}] {pos}/{len} events  {elapsed}  {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        Self {
+            bar,
+            reported: Default::default(),
+        }
+    }
+
+    fn update(&mut self, partitions: &[Replayed]) {
+        let (mut read, mut applied, mut skipped) = (0, 0, 0);
+        for p in partitions {
+            read += p.tally.reread;
+            applied += p.tally.applied;
+            skipped += p.tally.duplicates;
+            let key = (p.range.topic.clone(), p.range.partition);
+            if p.tally.done && !p.range.is_empty() && self.reported.insert(key) {
+                let t = &p.tally;
+                let line = format!(
+                    "  {}/{} done: {} re-read, {} applied, {} skipped as already applied, {} ignored, {} dead-lettered",
+                    p.range.topic,
+                    p.range.partition,
+                    t.reread,
+                    t.applied,
+                    t.duplicates,
+                    t.ignored,
+                    t.dead_lettered
+                );
+                // Progress goes to stderr, so that `--json` output stays
+                // clean; without a terminal the bar is hidden and these
+                // lines are all there is.
+                if self.bar.is_hidden() {
+                    eprintln!("{line}");
+                } else {
+                    self.bar.println(line);
+                }
+            }
+        }
+        self.bar.set_position(read);
+        self.bar
+            .set_message(format!("{applied} applied, {skipped} skipped"));
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}

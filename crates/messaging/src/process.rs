@@ -1,0 +1,196 @@
+//! One message, start to finish: decode it, apply it once through the
+//! inbox, retry transient failures in place and dead-letter permanent ones.
+//! The consumer's partition workers and a replay run the same steps, so an
+//! event replayed is treated exactly as it was the first time.
+
+use crate::{
+    Delivery, Effect, Handler, HandlerError, Health, apply_effect,
+    dead_letter::{DeadLetters, header, header_text},
+    relay::{backoff, error_chain},
+};
+use choreo_events::{CodecError, Decoder, Topics};
+use rdkafka::{Message, message::OwnedMessage};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// What became of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Processed {
+    /// The handler's effect is committed.
+    Applied,
+    /// Its event id was in the inbox: applied before, left alone.
+    Duplicate,
+    /// The service does not react to this record, or it was redriven for
+    /// another service.
+    Ignored,
+    /// It can never be applied; it is on the service's dead-letter topic.
+    DeadLettered,
+}
+
+impl From<Effect> for Processed {
+    fn from(effect: Effect) -> Self {
+        match effect {
+            Effect::Applied => Processed::Applied,
+            Effect::Duplicate => Processed::Duplicate,
+            Effect::Ignored => Processed::Ignored,
+        }
+    }
+}
+
+enum Failure {
+    Transient(String),
+    Permanent(String),
+}
+
+/// Stopping interrupted the message; nothing of it is committed, so it is
+/// redelivered (or replayed) from the same offset.
+pub(crate) struct Abandoned;
+
+/// Everything a message needs on its way through a service.
+pub(crate) struct Processor<H> {
+    pub(crate) service: String,
+    pub(crate) pool: PgPool,
+    pub(crate) decoder: Decoder,
+    pub(crate) topics: Topics,
+    pub(crate) handler: H,
+    pub(crate) dead_letters: DeadLetters,
+    pub(crate) health: Health,
+}
+
+impl<H: Handler> Processor<H> {
+    /// Applies `message` effectively once. A transient failure is retried
+    /// with capped, jittered backoff while `component` reads as stalled; a
+    /// permanent one is dead-lettered, and only once the broker holds the
+    /// dead letter does this return.
+    pub(crate) async fn process(
+        &self,
+        message: &OwnedMessage,
+        component: &str,
+        stop: &CancellationToken,
+    ) -> Result<Processed, Abandoned> {
+        let span = tracing::info_span!(
+            "consume",
+            messaging.system = "kafka",
+            messaging.destination.name = %message.topic(),
+            messaging.kafka.partition = message.partition(),
+            messaging.kafka.message.offset = message.offset(),
+            service = %self.service,
+            event_type = tracing::field::Empty,
+            order_id = tracing::field::Empty,
+        );
+        async {
+            let mut attempt = 0u32;
+            let result = loop {
+                let failure = match self.try_process(message).await {
+                    Ok(processed) => break Ok(processed),
+                    Err(f) => f,
+                };
+                let error = match failure {
+                    Failure::Permanent(reason) => {
+                        match self.dead_letter(message, &reason, component, stop).await {
+                            Ok(()) => break Ok(Processed::DeadLettered),
+                            Err(Abandoned) => break Err(Abandoned),
+                        }
+                    }
+                    Failure::Transient(error) => error,
+                };
+                attempt += 1;
+                tracing::warn!(%error, attempt, "event failed; retrying in place");
+                self.health.stall(component, &error);
+                tokio::select! {
+                    _ = stop.cancelled() => break Err(Abandoned),
+                    _ = tokio::time::sleep(backoff(attempt)) => {}
+                }
+            };
+            if attempt > 0 {
+                self.health.recover(component);
+            }
+            result
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn try_process(&self, message: &OwnedMessage) -> Result<Processed, Failure> {
+        if let Some(target) = header_text(message, header::REDRIVE_FOR) {
+            if target != self.service {
+                // Redriven for another consumer of this topic.
+                return Ok(Processed::Ignored);
+            }
+        }
+        let Some(payload) = message.payload() else {
+            return Err(Failure::Permanent("message has no value".into()));
+        };
+        let decoded = match self.decoder.decode(payload).await {
+            Ok(d) => d,
+            Err(CodecError::Registry(e)) if e.is_transient() => {
+                return Err(Failure::Transient(error_chain(&e)));
+            }
+            Err(e) => return Err(Failure::Permanent(error_chain(&e))),
+        };
+        let span = tracing::Span::current();
+        span.record("event_type", decoded.name());
+        span.record(
+            "order_id",
+            tracing::field::display(decoded.meta().correlation_id),
+        );
+        let Some(topic) = self.topics.parse(message.topic()) else {
+            return Err(Failure::Permanent(format!(
+                "unexpected topic {}",
+                message.topic()
+            )));
+        };
+        let delivery = Delivery {
+            topic,
+            partition: message.partition(),
+            offset: message.offset(),
+            traceparent: header_text(message, "traceparent").map(str::to_owned),
+            message: decoded,
+        };
+        match apply_effect(&self.pool, &self.handler, &delivery).await {
+            Ok(effect) => Ok(effect.into()),
+            Err(HandlerError::Transient(e)) => Err(Failure::Transient(error_chain(e.as_ref()))),
+            Err(HandlerError::Permanent { reason }) => Err(Failure::Permanent(reason)),
+        }
+    }
+
+    /// Publishes `message` to the dead-letter topic, retrying until the
+    /// broker acknowledges it or `stop`.
+    async fn dead_letter(
+        &self,
+        message: &OwnedMessage,
+        reason: &str,
+        component: &str,
+        stop: &CancellationToken,
+    ) -> Result<(), Abandoned> {
+        let mut attempt = 0u32;
+        let result = loop {
+            let published = tokio::select! {
+                _ = stop.cancelled() => break Err(Abandoned),
+                r = self.dead_letters.publish(message, reason) => r,
+            };
+            match published {
+                Ok(id) => {
+                    tracing::error!(%reason, dead_letter = %id, topic = %self.dead_letters.topic, "event cannot be applied; dead-lettered");
+                    break Ok(());
+                }
+                Err(e) => {
+                    attempt += 1;
+                    let error = error_chain(&e);
+                    tracing::warn!(%error, attempt, "cannot dead-letter the event; retrying");
+                    self.health.stall(component, &error);
+                    tokio::select! {
+                        _ = stop.cancelled() => break Err(Abandoned),
+                        _ = tokio::time::sleep(backoff(attempt)) => {}
+                    }
+                }
+            }
+        };
+        // Done or abandoned, this worker is no longer stuck on the event.
+        if attempt > 0 {
+            self.health.recover(component);
+        }
+        result
+    }
+}

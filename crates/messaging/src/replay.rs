@@ -1,0 +1,858 @@
+//! Replay: re-read a service's input topics from an earlier position, to
+//! bring the service back to the truth after an incident (a bad deploy that
+//! mishandled events, a database restored from a backup, a group that
+//! skipped ahead).
+//!
+//! A replay is safe by construction: every message goes through the same
+//! steps as in the consumer (`process`): its event id is checked against
+//! the inbox, so an event the service applied before is skipped, and one it
+//! never saw (or forgot, with its database restored) is applied once. Events
+//! the handler emits go to the outbox under ids derived from their cause, so
+//! what the service had emitted before is emitted under the same ids and
+//! dropped by the inboxes downstream.
+//!
+//! [`plan`] turns a start (the beginning, an offset, a time) into a range
+//! per partition without reading or changing anything; [`run`] re-reads the
+//! ranges outside the consumer group (assigned partitions, no membership),
+//! then moves the group's committed offsets forward to where the replay
+//! ended, never back: the service resumes after the replayed events, or
+//! where it was if that is later. Run it while the service is stopped
+//! ([`live_members`] tells): the service's own consumer would otherwise
+//! race the replay on the same events (harmless, the inbox decides, but the
+//! counts would say little).
+
+use crate::{
+    Handler, Health, KafkaSettings, MessagingError, Processed,
+    dead_letter::DeadLetters,
+    process::{Abandoned, Processor},
+};
+use choreo_events::{Decoder, RegistryClient};
+use chrono::{DateTime, Utc};
+use rdkafka::{
+    Message, Offset, TopicPartitionList,
+    consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer},
+    message::OwnedMessage,
+};
+use serde::Serialize;
+use sqlx::PgPool;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The header carrying an event's outbox row id: the order its service
+/// committed it in, across all partitions.
+pub const OUTBOX_ID_HEADER: &str = "choreo-outbox-id";
+
+/// Which of a service's topics a replay reads, which decides the order it
+/// applies them in and whether it moves the group's offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The service's own topic, re-read first: the decisions it had
+    /// published (and its admin changes) are restored exactly, in the order
+    /// it committed them, before any input can be decided anew. Read whole,
+    /// sorted by [`OUTBOX_ID_HEADER`], then applied through the service's
+    /// recovery handler. The group does not consume this topic, so no
+    /// offset moves.
+    Own,
+    /// The service's inputs, each partition in offset order through its
+    /// handler; the group's offsets move forward after.
+    Inputs,
+}
+
+/// Where a replay starts on each partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// The first offset the broker still holds.
+    Beginning,
+    /// This offset on every partition replayed (clamped to what it holds).
+    Offset(i64),
+    /// The first message at or after this time.
+    Timestamp(DateTime<Utc>),
+}
+
+/// What to replay.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The consumer group whose offsets the replay moves forward.
+    pub group: String,
+    /// Full topic names.
+    pub topics: Vec<String>,
+    /// Only this partition of each topic; `None`: all.
+    pub partition: Option<i32>,
+    pub start: Start,
+    /// Stop before the first message at or after this time; `None`: at the
+    /// end of each partition as of planning.
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// One partition's part of a replay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Range {
+    pub topic: String,
+    pub partition: i32,
+    /// The first offset re-read.
+    pub from: i64,
+    /// The offset the replay stops before.
+    pub to: i64,
+    /// The group's committed offset when the replay was planned.
+    pub committed: Option<i64>,
+    /// Why the range is not what the broker answered: a timestamp lookup
+    /// it answered wrongly, an offset it no longer holds.
+    pub note: Option<String>,
+}
+
+impl Range {
+    /// How many events the range holds.
+    pub fn len(&self) -> i64 {
+        (self.to - self.from).max(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The ranges a replay of `request` reads, per partition, from the broker's
+/// answers; nothing is read from the partitions but the few messages that
+/// check a timestamp lookup.
+///
+/// A timestamp is looked up with the broker (`offsetsForTimes`), and the
+/// answer is checked against the messages on either side of it. An answer
+/// that would skip messages after the time is replaced by the partition's
+/// first offset, and the range says so: re-reading too much is harmless,
+/// skipping is not. (The local Tansu broker answers 0 for some partitions.)
+///
+/// # Errors
+/// When the broker cannot be reached or answers with an error.
+pub async fn plan(
+    settings: &KafkaSettings,
+    request: &Request,
+) -> Result<Vec<Range>, MessagingError> {
+    let (settings, request) = (settings.clone(), request.clone());
+    tokio::task::spawn_blocking(move || plan_blocking(&settings, &request))
+        .await
+        .map_err(|e| MessagingError::Blocking(e.to_string()))?
+}
+
+fn reader(settings: &KafkaSettings, group: &str) -> Result<BaseConsumer, MessagingError> {
+    let mut config = settings.client_config();
+    config
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false");
+    settings.apply_overrides(&mut config);
+    config
+        .create()
+        .map_err(MessagingError::kafka("creating a replay reader"))
+}
+
+fn plan_blocking(
+    settings: &KafkaSettings,
+    request: &Request,
+) -> Result<Vec<Range>, MessagingError> {
+    let consumer = reader(settings, &request.group)?;
+    let mut watermarks = Vec::new();
+    let mut list = TopicPartitionList::new();
+    for topic in &request.topics {
+        let count = crate::admin::partition_count(&consumer, topic, TIMEOUT)?;
+        if count == 0 {
+            return Err(MessagingError::Kafka {
+                context: format!("planning a replay of {topic}: the broker has no such topic"),
+                source: rdkafka::error::KafkaError::MetadataFetch(
+                    rdkafka::types::RDKafkaErrorCode::UnknownTopic,
+                ),
+            });
+        }
+        for partition in (0..count).filter(|p| request.partition.is_none_or(|only| only == *p)) {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, partition, TIMEOUT)
+                .map_err(MessagingError::kafka(format!(
+                    "reading the bounds of {topic}/{partition}"
+                )))?;
+            list.add_partition(topic, partition);
+            watermarks.push((topic.clone(), partition, low, high));
+        }
+    }
+    let committed = consumer
+        .committed_offsets(list, TIMEOUT)
+        .map_err(MessagingError::kafka(format!(
+            "reading the committed offsets of {}",
+            request.group
+        )))?;
+    let from_times = match request.start {
+        Start::Timestamp(time) => Some(offsets_for_time(&consumer, &watermarks, time)?),
+        _ => None,
+    };
+    let until_times = match request.until {
+        Some(time) => Some(offsets_for_time(&consumer, &watermarks, time)?),
+        None => None,
+    };
+    let mut ranges = Vec::new();
+    for (i, (topic, partition, low, high)) in watermarks.iter().enumerate() {
+        let bounds = Bounds {
+            consumer: &consumer,
+            topic,
+            partition: *partition,
+            low: *low,
+            high: *high,
+        };
+        let (from, mut note) = match request.start {
+            Start::Beginning => (*low, None),
+            Start::Offset(offset) if offset < *low => (
+                *low,
+                Some(format!(
+                    "offset {offset} is no longer held; starting at the first offset held, {low}"
+                )),
+            ),
+            Start::Offset(offset) => (offset.min(*high), None),
+            Start::Timestamp(time) => {
+                let answer = from_times.as_ref().map_or(*low, |answers| answers[i]);
+                bounds.check_start(answer, time)?
+            }
+        };
+        let to = match (request.until, &until_times) {
+            (Some(time), Some(answers)) => {
+                let (to, until_note) = bounds.check_until(answers[i], time)?;
+                if until_note.is_some() {
+                    note = join(note, until_note);
+                }
+                to.max(from)
+            }
+            _ => *high,
+        };
+        let committed = match committed
+            .find_partition(topic, *partition)
+            .map(|e| e.offset())
+        {
+            Some(Offset::Offset(o)) => Some(o),
+            _ => None,
+        };
+        ranges.push(Range {
+            topic: topic.clone(),
+            partition: *partition,
+            from,
+            to,
+            committed,
+            note,
+        });
+    }
+    Ok(ranges)
+}
+
+fn join(a: Option<String>, b: Option<String>) -> Option<String> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The broker's answer to "the first offset at or after `time`", per
+/// partition in `watermarks` order; the partition's end when it holds
+/// nothing that late.
+fn offsets_for_time(
+    consumer: &BaseConsumer,
+    watermarks: &[(String, i32, i64, i64)],
+    time: DateTime<Utc>,
+) -> Result<Vec<i64>, MessagingError> {
+    let mut list = TopicPartitionList::new();
+    for (topic, partition, _, _) in watermarks {
+        list.add_partition_offset(topic, *partition, Offset::Offset(time.timestamp_millis()))
+            .map_err(MessagingError::kafka("building a timestamp lookup"))?;
+    }
+    let answers = consumer
+        .offsets_for_times(list, TIMEOUT)
+        .map_err(MessagingError::kafka(format!(
+            "looking up offsets for {time}"
+        )))?;
+    Ok(watermarks
+        .iter()
+        .map(|(topic, partition, _, high)| {
+            match answers
+                .find_partition(topic, *partition)
+                .map(|e| e.offset())
+            {
+                Some(Offset::Offset(o)) => o,
+                // No message at or after the time.
+                _ => *high,
+            }
+        })
+        .collect())
+}
+
+/// One partition, for checking the broker's answers against its messages.
+struct Bounds<'a> {
+    consumer: &'a BaseConsumer,
+    topic: &'a str,
+    partition: i32,
+    low: i64,
+    high: i64,
+}
+
+impl Bounds<'_> {
+    /// `answer` as a safe start for "from `time`": no message before it may
+    /// be at or after `time`. A wrong answer falls back to the partition's
+    /// first offset.
+    fn check_start(
+        &self,
+        answer: i64,
+        time: DateTime<Utc>,
+    ) -> Result<(i64, Option<String>), MessagingError> {
+        let (low, high) = (self.low, self.high);
+        if answer < low || answer > high {
+            return Ok((
+                low,
+                Some(format!(
+                    "the broker answered offset {answer} for {time}, outside the {low}..{high} it holds; \
+                     re-reading from {low} (re-reading too much is harmless, skipping is not)"
+                )),
+            ));
+        }
+        if answer > low {
+            let before = self.timestamp_at(answer - 1)?;
+            if before.is_none_or(|ts| ts >= time) {
+                return Ok((
+                    low,
+                    Some(format!(
+                        "the broker answered offset {answer} for {time}, but the message before it is {}; \
+                         re-reading from {low} (re-reading too much is harmless, skipping is not)",
+                        describe(before)
+                    )),
+                ));
+            }
+            return Ok((answer, None));
+        }
+        // The partition's first offset: always safe, but it may be more
+        // than needed; say so when it is.
+        if answer < high {
+            let first = self.timestamp_at(answer)?;
+            if first.is_some_and(|ts| ts < time) {
+                return Ok((
+                    answer,
+                    Some(format!(
+                        "the broker answered the first offset, {answer}, for {time}, though that message is {}; \
+                         re-reading from there (more than needed, and harmless)",
+                        describe(first)
+                    )),
+                ));
+            }
+        }
+        Ok((answer, None))
+    }
+
+    /// `answer` as a safe end for "until `time`": no message from it on may
+    /// be before `time`, or the replay would stop short. A wrong answer
+    /// falls back to the partition's end.
+    fn check_until(
+        &self,
+        answer: i64,
+        time: DateTime<Utc>,
+    ) -> Result<(i64, Option<String>), MessagingError> {
+        let (low, high) = (self.low, self.high);
+        if answer < low || answer > high {
+            return Ok((
+                high,
+                Some(format!(
+                    "the broker answered offset {answer} for --until {time}, outside the {low}..{high} it holds; \
+                     reading on until a message at or after that time, or the end"
+                )),
+            ));
+        }
+        if answer < high {
+            let at = self.timestamp_at(answer)?;
+            if at.is_none_or(|ts| ts < time) {
+                return Ok((
+                    high,
+                    Some(format!(
+                        "the broker answered offset {answer} for --until {time}, but that message is {}; \
+                         reading on until a message at or after that time, or the end",
+                        describe(at)
+                    )),
+                ));
+            }
+        }
+        Ok((answer, None))
+    }
+
+    /// The timestamp of the message at `offset`.
+    fn timestamp_at(&self, offset: i64) -> Result<Option<DateTime<Utc>>, MessagingError> {
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(self.topic, self.partition, Offset::Offset(offset))
+            .map_err(MessagingError::kafka("building an assignment"))?;
+        self.consumer
+            .assign(&list)
+            .map_err(MessagingError::kafka(format!(
+                "assigning {}/{}",
+                self.topic, self.partition
+            )))?;
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while std::time::Instant::now() < deadline {
+            let Some(message) = self.consumer.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let message = message.map_err(MessagingError::kafka(format!(
+                "reading {}/{} at {offset}",
+                self.topic, self.partition
+            )))?;
+            if message.partition() == self.partition && message.offset() >= offset {
+                return Ok(message
+                    .timestamp()
+                    .to_millis()
+                    .and_then(DateTime::from_timestamp_millis));
+            }
+        }
+        Err(MessagingError::Kafka {
+            context: format!(
+                "reading {}/{} at {offset}: the broker sent nothing",
+                self.topic, self.partition
+            ),
+            source: rdkafka::error::KafkaError::MessageConsumption(
+                rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+            ),
+        })
+    }
+}
+
+fn describe(timestamp: Option<DateTime<Utc>>) -> String {
+    timestamp.map_or_else(
+        || "without a timestamp".to_owned(),
+        |ts| format!("from {}", ts.to_rfc3339()),
+    )
+}
+
+/// The members of `group` the broker knows as live, by client id and host;
+/// empty when none is (the service is stopped).
+///
+/// # Errors
+/// When the broker cannot be reached or cannot describe the group.
+pub async fn live_members(
+    settings: &KafkaSettings,
+    group: &str,
+) -> Result<Vec<String>, MessagingError> {
+    let (settings, group) = (settings.clone(), group.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer = reader(
+            &settings,
+            &format!("choreo-replay-{}", uuid::Uuid::new_v4()),
+        )?;
+        let list =
+            consumer
+                .fetch_group_list(Some(&group), TIMEOUT)
+                .map_err(MessagingError::kafka(format!(
+                    "describing the group {group}"
+                )))?;
+        Ok(list
+            .groups()
+            .iter()
+            .filter(|g| g.name() == group)
+            .flat_map(|g| g.members())
+            .map(|m| format!("{} ({})", m.client_id(), m.client_host()))
+            .collect())
+    })
+    .await
+    .map_err(|e| MessagingError::Blocking(e.to_string()))?
+}
+
+/// How one partition's replay went.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    /// Events read again.
+    pub reread: u64,
+    /// Applied now: the service had not applied them (or had forgotten).
+    pub applied: u64,
+    /// Skipped: their ids were in the inbox, applied before.
+    pub duplicates: u64,
+    /// Records the service does not react to.
+    pub ignored: u64,
+    /// Events that can never be applied, put on the dead-letter topic
+    /// (under the same dead-letter id as the first time, if they were).
+    pub dead_lettered: u64,
+    /// The next offset to read.
+    pub position: i64,
+    pub done: bool,
+}
+
+impl Tally {
+    fn count(&mut self, processed: Processed) {
+        self.reread += 1;
+        match processed {
+            Processed::Applied => self.applied += 1,
+            Processed::Duplicate => self.duplicates += 1,
+            Processed::Ignored => self.ignored += 1,
+            Processed::DeadLettered => self.dead_lettered += 1,
+        }
+    }
+}
+
+/// A range and how its replay went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Replayed {
+    pub phase: Phase,
+    pub range: Range,
+    pub tally: Tally,
+}
+
+/// A replay's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub partitions: Vec<Replayed>,
+    /// Stopped before every range was read; what was read is applied and
+    /// its offsets committed, so running the same replay again finishes it.
+    pub interrupted: bool,
+}
+
+/// What the service plugs into a replay: the same parts its consumer has.
+pub struct Service<H> {
+    pub name: String,
+    pub pool: PgPool,
+    pub registry: RegistryClient,
+    pub handler: H,
+}
+
+/// Re-reads `ranges` through the service's handler, calling `progress` after
+/// each event: for [`Phase::Inputs`] each partition in offset order, then
+/// `group`'s committed offsets move forward to where each range ended
+/// (never back); for [`Phase::Own`] all of them in the order the service
+/// committed them, moving no offset. `stop` interrupts between events.
+///
+/// # Errors
+/// When the broker cannot be reached, or stops sending events while some
+/// remain; the offsets of what was applied are still committed.
+#[allow(clippy::too_many_arguments)]
+pub async fn run<H: Handler>(
+    settings: &KafkaSettings,
+    group: &str,
+    service: Service<H>,
+    phase: Phase,
+    ranges: Vec<Range>,
+    until: Option<DateTime<Utc>>,
+    mut progress: impl FnMut(&[Replayed]) + Send,
+    stop: &CancellationToken,
+) -> Result<Summary, MessagingError> {
+    let processor = Processor {
+        service: service.name.clone(),
+        pool: service.pool,
+        decoder: Decoder::new(service.registry),
+        topics: settings.topics(),
+        handler: service.handler,
+        dead_letters: DeadLetters::new(settings, &service.name)?,
+        health: Health::default(),
+    };
+    crate::admin::ensure_topics(
+        settings,
+        std::slice::from_ref(&processor.dead_letters.topic),
+    )
+    .await?;
+    let mut partitions: Vec<Replayed> = ranges
+        .into_iter()
+        .map(|range| Replayed {
+            phase,
+            tally: Tally {
+                position: range.from,
+                done: range.is_empty(),
+                ..Tally::default()
+            },
+            range,
+        })
+        .collect();
+    let consumer = stream_reader(settings, group)?;
+    let mut assignment = TopicPartitionList::new();
+    for p in partitions.iter().filter(|p| !p.tally.done) {
+        assignment
+            .add_partition_offset(
+                &p.range.topic,
+                p.range.partition,
+                Offset::Offset(p.range.from),
+            )
+            .map_err(MessagingError::kafka("building an assignment"))?;
+    }
+    progress(&partitions);
+    let mut interrupted = false;
+    let mut failure = None;
+    if assignment.count() > 0 {
+        consumer
+            .assign(&assignment)
+            .map_err(MessagingError::kafka("assigning the replayed partitions"))?;
+        let mut reading = Reading {
+            consumer: &consumer,
+            until,
+            stop,
+        };
+        match phase {
+            Phase::Inputs => {
+                while partitions.iter().any(|p| !p.tally.done) {
+                    let message = match reading.next(&mut partitions).await {
+                        Ok(Some(m)) => m,
+                        Ok(None) => {
+                            interrupted = true;
+                            break;
+                        }
+                        Err(e) => {
+                            failure = Some(e);
+                            break;
+                        }
+                    };
+                    if apply_one(&processor, &message, &mut partitions, stop)
+                        .await
+                        .is_err()
+                    {
+                        interrupted = true;
+                        break;
+                    }
+                    progress(&partitions);
+                }
+            }
+            Phase::Own => {
+                let mut all = Vec::new();
+                let mut read: Vec<(String, i32, bool)> = Vec::new();
+                loop {
+                    let open = partitions.iter().any(|p| {
+                        !p.tally.done
+                            && !read.iter().any(|(t, q, done)| {
+                                *done && *t == p.range.topic && *q == p.range.partition
+                            })
+                    });
+                    if !open {
+                        break;
+                    }
+                    match reading.collect(&mut partitions, &mut read).await {
+                        Ok(Some(Some(m))) => all.push(m),
+                        Ok(Some(None)) => {}
+                        Ok(None) => {
+                            interrupted = true;
+                            break;
+                        }
+                        Err(e) => {
+                            failure = Some(e);
+                            break;
+                        }
+                    }
+                }
+                if !interrupted && failure.is_none() {
+                    all.sort_by_key(commit_order);
+                    for message in &all {
+                        if apply_one(&processor, message, &mut partitions, stop)
+                            .await
+                            .is_err()
+                        {
+                            interrupted = true;
+                            break;
+                        }
+                        progress(&partitions);
+                    }
+                    for p in &mut partitions {
+                        p.tally.done = !interrupted;
+                    }
+                    progress(&partitions);
+                }
+            }
+        }
+    }
+    if phase == Phase::Inputs {
+        commit_forward(&consumer, group, &partitions)?;
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(Summary {
+            partitions,
+            interrupted,
+        }),
+    }
+}
+
+/// Applies one message and counts it in its partition's tally.
+async fn apply_one<H: Handler>(
+    processor: &Processor<H>,
+    message: &OwnedMessage,
+    partitions: &mut [Replayed],
+    stop: &CancellationToken,
+) -> Result<(), Abandoned> {
+    let Some(entry) = partitions
+        .iter_mut()
+        .find(|p| p.range.topic == message.topic() && p.range.partition == message.partition())
+    else {
+        return Ok(());
+    };
+    let component = format!("replay {}/{}", entry.range.topic, entry.range.partition);
+    let processed = processor.process(message, &component, stop).await?;
+    entry.tally.count(processed);
+    entry.tally.position = message.offset() + 1;
+    if entry.tally.position >= entry.range.to {
+        entry.tally.done = true;
+    }
+    Ok(())
+}
+
+/// The service's commit order: the outbox id its relay put in the header;
+/// the broker's timestamp where there is none (events published before the
+/// header existed), then the position.
+fn commit_order(message: &OwnedMessage) -> (i64, i64, i32, i64) {
+    let outbox_id = crate::dead_letter::header_text(message, OUTBOX_ID_HEADER)
+        .and_then(|v| v.parse::<i64>().ok());
+    let timestamp = message.timestamp().to_millis().unwrap_or(0);
+    (
+        outbox_id.unwrap_or(i64::MAX),
+        timestamp,
+        message.partition(),
+        message.offset(),
+    )
+}
+
+/// Reads the assigned partitions, each up to the end of its range.
+struct Reading<'a> {
+    consumer: &'a StreamConsumer,
+    until: Option<DateTime<Utc>>,
+    stop: &'a CancellationToken,
+}
+
+impl Reading<'_> {
+    /// The next message inside its range; `None` when stopped. Partitions
+    /// whose range is read are paused and marked done.
+    async fn next(
+        &mut self,
+        partitions: &mut [Replayed],
+    ) -> Result<Option<OwnedMessage>, MessagingError> {
+        loop {
+            let Some(message) = self.recv().await? else {
+                return Ok(None);
+            };
+            let Some(entry) = partitions.iter_mut().find(|p| {
+                p.range.topic == message.topic() && p.range.partition == message.partition()
+            }) else {
+                continue;
+            };
+            if entry.tally.done {
+                continue;
+            }
+            if past_end(&message, &entry.range, self.until) {
+                entry.tally.done = true;
+                pause(self.consumer, &entry.range);
+                continue;
+            }
+            return Ok(Some(message));
+        }
+    }
+
+    /// One step of reading everything first: `Some(Some(m))` a message in
+    /// its range, `Some(None)` a message past it (its partition is then
+    /// recorded read in `read`), `None` when stopped.
+    async fn collect(
+        &mut self,
+        partitions: &mut [Replayed],
+        read: &mut Vec<(String, i32, bool)>,
+    ) -> Result<Option<Option<OwnedMessage>>, MessagingError> {
+        let Some(message) = self.recv().await? else {
+            return Ok(None);
+        };
+        let Some(entry) = partitions
+            .iter()
+            .find(|p| p.range.topic == message.topic() && p.range.partition == message.partition())
+        else {
+            return Ok(Some(None));
+        };
+        let key = (entry.range.topic.clone(), entry.range.partition);
+        if read
+            .iter()
+            .any(|(t, p, done)| *done && (t, p) == (&key.0, &key.1))
+        {
+            return Ok(Some(None));
+        }
+        let past = past_end(&message, &entry.range, self.until);
+        let last = message.offset() + 1 >= entry.range.to;
+        if past || last {
+            read.push((key.0, key.1, true));
+            pause(self.consumer, &entry.range);
+        }
+        Ok(Some((!past).then_some(message)))
+    }
+
+    async fn recv(&mut self) -> Result<Option<OwnedMessage>, MessagingError> {
+        loop {
+            let message = tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => return Ok(None),
+                m = tokio::time::timeout(IDLE, self.consumer.recv()) => m,
+            };
+            match message {
+                Ok(Ok(m)) => return Ok(Some(m.detach())),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "replay: reading failed; retrying");
+                }
+                Err(_) => {
+                    return Err(MessagingError::Kafka {
+                        context: format!(
+                            "replaying: the broker sent nothing for {} s while events remained",
+                            IDLE.as_secs()
+                        ),
+                        source: rdkafka::error::KafkaError::MessageConsumption(
+                            rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+                        ),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// How long the broker may send nothing while events remain.
+const IDLE: Duration = Duration::from_secs(30);
+
+fn stream_reader(settings: &KafkaSettings, group: &str) -> Result<StreamConsumer, MessagingError> {
+    let mut config = settings.client_config();
+    config
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("fetch.wait.max.ms", "50");
+    settings.apply_overrides(&mut config);
+    config
+        .create()
+        .map_err(MessagingError::kafka("creating a replay reader"))
+}
+
+fn past_end(message: &OwnedMessage, range: &Range, until: Option<DateTime<Utc>>) -> bool {
+    if message.offset() >= range.to {
+        return true;
+    }
+    let at = message
+        .timestamp()
+        .to_millis()
+        .and_then(DateTime::from_timestamp_millis);
+    matches!((until, at), (Some(until), Some(at)) if at >= until)
+}
+
+fn pause(consumer: &StreamConsumer, range: &Range) {
+    let mut list = TopicPartitionList::new();
+    list.add_partition(&range.topic, range.partition);
+    if let Err(e) = consumer.pause(&list) {
+        tracing::debug!(error = %e, topic = %range.topic, partition = range.partition, "pausing a replayed partition");
+    }
+}
+
+/// Commits, for each partition, where the replay got to when that is past
+/// the group's committed offset: the service then resumes after the
+/// replayed events, not before them (they would be skipped anyway), and
+/// never goes back to events it had left behind.
+fn commit_forward(
+    consumer: &StreamConsumer,
+    group: &str,
+    partitions: &[Replayed],
+) -> Result<(), MessagingError> {
+    let mut list = TopicPartitionList::new();
+    for p in partitions {
+        let position = p.tally.position;
+        if p.range.committed.is_none_or(|c| position > c) && position > p.range.from {
+            list.add_partition_offset(&p.range.topic, p.range.partition, Offset::Offset(position))
+                .map_err(MessagingError::kafka("building the offsets to commit"))?;
+        }
+    }
+    if list.count() == 0 {
+        return Ok(());
+    }
+    consumer
+        .commit(&list, CommitMode::Sync)
+        .map_err(MessagingError::kafka(format!(
+            "committing the replay's offsets for {group} (has the service started meanwhile?)"
+        )))
+}
