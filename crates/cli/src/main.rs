@@ -39,9 +39,9 @@ enum Command {
     /// Each service's consumer group: committed offset, end and lag per
     /// partition of its input topics.
     Offsets(offsets::OffsetsArgs),
-    /// Re-read a service's input topics from an earlier position through its
-    /// own handlers (after a bad deploy, a restored database); what it had
-    /// applied is skipped.
+    /// Re-read a service's topics from an earlier position through its own
+    /// code (after a bad deploy, a restored database): its own published
+    /// facts first, then its inputs; what it had applied is skipped.
     Replay(replay::ReplayArgs),
     /// Sign a bearer token for the local edge.
     Token(token::TokenArgs),

@@ -1,6 +1,8 @@
-//! `choreo replay`: re-read a service's input topics from an earlier
-//! position, through the service's own handlers, to bring it back to the
-//! truth after an incident.
+//! `choreo replay`: re-read a service's topics from an earlier position,
+//! through the service's own code, to bring it back to the truth after an
+//! incident: first its own topic, where it can re-derive its state from it
+//! (its published decisions and admin changes, in the order it committed
+//! them), then its inputs.
 //!
 //! It runs with the service's own configuration (the same `CHOREO_CONFIG`
 //! file and `CHOREO_*` environment the service reads), so it replays into
@@ -10,11 +12,11 @@
 //! why it is safe, is in `choreo_messaging::replay`.
 
 use anyhow::Context;
-use choreo_events::{RegistryClient, SUBSCRIPTIONS};
+use choreo_events::{RegistryClient, SUBSCRIPTIONS, Topic};
 use choreo_kit::CancellationToken;
 use choreo_messaging::{
     Handler,
-    replay::{self, Range, Replayed, Request, Start},
+    replay::{self, Phase, Range, Replayed, Request, Start},
 };
 use choreo_service::ServiceSettings;
 use chrono::{DateTime, Utc};
@@ -76,17 +78,23 @@ pub(crate) async fn run(args: ReplayArgs) -> anyhow::Result<()> {
                 &settings.service,
                 choreo_order::migrations(),
                 handler,
+                None::<(Topic, NoRecovery)>,
             )
             .await
         }
         "inventory" => {
             let settings: choreo_inventory::Settings = load()?;
             let handler = choreo_inventory::handler();
+            let own = (
+                choreo_inventory::OWN_TOPIC,
+                choreo_inventory::recovery_handler(),
+            );
             replay_into(
                 &args,
                 &settings.service,
                 choreo_inventory::migrations(),
                 handler,
+                Some(own),
             )
             .await
         }
@@ -105,6 +113,7 @@ pub(crate) async fn run(args: ReplayArgs) -> anyhow::Result<()> {
                 &settings.service,
                 choreo_payment::migrations(),
                 handler,
+                None::<(Topic, NoRecovery)>,
             )
             .await
         }
@@ -116,6 +125,7 @@ pub(crate) async fn run(args: ReplayArgs) -> anyhow::Result<()> {
                 &settings.service,
                 choreo_shipping::migrations(),
                 handler,
+                None::<(Topic, NoRecovery)>,
             )
             .await
         }
@@ -148,47 +158,82 @@ impl ReplayArgs {
         }
     }
 
-    /// The full names of the topics to replay: the service's inputs, or the
-    /// ones asked for, which must be among them.
-    fn topics(&self, settings: &ServiceSettings) -> anyhow::Result<Vec<String>> {
+    /// The full names of the topics to replay, as (own topic, inputs): the
+    /// service's own topic, when it can re-derive its state from it, and its
+    /// inputs; or the ones asked for, which must be among them.
+    fn topics(
+        &self,
+        settings: &ServiceSettings,
+        own: Option<Topic>,
+    ) -> anyhow::Result<(Option<String>, Vec<String>)> {
         let inputs = SUBSCRIPTIONS
             .iter()
             .find(|(name, _)| *name == self.service)
             .map(|(_, inputs)| *inputs)
             .unwrap_or_default();
         let names = settings.kafka.topics();
-        let all: Vec<String> = inputs.iter().map(|t| names.name(*t)).collect();
         if self.topics.is_empty() {
-            return Ok(all);
+            return Ok((
+                own.map(|t| names.name(t)),
+                inputs.iter().map(|t| names.name(*t)).collect(),
+            ));
         }
-        self.topics
-            .iter()
-            .map(|asked| {
-                inputs
-                    .iter()
-                    .find(|t| t.base_name() == asked || names.name(**t) == *asked)
-                    .map(|t| names.name(*t))
-                    .with_context(|| {
-                        format!(
-                            "{} does not consume {asked:?}; it consumes {}",
-                            self.service,
-                            inputs
-                                .iter()
-                                .map(|t| t.base_name())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
-                    })
-            })
-            .collect()
+        let readable: Vec<Topic> = own.into_iter().chain(inputs.iter().copied()).collect();
+        let mut asked_own = None;
+        let mut asked_inputs = Vec::new();
+        for asked in &self.topics {
+            let topic = readable
+                .iter()
+                .find(|t| t.base_name() == asked || names.name(**t) == *asked)
+                .with_context(|| {
+                    format!(
+                        "{} does not consume {asked:?}; it reads {}",
+                        self.service,
+                        readable
+                            .iter()
+                            .map(|t| t.base_name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })?;
+            if Some(*topic) == own {
+                asked_own = Some(names.name(*topic));
+            } else {
+                asked_inputs.push(names.name(*topic));
+            }
+        }
+        Ok((asked_own, asked_inputs))
     }
 }
 
-async fn replay_into<H: Handler>(
+/// The recovery handler of a service that has none yet: its replay reads
+/// its inputs only.
+struct NoRecovery;
+
+impl Handler for NoRecovery {
+    async fn handle(
+        &self,
+        _: &mut sqlx::PgConnection,
+        _: &choreo_messaging::Delivery,
+    ) -> Result<choreo_messaging::Outcome, choreo_messaging::HandlerError> {
+        Ok(choreo_messaging::Outcome::Ignored)
+    }
+}
+
+/// A range with the phase that reads it, as `--dry-run --json` prints it.
+#[derive(Debug, Serialize)]
+struct Planned {
+    phase: Phase,
+    #[serde(flatten)]
+    range: Range,
+}
+
+async fn replay_into<H: Handler, R: Handler>(
     args: &ReplayArgs,
     settings: &ServiceSettings,
     migrations: Migrator,
     handler: H,
+    own: Option<(Topic, R)>,
 ) -> anyhow::Result<()> {
     let start = args.start()?;
     if let (Start::Timestamp(from), Some(until)) = (start, args.until) {
@@ -199,9 +244,10 @@ async fn replay_into<H: Handler>(
     }
     let kafka = &settings.kafka;
     let group = format!("{}{}", kafka.topic_prefix, args.service);
-    let request = Request {
+    let (own_topic, inputs) = args.topics(settings, own.as_ref().map(|(t, _)| *t))?;
+    let request = |topics: Vec<String>| Request {
         group: group.clone(),
-        topics: args.topics(settings)?,
+        topics,
         partition: args.partition,
         start,
         until: args.until,
@@ -213,15 +259,25 @@ async fn replay_into<H: Handler>(
         ensure_stopped(&args.service, settings, &group).await?;
         hold
     };
-    let ranges = replay::plan(kafka, &request)
-        .await
-        .with_context(|| format!("planning the replay of {}", request.topics.join(", ")))?;
+    let mut planned = Vec::new();
+    for (phase, topics) in [
+        (Phase::Own, own_topic.into_iter().collect::<Vec<_>>()),
+        (Phase::Inputs, inputs),
+    ] {
+        if topics.is_empty() {
+            continue;
+        }
+        let ranges = replay::plan(kafka, &request(topics.clone()))
+            .await
+            .with_context(|| format!("planning the replay of {}", topics.join(", ")))?;
+        planned.extend(ranges.into_iter().map(|range| Planned { phase, range }));
+    }
     if args.json && args.dry_run {
-        println!("{}", serde_json::to_string_pretty(&ranges)?);
+        println!("{}", serde_json::to_string_pretty(&planned)?);
         return Ok(());
     }
     if !args.json {
-        print_plan(&args.service, &ranges, args.dry_run);
+        print_plan(&args.service, &planned, args.dry_run);
     }
     if args.dry_run {
         return Ok(());
@@ -229,12 +285,7 @@ async fn replay_into<H: Handler>(
     let pool = choreo_service::connect(settings, migrations)
         .await
         .with_context(|| format!("connecting to {}'s database", args.service))?;
-    let service = replay::Service {
-        name: args.service.clone(),
-        pool,
-        registry: RegistryClient::new(&settings.registry_url),
-        handler,
-    };
+    let registry = RegistryClient::new(&settings.registry_url);
     let stop = CancellationToken::new();
     let on_signal = stop.clone();
     tokio::spawn(async move {
@@ -242,21 +293,72 @@ async fn replay_into<H: Handler>(
             on_signal.cancel();
         }
     });
-    let total: i64 = ranges.iter().map(Range::len).sum();
+    let total: i64 = planned.iter().map(|p| p.range.len()).sum();
     let mut display = Display::new(total);
-    let summary = replay::run(
-        kafka,
-        &group,
-        service,
-        replay::Phase::Inputs,
-        ranges,
-        args.until,
-        |partitions| display.update(partitions),
-        &stop,
-    )
-    .await
-    .context("replaying")?;
+    let ranges_of = |phase: Phase| -> Vec<Range> {
+        planned
+            .iter()
+            .filter(|p| p.phase == phase)
+            .map(|p| p.range.clone())
+            .collect()
+    };
+    // The service's own facts first, so that no input is decided anew
+    // before the decisions it had published are back.
+    let mut done: Vec<Replayed> = Vec::new();
+    let mut interrupted = false;
+    if let Some((_, recovery)) = own {
+        let ranges = ranges_of(Phase::Own);
+        if !ranges.is_empty() {
+            let service = replay::Service {
+                name: args.service.clone(),
+                pool: pool.clone(),
+                registry: registry.clone(),
+                handler: recovery,
+            };
+            let summary = replay::run(
+                kafka,
+                &group,
+                service,
+                Phase::Own,
+                ranges,
+                args.until,
+                |partitions| display.update(&done, partitions),
+                &stop,
+            )
+            .await
+            .context("replaying the service's own topic")?;
+            interrupted = summary.interrupted;
+            done.extend(summary.partitions);
+        }
+    }
+    let ranges = ranges_of(Phase::Inputs);
+    if !interrupted && !ranges.is_empty() {
+        let service = replay::Service {
+            name: args.service.clone(),
+            pool,
+            registry,
+            handler,
+        };
+        let summary = replay::run(
+            kafka,
+            &group,
+            service,
+            Phase::Inputs,
+            ranges,
+            args.until,
+            |partitions| display.update(&done, partitions),
+            &stop,
+        )
+        .await
+        .context("replaying the inputs")?;
+        interrupted = summary.interrupted;
+        done.extend(summary.partitions);
+    }
     display.finish();
+    let summary = replay::Summary {
+        partitions: done,
+        interrupted,
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
@@ -361,17 +463,27 @@ async fn ensure_stopped(
     Ok(())
 }
 
-fn print_plan(service: &str, ranges: &[Range], dry_run: bool) {
+fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Own => "own",
+        Phase::Inputs => "inputs",
+    }
+}
+
+fn print_plan(service: &str, planned: &[Planned], dry_run: bool) {
     let verb = if dry_run { "would re-read" } else { "re-reads" };
-    let total: i64 = ranges.iter().map(Range::len).sum();
-    println!("replay into {service}: {verb} {total} events");
+    let total: i64 = planned.iter().map(|p| p.range.len()).sum();
     println!(
-        "{:<24} {:>9} {:>10} {:>10} {:>8} {:>10}",
-        "TOPIC", "PARTITION", "FROM", "TO", "EVENTS", "COMMITTED"
+        "replay into {service}: {verb} {total} events, its own topic first (its published decisions and admin changes), then its inputs"
     );
-    for r in ranges {
+    println!(
+        "{:<7} {:<24} {:>9} {:>10} {:>10} {:>8} {:>10}",
+        "PHASE", "TOPIC", "PARTITION", "FROM", "TO", "EVENTS", "COMMITTED"
+    );
+    for Planned { phase, range: r } in planned {
         println!(
-            "{:<24} {:>9} {:>10} {:>10} {:>8} {:>10}",
+            "{:<7} {:<24} {:>9} {:>10} {:>10} {:>8} {:>10}",
+            phase_name(*phase),
             r.topic,
             r.partition,
             r.from,
@@ -390,13 +502,14 @@ fn print_plan(service: &str, ranges: &[Range], dry_run: bool) {
 
 fn print_summary(service: &str, partitions: &[Replayed]) {
     println!(
-        "{:<24} {:>9} {:>8} {:>8} {:>8} {:>8} {:>13}",
-        "TOPIC", "PARTITION", "RE-READ", "APPLIED", "SKIPPED", "IGNORED", "DEAD-LETTERED"
+        "{:<7} {:<24} {:>9} {:>8} {:>8} {:>8} {:>8} {:>13}",
+        "PHASE", "TOPIC", "PARTITION", "RE-READ", "APPLIED", "SKIPPED", "IGNORED", "DEAD-LETTERED"
     );
     for p in partitions {
         let t = &p.tally;
         println!(
-            "{:<24} {:>9} {:>8} {:>8} {:>8} {:>8} {:>13}",
+            "{:<7} {:<24} {:>9} {:>8} {:>8} {:>8} {:>8} {:>13}",
+            phase_name(p.phase),
             p.range.topic,
             p.range.partition,
             t.reread,
@@ -406,15 +519,29 @@ fn print_summary(service: &str, partitions: &[Replayed]) {
             t.dead_lettered
         );
     }
-    let sum = |f: fn(&replay::Tally) -> u64| partitions.iter().map(|p| f(&p.tally)).sum::<u64>();
+    let sum = |phase: Phase, f: fn(&replay::Tally) -> u64| {
+        partitions
+            .iter()
+            .filter(|p| p.phase == phase)
+            .map(|p| f(&p.tally))
+            .sum::<u64>()
+    };
+    if partitions.iter().any(|p| p.phase == Phase::Own) {
+        println!(
+            "own topic: {} events re-read, {} re-applied (missing from the database), {} already held",
+            sum(Phase::Own, |t| t.reread),
+            sum(Phase::Own, |t| t.applied),
+            sum(Phase::Own, |t| t.ignored + t.duplicates),
+        );
+    }
     println!(
         "replayed into {service}: {} events re-read, {} applied, {} skipped as already applied, \
          {} not for {service}, {} dead-lettered",
-        sum(|t| t.reread),
-        sum(|t| t.applied),
-        sum(|t| t.duplicates),
-        sum(|t| t.ignored),
-        sum(|t| t.dead_lettered),
+        sum(Phase::Inputs, |t| t.reread),
+        sum(Phase::Inputs, |t| t.applied),
+        sum(Phase::Inputs, |t| t.duplicates),
+        sum(Phase::Inputs, |t| t.ignored),
+        sum(Phase::Inputs, |t| t.dead_lettered),
     );
 }
 
@@ -441,8 +568,14 @@ impl Display {
         }
     }
 
-    fn update(&mut self, partitions: &[Replayed]) {
+    /// `before`: the partitions of an earlier phase, counted in the totals.
+    fn update(&mut self, before: &[Replayed], partitions: &[Replayed]) {
         let (mut read, mut applied, mut skipped) = (0, 0, 0);
+        for p in before {
+            read += p.tally.reread;
+            applied += p.tally.applied;
+            skipped += p.tally.duplicates + p.tally.ignored;
+        }
         for p in partitions {
             read += p.tally.reread;
             applied += p.tally.applied;

@@ -55,6 +55,7 @@ pub fn catalog() -> Vec<(Topic, &'static str, &'static str)> {
         entry::<PaymentRefunded>(),
         entry::<ShipmentFailed>(),
         entry::<ShipmentCancelled>(),
+        entry::<ProductSet>(),
     ]
 }
 
@@ -225,6 +226,26 @@ event!(
     StockReleased,
     Topic::Inventory,
     "inventory.events/StockReleased.avsc"
+);
+
+/// An admin set a product's name, price and free stock. Its envelope's
+/// correlation id names the change, not an order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProductSet {
+    pub meta: EventMeta,
+    pub sku: String,
+    pub name: String,
+    pub price_cents: i64,
+    pub currency: String,
+    /// The free stock set.
+    pub available: i32,
+    /// What the change put on the shelf (negative: took off).
+    pub stock_delta: i32,
+}
+event!(
+    ProductSet,
+    Topic::Inventory,
+    "inventory.events/ProductSet.avsc"
 );
 
 /// The total could not be charged; nothing was charged.

@@ -16,9 +16,9 @@
 //!   kill a service (built only with the `failpoints` feature).
 //! - [`admin`] creates topics explicitly (brokers here do not auto-create)
 //!   and reads topics to their end for operator tools.
-//! - [`replay`] re-reads a service's input topics from an earlier position
-//!   through the same steps as the consumer, for recovery after an
-//!   incident.
+//! - [`replay`] re-reads a service's topics from an earlier position
+//!   through the same steps as the consumer (its own topic in commit
+//!   order, then its inputs), for recovery after an incident.
 //!
 //! Only the plain Kafka protocol is used (no transactions), so the same code
 //! runs against Apache Kafka and the Tansu broker used locally.

@@ -1,5 +1,5 @@
-//! Replay: re-read a service's input topics from an earlier position, to
-//! bring the service back to the truth after an incident (a bad deploy that
+//! Replay: re-read a service's topics from an earlier position, to bring
+//! the service back to the truth after an incident (a bad deploy that
 //! mishandled events, a database restored from a backup, a group that
 //! skipped ahead).
 //!
@@ -10,6 +10,11 @@
 //! the handler emits go to the outbox under ids derived from their cause, so
 //! what the service had emitted before is emitted under the same ids and
 //! dropped by the inboxes downstream.
+//!
+//! A service that can re-derive its state from its own topic has it read
+//! first ([`Phase::Own`]): its published decisions come back exactly as it
+//! made them, in its commit order, before any input could be decided anew
+//! in another interleaving across partitions.
 //!
 //! [`plan`] turns a start (the beginning, an offset, a time) into a range
 //! per partition without reading or changing anything; [`run`] re-reads the

@@ -1,5 +1,5 @@
 //! The inventory service's HTTP API, called by the edge: the catalog, and
-//! the admin route that sets a product.
+//! the admin route that sets a product (and publishes `ProductSet`).
 
 use crate::db::{self, Product};
 use axum::{
@@ -7,9 +7,12 @@ use axum::{
     extract::{Path, State},
     routing::get,
 };
+use choreo_events::{EventMeta, ProductSet};
 use choreo_kit::HttpError;
+use choreo_messaging::outbox;
 use serde::Deserialize;
 use sqlx::PgPool;
+use uuid::Uuid;
 
 pub(crate) fn router(pool: PgPool) -> Router {
     Router::new()
@@ -62,9 +65,11 @@ async fn put_product(
     if body.available < 0 {
         return Err(HttpError::invalid("available must not be negative"));
     }
-    let mut conn = pool.acquire().await.map_err(|e| HttpError::internal(&e))?;
-    let product = db::upsert_product(
-        &mut conn,
+    // The change and its event commit together: a replay of the inventory
+    // topic after a restore re-derives it (see `recovery`).
+    let mut tx = pool.begin().await.map_err(|e| HttpError::internal(&e))?;
+    let (product, stock_delta) = db::set_product(
+        &mut tx,
         &sku,
         body.name.trim(),
         body.price_cents,
@@ -72,6 +77,22 @@ async fn put_product(
     )
     .await
     .map_err(|e| HttpError::internal(&e))?;
-    tracing::info!(sku = %sku, available = product.available, price_cents = product.price_cents, "product set");
+    let event = ProductSet {
+        meta: EventMeta::first::<ProductSet>(Uuid::new_v4(), "inventory"),
+        sku: product.sku.clone(),
+        name: product.name.clone(),
+        price_cents: product.price_cents,
+        currency: product.currency.clone(),
+        available: product.available,
+        stock_delta,
+    };
+    db::record_product_change(&mut tx, event.meta.event_id, &sku, stock_delta)
+        .await
+        .map_err(|e| HttpError::internal(&e))?;
+    outbox::enqueue(&mut tx, &event, None)
+        .await
+        .map_err(|e| HttpError::internal(&e))?;
+    tx.commit().await.map_err(|e| HttpError::internal(&e))?;
+    tracing::info!(sku = %sku, available = product.available, stock_delta, price_cents = product.price_cents, "product set");
     Ok(Json(product))
 }

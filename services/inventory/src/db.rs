@@ -54,27 +54,99 @@ pub(crate) async fn get_product(
 
 /// Creates or replaces a product's name, price and free stock. Stock held by
 /// reservations is not touched; the change in free stock is counted as stock
-/// put on (or taken off) the shelf.
-pub(crate) async fn upsert_product(
+/// put on (or taken off) the shelf, and returned with the product.
+pub(crate) async fn set_product(
     conn: &mut PgConnection,
     sku: &str,
     name: &str,
     price_cents: i64,
     available: i32,
+) -> Result<(Product, i32), sqlx::Error> {
+    // A new product starts empty, so that the change is always "from the
+    // locked row's free stock to `available`", whoever created it first.
+    ensure_product(conn, sku, name, price_cents).await?;
+    let before: i32 =
+        sqlx::query_scalar("SELECT available FROM products WHERE sku = $1 FOR UPDATE")
+            .bind(sku)
+            .fetch_one(&mut *conn)
+            .await?;
+    let delta = available - before;
+    let product = update_product(conn, sku, name, price_cents, delta).await?;
+    Ok((product, delta))
+}
+
+async fn ensure_product(
+    conn: &mut PgConnection,
+    sku: &str,
+    name: &str,
+    price_cents: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO products (sku, name, price_cents, available, stocked_total) VALUES ($1, $2, $3, 0, 0)
+         ON CONFLICT (sku) DO NOTHING",
+    )
+    .bind(sku)
+    .bind(name)
+    .bind(price_cents)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Sets name and price and moves `delta` onto (or off) the shelf.
+async fn update_product(
+    conn: &mut PgConnection,
+    sku: &str,
+    name: &str,
+    price_cents: i64,
+    delta: i32,
 ) -> Result<Product, sqlx::Error> {
     let row = sqlx::query(&format!(
-        "INSERT INTO products (sku, name, price_cents, available, stocked_total) VALUES ($1, $2, $3, $4, $4)
-         ON CONFLICT (sku) DO UPDATE SET name = $2, price_cents = $3, available = $4,
-             stocked_total = products.stocked_total + ($4 - products.available), updated_at = now()
-         RETURNING {COLUMNS}"
+        "UPDATE products SET name = $2, price_cents = $3, available = available + $4,
+             stocked_total = stocked_total + $4, updated_at = now()
+         WHERE sku = $1 RETURNING {COLUMNS}"
     ))
     .bind(sku)
     .bind(name)
     .bind(price_cents)
-    .bind(available)
+    .bind(delta)
     .fetch_one(conn)
     .await?;
     product(row)
+}
+
+/// Records the admin change `event_id`; `false` when it is recorded already.
+pub(crate) async fn record_product_change(
+    conn: &mut PgConnection,
+    event_id: Uuid,
+    sku: &str,
+    stock_delta: i32,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO product_changes (event_id, sku, stock_delta) VALUES ($1, $2, $3)
+         ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(event_id)
+    .bind(sku)
+    .bind(stock_delta)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
+/// Re-applies a published admin change: its name and price, and its stock
+/// as the delta it moved (reservations and releases interleave with it).
+pub(crate) async fn reapply_product_change(
+    conn: &mut PgConnection,
+    sku: &str,
+    name: &str,
+    price_cents: i64,
+    stock_delta: i32,
+) -> Result<(), sqlx::Error> {
+    ensure_product(conn, sku, name, price_cents).await?;
+    update_product(conn, sku, name, price_cents, stock_delta).await?;
+    Ok(())
 }
 
 /// Locks the products with these SKUs, in SKU order so that concurrent

@@ -8,11 +8,14 @@
 //!
 //! - `api`: the HTTP API the edge calls.
 //! - `handlers/`: one module per event the service reacts to.
+//! - `recovery/`: re-deriving its state from its own topic, for a replay
+//!   after a restore; one module per event it publishes.
 //! - `db`: its tables.
 
 mod api;
 mod db;
 mod handlers;
+mod recovery;
 
 use choreo_events::Topic;
 use choreo_kit::CancellationToken;
@@ -48,6 +51,16 @@ pub fn migrations() -> sqlx::migrate::Migrator {
 pub fn handler() -> impl choreo_messaging::Handler {
     handlers::InventoryHandler
 }
+
+/// Re-applies the service's own published events (its decisions and
+/// admin changes) to its database, for `choreo replay`: what the database
+/// holds already is ignored.
+pub fn recovery_handler() -> impl choreo_messaging::Handler {
+    recovery::Recovery
+}
+
+/// The topic [`recovery_handler`] reads.
+pub const OWN_TOPIC: Topic = Topic::Inventory;
 
 /// Starts the service; it runs until `shutdown` is cancelled.
 ///

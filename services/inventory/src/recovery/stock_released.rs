@@ -1,0 +1,23 @@
+//! A reservation the service had given back to the free stock.
+
+use crate::db::{self, Settlement};
+use choreo_events::StockReleased;
+use choreo_messaging::{Delivery, HandlerError};
+use sqlx::PgConnection;
+
+pub(super) async fn handle(
+    tx: &mut PgConnection,
+    delivery: &Delivery,
+) -> Result<bool, HandlerError> {
+    let released: StockReleased = delivery.parse()?;
+    if db::lock_reservation(tx, released.order_id)
+        .await?
+        .as_deref()
+        != Some("RESERVED")
+    {
+        return Ok(false);
+    }
+    db::settle_reservation(tx, released.order_id, Settlement::Release).await?;
+    tracing::info!(order_id = %released.order_id, "release re-applied");
+    Ok(true)
+}
