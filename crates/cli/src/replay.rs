@@ -28,8 +28,10 @@ pub(crate) struct ReplayArgs {
     /// The service to replay into: order, inventory, payment or shipping.
     #[arg(long)]
     service: String,
-    /// Only this input topic (its name without the deployment's prefix,
-    /// `order`); repeatable. Default: every topic the service consumes.
+    /// Only this topic: one of the service's inputs or its own topic, by
+    /// name without the deployment's prefix (`order.events`, or `order`);
+    /// repeatable. Default: its own topic (where it can re-derive its state
+    /// from it), then every topic it consumes.
     #[arg(long = "topic")]
     topics: Vec<String>,
     /// Only this partition of each topic.
@@ -108,12 +110,16 @@ pub(crate) async fn run(args: ReplayArgs) -> anyhow::Result<()> {
             }
             let handler = choreo_payment::handler_with_provider(&settings.provider)
                 .context("building the payment provider's client")?;
+            let own = (
+                choreo_payment::OWN_TOPIC,
+                choreo_payment::recovery_handler(),
+            );
             replay_into(
                 &args,
                 &settings.service,
                 choreo_payment::migrations(),
                 handler,
-                None::<(Topic, NoRecovery)>,
+                Some(own),
             )
             .await
         }
@@ -184,7 +190,11 @@ impl ReplayArgs {
         for asked in &self.topics {
             let topic = readable
                 .iter()
-                .find(|t| t.base_name() == asked || names.name(**t) == *asked)
+                .find(|t| {
+                    t.base_name() == asked
+                        || names.name(**t) == *asked
+                        || t.base_name().strip_suffix(".events") == Some(asked.as_str())
+                })
                 .with_context(|| {
                     format!(
                         "{} does not consume {asked:?}; it reads {}",

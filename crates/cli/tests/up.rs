@@ -296,7 +296,7 @@ async fn choreo_up_runs_a_platform_that_confirms_the_printed_order_and_stops_cle
         };
         platform.replay_refused_beside_a_running_service().await?;
         platform.restore_drill("inventory", true).await?;
-        platform.restore_drill("payment", false).await?;
+        platform.restore_drill("payment", true).await?;
 
         // The auditor reads the same databases and finds them consistent.
         let audit = Command::new(env!("CARGO_BIN_EXE_choreo"))
@@ -754,8 +754,11 @@ impl Platform<'_> {
     }
 
     async fn place(&self, body: &Value) -> anyhow::Result<String> {
-        let response = self
-            .http
+        self.place_as(self.http, body).await
+    }
+
+    async fn place_as(&self, client: &reqwest::Client, body: &Value) -> anyhow::Result<String> {
+        let response = client
             .post(format!("{}/v1/orders", self.edge))
             .json(body)
             .send()
@@ -766,8 +769,9 @@ impl Platform<'_> {
 
     async fn wait_decided(&self, location: &str) -> anyhow::Result<()> {
         wait_until(&format!("{location} to end"), DEADLINE, || async {
+            // An admin reads every customer's orders.
             let order: Value = self
-                .http
+                .admin
                 .get(format!("{}{location}?wait=5", self.edge))
                 .send()
                 .await
@@ -802,6 +806,62 @@ impl Platform<'_> {
             "setting {sku}: {}",
             response.status()
         );
+        Ok(())
+    }
+
+    async fn set_wallet(&self, customer: &str, balance_cents: i64) -> anyhow::Result<()> {
+        let response = self
+            .admin
+            .put(format!(
+                "{}/v1/admin/customers/{customer}/wallet",
+                self.edge
+            ))
+            .json(&serde_json::json!({ "balance_cents": balance_cents }))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "setting {customer}'s wallet: {}",
+            response.status()
+        );
+        Ok(())
+    }
+
+    /// A wallet and orders competing for the last of it, after the backup:
+    /// a new customer's wallet holding two and a half orders, three orders
+    /// at once, then a top-up. A replay that decided the charges anew, or
+    /// lost the admin changes, would not come back to the same wallet.
+    async fn contend_for_a_wallet(&self) -> anyhow::Result<()> {
+        let price: Vec<String> = rows(
+            &format!("{}inventory", self.db_prefix),
+            "SELECT price_cents FROM products WHERE sku = 'TEA-01'",
+        )
+        .await?;
+        let price = serde_json::from_str::<Value>(&price[0])?["price_cents"]
+            .as_i64()
+            .context("price")?;
+        self.set_wallet("drill-customer", price * 5 / 2).await?;
+        let mut body = self.body.clone();
+        body["customer_id"] = "drill-customer".into();
+        body["items"] = serde_json::json!([{"sku": "TEA-01", "quantity": 1}]);
+        let placed = all_of(
+            (0..3)
+                .map(|_| self.place_as(self.admin, &body))
+                .collect::<Vec<_>>(),
+        )
+        .await?;
+        for location in &placed {
+            self.wait_decided(location).await?;
+        }
+        let left: Vec<String> = rows(
+            &format!("{}payment", self.db_prefix),
+            "SELECT balance_cents FROM wallets WHERE customer_id = 'drill-customer'",
+        )
+        .await?;
+        let left = serde_json::from_str::<Value>(&left[0])?["balance_cents"]
+            .as_i64()
+            .context("balance")?;
+        self.set_wallet("drill-customer", left + 1000).await?;
         Ok(())
     }
 
@@ -936,7 +996,10 @@ impl Platform<'_> {
         anyhow::ensure!(dumped.success(), "pg_dump {db}: {dumped}");
         self.place_and_decide(4).await?;
         if contended {
-            self.contend().await?;
+            match service {
+                "inventory" => self.contend().await?,
+                _ => self.contend_for_a_wallet().await?,
+            }
         }
         // An order ends before every service has read its last event
         // (inventory ships on OrderConfirmed): the truth is the state once

@@ -56,6 +56,7 @@ pub fn catalog() -> Vec<(Topic, &'static str, &'static str)> {
         entry::<ShipmentFailed>(),
         entry::<ShipmentCancelled>(),
         entry::<ProductSet>(),
+        entry::<WalletSet>(),
     ]
 }
 
@@ -247,6 +248,20 @@ event!(
     Topic::Inventory,
     "inventory.events/ProductSet.avsc"
 );
+
+/// An admin set a customer's wallet balance. Its envelope's correlation id
+/// names the change, not an order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WalletSet {
+    pub meta: EventMeta,
+    pub customer_id: String,
+    /// The balance set.
+    pub balance_cents: i64,
+    pub currency: String,
+    /// What the change added to the balance (negative: took away).
+    pub delta_cents: i64,
+}
+event!(WalletSet, Topic::Payment, "payment.events/WalletSet.avsc");
 
 /// The total could not be charged; nothing was charged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,5 +1,5 @@
 //! The payment service's HTTP API, called by the edge: reading and setting
-//! wallets.
+//! wallets (a change is published as `WalletSet`).
 
 use crate::db::{self, Wallet};
 use axum::{
@@ -7,9 +7,12 @@ use axum::{
     extract::{Path, State},
     routing::get,
 };
+use choreo_events::{EventMeta, WalletSet};
 use choreo_kit::HttpError;
+use choreo_messaging::outbox;
 use serde::Deserialize;
 use sqlx::PgPool;
+use uuid::Uuid;
 
 pub(crate) fn router(pool: PgPool) -> Router {
     Router::new()
@@ -44,10 +47,26 @@ async fn put_wallet(
     if body.balance_cents < 0 {
         return Err(HttpError::invalid("balance_cents must not be negative"));
     }
-    let mut conn = pool.acquire().await.map_err(|e| HttpError::internal(&e))?;
-    let wallet = db::set_wallet(&mut conn, &customer_id, body.balance_cents)
+    // The change and its event commit together: a replay of the payment
+    // topic after a restore re-derives it (see `recovery`).
+    let mut tx = pool.begin().await.map_err(|e| HttpError::internal(&e))?;
+    let (wallet, delta_cents) = db::set_wallet(&mut tx, &customer_id, body.balance_cents)
         .await
         .map_err(|e| HttpError::internal(&e))?;
-    tracing::info!(customer_id = %customer_id, balance_cents = wallet.balance_cents, "wallet set");
+    let event = WalletSet {
+        meta: EventMeta::first::<WalletSet>(Uuid::new_v4(), "payment"),
+        customer_id: wallet.customer_id.clone(),
+        balance_cents: wallet.balance_cents,
+        currency: wallet.currency.clone(),
+        delta_cents,
+    };
+    db::record_wallet_change(&mut tx, event.meta.event_id, &customer_id, delta_cents)
+        .await
+        .map_err(|e| HttpError::internal(&e))?;
+    outbox::enqueue(&mut tx, &event, None)
+        .await
+        .map_err(|e| HttpError::internal(&e))?;
+    tx.commit().await.map_err(|e| HttpError::internal(&e))?;
+    tracing::info!(customer_id = %customer_id, balance_cents = wallet.balance_cents, delta_cents, "wallet set");
     Ok(Json(wallet))
 }

@@ -31,22 +31,83 @@ pub(crate) async fn get_wallet(
         .transpose()
 }
 
-/// Sets a wallet's balance, creating the wallet if needed.
+/// Sets a wallet's balance, creating the wallet if needed; returns it with
+/// what the change added to the balance.
 pub(crate) async fn set_wallet(
     conn: &mut PgConnection,
     customer_id: &str,
     balance_cents: i64,
+) -> Result<(Wallet, i64), sqlx::Error> {
+    // A new wallet starts empty, so that the change is always "from the
+    // locked row's balance to `balance_cents`", whoever created it first.
+    ensure_wallet(conn, customer_id).await?;
+    let before: i64 =
+        sqlx::query_scalar("SELECT balance_cents FROM wallets WHERE customer_id = $1 FOR UPDATE")
+            .bind(customer_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    let delta = balance_cents - before;
+    let wallet = credit(conn, customer_id, delta).await?;
+    Ok((wallet, delta))
+}
+
+async fn ensure_wallet(conn: &mut PgConnection, customer_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO wallets (customer_id, balance_cents) VALUES ($1, 0) ON CONFLICT (customer_id) DO NOTHING",
+    )
+    .bind(customer_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Adds `delta` (negative: takes it away) to the wallet.
+async fn credit(
+    conn: &mut PgConnection,
+    customer_id: &str,
+    delta: i64,
 ) -> Result<Wallet, sqlx::Error> {
     let row = sqlx::query(
-        "INSERT INTO wallets (customer_id, balance_cents) VALUES ($1, $2)
-         ON CONFLICT (customer_id) DO UPDATE SET balance_cents = $2, updated_at = now()
+        "UPDATE wallets SET balance_cents = balance_cents + $2, updated_at = now() WHERE customer_id = $1
          RETURNING customer_id, balance_cents, currency",
     )
     .bind(customer_id)
-    .bind(balance_cents)
+    .bind(delta)
     .fetch_one(conn)
     .await?;
     wallet(row)
+}
+
+/// Records the admin change `event_id`; `false` when it is recorded already.
+pub(crate) async fn record_wallet_change(
+    conn: &mut PgConnection,
+    event_id: Uuid,
+    customer_id: &str,
+    delta_cents: i64,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO wallet_changes (event_id, customer_id, delta_cents) VALUES ($1, $2, $3)
+         ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(event_id)
+    .bind(customer_id)
+    .bind(delta_cents)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
+/// Re-applies a published admin change as the amount it added: charges
+/// and refunds interleave with it.
+pub(crate) async fn reapply_wallet_change(
+    conn: &mut PgConnection,
+    customer_id: &str,
+    delta_cents: i64,
+) -> Result<(), sqlx::Error> {
+    ensure_wallet(conn, customer_id).await?;
+    credit(conn, customer_id, delta_cents).await?;
+    Ok(())
 }
 
 /// The wallet, locked for the rest of the transaction.

@@ -7,6 +7,8 @@
 //!
 //! - `api`: the HTTP API the edge calls.
 //! - `handlers/`: one module per event the service reacts to.
+//! - `recovery/`: re-deriving its state from its own topic, for a replay
+//!   after a restore; one module per event it publishes.
 //! - `provider`: the payment provider it charges through.
 //! - `db`: its tables.
 
@@ -14,6 +16,7 @@ mod api;
 mod db;
 mod handlers;
 mod provider;
+mod recovery;
 
 use choreo_events::Topic;
 use choreo_kit::CancellationToken;
@@ -67,6 +70,16 @@ pub fn handler_with_provider(
         provider: provider::Provider::new(settings)?,
     })
 }
+
+/// Re-applies the service's own published events (its decisions and
+/// admin changes) to its database, for `choreo replay`, without asking the
+/// provider: what the database holds already is ignored.
+pub fn recovery_handler() -> impl choreo_messaging::Handler {
+    recovery::Recovery
+}
+
+/// The topic [`recovery_handler`] reads.
+pub const OWN_TOPIC: Topic = Topic::Payment;
 
 /// Starts the service; it runs until `shutdown` is cancelled.
 ///
