@@ -314,55 +314,40 @@ async fn replay_into<H: Handler, R: Handler>(
     };
     // The service's own facts first, so that no input is decided anew
     // before the decisions it had published are back.
+    let phases = Phases {
+        kafka,
+        group: &group,
+        service: &args.service,
+        pool,
+        registry,
+        until: args.until,
+        stop: &stop,
+    };
     let mut done: Vec<Replayed> = Vec::new();
     let mut interrupted = false;
     if let Some((_, recovery)) = own {
-        let ranges = ranges_of(Phase::Own);
-        if !ranges.is_empty() {
-            let service = replay::Service {
-                name: args.service.clone(),
-                pool: pool.clone(),
-                registry: registry.clone(),
-                handler: recovery,
-            };
-            let summary = replay::run(
-                kafka,
-                &group,
-                service,
+        interrupted = phases
+            .run(
                 Phase::Own,
-                ranges,
-                args.until,
-                |partitions| display.update(&done, partitions),
-                &stop,
+                ranges_of(Phase::Own),
+                recovery,
+                &mut display,
+                &mut done,
             )
             .await
             .context("replaying the service's own topic")?;
-            interrupted = summary.interrupted;
-            done.extend(summary.partitions);
-        }
     }
-    let ranges = ranges_of(Phase::Inputs);
-    if !interrupted && !ranges.is_empty() {
-        let service = replay::Service {
-            name: args.service.clone(),
-            pool,
-            registry,
-            handler,
-        };
-        let summary = replay::run(
-            kafka,
-            &group,
-            service,
-            Phase::Inputs,
-            ranges,
-            args.until,
-            |partitions| display.update(&done, partitions),
-            &stop,
-        )
-        .await
-        .context("replaying the inputs")?;
-        interrupted = summary.interrupted;
-        done.extend(summary.partitions);
+    if !interrupted {
+        interrupted = phases
+            .run(
+                Phase::Inputs,
+                ranges_of(Phase::Inputs),
+                handler,
+                &mut display,
+                &mut done,
+            )
+            .await
+            .context("replaying the inputs")?;
     }
     display.finish();
     let summary = replay::Summary {
@@ -379,6 +364,55 @@ async fn replay_into<H: Handler, R: Handler>(
         "interrupted: what was re-read is applied and its offsets committed; run the same replay again to finish"
     );
     Ok(())
+}
+
+/// What both phases of a replay share.
+struct Phases<'a> {
+    kafka: &'a choreo_messaging::KafkaSettings,
+    group: &'a str,
+    service: &'a str,
+    pool: sqlx::PgPool,
+    registry: RegistryClient,
+    until: Option<DateTime<Utc>>,
+    stop: &'a CancellationToken,
+}
+
+impl Phases<'_> {
+    /// Replays `ranges` through `handler`, adding their outcome to `done`
+    /// (earlier phases, which the display counts in its totals). Returns
+    /// whether it was interrupted.
+    async fn run<H: Handler>(
+        &self,
+        phase: Phase,
+        ranges: Vec<Range>,
+        handler: H,
+        display: &mut Display,
+        done: &mut Vec<Replayed>,
+    ) -> anyhow::Result<bool> {
+        if ranges.is_empty() {
+            return Ok(false);
+        }
+        let service = replay::Service {
+            name: self.service.to_owned(),
+            pool: self.pool.clone(),
+            registry: self.registry.clone(),
+            handler,
+        };
+        let earlier: &[Replayed] = done;
+        let summary = replay::run(
+            self.kafka,
+            self.group,
+            service,
+            phase,
+            ranges,
+            self.until,
+            |partitions| display.update(earlier, partitions),
+            self.stop,
+        )
+        .await?;
+        done.extend(summary.partitions);
+        Ok(summary.interrupted)
+    }
 }
 
 /// Holds a service `choreo up` supervises, for as long as it lives: the

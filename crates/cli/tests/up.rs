@@ -707,6 +707,20 @@ impl Platform<'_> {
         Ok(summary)
     }
 
+    /// The one number `query` selects from `service`'s database.
+    async fn number(&self, service: &str, query: &str) -> anyhow::Result<i64> {
+        let found = rows(&format!("{}{service}", self.db_prefix), query).await?;
+        let row: serde_json::Map<String, Value> = serde_json::from_str(
+            found
+                .first()
+                .with_context(|| format!("no row for {query}"))?,
+        )?;
+        row.values()
+            .next()
+            .and_then(Value::as_i64)
+            .with_context(|| format!("no number from {query}"))
+    }
+
     async fn orders(&self) -> anyhow::Result<Vec<String>> {
         rows(
             &format!("{}order", self.db_prefix),
@@ -832,14 +846,12 @@ impl Platform<'_> {
     /// at once, then a top-up. A replay that decided the charges anew, or
     /// lost the admin changes, would not come back to the same wallet.
     async fn contend_for_a_wallet(&self) -> anyhow::Result<()> {
-        let price: Vec<String> = rows(
-            &format!("{}inventory", self.db_prefix),
-            "SELECT price_cents FROM products WHERE sku = 'TEA-01'",
-        )
-        .await?;
-        let price = serde_json::from_str::<Value>(&price[0])?["price_cents"]
-            .as_i64()
-            .context("price")?;
+        let price = self
+            .number(
+                "inventory",
+                "SELECT price_cents FROM products WHERE sku = 'TEA-01'",
+            )
+            .await?;
         self.set_wallet("drill-customer", price * 5 / 2).await?;
         let mut body = self.body.clone();
         body["customer_id"] = "drill-customer".into();
@@ -853,14 +865,12 @@ impl Platform<'_> {
         for location in &placed {
             self.wait_decided(location).await?;
         }
-        let left: Vec<String> = rows(
-            &format!("{}payment", self.db_prefix),
-            "SELECT balance_cents FROM wallets WHERE customer_id = 'drill-customer'",
-        )
-        .await?;
-        let left = serde_json::from_str::<Value>(&left[0])?["balance_cents"]
-            .as_i64()
-            .context("balance")?;
+        let left = self
+            .number(
+                "payment",
+                "SELECT balance_cents FROM wallets WHERE customer_id = 'drill-customer'",
+            )
+            .await?;
         self.set_wallet("drill-customer", left + 1000).await?;
         Ok(())
     }
@@ -878,14 +888,12 @@ impl Platform<'_> {
         for location in &placed {
             self.wait_decided(location).await?;
         }
-        let left: Vec<String> = rows(
-            &format!("{}inventory", self.db_prefix),
-            "SELECT available FROM products WHERE sku = 'DRILL-01'",
-        )
-        .await?;
-        let left: i64 = serde_json::from_str::<Value>(&left[0])?["available"]
-            .as_i64()
-            .context("available")?;
+        let left = self
+            .number(
+                "inventory",
+                "SELECT available FROM products WHERE sku = 'DRILL-01'",
+            )
+            .await?;
         self.set_product("DRILL-01", 950, left + 2).await?;
         Ok(())
     }

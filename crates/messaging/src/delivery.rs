@@ -109,6 +109,18 @@ pub enum Outcome {
     Ignored,
 }
 
+impl Outcome {
+    /// [`Outcome::Applied`] when the handler acted, [`Outcome::Ignored`]
+    /// when it found nothing to do.
+    pub fn applied_if(applied: bool) -> Self {
+        if applied {
+            Outcome::Applied
+        } else {
+            Outcome::Ignored
+        }
+    }
+}
+
 /// A service's reaction to the events it consumes.
 pub trait Handler: Send + Sync + 'static {
     /// Applies the event inside `tx`, which the runtime commits together with

@@ -498,6 +498,13 @@ pub struct Replayed {
     pub tally: Tally,
 }
 
+impl Replayed {
+    /// Whether `message` is from this range's partition.
+    fn is_of(&self, message: &OwnedMessage) -> bool {
+        self.range.topic == message.topic() && self.range.partition == message.partition()
+    }
+}
+
 /// A replay's outcome.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -610,20 +617,17 @@ pub async fn run<H: Handler>(
             }
             Phase::Own => {
                 let mut all = Vec::new();
-                let mut read: Vec<(String, i32, bool)> = Vec::new();
-                loop {
-                    let open = partitions.iter().any(|p| {
-                        !p.tally.done
-                            && !read.iter().any(|(t, q, done)| {
-                                *done && *t == p.range.topic && *q == p.range.partition
-                            })
-                    });
-                    if !open {
-                        break;
-                    }
-                    match reading.collect(&mut partitions, &mut read).await {
-                        Ok(Some(Some(m))) => all.push(m),
-                        Ok(Some(None)) => {}
+                while partitions.iter().any(|p| !p.tally.done) {
+                    match reading.next(&mut partitions).await {
+                        Ok(Some(m)) => {
+                            if let Some(entry) = partitions.iter_mut().find(|p| p.is_of(&m)) {
+                                if m.offset() + 1 >= entry.range.to {
+                                    entry.tally.done = true;
+                                    pause(&consumer, &entry.range);
+                                }
+                            }
+                            all.push(m);
+                        }
                         Ok(None) => {
                             interrupted = true;
                             break;
@@ -633,6 +637,11 @@ pub async fn run<H: Handler>(
                             break;
                         }
                     }
+                }
+                // Everything is read; now it is applied, and a partition
+                // is done once its last event is.
+                for p in &mut partitions {
+                    p.tally.done = p.range.is_empty();
                 }
                 if !interrupted && failure.is_none() {
                     all.sort_by_key(commit_order);
@@ -673,10 +682,7 @@ async fn apply_one<H: Handler>(
     partitions: &mut [Replayed],
     stop: &CancellationToken,
 ) -> Result<(), Abandoned> {
-    let Some(entry) = partitions
-        .iter_mut()
-        .find(|p| p.range.topic == message.topic() && p.range.partition == message.partition())
-    else {
+    let Some(entry) = partitions.iter_mut().find(|p| p.is_of(message)) else {
         return Ok(());
     };
     let component = format!("replay {}/{}", entry.range.topic, entry.range.partition);
@@ -722,9 +728,7 @@ impl Reading<'_> {
             let Some(message) = self.recv().await? else {
                 return Ok(None);
             };
-            let Some(entry) = partitions.iter_mut().find(|p| {
-                p.range.topic == message.topic() && p.range.partition == message.partition()
-            }) else {
+            let Some(entry) = partitions.iter_mut().find(|p| p.is_of(&message)) else {
                 continue;
             };
             if entry.tally.done {
@@ -737,39 +741,6 @@ impl Reading<'_> {
             }
             return Ok(Some(message));
         }
-    }
-
-    /// One step of reading everything first: `Some(Some(m))` a message in
-    /// its range, `Some(None)` a message past it (its partition is then
-    /// recorded read in `read`), `None` when stopped.
-    async fn collect(
-        &mut self,
-        partitions: &mut [Replayed],
-        read: &mut Vec<(String, i32, bool)>,
-    ) -> Result<Option<Option<OwnedMessage>>, MessagingError> {
-        let Some(message) = self.recv().await? else {
-            return Ok(None);
-        };
-        let Some(entry) = partitions
-            .iter()
-            .find(|p| p.range.topic == message.topic() && p.range.partition == message.partition())
-        else {
-            return Ok(Some(None));
-        };
-        let key = (entry.range.topic.clone(), entry.range.partition);
-        if read
-            .iter()
-            .any(|(t, p, done)| *done && (t, p) == (&key.0, &key.1))
-        {
-            return Ok(Some(None));
-        }
-        let past = past_end(&message, &entry.range, self.until);
-        let last = message.offset() + 1 >= entry.range.to;
-        if past || last {
-            read.push((key.0, key.1, true));
-            pause(self.consumer, &entry.range);
-        }
-        Ok(Some((!past).then_some(message)))
     }
 
     async fn recv(&mut self) -> Result<Option<OwnedMessage>, MessagingError> {

@@ -34,10 +34,6 @@ impl Handler for Recovery {
             "PaymentRefunded" => payment_refunded::handle(tx, delivery).await?,
             _ => false,
         };
-        Ok(if applied {
-            Outcome::Applied
-        } else {
-            Outcome::Ignored
-        })
+        Ok(Outcome::applied_if(applied))
     }
 }
