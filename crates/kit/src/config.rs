@@ -31,11 +31,24 @@ where
     if let Ok(file) = std::env::var("CHOREO_CONFIG") {
         figment = figment.merge(Toml::file(Path::new(&file)));
     }
-    figment
-        .merge(Env::prefixed("CHOREO_").split("__").ignore(&["config"]))
-        .extract()
-        .map_err(|e| ConfigError(Box::new(e)))
+    figment = figment.merge(Env::prefixed("CHOREO_").split("__").ignore(&["config"]));
+    // librdkafka's properties are text, and the environment layer reads a
+    // value that looks like a number as one (`0042` as 42): they are taken
+    // again, verbatim.
+    let properties: std::collections::BTreeMap<String, String> = std::env::vars()
+        .filter_map(|(key, value)| {
+            key.strip_prefix(KAFKA_PROPERTIES)
+                .map(|name| (name.to_ascii_lowercase(), value))
+        })
+        .collect();
+    if !properties.is_empty() {
+        figment = figment.merge(Serialized::default("kafka.properties", properties));
+    }
+    figment.extract().map_err(|e| ConfigError(Box::new(e)))
 }
+
+/// The environment prefix of the librdkafka properties (`kafka.properties`).
+const KAFKA_PROPERTIES: &str = "CHOREO_KAFKA__PROPERTIES__";
 
 /// Renders a configuration as pretty JSON with secrets redacted: any key whose
 /// name contains `password`, `secret` or `token`, and the password part of any

@@ -14,7 +14,11 @@ pub struct KafkaSettings {
     pub partitions: i32,
     pub replication_factor: i32,
     /// Extra librdkafka properties (SASL, TLS, tuning), applied last; `_`
-    /// in a key stands for `.`.
+    /// in a key stands for `.`. Numbers and booleans (`linger_ms = 5` in a
+    /// TOML file) are taken as their text; from the environment
+    /// (`CHOREO_KAFKA__PROPERTIES__LINGER_MS=5`) each value is taken
+    /// verbatim (`choreo_kit::load_config`).
+    #[serde(deserialize_with = "as_text")]
     pub properties: BTreeMap<String, String>,
 }
 
@@ -49,5 +53,74 @@ impl KafkaSettings {
         for (k, v) in &self.properties {
             config.set(k.replace('_', "."), v);
         }
+    }
+}
+
+/// A map of scalars, each as its text.
+fn as_text<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Text(String),
+        Integer(i64),
+        Float(f64),
+        Bool(bool),
+    }
+    let map = BTreeMap::<String, Scalar>::deserialize(deserializer)?;
+    Ok(map
+        .into_iter()
+        .map(|(key, value)| {
+            let text = match value {
+                Scalar::Text(t) => t,
+                Scalar::Integer(i) => i.to_string(),
+                Scalar::Float(f) => f.to_string(),
+                Scalar::Bool(b) => b.to_string(),
+            };
+            (key, text)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    #[serde(default)]
+    struct Service {
+        kafka: KafkaSettings,
+    }
+
+    /// The environment layer types what it reads (`..._LINGER_MS=5` as a
+    /// number, `..._ENABLE_IDEMPOTENCE=true` as a boolean): each is still a
+    /// property (a service refused to start on the number), exactly as
+    /// written (`0042` is not 42, `2.0` not 2).
+    #[test]
+    // The closure's error type is figment's own, fixed by `Jail`.
+    #[allow(clippy::result_large_err)]
+    fn properties_from_the_environment_take_numbers_and_booleans_as_text() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CHOREO_KAFKA__PROPERTIES__LINGER_MS", "5");
+            jail.set_env("CHOREO_KAFKA__PROPERTIES__ENABLE_IDEMPOTENCE", "true");
+            jail.set_env("CHOREO_KAFKA__PROPERTIES__DEBUG", "cgrp");
+            jail.set_env("CHOREO_KAFKA__PROPERTIES__SASL_PASSWORD", "0042");
+            jail.set_env("CHOREO_KAFKA__PROPERTIES__X_RATIO", "2.0");
+            let loaded: Service = choreo_kit::load_config().map_err(|e| e.to_string())?;
+            let expected: BTreeMap<String, String> = [
+                ("debug", "cgrp"),
+                ("enable_idempotence", "true"),
+                ("linger_ms", "5"),
+                ("sasl_password", "0042"),
+                ("x_ratio", "2.0"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+            assert_eq!(loaded.kafka.properties, expected);
+            assert_eq!(loaded.kafka.bootstrap_servers, "127.0.0.1:9092");
+            Ok(())
+        });
     }
 }
