@@ -4,6 +4,7 @@ mod audit;
 mod chaos;
 mod dlq;
 mod offsets;
+mod rebuild;
 mod replay;
 mod setup;
 mod token;
@@ -43,6 +44,9 @@ enum Command {
     /// code (after a bad deploy, a restored database): its own published
     /// facts first, then its inputs; what it had applied is skipped.
     Replay(replay::ReplayArgs),
+    /// Rebuild a read model from the topics alone: `order-timeline`, the
+    /// saga steps each order shows.
+    Rebuild(rebuild::RebuildArgs),
     /// Sign a bearer token for the local edge.
     Token(token::TokenArgs),
     /// Failure-injection suites: run the platform under faults and judge it.
@@ -55,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
     // A replay prints its own progress; a log line per event would bury
     // it, and so would librdkafka's complaints about the local broker
     // refusing to describe groups (RUST_LOG=info brings them back).
-    let quiet = matches!(cli.command, Command::Replay(_));
+    let quiet = matches!(cli.command, Command::Replay(_) | Command::Rebuild(_));
     choreo_telemetry::init_tool("choreo", quiet.then_some("warn,librdkafka=off,rdkafka=off"));
     match cli.command {
         Command::Up(args) => up::run(args).await.context("choreo up"),
@@ -64,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Dlq(args) => dlq::run(args).await,
         Command::Offsets(args) => offsets::run(args).await,
         Command::Replay(args) => replay::run(args).await,
+        Command::Rebuild(args) => rebuild::run(args).await,
         Command::Token(args) => token::run(args),
         Command::Chaos(args) => {
             if !chaos::run(args).await.context("choreo chaos")? {

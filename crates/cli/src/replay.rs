@@ -75,12 +75,13 @@ pub(crate) async fn run(args: ReplayArgs) -> anyhow::Result<()> {
         "order" => {
             let settings: choreo_order::Settings = load()?;
             let handler = choreo_order::handler();
+            let own = (choreo_order::OWN_TOPIC, choreo_order::recovery_handler());
             replay_into(
                 &args,
                 &settings.service,
                 choreo_order::migrations(),
                 handler,
-                None::<(Topic, NoRecovery)>,
+                Some(own),
             )
             .await
         }
@@ -216,8 +217,9 @@ impl ReplayArgs {
     }
 }
 
-/// The recovery handler of a service that has none yet: its replay reads
-/// its inputs only.
+/// The recovery handler of a service that needs none: shipping decides
+/// from its inputs alone (the address, the payment), the same way every
+/// time, so its replay reads its inputs only.
 struct NoRecovery;
 
 impl Handler for NoRecovery {
@@ -417,27 +419,30 @@ impl Phases<'_> {
 
 /// Holds a service `choreo up` supervises, for as long as it lives: the
 /// supervisor stops the service and starts it again once the hold is gone.
-struct Hold {
+pub(crate) struct Hold {
     file: std::path::PathBuf,
     service: String,
 }
 
 impl Hold {
     /// `None` when no `choreo up` in `data_dir` runs the service.
-    async fn place(data_dir: &std::path::Path, service: &str) -> anyhow::Result<Option<Self>> {
+    pub(crate) async fn place(
+        data_dir: &std::path::Path,
+        service: &str,
+    ) -> anyhow::Result<Option<Self>> {
         let pid_file = data_dir.join("run").join(format!("{service}.pid"));
         if !pid_file.exists() {
             return Ok(None);
         }
         let file = crate::up::supervisor::hold_file(&pid_file);
-        std::fs::write(&file, "held by choreo replay\n")
+        std::fs::write(&file, "held by choreo replay or rebuild\n")
             .with_context(|| format!("placing the hold {}", file.display()))?;
         let hold = Self {
             file,
             service: service.to_owned(),
         };
         eprintln!(
-            "stopping {service} (supervised by choreo up in {}) for the replay",
+            "stopping {service} (supervised by choreo up in {}) meanwhile",
             data_dir.display()
         );
         // The supervisor gives the service its grace period, then kills it.
@@ -471,7 +476,7 @@ impl Drop for Hold {
 /// broker can describe groups; the local Tansu broker cannot, and then the
 /// service's own health endpoint, at the address its configuration names,
 /// is asked instead.
-async fn ensure_stopped(
+pub(crate) async fn ensure_stopped(
     service: &str,
     settings: &ServiceSettings,
     group: &str,

@@ -2,8 +2,9 @@
 //! confirmed, a service that dies is restarted, one stopped with SIGTERM
 //! under load exits 0 and loses nothing, `choreo dlq` shows and redrives a
 //! poison message, `choreo replay` brings a service restored from a backup
-//! back to the truth and changes nothing when run again, and Ctrl-C leaves
-//! nothing running.
+//! back to the truth and changes nothing when run again, `choreo rebuild
+//! order-timeline` mends a damaged timeline from the topics, and Ctrl-C
+//! leaves nothing running.
 
 use anyhow::Context;
 use choreo_testkit::{unique_name, wait_until};
@@ -297,6 +298,8 @@ async fn choreo_up_runs_a_platform_that_confirms_the_printed_order_and_stops_cle
         platform.replay_refused_beside_a_running_service().await?;
         platform.restore_drill("inventory", true).await?;
         platform.restore_drill("payment", true).await?;
+        platform.restore_drill("order", true).await?;
+        platform.rebuild_the_order_timeline().await?;
 
         // The auditor reads the same databases and finds them consistent.
         let audit = Command::new(env!("CARGO_BIN_EXE_choreo"))
@@ -647,6 +650,14 @@ async fn rows(db: &str, query: &str) -> anyhow::Result<Vec<String>> {
         .collect()
 }
 
+/// Runs a statement on database `db`.
+async fn execute(db: &str, statement: &str) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&database_url(db)).await?;
+    sqlx::query(statement).execute(&mut conn).await?;
+    Ok(())
+}
+
 impl Platform<'_> {
     fn port_of(&self, service: &str) -> u16 {
         let offset = match service {
@@ -661,8 +672,18 @@ impl Platform<'_> {
     /// `choreo replay` as an operator runs it: with the service's own
     /// configuration in the environment.
     async fn replay(&self, service: &str, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        let mut all = vec!["replay", "--service", service];
+        all.extend_from_slice(args);
+        self.as_service(service, &all).await
+    }
+
+    /// `choreo ARGS` run with `service`'s configuration in the environment.
+    async fn as_service(
+        &self,
+        service: &str,
+        args: &[&str],
+    ) -> anyhow::Result<std::process::Output> {
         Ok(Command::new(env!("CARGO_BIN_EXE_choreo"))
-            .args(["replay", "--service", service])
             .args(args)
             .env(
                 "CHOREO_DATABASE_URL",
@@ -744,6 +765,19 @@ impl Platform<'_> {
                 );
                 s
             }
+            "order" => {
+                let mut s = rows(&db, "SELECT id, customer_id, status, cancel_reason, cancel_detail, total_cents, currency, shipping_address, created_at FROM orders").await?;
+                s.extend(rows(&db, "SELECT * FROM order_lines").await?);
+                s.extend(self.timeline().await?);
+                s.extend(
+                    rows(
+                        &db,
+                        "SELECT customer_id, key, request, order_id FROM idempotency_keys",
+                    )
+                    .await?,
+                );
+                s
+            }
             _ => {
                 let mut s = rows(
                     &db,
@@ -756,6 +790,16 @@ impl Platform<'_> {
         };
         state.sort();
         Ok(state)
+    }
+
+    /// Every order's timeline, as rows.
+    async fn timeline(&self) -> anyhow::Result<Vec<String>> {
+        rows(
+            &format!("{}order", self.db_prefix),
+            "SELECT order_id, event_id, event_type, service, occurred_at FROM order_timeline
+             ORDER BY order_id, occurred_at, event_id",
+        )
+        .await
     }
 
     /// What the payment provider holds: every charge, once.
@@ -898,16 +942,103 @@ impl Platform<'_> {
         Ok(())
     }
 
-    async fn wait_caught_up(&self, service: &str) -> anyhow::Result<()> {
-        wait_until(
-            &format!("{service} to read all its inputs"),
-            DEADLINE,
-            || async {
-                let rows = rows_of_offsets(self.broker_port, service).await.ok()?;
-                rows.iter().all(|r| r["lag"] == 0).then_some(())
-            },
-        )
+    /// Orders the order service decides itself, after the backup: three at
+    /// once, one of which its customer cancels straight away (it may be
+    /// decided already), and one placed with an `Idempotency-Key`, which a
+    /// client retries after the incident. Returns the key and where the
+    /// order is.
+    async fn decide_in_order(&self) -> anyhow::Result<(String, String)> {
+        let placed = all_of((0..3).map(|_| self.place(self.body)).collect::<Vec<_>>()).await?;
+        let cancel = self
+            .http
+            .post(format!("{}{}/cancel", self.edge, placed[0]))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            cancel.status().is_success() || cancel.status() == 409,
+            "cancelling: {}",
+            cancel.status()
+        );
+        let key = format!("drill-{}", uuid::Uuid::new_v4());
+        let (keyed, replayed) = self.place_keyed(&key).await?;
+        anyhow::ensure!(!replayed, "a new key places a new order");
+        for location in placed.iter().chain([&keyed]) {
+            self.wait_decided(location).await?;
+        }
+        Ok((key, keyed))
+    }
+
+    /// Places the test's order under `key`: where the order is, and whether
+    /// the answer says it is a replay of an earlier request.
+    async fn place_keyed(&self, key: &str) -> anyhow::Result<(String, bool)> {
+        let response = self
+            .http
+            .post(format!("{}/v1/orders", self.edge))
+            .header("Idempotency-Key", key)
+            .json(self.body)
+            .send()
+            .await?;
+        anyhow::ensure!(response.status() == 201, "placing: {}", response.status());
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        Ok((
+            header("location").context("a Location")?,
+            header("idempotent-replayed").as_deref() == Some("true"),
+        ))
+    }
+
+    /// Every service through every event on its topics, nothing left in an
+    /// outbox, and nothing produced or consumed between two looks: the
+    /// sagas and their compensations have all run out (an order is decided
+    /// before the releases and refunds its cancellation causes arrive).
+    async fn wait_quiet(&self) -> anyhow::Result<()> {
+        let last = Mutex::new(None);
+        // What the last look found busy, for the error on a timeout.
+        let busy = Mutex::new(String::new());
+        let note = |what: String| {
+            if let Ok(mut busy) = busy.lock() {
+                *busy = what;
+            }
+        };
+        wait_until("every saga to run out", DEADLINE, || async {
+            let mut seen = Vec::new();
+            for service in ["order", "inventory", "payment", "shipping"] {
+                let unpublished = self
+                    .number(
+                        service,
+                        "SELECT count(*) FROM outbox WHERE published_at IS NULL",
+                    )
+                    .await
+                    .ok()?;
+                let newest = self
+                    .number(service, "SELECT coalesce(max(id), 0) FROM outbox")
+                    .await
+                    .ok()?;
+                let offsets = rows_of_offsets(self.broker_port, service).await.ok()?;
+                let lagging: Vec<&Value> = offsets.iter().filter(|r| r["lag"] != 0).collect();
+                if unpublished > 0 || !lagging.is_empty() {
+                    note(format!(
+                        "{service}: {unpublished} unpublished, lagging on {lagging:?}"
+                    ));
+                    return None;
+                }
+                seen.push((newest, offsets));
+            }
+            let mut last = last.lock().ok()?;
+            if last.as_ref() == Some(&seen) {
+                return Some(());
+            }
+            note("something was produced or consumed between two looks".into());
+            *last = Some(seen);
+            None
+        })
         .await
+        .with_context(|| busy.lock().map(|b| b.clone()).unwrap_or_default())
     }
 
     fn hold_file(&self, service: &str) -> PathBuf {
@@ -1003,16 +1134,18 @@ impl Platform<'_> {
             .await?;
         anyhow::ensure!(dumped.success(), "pg_dump {db}: {dumped}");
         self.place_and_decide(4).await?;
+        let mut keyed = None;
         if contended {
             match service {
                 "inventory" => self.contend().await?,
-                _ => self.contend_for_a_wallet().await?,
+                "payment" => self.contend_for_a_wallet().await?,
+                _ => keyed = Some(self.decide_in_order().await?),
             }
         }
         // An order ends before every service has read its last event
         // (inventory ships on OrderConfirmed): the truth is the state once
-        // the service has read everything.
-        self.wait_caught_up(service).await?;
+        // every saga has run out.
+        self.wait_quiet().await?;
         let (truth, outcomes, ledger) = (
             self.state(service).await?,
             self.orders().await?,
@@ -1067,6 +1200,13 @@ impl Platform<'_> {
             ledger,
             "nobody was charged again"
         );
+        if let Some((key, location)) = &keyed {
+            assert_eq!(
+                self.place_keyed(key).await?,
+                (location.clone(), true),
+                "a retry after the incident finds the order its key placed"
+            );
+        }
 
         // Replaying everything, twice, finds it all applied. The replay
         // stops the supervised service and starts it again itself.
@@ -1086,6 +1226,101 @@ impl Platform<'_> {
             assert_eq!(self.provider_ledger().await?, ledger);
         }
         assert_eq!(self.orders().await?, outcomes);
+        Ok(())
+    }
+}
+
+impl Platform<'_> {
+    /// `choreo rebuild order-timeline --json`, checked to succeed.
+    async fn rebuild(&self, args: &[&str]) -> anyhow::Result<Value> {
+        let data = self.data.to_string_lossy().into_owned();
+        let mut all = vec!["rebuild", "order-timeline", "--json", "--data-dir", &data];
+        all.extend_from_slice(args);
+        let out = self.as_service("order", &all).await?;
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        anyhow::ensure!(out.status.success(), "choreo rebuild failed: {printed}");
+        serde_json::from_slice(&out.stdout).with_context(|| format!("a JSON report: {printed}"))
+    }
+
+    /// A bad deploy damaged the order timeline: it lost every
+    /// StockReserved step and recorded a payment that never happened.
+    /// `choreo rebuild order-timeline` shows what it would mend (and a dry
+    /// run changes nothing), mends it from the topics alone, and a second
+    /// rebuild finds nothing to mend.
+    async fn rebuild_the_order_timeline(&self) -> anyhow::Result<()> {
+        let truth = self.timeline().await?;
+        let location = self.place(self.body).await?;
+        self.wait_decided(&location).await?;
+        self.wait_quiet().await?;
+        let truth_with_it = self.timeline().await?;
+        assert!(truth_with_it.len() > truth.len());
+        let shown = |location: String| async move {
+            let order: Value = self
+                .admin
+                .get(format!("{}{location}", self.edge))
+                .send()
+                .await?
+                .json()
+                .await?;
+            anyhow::Ok(order["timeline"].clone())
+        };
+        let before = shown(location.clone()).await?;
+
+        let db = format!("{}order", self.db_prefix);
+        let lost = self
+            .number(
+                "order",
+                "SELECT count(*) FROM order_timeline WHERE event_type = 'StockReserved'",
+            )
+            .await?;
+        assert!(lost > 0);
+        execute(
+            &db,
+            "DELETE FROM order_timeline WHERE event_type = 'StockReserved'",
+        )
+        .await?;
+        execute(
+            &db,
+            "INSERT INTO order_timeline (order_id, event_id, event_type, service, occurred_at)
+             SELECT id, gen_random_uuid(), 'PaymentCompleted', 'payment', now() FROM orders ORDER BY id LIMIT 1",
+        )
+        .await?;
+        let damaged = self.timeline().await?;
+        assert_ne!(shown(location.clone()).await?, before);
+
+        let dry = self.rebuild(&["--dry-run"]).await?;
+        assert_eq!(dry["added"], lost, "{dry:#}");
+        assert_eq!(dry["removed"], 1, "{dry:#}");
+        assert_eq!(dry["committed"], false, "{dry:#}");
+        assert_eq!(self.timeline().await?, damaged, "a dry run changes nothing");
+
+        let rebuilt = self.rebuild(&[]).await?;
+        assert_eq!(rebuilt["added"], lost, "{rebuilt:#}");
+        assert_eq!(rebuilt["removed"], 1, "{rebuilt:#}");
+        assert_eq!(rebuilt["committed"], true, "{rebuilt:#}");
+        assert_eq!(
+            rebuilt["orders_missing"],
+            serde_json::json!([]),
+            "{rebuilt:#}"
+        );
+        self.wait_running("order").await?;
+        assert_eq!(self.timeline().await?, truth_with_it);
+        assert_eq!(
+            shown(location.clone()).await?,
+            before,
+            "the order shows its steps again"
+        );
+
+        let again = self.rebuild(&[]).await?;
+        assert_eq!(again["added"], 0, "{again:#}");
+        assert_eq!(again["removed"], 0, "{again:#}");
+        assert_eq!(again["entries_after"], truth_with_it.len(), "{again:#}");
+        self.wait_running("order").await?;
+        assert_eq!(self.timeline().await?, truth_with_it);
         Ok(())
     }
 }

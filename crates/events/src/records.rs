@@ -94,6 +94,11 @@ pub struct OrderPlaced {
     pub customer_id: String,
     pub lines: Vec<OrderLine>,
     pub shipping_address: ShippingAddress,
+    /// The `Idempotency-Key` the order was placed with: the order service
+    /// re-learns it from here after a restore, so that a retry still finds
+    /// the order instead of placing another.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 event!(OrderPlaced, Topic::Order, "order.events/OrderPlaced.avsc");
 

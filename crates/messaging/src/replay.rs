@@ -556,36 +556,12 @@ pub async fn run<H: Handler>(
         std::slice::from_ref(&processor.dead_letters.topic),
     )
     .await?;
-    let mut partitions: Vec<Replayed> = ranges
-        .into_iter()
-        .map(|range| Replayed {
-            phase,
-            tally: Tally {
-                position: range.from,
-                done: range.is_empty(),
-                ..Tally::default()
-            },
-            range,
-        })
-        .collect();
     let consumer = stream_reader(settings, group)?;
-    let mut assignment = TopicPartitionList::new();
-    for p in partitions.iter().filter(|p| !p.tally.done) {
-        assignment
-            .add_partition_offset(
-                &p.range.topic,
-                p.range.partition,
-                Offset::Offset(p.range.from),
-            )
-            .map_err(MessagingError::kafka("building an assignment"))?;
-    }
+    let mut partitions = assigned(&consumer, phase, ranges)?;
     progress(&partitions);
     let mut interrupted = false;
     let mut failure = None;
-    if assignment.count() > 0 {
-        consumer
-            .assign(&assignment)
-            .map_err(MessagingError::kafka("assigning the replayed partitions"))?;
+    if partitions.iter().any(|p| !p.tally.done) {
         let mut reading = Reading {
             consumer: &consumer,
             until,
@@ -673,6 +649,43 @@ pub async fn run<H: Handler>(
             interrupted,
         }),
     }
+}
+
+/// Each range with its tally at the start, `consumer` assigned to every
+/// one that holds events.
+fn assigned(
+    consumer: &StreamConsumer,
+    phase: Phase,
+    ranges: Vec<Range>,
+) -> Result<Vec<Replayed>, MessagingError> {
+    let partitions: Vec<Replayed> = ranges
+        .into_iter()
+        .map(|range| Replayed {
+            phase,
+            tally: Tally {
+                position: range.from,
+                done: range.is_empty(),
+                ..Tally::default()
+            },
+            range,
+        })
+        .collect();
+    let mut assignment = TopicPartitionList::new();
+    for p in partitions.iter().filter(|p| !p.tally.done) {
+        assignment
+            .add_partition_offset(
+                &p.range.topic,
+                p.range.partition,
+                Offset::Offset(p.range.from),
+            )
+            .map_err(MessagingError::kafka("building an assignment"))?;
+    }
+    if assignment.count() > 0 {
+        consumer
+            .assign(&assignment)
+            .map_err(MessagingError::kafka("assigning the replayed partitions"))?;
+    }
+    Ok(partitions)
 }
 
 /// Applies one message and counts it in its partition's tally.
@@ -831,4 +844,104 @@ fn commit_forward(
         .map_err(MessagingError::kafka(format!(
             "committing the replay's offsets for {group} (has the service started meanwhile?)"
         )))
+}
+
+/// Reads ranges outside any group and decodes each event, for a tool that
+/// rebuilds a read model from the topics: nothing goes through the inbox,
+/// nothing is committed, no offset moves. Each range's tally counts the
+/// records read (`reread`), and among them those that are no events
+/// (`ignored`: undecodable bytes, which the service's consumer
+/// dead-lettered).
+pub struct Scan {
+    consumer: StreamConsumer,
+    decoder: Decoder,
+    topics: choreo_events::Topics,
+    partitions: Vec<Replayed>,
+}
+
+impl Scan {
+    /// Starts reading `ranges` (as `phase`, which only labels them).
+    ///
+    /// # Errors
+    /// When the reader cannot be created or assigned.
+    pub fn open(
+        settings: &KafkaSettings,
+        group: &str,
+        registry: RegistryClient,
+        phase: Phase,
+        ranges: Vec<Range>,
+    ) -> Result<Self, MessagingError> {
+        let consumer = stream_reader(settings, group)?;
+        let partitions = assigned(&consumer, phase, ranges)?;
+        Ok(Self {
+            consumer,
+            decoder: Decoder::new(registry),
+            topics: settings.topics(),
+            partitions,
+        })
+    }
+
+    /// The next event, decoded; `None` once every range is read, or when
+    /// `stop`ped (then [`Scan::finished`] says `false`).
+    ///
+    /// # Errors
+    /// When the broker stops sending while events remain, or the schema
+    /// registry cannot be reached.
+    pub async fn next(
+        &mut self,
+        stop: &CancellationToken,
+    ) -> Result<Option<crate::Delivery>, MessagingError> {
+        while !self.finished() {
+            let mut reading = Reading {
+                consumer: &self.consumer,
+                until: None,
+                stop,
+            };
+            let Some(message) = reading.next(&mut self.partitions).await? else {
+                return Ok(None);
+            };
+            let Some(entry) = self.partitions.iter_mut().find(|p| p.is_of(&message)) else {
+                continue;
+            };
+            entry.tally.reread += 1;
+            entry.tally.position = message.offset() + 1;
+            if entry.tally.position >= entry.range.to {
+                entry.tally.done = true;
+                pause(&self.consumer, &entry.range);
+            }
+            let decoded = match message.payload() {
+                Some(payload) => match self.decoder.decode(payload).await {
+                    Ok(decoded) => Some(decoded),
+                    Err(choreo_events::CodecError::Registry(e)) if e.is_transient() => {
+                        return Err(MessagingError::Registry(e));
+                    }
+                    Err(_) => None,
+                },
+                None => None,
+            };
+            let (Some(decoded), Some(topic)) = (decoded, self.topics.parse(message.topic())) else {
+                entry.tally.ignored += 1;
+                continue;
+            };
+            return Ok(Some(crate::Delivery {
+                topic,
+                partition: message.partition(),
+                offset: message.offset(),
+                traceparent: crate::dead_letter::header_text(&message, "traceparent")
+                    .map(str::to_owned),
+                message: decoded,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// Whether every range is read.
+    pub fn finished(&self) -> bool {
+        self.partitions.iter().all(|p| p.tally.done)
+    }
+
+    /// The ranges and how far each is read.
+    pub fn partitions(&self) -> &[Replayed] {
+        &self.partitions
+    }
 }

@@ -31,6 +31,7 @@ fn placed(order_id: Uuid, lines: &[(&str, i32)]) -> (EventMeta, Delivery) {
             postal_code: "P".into(),
             country: "DE".into(),
         },
+        idempotency_key: None,
     };
     (
         event.meta.clone(),

@@ -62,6 +62,24 @@ pub(crate) struct PlaceOrder {
     shipping_address: ShippingAddress,
 }
 
+impl PlaceOrder {
+    /// The request that placed `placed`, as its `OrderPlaced` tells it.
+    pub(crate) fn of(placed: &OrderPlaced) -> Self {
+        Self {
+            customer_id: placed.customer_id.clone(),
+            items: placed.lines.clone(),
+            shipping_address: placed.shipping_address.clone(),
+        }
+    }
+
+    /// The request as an idempotency key remembers it: normalised JSON,
+    /// the same however the client spelled it, and the same when rebuilt
+    /// from the order's event after a restore.
+    pub(crate) fn request(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::to_value(self)
+    }
+}
+
 #[tracing::instrument(skip_all, fields(order_id = tracing::field::Empty, customer_id = %body.customer_id))]
 async fn place_order(
     AxumState(state): AxumState<State>,
@@ -85,9 +103,10 @@ async fn place_order(
     let order_id = Uuid::new_v4();
     let trace = trace(&headers);
     let internal = |e: &(dyn std::error::Error + 'static)| HttpError::internal(e);
+    let key = idempotency_key(&headers)?;
     let mut tx = state.pool.begin().await.map_err(|e| internal(&e))?;
-    if let Some(key) = idempotency_key(&headers)? {
-        let request = serde_json::to_value(&body).map_err(|e| internal(&e))?;
+    if let Some(key) = key {
+        let request = body.request().map_err(|e| internal(&e))?;
         let claim = idempotency::claim(
             &mut tx,
             &body.customer_id,
@@ -125,16 +144,11 @@ async fn place_order(
         customer_id: body.customer_id.clone(),
         lines: body.items.clone(),
         shipping_address: body.shipping_address.clone(),
+        idempotency_key: key.map(str::to_owned),
     };
-    db::insert_order(
-        &mut tx,
-        order_id,
-        &body.customer_id,
-        &body.items,
-        &body.shipping_address,
-    )
-    .await
-    .map_err(|e| internal(&e))?;
+    db::insert_order(&mut tx, &event)
+        .await
+        .map_err(|e| internal(&e))?;
     db::append_timeline(&mut tx, &event.meta)
         .await
         .map_err(|e| internal(&e))?;

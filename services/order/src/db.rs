@@ -1,6 +1,6 @@
 //! The order service's tables: orders, their lines and their timeline.
 
-use choreo_events::{EventMeta, OrderLine, PricedLine, ShippingAddress};
+use choreo_events::{EventMeta, OrderPlaced, PricedLine, ShippingAddress};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, Row};
@@ -135,26 +135,30 @@ pub(crate) async fn list_orders(
         .collect()
 }
 
-/// Inserts a new PENDING order and its lines.
+/// Inserts a new PENDING order and its lines, as its `OrderPlaced` tells
+/// them. It was created when the event occurred: an order re-inserted from
+/// its event after a restore keeps its place in lists and its deadline.
 pub(crate) async fn insert_order(
     conn: &mut PgConnection,
-    id: Uuid,
-    customer_id: &str,
-    lines: &[OrderLine],
-    address: &ShippingAddress,
+    placed: &OrderPlaced,
 ) -> Result<(), sqlx::Error> {
-    let address = serde_json::to_value(address).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    sqlx::query("INSERT INTO orders (id, customer_id, status, shipping_address) VALUES ($1, $2, 'PENDING', $3)")
-        .bind(id)
-        .bind(customer_id)
-        .bind(address)
-        .execute(&mut *conn)
-        .await?;
-    for (line_no, line) in lines.iter().enumerate() {
+    let address = serde_json::to_value(&placed.shipping_address)
+        .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query(
+        "INSERT INTO orders (id, customer_id, status, shipping_address, created_at, updated_at)
+         VALUES ($1, $2, 'PENDING', $3, $4, $4)",
+    )
+    .bind(placed.order_id)
+    .bind(&placed.customer_id)
+    .bind(address)
+    .bind(placed.meta.occurred_at)
+    .execute(&mut *conn)
+    .await?;
+    for (line_no, line) in placed.lines.iter().enumerate() {
         sqlx::query(
             "INSERT INTO order_lines (order_id, line_no, sku, quantity) VALUES ($1, $2, $3, $4)",
         )
-        .bind(id)
+        .bind(placed.order_id)
         .bind(line_no as i32)
         .bind(&line.sku)
         .bind(line.quantity)
@@ -221,6 +225,16 @@ pub(crate) async fn set_prices(
         .execute(&mut *conn)
         .await?;
     }
+    set_total(conn, id, total_cents, currency).await
+}
+
+/// Records the order's total.
+pub(crate) async fn set_total(
+    conn: &mut PgConnection,
+    id: Uuid,
+    total_cents: i64,
+    currency: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE orders SET total_cents = $2, currency = $3, updated_at = now() WHERE id = $1",
     )

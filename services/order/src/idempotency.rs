@@ -14,6 +14,7 @@
 //! for the configured lifetime; after that the key is free again.
 
 use choreo_kit::CancellationToken;
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use std::time::Duration;
@@ -50,6 +51,44 @@ pub(crate) async fn claim(
         }
     }
     Err(sqlx::Error::RowNotFound)
+}
+
+/// Re-learns the key an order was placed with, from its `OrderPlaced`,
+/// after the database was restored from a backup that predates the order:
+/// it is remembered from the time the order was placed, so it expires when
+/// it would have. A key already held is left as it is; held by another
+/// order (a new one the restored service accepted under the same key before
+/// the replay), it is said loudly: that customer now has two orders.
+pub(crate) async fn restore(
+    tx: &mut PgConnection,
+    customer: &str,
+    key: &str,
+    request: &Value,
+    order_id: Uuid,
+    placed_at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO idempotency_keys (customer_id, key, request, order_id, created_at)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(customer)
+    .bind(key)
+    .bind(request)
+    .bind(order_id)
+    .bind(placed_at)
+    .execute(&mut *tx)
+    .await?;
+    let holder: Option<Uuid> = sqlx::query_scalar(
+        "SELECT order_id FROM idempotency_keys WHERE customer_id = $1 AND key = $2",
+    )
+    .bind(customer)
+    .bind(key)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(other) = holder.filter(|h| *h != order_id) {
+        tracing::error!(%order_id, other_order = %other, customer, key, "the idempotency key this order was placed with now belongs to another order, placed after the restore and before the replay");
+    }
+    Ok(())
 }
 
 async fn try_claim(

@@ -9,6 +9,9 @@
 //!
 //! - `api`: the HTTP API the edge calls.
 //! - `handlers/`: one module per event the service reacts to.
+//! - `recovery/`: one module per event it publishes, re-applied by a replay
+//!   after its database was restored.
+//! - `rebuild`: the timeline rebuilt from the topics alone.
 //! - `db`: its tables.
 
 mod api;
@@ -16,6 +19,8 @@ mod db;
 mod deadline;
 mod handlers;
 mod idempotency;
+pub mod rebuild;
+mod recovery;
 mod saga;
 
 use choreo_events::Topic;
@@ -66,6 +71,15 @@ pub fn migrations() -> sqlx::migrate::Migrator {
 pub fn handler() -> impl choreo_messaging::Handler {
     handlers::OrderHandler::new(watch::channel(0u64).0)
 }
+
+/// How the service re-applies its own published events (placements and
+/// outcomes) when `choreo replay` re-reads its topic after a restore.
+pub fn recovery_handler() -> impl choreo_messaging::Handler {
+    recovery::Recovery
+}
+
+/// The topic [`recovery_handler`] reads.
+pub const OWN_TOPIC: Topic = Topic::Order;
 
 /// Starts the service; it runs until `shutdown` is cancelled.
 ///

@@ -28,6 +28,7 @@ fn placed(order_id: Uuid, country: &str) -> Delivery {
             postal_code: "P".into(),
             country: country.into(),
         },
+        idempotency_key: None,
     })
     .expect("the event matches its schema")
 }

@@ -106,7 +106,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         topic_prefix: args.topic_prefix.clone(),
         partitions: args.partitions,
         token_secret,
-        env: Vec::new(),
+        env: held_sessions(),
     };
     let mut running: Vec<Supervised> = Vec::new();
     // Listen from the start: a Ctrl-C during set-up must stop what has been
@@ -414,6 +414,33 @@ fn default_tansu_bin() -> PathBuf {
 }
 
 const START_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The services' consumer session under `choreo up`, in ms: longer than a
+/// service is held for a replay or a rebuild, so that its restart takes its
+/// static member's place back before the broker expires it.
+const HELD_SESSION_MS: &str = "300000";
+
+/// A session that outlasts a hold, for each saga service of `choreo up`.
+/// Static membership gives a restarted service its partitions back at once
+/// only while the broker has not expired it: a service held for a replay
+/// is stopped for far longer than the usual 10 s, and a Tansu group whose
+/// static member expired came back with half its partitions held by nobody
+/// (see DEVELOPERS.md). With one replica there is no one to hand them to
+/// anyway. The chaos suites keep the usual session: theirs expire on
+/// purpose.
+fn held_sessions() -> Vec<(&'static str, String, String)> {
+    let mut env = Vec::new();
+    for service in choreo_events::SAGA_SERVICES {
+        for key in [
+            "CHOREO_KAFKA__PROPERTIES__SESSION_TIMEOUT_MS",
+            // librdkafka wants it at least the session timeout.
+            "CHOREO_KAFKA__PROPERTIES__MAX_POLL_INTERVAL_MS",
+        ] {
+            env.push((service, key.to_owned(), HELD_SESSION_MS.to_owned()));
+        }
+    }
+    env
+}
 
 async fn wait_for_port(addr: &str, what: &str) -> anyhow::Result<()> {
     let started = tokio::time::Instant::now();

@@ -107,6 +107,7 @@ pub fn numbered_event(order_id: Uuid, seq: i32) -> OrderPlaced {
             postal_code: "N1 1AA".into(),
             country: "GB".into(),
         },
+        idempotency_key: None,
     }
 }
 

@@ -1,0 +1,187 @@
+//! `choreo rebuild`: rebuild a service's read model from the topics alone.
+//!
+//! `choreo rebuild order-timeline` re-reads the order service's own topic
+//! and its inputs from the beginning and records every step again in the
+//! timeline `GET /v1/orders/{id}` shows, swapping the old timeline for the
+//! new one in one transaction, for every order whose whole saga the topics
+//! still hold (`choreo_order::rebuild`). Like a replay, it
+//! runs with the service's own configuration and refuses beside the
+//! running service, or holds it when `choreo up` supervises it. It moves no
+//! offset and goes around the inbox: it is a read model rebuilt, not events
+//! applied, so nothing is decided and nothing is published.
+
+use crate::replay::{Hold, ensure_stopped};
+use anyhow::Context;
+use choreo_events::RegistryClient;
+use choreo_kit::CancellationToken;
+use choreo_messaging::replay::{self, Phase, Request, Start};
+use choreo_order::rebuild::{Rebuilt, TimelineRebuild};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct RebuildArgs {
+    #[command(subcommand)]
+    model: Model,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Model {
+    /// The order timeline (each order's saga steps, as `GET
+    /// /v1/orders/{id}` shows them), from `order.events` and the topics
+    /// the order service follows.
+    OrderTimeline(TimelineArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TimelineArgs {
+    /// Rebuild and report what would change, then roll back. It does not
+    /// stop the service, nor hold up its writes.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// The data folder of the `choreo up` that supervises the order
+    /// service, if one does: the service is held (stopped) for the rebuild
+    /// and started again after it.
+    #[arg(long, env = "CHOREO_DATA_DIR", default_value = ".choreo")]
+    data_dir: std::path::PathBuf,
+}
+
+pub(crate) async fn run(args: RebuildArgs) -> anyhow::Result<()> {
+    match args.model {
+        Model::OrderTimeline(args) => order_timeline(args).await,
+    }
+}
+
+async fn order_timeline(args: TimelineArgs) -> anyhow::Result<()> {
+    let settings: choreo_order::Settings =
+        choreo_kit::load_config().context("loading the order service's configuration")?;
+    let service = &settings.service;
+    let kafka = &service.kafka;
+    let group = format!("{}order", kafka.topic_prefix);
+    let _hold = if args.dry_run {
+        None
+    } else {
+        let hold = Hold::place(&args.data_dir, "order").await?;
+        ensure_stopped("order", service, &group).await?;
+        hold
+    };
+    let names = kafka.topics();
+    let request = Request {
+        group: group.clone(),
+        topics: choreo_order::rebuild::topics()
+            .into_iter()
+            .map(|t| names.name(t))
+            .collect(),
+        partition: None,
+        start: Start::Beginning,
+        until: None,
+    };
+    let ranges = replay::plan(kafka, &request)
+        .await
+        .context("finding what the order service's topics hold")?;
+    let total: i64 = ranges.iter().map(|r| r.len()).sum();
+    // A dry run changes nothing, its schema included: it does not migrate.
+    let pool = if args.dry_run {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&service.database_url)
+            .await
+            .map_err(anyhow::Error::from)
+    } else {
+        choreo_service::connect(service, choreo_order::migrations())
+            .await
+            .map_err(anyhow::Error::from)
+    }
+    .context("connecting to the order service's database")?;
+    let stop = CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.cancel();
+        }
+    });
+
+    let mut rebuild = TimelineRebuild::begin(&pool)
+        .await
+        .context("starting the rebuild")?;
+    let mut scan = replay::Scan::open(
+        kafka,
+        &format!("{group}-rebuild"),
+        RegistryClient::new(&service.registry_url),
+        Phase::Inputs,
+        ranges,
+    )?;
+    let bar = indicatif::ProgressBar::new(total.max(0) as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "  rebuilding [{bar:30}] {pos}/{len} events  {elapsed}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    while let Some(delivery) = scan.next(&stop).await.context("reading the topics")? {
+        rebuild.add(&delivery).await.context("recording a step")?;
+        bar.set_position(scan.partitions().iter().map(|p| p.tally.reread).sum());
+    }
+    bar.finish_and_clear();
+    // Dropping the rebuild rolls its transaction back.
+    anyhow::ensure!(
+        scan.finished(),
+        "interrupted: the timeline is as it was; run the rebuild again"
+    );
+    let undecodable: u64 = scan.partitions().iter().map(|p| p.tally.ignored).sum();
+    let read: u64 = scan.partitions().iter().map(|p| p.tally.reread).sum();
+    let rebuilt = rebuild
+        .finish(!args.dry_run)
+        .await
+        .context("replacing the timeline")?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rebuilt)?);
+    } else {
+        print(&rebuilt, read, undecodable);
+    }
+    Ok(())
+}
+
+fn print(r: &Rebuilt, read: u64, undecodable: u64) {
+    let verb = if r.committed {
+        "rebuilt"
+    } else {
+        "would rebuild (dry run, rolled back)"
+    };
+    println!(
+        "order timeline {verb} from {read} records on the topics: {} steps read, {} entries (was {}), \
+         {} added, {} removed, {} orders changed",
+        r.steps_read, r.entries_after, r.entries_before, r.added, r.removed, r.orders_changed
+    );
+    println!(
+        "{} orders rebuilt; {} kept as they were (the topics no longer hold their OrderPlaced, \
+         or some of their events still wait in the outbox)",
+        r.orders_rebuilt, r.orders_kept
+    );
+    if undecodable > 0 {
+        println!(
+            "{undecodable} records are no readable events (see the dead letters: choreo dlq list); passed over"
+        );
+    }
+    if !r.orders_missing.is_empty() {
+        let shown: Vec<String> = r
+            .orders_missing
+            .iter()
+            .take(5)
+            .map(|id| id.to_string())
+            .collect();
+        println!(
+            "{} orders on the topics are not in the database ({}{}); their steps are passed over. \
+             Restore them with: choreo replay --service order --from-beginning",
+            r.orders_missing.len(),
+            shown.join(", "),
+            if r.orders_missing.len() > shown.len() {
+                ", …"
+            } else {
+                ""
+            }
+        );
+    }
+}
