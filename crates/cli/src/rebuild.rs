@@ -10,10 +10,9 @@
 //! offset and goes around the inbox: it is a read model rebuilt, not events
 //! applied, so nothing is decided and nothing is published.
 
-use crate::replay::{Hold, ensure_stopped};
+use crate::replay::{Hold, ensure_stopped, stop_on_ctrl_c};
 use anyhow::Context;
 use choreo_events::RegistryClient;
-use choreo_kit::CancellationToken;
 use choreo_messaging::replay::{self, Phase, Request, Start};
 use choreo_order::rebuild::{Rebuilt, TimelineRebuild};
 
@@ -94,13 +93,7 @@ async fn order_timeline(args: TimelineArgs) -> anyhow::Result<()> {
             .map_err(anyhow::Error::from)
     }
     .context("connecting to the order service's database")?;
-    let stop = CancellationToken::new();
-    let on_signal = stop.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_signal.cancel();
-        }
-    });
+    let stop = stop_on_ctrl_c();
 
     let mut rebuild = TimelineRebuild::begin(&pool)
         .await

@@ -298,13 +298,7 @@ async fn replay_into<H: Handler, R: Handler>(
         .await
         .with_context(|| format!("connecting to {}'s database", args.service))?;
     let registry = RegistryClient::new(&settings.registry_url);
-    let stop = CancellationToken::new();
-    let on_signal = stop.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_signal.cancel();
-        }
-    });
+    let stop = stop_on_ctrl_c();
     let total: i64 = planned.iter().map(|p| p.range.len()).sum();
     let mut display = Display::new(total);
     let ranges_of = |phase: Phase| -> Vec<Range> {
@@ -366,6 +360,18 @@ async fn replay_into<H: Handler, R: Handler>(
         "interrupted: what was re-read is applied and its offsets committed; run the same replay again to finish"
     );
     Ok(())
+}
+
+/// Cancelled on Ctrl-C: a replay or a rebuild stops between events.
+pub(crate) fn stop_on_ctrl_c() -> CancellationToken {
+    let stop = CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.cancel();
+        }
+    });
+    stop
 }
 
 /// What both phases of a replay share.

@@ -503,6 +503,16 @@ impl Replayed {
     fn is_of(&self, message: &OwnedMessage) -> bool {
         self.range.topic == message.topic() && self.range.partition == message.partition()
     }
+
+    /// Moves the position past `offset`; the range is done once its last
+    /// offset is read. Returns whether it is done.
+    fn read_through(&mut self, offset: i64) -> bool {
+        self.tally.position = offset + 1;
+        if self.tally.position >= self.range.to {
+            self.tally.done = true;
+        }
+        self.tally.done
+    }
 }
 
 /// A replay's outcome.
@@ -597,8 +607,7 @@ pub async fn run<H: Handler>(
                     match reading.next(&mut partitions).await {
                         Ok(Some(m)) => {
                             if let Some(entry) = partitions.iter_mut().find(|p| p.is_of(&m)) {
-                                if m.offset() + 1 >= entry.range.to {
-                                    entry.tally.done = true;
+                                if entry.read_through(m.offset()) {
                                     pause(&consumer, &entry.range);
                                 }
                             }
@@ -701,10 +710,7 @@ async fn apply_one<H: Handler>(
     let component = format!("replay {}/{}", entry.range.topic, entry.range.partition);
     let processed = processor.process(message, &component, stop).await?;
     entry.tally.count(processed);
-    entry.tally.position = message.offset() + 1;
-    if entry.tally.position >= entry.range.to {
-        entry.tally.done = true;
-    }
+    entry.read_through(message.offset());
     Ok(())
 }
 
@@ -904,9 +910,7 @@ impl Scan {
                 continue;
             };
             entry.tally.reread += 1;
-            entry.tally.position = message.offset() + 1;
-            if entry.tally.position >= entry.range.to {
-                entry.tally.done = true;
+            if entry.read_through(message.offset()) {
                 pause(&self.consumer, &entry.range);
             }
             let decoded = match message.payload() {

@@ -6,33 +6,20 @@
 use choreo_events::*;
 use choreo_messaging::{Delivery, apply};
 use choreo_service::ServiceSettings;
-use choreo_testkit::{TestDatabase, interleave, redeliver};
+use choreo_testkit::{TestDatabase, interleave, order_placed, redeliver};
 use proptest::prelude::*;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 fn placed(order_id: Uuid, lines: &[(&str, i32)]) -> (EventMeta, Delivery) {
-    let event = OrderPlaced {
-        meta: EventMeta::first::<OrderPlaced>(order_id, "order"),
-        order_id,
-        customer_id: "c".into(),
-        lines: lines
-            .iter()
-            .map(|(sku, quantity)| OrderLine {
-                sku: (*sku).into(),
-                quantity: *quantity,
-            })
-            .collect(),
-        shipping_address: ShippingAddress {
-            name: "N".into(),
-            line1: "L".into(),
-            line2: None,
-            city: "C".into(),
-            postal_code: "P".into(),
-            country: "DE".into(),
-        },
-        idempotency_key: None,
-    };
+    let mut event = order_placed(order_id);
+    event.lines = lines
+        .iter()
+        .map(|(sku, quantity)| OrderLine {
+            sku: (*sku).into(),
+            quantity: *quantity,
+        })
+        .collect();
     (
         event.meta.clone(),
         Delivery::of(&event).expect("the event matches its schema"),

@@ -251,10 +251,20 @@ pub(crate) async fn append_timeline(
     conn: &mut PgConnection,
     meta: &EventMeta,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO order_timeline (order_id, event_id, event_type, service, occurred_at)
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
-    )
+    insert_step(conn, "order_timeline", meta).await
+}
+
+/// Inserts the timeline row of `meta` into `table` (`order_timeline`, or a
+/// table of the same columns), once per event id.
+pub(crate) async fn insert_step(
+    conn: &mut PgConnection,
+    table: &'static str,
+    meta: &EventMeta,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "INSERT INTO {table} (order_id, event_id, event_type, service, occurred_at)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING"
+    ))
     .bind(meta.correlation_id)
     .bind(meta.event_id)
     .bind(&meta.event_type)

@@ -135,17 +135,7 @@ impl TimelineRebuild {
             self.missing.insert(meta.correlation_id);
             return Ok(());
         }
-        sqlx::query(
-            "INSERT INTO timeline_read (order_id, event_id, event_type, service, occurred_at)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
-        )
-        .bind(meta.correlation_id)
-        .bind(meta.event_id)
-        .bind(&meta.event_type)
-        .bind(&meta.producer)
-        .bind(meta.occurred_at)
-        .execute(&mut *self.tx)
-        .await?;
+        db::insert_step(&mut self.tx, "timeline_read", meta).await?;
         if name == OrderPlaced::NAME {
             sqlx::query("INSERT INTO placed_read (order_id) VALUES ($1) ON CONFLICT DO NOTHING")
                 .bind(meta.correlation_id)

@@ -8,37 +8,16 @@ use choreo_events::*;
 use choreo_messaging::Delivery;
 use choreo_order::rebuild::TimelineRebuild;
 use choreo_service::ServiceSettings;
-use choreo_testkit::TestDatabase;
+use choreo_testkit::{TestDatabase, order_placed};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 type Entry = (Uuid, Uuid, String, String, DateTime<Utc>);
 
-fn placed(order_id: Uuid) -> OrderPlaced {
-    OrderPlaced {
-        meta: EventMeta::first::<OrderPlaced>(order_id, "order"),
-        order_id,
-        customer_id: "c".into(),
-        lines: vec![OrderLine {
-            sku: "A".into(),
-            quantity: 1,
-        }],
-        shipping_address: ShippingAddress {
-            name: "N".into(),
-            line1: "L".into(),
-            line2: None,
-            city: "C".into(),
-            postal_code: "P".into(),
-            country: "DE".into(),
-        },
-        idempotency_key: None,
-    }
-}
-
 fn reserved(order_id: Uuid) -> StockReserved {
     StockReserved {
-        meta: EventMeta::caused_by::<StockReserved>(&placed(order_id).meta, "inventory"),
+        meta: EventMeta::caused_by::<StockReserved>(&order_placed(order_id).meta, "inventory"),
         order_id,
         customer_id: "c".into(),
         lines: vec![PricedLine {
@@ -124,7 +103,7 @@ async fn only_orders_whose_whole_saga_was_read_are_rebuilt() -> anyhow::Result<(
     );
     // Each event built once: its time is part of what is compared.
     let [placed_whole, placed_retained, placed_unpublished] =
-        [whole, retained, unpublished].map(placed);
+        [whole, retained, unpublished].map(order_placed);
     let [reserved_whole, reserved_retained, reserved_unknown] =
         [whole, retained, unknown].map(reserved);
     let confirmed_unpublished = confirmed(unpublished);

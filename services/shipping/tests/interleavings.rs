@@ -7,30 +7,14 @@
 use choreo_events::*;
 use choreo_messaging::{Delivery, apply};
 use choreo_service::ServiceSettings;
-use choreo_testkit::{TestDatabase, interleave, redeliver};
+use choreo_testkit::{TestDatabase, interleave, order_placed, redeliver};
 use proptest::prelude::*;
 use uuid::Uuid;
 
 fn placed(order_id: Uuid, country: &str) -> Delivery {
-    Delivery::of(&OrderPlaced {
-        meta: EventMeta::first::<OrderPlaced>(order_id, "order"),
-        order_id,
-        customer_id: "c".into(),
-        lines: vec![OrderLine {
-            sku: "A".into(),
-            quantity: 1,
-        }],
-        shipping_address: ShippingAddress {
-            name: "N".into(),
-            line1: "L".into(),
-            line2: None,
-            city: "C".into(),
-            postal_code: "P".into(),
-            country: country.into(),
-        },
-        idempotency_key: None,
-    })
-    .expect("the event matches its schema")
+    let mut placed = order_placed(order_id);
+    placed.shipping_address.country = country.into();
+    Delivery::of(&placed).expect("the event matches its schema")
 }
 
 fn paid(order_id: Uuid) -> Delivery {
