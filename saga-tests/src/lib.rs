@@ -142,7 +142,7 @@ impl Platform {
 
     pub async fn start_with(options: Options) -> anyhow::Result<Self> {
         let up = |name: &str| !options.down.contains(&name);
-        choreo_telemetry::init("saga-tests", choreo_telemetry::LogFormat::Text);
+        choreo_telemetry::init_for_tests("saga-tests");
         let broker = TestBroker::start().await?;
         let databases = Databases::create().await?;
         let shutdown = CancellationToken::new();

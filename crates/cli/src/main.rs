@@ -60,7 +60,8 @@ async fn main() -> anyhow::Result<()> {
     // it, and so would librdkafka's complaints about the local broker
     // refusing to describe groups (RUST_LOG=info brings them back).
     let quiet = matches!(cli.command, Command::Replay(_) | Command::Rebuild(_));
-    choreo_telemetry::init_tool("choreo", quiet.then_some("warn,librdkafka=off,rdkafka=off"));
+    let _telemetry =
+        choreo_telemetry::init_tool("choreo", quiet.then_some("warn,librdkafka=off,rdkafka=off"));
     match cli.command {
         Command::Up(args) => up::run(args).await.context("choreo up"),
         Command::Topics(args) => setup::topics(args).await,

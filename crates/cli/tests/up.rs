@@ -1,5 +1,6 @@
 //! `choreo up` as a user runs it: the printed `curl` places an order that is
-//! confirmed, a service that dies is restarted, one stopped with SIGTERM
+//! confirmed, its saga is one trace across all five processes, a service
+//! that dies is restarted, one stopped with SIGTERM
 //! under load exits 0 and loses nothing, `choreo dlq` shows and redrives a
 //! poison message, `choreo replay` brings a service restored from a backup
 //! back to the truth and changes nothing when run again, `choreo rebuild
@@ -7,10 +8,11 @@
 //! leaves nothing running.
 
 use anyhow::Context;
-use choreo_testkit::{unique_name, wait_until};
+use choreo_testkit::{OtlpReceiver, ReceivedSpan, unique_name, wait_until};
 use nix::{sys::signal::Signal, unistd::Pid};
 use serde_json::Value;
 use std::{
+    collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
     process::Stdio,
     sync::{Arc, Mutex},
@@ -154,7 +156,13 @@ async fn choreo_up_runs_a_platform_that_confirms_the_printed_order_and_stops_cle
     let broker_port = free_port();
 
     let _reaper = Reaper(data.join("run"));
+    // Where an OpenTelemetry collector would be; every process exports to
+    // it, the batch sent a tenth of a second after its first span.
+    let otlp = OtlpReceiver::start().await?;
     let mut choreo = Command::new(env!("CARGO_BIN_EXE_choreo"))
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp.endpoint)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env("CHOREO_LOG_FORMAT", "json")
         .arg("up")
         .arg("--data-dir")
         .arg(&data)
@@ -225,8 +233,12 @@ async fn choreo_up_runs_a_platform_that_confirms_the_printed_order_and_stops_cle
             .await?;
         assert_eq!(anonymous.status(), 401, "no token, no order");
         let http = bearer(&token)?;
+        // The client's own trace, which the saga continues.
+        let trace_id = uuid::Uuid::new_v4().simple().to_string();
+        let client_span = &uuid::Uuid::new_v4().simple().to_string()[..16];
         let response = http
             .post(format!("{edge}/v1/orders"))
+            .header("traceparent", format!("00-{trace_id}-{client_span}-01"))
             .json(&body)
             .send()
             .await?;
@@ -249,6 +261,9 @@ async fn choreo_up_runs_a_platform_that_confirms_the_printed_order_and_stops_cle
         })
         .await?;
         assert_eq!(confirmed["timeline"][4]["event_type"], "OrderConfirmed");
+        the_saga_is_one_trace(&otlp, &trace_id, client_span).await?;
+        let order_id = confirmed["id"].as_str().context("the order's id")?;
+        logs_name_the_order_and_its_trace(&data, order_id, &trace_id)?;
 
         // A service that dies is restarted, and the log says so.
         let order_pid = pid_of(&data, "order").context("order pid file")?;
@@ -349,6 +364,187 @@ async fn choreo_up_runs_a_platform_that_confirms_the_printed_order_and_stops_cle
         "processes left running: {leftovers:?}"
     );
     Ok(())
+}
+
+const SAGA_PROCESSES: [&str; 5] = ["edge", "order", "inventory", "payment", "shipping"];
+
+/// The spans of one order's saga, as a tracing backend receives them: from
+/// all five processes, in one trace, forming one tree under the client's
+/// span, with a producer span before every consumer span.
+async fn the_saga_is_one_trace(
+    otlp: &OtlpReceiver,
+    trace_id: &str,
+    client_span: &str,
+) -> anyhow::Result<()> {
+    // Complete: every process has sent its spans, the three services that
+    // read `order.events` have processed the OrderConfirmed, and no span's
+    // parent is missing.
+    let complete = |spans: &[ReceivedSpan]| {
+        let services: BTreeSet<&str> = spans.iter().map(|s| s.service.as_str()).collect();
+        let confirmed_by: BTreeSet<&str> = spans
+            .iter()
+            .filter(|s| s.kind == "consumer" && s.attribute("event_type") == Some("OrderConfirmed"))
+            .map(|s| s.service.as_str())
+            .collect();
+        SAGA_PROCESSES.iter().all(|p| services.contains(p))
+            && ["inventory", "payment", "shipping"]
+                .iter()
+                .all(|s| confirmed_by.contains(s))
+            && orphans(spans, client_span).is_empty()
+    };
+    let spans = match wait_until("the saga's spans from all five processes", DEADLINE, || {
+        let spans = otlp.trace(trace_id);
+        std::future::ready(complete(&spans).then_some(spans))
+    })
+    .await
+    {
+        Ok(spans) => spans,
+        Err(e) => {
+            let spans = otlp.trace(trace_id);
+            let orphans = orphans(&spans, client_span);
+            anyhow::bail!(
+                "{e}: {} spans of the trace received ({} in all), parents missing for {orphans:?}; {}",
+                spans.len(),
+                otlp.spans().len(),
+                describe(&spans)
+            );
+        }
+    };
+    let by_id: BTreeMap<&str, &ReceivedSpan> =
+        spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
+    assert_eq!(by_id.len(), spans.len(), "span ids are unique");
+
+    // One root: the edge's request, a child of the client's span.
+    let roots: Vec<&ReceivedSpan> = spans
+        .iter()
+        .filter(|s| s.parent_span_id.as_deref() == Some(client_span))
+        .collect();
+    assert_eq!(
+        roots.len(),
+        1,
+        "one span under the client's: {}",
+        describe(&spans)
+    );
+    let root = roots[0];
+    assert_eq!(
+        (
+            root.service.as_str(),
+            root.kind.as_str(),
+            root.name.as_str()
+        ),
+        ("edge", "server", "POST /v1/orders")
+    );
+    assert_eq!(root.attribute("http.response.status_code"), Some("201"));
+    // Which makes it a tree: every other span hangs off a span of the trace.
+    assert!(orphans(&spans, client_span).is_empty());
+
+    // The edge's call to the order service is the parent of its request.
+    let order_request = spans
+        .iter()
+        .find(|s| s.service == "order" && s.kind == "server")
+        .context("the order service's request span")?;
+    let call = by_id[order_request.parent_span_id.as_deref().unwrap_or_default()];
+    assert_eq!(
+        (call.service.as_str(), call.kind.as_str()),
+        ("edge", "client")
+    );
+
+    // Every hop over Kafka: a consumer span under a producer span, with
+    // OpenTelemetry's messaging attributes.
+    let consumers: Vec<&ReceivedSpan> = spans.iter().filter(|s| s.kind == "consumer").collect();
+    assert!(consumers.len() >= 7, "{}", describe(&spans));
+    for consumer in consumers {
+        let parent = by_id[consumer.parent_span_id.as_deref().unwrap_or_default()];
+        assert_eq!(parent.kind, "producer", "{consumer:?} follows a send");
+        assert_eq!(
+            parent.attribute("messaging.destination.name"),
+            consumer.attribute("messaging.destination.name")
+        );
+        assert_eq!(consumer.attribute("messaging.system"), Some("kafka"));
+        assert_eq!(
+            consumer.attribute("messaging.operation.type"),
+            Some("process")
+        );
+        for key in [
+            "messaging.destination.partition.id",
+            "messaging.kafka.offset",
+            "messaging.consumer.group.name",
+            "messaging.message.id",
+        ] {
+            assert!(consumer.attribute(key).is_some(), "{key} on {consumer:?}");
+        }
+        assert_eq!(
+            consumer.name,
+            format!(
+                "process {}",
+                consumer
+                    .attribute("messaging.destination.name")
+                    .unwrap_or_default()
+            )
+        );
+    }
+    // Each saga service handles its events in a database transaction.
+    for service in &SAGA_PROCESSES[1..] {
+        for name in ["db.transaction", "handle"] {
+            assert!(
+                spans
+                    .iter()
+                    .any(|s| s.service == *service && s.name.starts_with(name)),
+                "{service} has a {name} span: {}",
+                describe(&spans)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Every line a saga process logged about the order is one JSON object
+/// that names the order and its trace, whichever span the line came from.
+fn logs_name_the_order_and_its_trace(
+    data: &Path,
+    order_id: &str,
+    trace_id: &str,
+) -> anyhow::Result<()> {
+    let mut lines_about = BTreeMap::<&str, usize>::new();
+    for service in SAGA_PROCESSES {
+        let log = data.join("logs").join(format!("{service}.log"));
+        let text = std::fs::read_to_string(&log).with_context(|| log.display().to_string())?;
+        for line in text.lines().filter(|l| l.contains(order_id)) {
+            let entry: Value = serde_json::from_str(line)
+                .with_context(|| format!("{service} logged a line that is not JSON: {line}"))?;
+            assert_eq!(entry["order_id"], order_id, "{service}: {line}");
+            assert_eq!(entry["trace_id"], trace_id, "{service}: {line}");
+            *lines_about.entry(service).or_default() += 1;
+        }
+    }
+    for service in &SAGA_PROCESSES[1..] {
+        assert!(
+            lines_about.contains_key(service),
+            "{service} logged the order's step: {lines_about:?}"
+        );
+    }
+    Ok(())
+}
+
+/// Spans whose parent is neither in `spans` nor the client's span.
+fn orphans(spans: &[ReceivedSpan], client_span: &str) -> Vec<String> {
+    let ids: BTreeSet<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
+    spans
+        .iter()
+        .filter(|s| match s.parent_span_id.as_deref() {
+            None => true,
+            Some(parent) => parent != client_span && !ids.contains(parent),
+        })
+        .map(|s| format!("{} {}", s.service, s.name))
+        .collect()
+}
+
+fn describe(spans: &[ReceivedSpan]) -> String {
+    spans
+        .iter()
+        .map(|s| format!("{}:{}({})", s.service, s.name, s.kind))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 async fn drop_databases(prefix: &str) -> anyhow::Result<()> {

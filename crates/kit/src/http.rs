@@ -3,15 +3,20 @@
 
 use axum::{
     Json, Router,
+    body::Body,
+    extract::{MatchedPath, Request},
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
+use tracing::{Span, field::Empty};
 
 /// Binds `addr` (port 0 picks a free port) and serves `router` until `shutdown`
-/// is cancelled, letting in-flight requests finish.
+/// is cancelled, letting in-flight requests finish. Every request but the
+/// health probes runs in a server span that continues the caller's trace.
 ///
 /// # Errors
 /// Fails when the address cannot be bound.
@@ -20,6 +25,18 @@ pub async fn serve(
     addr: SocketAddr,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
+    let router = router.layer(
+        TraceLayer::new_for_http()
+            .make_span_with(server_span)
+            .on_request(())
+            .on_response(|response: &Response, _: Duration, span: &Span| {
+                span.record("http.response.status_code", response.status().as_u16());
+                if response.status().is_server_error() {
+                    span.record("otel.status_code", "ERROR");
+                }
+            })
+            .on_failure(()),
+    );
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let task = tokio::spawn(async move {
@@ -32,6 +49,37 @@ pub async fn serve(
         .await
     });
     Ok((bound, task))
+}
+
+/// The span of one request, named by its route as OpenTelemetry's HTTP
+/// conventions ask (`POST /orders/{id}/cancel`, not one name per order).
+/// Probes get none: a trace per second per service would bury the sagas.
+fn server_span(request: &Request<Body>) -> Span {
+    let path = request.uri().path();
+    if path.starts_with("/health/") {
+        return Span::none();
+    }
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(path, MatchedPath::as_str);
+    let method = request.method().as_str();
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = Empty,
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = Empty,
+        trace_id = Empty,
+    );
+    let traceparent = request
+        .headers()
+        .get(choreo_telemetry::TRACEPARENT)
+        .and_then(|v| v.to_str().ok());
+    choreo_telemetry::continue_trace(&span, traceparent);
+    span
 }
 
 /// An error as every Choreo HTTP API reports it:

@@ -5,6 +5,7 @@ use crate::{inbox, outbox::OutboxError, relay::error_chain};
 use choreo_events::{CodecError, Decoded, Event, EventMeta, Topic};
 use sqlx::{PgConnection, PgPool};
 use std::future::Future;
+use tracing::Instrument;
 
 /// A decoded message and where it came from.
 #[derive(Debug)]
@@ -13,9 +14,6 @@ pub struct Delivery {
     pub partition: i32,
     pub offset: i64,
     pub message: Decoded,
-    /// The `traceparent` header, to carry the saga's trace into the events
-    /// this one causes.
-    pub traceparent: Option<String>,
 }
 
 impl Delivery {
@@ -30,7 +28,6 @@ impl Delivery {
             partition: 0,
             offset: 0,
             message: Decoded::from_event(event)?,
-            traceparent: None,
         })
     }
 
@@ -171,25 +168,37 @@ pub async fn apply_effect<H: Handler>(
     handler: &H,
     delivery: &Delivery,
 ) -> Result<Effect, HandlerError> {
-    let mut tx = pool.begin().await?;
     let meta = delivery.meta();
-    let topic_name = delivery.topic.base_name();
-    let source = inbox::Source {
-        topic: topic_name,
-        partition: delivery.partition,
-        offset: delivery.offset,
-    };
-    if !inbox::record(&mut tx, meta.event_id, &meta.event_type, source).await? {
-        tracing::info!(event_id = %meta.event_id, "duplicate event skipped");
-        return Ok(Effect::Duplicate);
-    }
-    match handler.handle(&mut tx, delivery).await? {
-        Outcome::Applied => {
-            crate::fail_points::crash_point(crate::fail_points::HANDLER_BEFORE_COMMIT);
-            tx.commit().await?;
-            tracing::debug!(event_id = %meta.event_id, "event applied");
-            Ok(Effect::Applied)
+    let transaction = tracing::info_span!(
+        "transaction",
+        otel.name = "db.transaction",
+        db.system.name = "postgresql",
+    );
+    async {
+        let mut tx = pool.begin().await?;
+        let source = inbox::Source {
+            topic: delivery.topic.base_name(),
+            partition: delivery.partition,
+            offset: delivery.offset,
+        };
+        if !inbox::record(&mut tx, meta.event_id, &meta.event_type, source).await? {
+            tracing::info!(event_id = %meta.event_id, "duplicate event skipped");
+            return Ok(Effect::Duplicate);
         }
-        Outcome::Ignored => Ok(Effect::Ignored),
+        let handle = tracing::info_span!(
+            "handle",
+            otel.name = %format_args!("handle {}", meta.event_type),
+        );
+        match handler.handle(&mut tx, delivery).instrument(handle).await? {
+            Outcome::Applied => {
+                crate::fail_points::crash_point(crate::fail_points::HANDLER_BEFORE_COMMIT);
+                tx.commit().await?;
+                tracing::debug!(event_id = %meta.event_id, "event applied");
+                Ok(Effect::Applied)
+            }
+            Outcome::Ignored => Ok(Effect::Ignored),
+        }
     }
+    .instrument(transaction)
+    .await
 }

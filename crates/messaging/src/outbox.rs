@@ -23,18 +23,19 @@ pub enum OutboxError {
 /// id. An event whose id is already there is not added again: ids derive from
 /// their cause, so this is the same event produced by re-handling that cause.
 ///
+/// The row keeps the trace context of the caller's span (the handler of the
+/// event that caused this one, or the request that placed the order), so
+/// the relay publishes it as the next step of the same trace.
+///
 /// # Errors
 /// When the event does not match its schema or the insert fails.
-pub async fn enqueue<E: Event>(
-    conn: &mut PgConnection,
-    event: &E,
-    traceparent: Option<&str>,
-) -> Result<(), OutboxError> {
+pub async fn enqueue<E: Event>(conn: &mut PgConnection, event: &E) -> Result<(), OutboxError> {
     let payload = encode_datum(event).map_err(|source| OutboxError::Encode {
         record: E::NAME,
         source,
     })?;
     let meta = event.meta();
+    let traceparent = choreo_telemetry::current_traceparent();
     sqlx::query(
         "INSERT INTO outbox (event_id, topic, message_key, record_name, payload, traceparent)
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",

@@ -9,10 +9,11 @@ use crate::{
     relay::{backoff, error_chain},
 };
 use choreo_events::{CodecError, Decoder, Topics};
+use choreo_telemetry::TRACEPARENT;
 use rdkafka::{Message, message::OwnedMessage};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
+use tracing::{Instrument, field::Empty};
 
 /// What became of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +51,8 @@ pub(crate) struct Abandoned;
 /// Everything a message needs on its way through a service.
 pub(crate) struct Processor<H> {
     pub(crate) service: String,
+    /// The consumer group reading for it, for the spans.
+    pub(crate) group: String,
     pub(crate) pool: PgPool,
     pub(crate) decoder: Decoder,
     pub(crate) topics: Topics,
@@ -69,16 +72,28 @@ impl<H: Handler> Processor<H> {
         component: &str,
         stop: &CancellationToken,
     ) -> Result<Processed, Abandoned> {
+        // OpenTelemetry's messaging conventions, so that a tracing backend
+        // shows the hop from producer to consumer.
         let span = tracing::info_span!(
-            "consume",
+            "process",
+            otel.name = %format_args!("process {}", message.topic()),
+            otel.kind = "consumer",
+            otel.status_code = Empty,
             messaging.system = "kafka",
+            messaging.operation.type = "process",
+            messaging.operation.name = "process",
             messaging.destination.name = %message.topic(),
-            messaging.kafka.partition = message.partition(),
-            messaging.kafka.message.offset = message.offset(),
+            messaging.destination.partition.id = %message.partition(),
+            messaging.kafka.offset = message.offset(),
+            messaging.kafka.message.key = message.key().and_then(|k| std::str::from_utf8(k).ok()),
+            messaging.message.id = header_text(message, crate::relay::EVENT_ID_HEADER),
+            messaging.consumer.group.name = %self.group,
             service = %self.service,
-            event_type = tracing::field::Empty,
-            order_id = tracing::field::Empty,
+            trace_id = Empty,
+            event_type = Empty,
+            order_id = Empty,
         );
+        choreo_telemetry::continue_trace(&span, header_text(message, TRACEPARENT));
         async {
             let mut attempt = 0u32;
             let result = loop {
@@ -89,7 +104,10 @@ impl<H: Handler> Processor<H> {
                 let error = match failure {
                     Failure::Permanent(reason) => {
                         match self.dead_letter(message, &reason, component, stop).await {
-                            Ok(()) => break Ok(Processed::DeadLettered),
+                            Ok(()) => {
+                                tracing::Span::current().record("otel.status_code", "ERROR");
+                                break Ok(Processed::DeadLettered);
+                            }
                             Err(Abandoned) => break Err(Abandoned),
                         }
                     }
@@ -145,7 +163,6 @@ impl<H: Handler> Processor<H> {
             topic,
             partition: message.partition(),
             offset: message.offset(),
-            traceparent: header_text(message, "traceparent").map(str::to_owned),
             message: decoded,
         };
         match apply_effect(&self.pool, &self.handler, &delivery).await {

@@ -23,8 +23,12 @@ use rdkafka::{
 use sqlx::{Connection, PgConnection, PgPool, Row, postgres::PgListener};
 use std::{collections::HashMap, time::Duration};
 use tokio_util::sync::CancellationToken;
+use tracing::{Span, field::Empty};
 
 const BATCH: i64 = 256;
+/// The event's id and its record's short name, on every published event.
+pub(crate) const EVENT_ID_HEADER: &str = "choreo-event-id";
+pub(crate) const EVENT_TYPE_HEADER: &str = "choreo-event-type";
 /// The fallback when a notification is missed or the listener is down.
 const POLL: Duration = Duration::from_millis(500);
 /// How often a standby relay tries to take the lease.
@@ -50,6 +54,13 @@ struct Row_ {
     payload: Vec<u8>,
     traceparent: Option<String>,
     event_id: uuid::Uuid,
+}
+
+impl Row_ {
+    /// The record's short name (`OrderPlaced`).
+    fn event_type(&self) -> &str {
+        self.record.rsplit('.').next().unwrap_or(&self.record)
+    }
 }
 
 /// Builds the producer every Choreo process publishes with: idempotent, so a
@@ -236,7 +247,6 @@ impl Relay {
     /// # Errors
     /// When the database, registry or broker fails; rows published before the
     /// failure are marked, the rest stay for the next attempt.
-    #[tracing::instrument(name = "outbox.publish", skip_all, err)]
     pub async fn publish_batch(&self) -> Result<usize, MessagingError> {
         let rows = sqlx::query(
             "SELECT id, event_id, topic, message_key, record_name, payload, traceparent
@@ -269,19 +279,23 @@ impl Relay {
         let mut pending = Vec::with_capacity(rows.len());
         let mut first_error = None;
         for row in &rows {
-            match self.enqueue(row).await {
-                Ok(delivery) => pending.push((row.id, delivery)),
+            let span = send_span(row, &self.topics.prefix);
+            match self.enqueue(row, &span).await {
+                Ok(delivery) => pending.push((row.id, delivery, span)),
                 Err(e) => {
+                    span.record("otel.status_code", "ERROR");
                     first_error = Some(e);
                     break;
                 }
             }
         }
         let mut published = Vec::with_capacity(pending.len());
-        for (id, delivery) in pending {
+        // Each row's span ends when the broker acknowledges it.
+        for (id, delivery, span) in pending {
             match delivery.await {
                 Ok(Ok(_)) => published.push(id),
                 Ok(Err((e, _))) => {
+                    span.record("otel.status_code", "ERROR");
                     first_error.get_or_insert(MessagingError::Kafka {
                         context: format!("publishing outbox row {id}"),
                         source: e,
@@ -309,6 +323,7 @@ impl Relay {
     async fn enqueue(
         &self,
         row: &Row_,
+        span: &Span,
     ) -> Result<rdkafka::producer::DeliveryFuture, MessagingError> {
         let topic = format!("{}{}", self.topics.prefix, row.topic);
         let schema_text =
@@ -323,15 +338,15 @@ impl Relay {
             .await?;
         let value = frame(schema_id, &row.payload);
         let event_id = row.event_id.to_string();
-        let event_type = row.record.rsplit('.').next().unwrap_or(&row.record);
+        let event_type = row.event_type();
         let outbox_id = row.id.to_string();
         let mut headers = OwnedHeaders::new()
             .insert(Header {
-                key: "choreo-event-id",
+                key: EVENT_ID_HEADER,
                 value: Some(event_id.as_str()),
             })
             .insert(Header {
-                key: "choreo-event-type",
+                key: EVENT_TYPE_HEADER,
                 value: Some(event_type),
             })
             // The order the service committed its events in, across
@@ -341,9 +356,13 @@ impl Relay {
                 key: crate::replay::OUTBOX_ID_HEADER,
                 value: Some(outbox_id.as_str()),
             });
-        if let Some(tp) = &row.traceparent {
+        // The consumer's span is a child of this send, itself a child of
+        // the handler that enqueued the row. Without telemetry the row's own
+        // context goes on unchanged.
+        let traceparent = choreo_telemetry::traceparent(span).or_else(|| row.traceparent.clone());
+        if let Some(tp) = &traceparent {
             headers = headers.insert(Header {
-                key: "traceparent",
+                key: choreo_telemetry::TRACEPARENT,
                 value: Some(tp.as_str()),
             });
         }
@@ -358,6 +377,29 @@ impl Relay {
                 source: e,
             })
     }
+}
+
+/// The producer span of one outbox row, in the trace of the work that
+/// enqueued it (OpenTelemetry's messaging conventions).
+fn send_span(row: &Row_, prefix: &str) -> Span {
+    let span = tracing::info_span!(
+        parent: None,
+        "send",
+        otel.name = %format_args!("send {prefix}{}", row.topic),
+        otel.kind = "producer",
+        otel.status_code = Empty,
+        messaging.system = "kafka",
+        messaging.operation.type = "send",
+        messaging.operation.name = "send",
+        messaging.destination.name = %format_args!("{prefix}{}", row.topic),
+        messaging.kafka.message.key = %row.key,
+        messaging.message.id = %row.event_id,
+        event_type = row.event_type(),
+        order_id = %row.key,
+        trace_id = Empty,
+    );
+    choreo_telemetry::continue_trace(&span, row.traceparent.as_deref());
+    span
 }
 
 /// `true` on a notification, `false` when the listener broke. Without a

@@ -554,6 +554,7 @@ pub async fn run<H: Handler>(
 ) -> Result<Summary, MessagingError> {
     let processor = Processor {
         service: service.name.clone(),
+        group: group.to_owned(),
         pool: service.pool,
         decoder: Decoder::new(service.registry),
         topics: settings.topics(),
@@ -931,8 +932,6 @@ impl Scan {
                 topic,
                 partition: message.partition(),
                 offset: message.offset(),
-                traceparent: crate::dead_letter::header_text(&message, "traceparent")
-                    .map(str::to_owned),
                 message: decoded,
             }));
         }

@@ -9,6 +9,7 @@ mod broker;
 mod db;
 mod delivery_order;
 mod events;
+mod otlp;
 mod publish;
 mod wait;
 
@@ -16,6 +17,7 @@ pub use broker::TestBroker;
 pub use db::TestDatabase;
 pub use delivery_order::{interleave, redeliver};
 pub use events::order_placed;
+pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use publish::{RawProducer, framed, publish_event};
 pub use wait::wait_until;
 

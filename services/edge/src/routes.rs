@@ -33,7 +33,6 @@ use axum::{
     routing::get,
 };
 use choreo_kit::{HttpError, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, idempotency_key};
-use choreo_telemetry::TraceParent;
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::Value;
 use std::sync::Arc;
@@ -228,11 +227,6 @@ fn json_body<T: DeserializeOwned>(
     })
 }
 
-/// The caller's trace, continued, or a new one.
-fn trace(headers: &HeaderMap) -> String {
-    TraceParent::continue_from(headers.get("traceparent").and_then(|v| v.to_str().ok())).to_string()
-}
-
 /// The order service's owner filter: a customer sees only its own orders
 /// (another's answers 404); an admin sees all.
 fn owner(caller: &Caller) -> Vec<(&'static str, &str)> {
@@ -292,7 +286,6 @@ async fn place_order(
     let mut request = up
         .http
         .post(format!("{}/orders", up.url(Service::Order)))
-        .header("traceparent", trace(&headers))
         .timeout(up.timeout)
         .json(&order);
     if let Some(key) = idempotency_key(&headers)? {
@@ -504,7 +497,6 @@ async fn cancel_order(
     State(up): State<Upstreams>,
     Extension(caller): Extension<Caller>,
     Segment(id): Segment,
-    headers: HeaderMap,
 ) -> Result<Response, HttpError> {
     let id = Uuid::parse_str(&id).map_err(|_| HttpError::not_found(format!("no order {id}")))?;
     let answer = up
@@ -514,7 +506,6 @@ async fn cancel_order(
             up.http
                 .post(format!("{}/orders/{id}/cancel", up.url(Service::Order)))
                 .query(&owner(&caller))
-                .header("traceparent", trace(&headers))
                 .timeout(up.timeout),
         )
         .await?;

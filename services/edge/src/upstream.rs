@@ -17,6 +17,7 @@ use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
+use tracing::{Instrument, field::Empty};
 
 /// The services behind the edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,9 +157,55 @@ impl Upstreams {
 }
 
 /// One attempt at a call.
+/// One attempt in a client span of its own, whose context the request
+/// carries: the service's request span is its child.
 async fn attempt_once(
     name: &'static str,
     request: reqwest::RequestBuilder,
+) -> Result<Answer, CallError> {
+    let (client, request) = request.build_split();
+    let mut request = request.map_err(|e| {
+        CallError::ServerError(StatusCode::INTERNAL_SERVER_ERROR, HttpError::internal(&e))
+    })?;
+    let span = tracing::info_span!(
+        "call",
+        otel.name = %request.method(),
+        otel.kind = "client",
+        otel.status_code = Empty,
+        http.request.method = %request.method(),
+        server.address = request.url().host_str(),
+        server.port = request.url().port_or_known_default(),
+        url.full = %request.url(),
+        http.response.status_code = Empty,
+        service = name,
+    );
+    if let Some(traceparent) = choreo_telemetry::traceparent(&span) {
+        if let Ok(value) = reqwest::header::HeaderValue::from_str(&traceparent) {
+            request
+                .headers_mut()
+                .insert(choreo_telemetry::TRACEPARENT, value);
+        }
+    }
+    let result = send(name, client.execute(request))
+        .instrument(span.clone())
+        .await;
+    match &result {
+        Ok(answer) => span.record("http.response.status_code", answer.status.as_u16()),
+        Err(CallError::Rejected(e)) => span.record("http.response.status_code", e.status.as_u16()),
+        Err(CallError::ServerError(status, _)) => {
+            span.record("http.response.status_code", status.as_u16());
+            span.record("otel.status_code", "ERROR")
+        }
+        Err(CallError::Unreachable(_) | CallError::NoAnswer(_)) => {
+            span.record("otel.status_code", "ERROR")
+        }
+    };
+    result
+}
+
+async fn send(
+    name: &'static str,
+    sent: impl std::future::Future<Output = reqwest::Result<reqwest::Response>>,
 ) -> Result<Answer, CallError> {
     let no_answer = |e: &reqwest::Error| {
         // The request may have been applied before the answer was lost: a
@@ -173,7 +220,7 @@ async fn attempt_once(
             ),
         ))
     };
-    let response = match request.send().await {
+    let response = match sent.await {
         Ok(response) => response,
         Err(e) if e.is_connect() => {
             tracing::warn!(service = name, error = %e, "service unreachable");

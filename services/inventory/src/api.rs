@@ -89,7 +89,7 @@ async fn put_product(
     db::record_product_change(&mut tx, event.meta.event_id, &sku, stock_delta)
         .await
         .map_err(|e| HttpError::internal(&e))?;
-    outbox::enqueue(&mut tx, &event, None)
+    outbox::enqueue(&mut tx, &event)
         .await
         .map_err(|e| HttpError::internal(&e))?;
     tx.commit().await.map_err(|e| HttpError::internal(&e))?;

@@ -31,7 +31,6 @@ use axum::{
 };
 use choreo_events::{EventMeta, OrderLine, OrderPlaced, ShippingAddress};
 use choreo_kit::{HttpError, IDEMPOTENT_REPLAYED, idempotency_key};
-use choreo_telemetry::TraceParent;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use std::time::Duration;
@@ -101,7 +100,6 @@ async fn place_order(
         )));
     }
     let order_id = Uuid::new_v4();
-    let trace = trace(&headers);
     let internal = |e: &(dyn std::error::Error + 'static)| HttpError::internal(e);
     let key = idempotency_key(&headers)?;
     let mut tx = state.pool.begin().await.map_err(|e| internal(&e))?;
@@ -152,7 +150,7 @@ async fn place_order(
     db::append_timeline(&mut tx, &event.meta)
         .await
         .map_err(|e| internal(&e))?;
-    choreo_messaging::outbox::enqueue(&mut tx, &event, Some(&trace))
+    choreo_messaging::outbox::enqueue(&mut tx, &event)
         .await
         .map_err(|e| internal(&e))?;
     let order = db::fetch_order(&mut tx, order_id)
@@ -338,9 +336,7 @@ async fn cancel_order(
     AxumState(state): AxumState<State>,
     Path(id): Path<Uuid>,
     Query(query): Query<OwnerQuery>,
-    headers: HeaderMap,
 ) -> Result<impl IntoResponse, HttpError> {
-    let trace = trace(&headers);
     let internal = |e: &(dyn std::error::Error + 'static)| HttpError::internal(e);
     let mut tx = state.pool.begin().await.map_err(|e| internal(&e))?;
     // An order's customer never changes, so checking before the cancel's
@@ -357,7 +353,6 @@ async fn cancel_order(
         choreo_events::cancel_reason::CUSTOMER_CANCELLED,
         "cancelled by the customer",
         None,
-        Some(&trace),
     )
     .await
     .map_err(|e| internal(&e))?;
@@ -381,9 +376,4 @@ async fn cancel_order(
             Ok((StatusCode::ACCEPTED, Json(order)))
         }
     }
-}
-
-/// The caller's trace, continued, for the events this request causes.
-fn trace(headers: &HeaderMap) -> String {
-    TraceParent::continue_from(headers.get("traceparent").and_then(|v| v.to_str().ok())).to_string()
 }

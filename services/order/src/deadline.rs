@@ -11,6 +11,7 @@ use choreo_kit::CancellationToken;
 use sqlx::PgPool;
 use std::time::Duration;
 use tokio::sync::watch;
+use tracing::{Instrument, field::Empty};
 
 const BATCH: i64 = 200;
 
@@ -44,7 +45,13 @@ async fn sweep(pool: &PgPool, deadline: Duration) -> Result<usize, saga::SagaErr
     let overdue = db::lock_overdue(&mut tx, deadline.as_secs_f64(), BATCH).await?;
     let detail = format!("not completed within the saga deadline of {deadline:?}");
     for order_id in &overdue {
-        saga::cancel(&mut tx, *order_id, TIMEOUT, &detail, None, None).await?;
+        // The deadline's own trace: what follows the OrderCancelled
+        // (every service's compensation) hangs off this span.
+        let span = tracing::info_span!("deadline", order_id = %order_id, trace_id = Empty);
+        choreo_telemetry::continue_trace(&span, None);
+        saga::cancel(&mut tx, *order_id, TIMEOUT, &detail, None)
+            .instrument(span)
+            .await?;
     }
     tx.commit().await?;
     Ok(overdue.len())

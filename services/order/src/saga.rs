@@ -35,7 +35,6 @@ impl From<SagaError> for choreo_messaging::HandlerError {
 pub(crate) async fn confirm_if_ready(
     tx: &mut PgConnection,
     order_id: Uuid,
-    traceparent: Option<&str>,
 ) -> Result<(), SagaError> {
     if db::lock_status(tx, order_id).await? != Some(OrderStatus::Pending) {
         return Ok(());
@@ -55,7 +54,7 @@ pub(crate) async fn confirm_if_ready(
     };
     db::set_status(tx, order_id, OrderStatus::Confirmed).await?;
     db::append_timeline(tx, &confirmed.meta).await?;
-    outbox::enqueue(tx, &confirmed, traceparent).await?;
+    outbox::enqueue(tx, &confirmed).await?;
     tracing::info!(order_id = %order_id, total_cents, "order confirmed");
     Ok(())
 }
@@ -78,7 +77,6 @@ pub(crate) async fn cancel(
     reason: &str,
     detail: &str,
     cause: Option<&EventMeta>,
-    traceparent: Option<&str>,
 ) -> Result<Cancel, SagaError> {
     match db::lock_status(tx, order_id).await? {
         None => return Ok(Cancel::NoSuchOrder),
@@ -97,7 +95,7 @@ pub(crate) async fn cancel(
     };
     db::set_cancelled(tx, order_id, reason, detail).await?;
     db::append_timeline(tx, &cancelled.meta).await?;
-    outbox::enqueue(tx, &cancelled, traceparent).await?;
+    outbox::enqueue(tx, &cancelled).await?;
     tracing::info!(order_id = %order_id, reason, detail, "order cancelled");
     Ok(Cancel::Cancelled)
 }

@@ -63,7 +63,7 @@ async fn put_wallet(
     db::record_wallet_change(&mut tx, event.meta.event_id, &customer_id, delta_cents)
         .await
         .map_err(|e| HttpError::internal(&e))?;
-    outbox::enqueue(&mut tx, &event, None)
+    outbox::enqueue(&mut tx, &event)
         .await
         .map_err(|e| HttpError::internal(&e))?;
     tx.commit().await.map_err(|e| HttpError::internal(&e))?;

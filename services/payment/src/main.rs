@@ -10,7 +10,7 @@ async fn main() -> anyhow::Result<()> {
         println!("{}", choreo_kit::print_config(&settings));
         return Ok(());
     }
-    choreo_telemetry::init("payment", settings.service.log_format);
+    let _telemetry = choreo_telemetry::init("payment", settings.service.log_format);
     let shutdown = choreo_kit::shutdown_on_signals();
     let running = choreo_payment::start(settings, shutdown)
         .await

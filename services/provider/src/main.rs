@@ -11,7 +11,7 @@ async fn main() -> anyhow::Result<()> {
         println!("{}", choreo_kit::print_config(&settings));
         return Ok(());
     }
-    choreo_telemetry::init("provider", settings.log_format);
+    let _telemetry = choreo_telemetry::init("provider", settings.log_format);
     let shutdown = choreo_kit::shutdown_on_signals();
     let running = choreo_provider::start(settings, shutdown.clone())
         .await

@@ -232,6 +232,7 @@ impl<H: Handler> Consumer<H> {
                 consumer: GroupConsumer(Some(consumer)),
                 processor: Processor {
                     service: service.to_owned(),
+                    group: group.clone(),
                     pool,
                     decoder: Decoder::new(registry),
                     topics,

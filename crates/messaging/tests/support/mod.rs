@@ -29,7 +29,7 @@ pub struct Env {
 
 impl Env {
     pub async fn start() -> anyhow::Result<Self> {
-        choreo_telemetry::init("messaging-tests", choreo_telemetry::LogFormat::Text);
+        choreo_telemetry::init_for_tests("messaging-tests");
         let broker = TestBroker::start().await?;
         let registry_db = TestDatabase::create("registry").await?;
         let registry_stop = CancellationToken::new();
@@ -119,7 +119,7 @@ pub fn seq_of(event: &OrderPlaced) -> Option<i32> {
 /// does when it changes state.
 pub async fn enqueue_committed(pool: &PgPool, event: &OrderPlaced) -> anyhow::Result<()> {
     let mut tx = pool.begin().await?;
-    outbox::enqueue(&mut tx, event, None).await?;
+    outbox::enqueue(&mut tx, event).await?;
     tx.commit().await?;
     Ok(())
 }

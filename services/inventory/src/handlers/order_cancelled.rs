@@ -32,7 +32,7 @@ pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result
             .map(|(sku, quantity)| OrderLine { sku, quantity })
             .collect(),
     };
-    outbox::enqueue(tx, &event, delivery.traceparent.as_deref()).await?;
+    outbox::enqueue(tx, &event).await?;
     tracing::info!(order_id = %cancelled.order_id, reason = %cancelled.reason, "stock released");
     Ok(())
 }

@@ -89,7 +89,7 @@ pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result
             .to_owned(),
             shortages,
         };
-        outbox::enqueue(tx, &event, delivery.traceparent.as_deref()).await?;
+        outbox::enqueue(tx, &event).await?;
         tracing::info!(order_id = %order.order_id, reason = %event.reason, "stock rejected");
         return Ok(());
     }
@@ -115,7 +115,7 @@ pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result
         total_cents,
         currency,
     };
-    outbox::enqueue(tx, &event, delivery.traceparent.as_deref()).await?;
+    outbox::enqueue(tx, &event).await?;
     tracing::info!(order_id = %order.order_id, total_cents, "stock reserved");
     Ok(())
 }

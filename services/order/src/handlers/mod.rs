@@ -73,20 +73,11 @@ async fn record(tx: &mut PgConnection, meta: &EventMeta) -> Result<(), HandlerEr
 /// the order was already decided).
 async fn step_failed(
     tx: &mut PgConnection,
-    delivery: &Delivery,
     meta: &EventMeta,
     reason: &str,
     detail: &str,
 ) -> Result<(), HandlerError> {
     record(tx, meta).await?;
-    saga::cancel(
-        tx,
-        meta.correlation_id,
-        reason,
-        detail,
-        Some(meta),
-        delivery.traceparent.as_deref(),
-    )
-    .await?;
+    saga::cancel(tx, meta.correlation_id, reason, detail, Some(meta)).await?;
     Ok(())
 }

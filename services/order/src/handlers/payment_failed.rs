@@ -8,5 +8,5 @@ use sqlx::PgConnection;
 pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
     let event: PaymentFailed = delivery.parse()?;
     let detail = format!("{} for {} cents", event.reason, event.amount_cents);
-    super::step_failed(tx, delivery, &event.meta, PAYMENT_DECLINED, &detail).await
+    super::step_failed(tx, &event.meta, PAYMENT_DECLINED, &detail).await
 }

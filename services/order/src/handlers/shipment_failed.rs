@@ -8,5 +8,5 @@ use sqlx::PgConnection;
 pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
     let event: ShipmentFailed = delivery.parse()?;
     let detail = format!("{}: {}", event.reason, event.country);
-    super::step_failed(tx, delivery, &event.meta, SHIPPING_UNAVAILABLE, &detail).await
+    super::step_failed(tx, &event.meta, SHIPPING_UNAVAILABLE, &detail).await
 }

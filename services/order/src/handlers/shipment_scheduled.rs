@@ -9,6 +9,6 @@ use sqlx::PgConnection;
 pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
     let event: ShipmentScheduled = delivery.parse()?;
     super::record(tx, &event.meta).await?;
-    saga::confirm_if_ready(tx, event.order_id, delivery.traceparent.as_deref()).await?;
+    saga::confirm_if_ready(tx, event.order_id).await?;
     Ok(())
 }

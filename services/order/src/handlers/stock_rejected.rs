@@ -18,5 +18,5 @@ pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result
         })
         .collect::<Vec<_>>()
         .join("; ");
-    super::step_failed(tx, delivery, &event.meta, OUT_OF_STOCK, &detail).await
+    super::step_failed(tx, &event.meta, OUT_OF_STOCK, &detail).await
 }

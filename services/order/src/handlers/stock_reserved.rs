@@ -19,6 +19,6 @@ pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result
     .await?;
     // Topics have no order between them: after a consumer restart the
     // shipment may have been seen first.
-    saga::confirm_if_ready(tx, event.order_id, delivery.traceparent.as_deref()).await?;
+    saga::confirm_if_ready(tx, event.order_id).await?;
     Ok(())
 }

@@ -41,7 +41,7 @@ pub(super) async fn handle(
         currency: payment.currency.clone(),
         reason: cancelled.reason.clone(),
     };
-    outbox::enqueue(tx, &event, delivery.traceparent.as_deref()).await?;
+    outbox::enqueue(tx, &event).await?;
     tracing::info!(order_id = %order_id, amount_cents = payment.charged_cents, "payment refunded");
     Ok(())
 }

@@ -82,7 +82,7 @@ pub(super) async fn handle(
             amount_cents: reserved.total_cents,
             reason: reason.clone(),
         };
-        outbox::enqueue(tx, &event, delivery.traceparent.as_deref()).await?;
+        outbox::enqueue(tx, &event).await?;
         tracing::info!(order_id = %order_id, reason, "payment declined");
         return Ok(());
     }
@@ -102,7 +102,7 @@ pub(super) async fn handle(
         amount_cents: reserved.total_cents,
         currency: reserved.currency.clone(),
     };
-    outbox::enqueue(tx, &event, delivery.traceparent.as_deref()).await?;
+    outbox::enqueue(tx, &event).await?;
     tracing::info!(order_id = %order_id, amount_cents = reserved.total_cents, "payment completed");
     Ok(())
 }

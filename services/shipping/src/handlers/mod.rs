@@ -53,7 +53,6 @@ impl ShippingHandler {
         tx: &mut PgConnection,
         shipment: &Shipment,
         cause: &EventMeta,
-        traceparent: Option<&str>,
     ) -> Result<(), HandlerError> {
         let Some(country) = shipment.country.clone() else {
             return Ok(());
@@ -74,7 +73,7 @@ impl ShippingHandler {
                 country,
                 reason: "COUNTRY_NOT_SERVED".to_owned(),
             };
-            outbox::enqueue(tx, &event, traceparent).await?;
+            outbox::enqueue(tx, &event).await?;
             tracing::info!(order_id = %order_id, country = %event.country, "shipment failed: country not served");
             return Ok(());
         }
@@ -89,7 +88,7 @@ impl ShippingHandler {
             shipment_id: shipment.shipment_id,
             country,
         };
-        outbox::enqueue(tx, &event, traceparent).await?;
+        outbox::enqueue(tx, &event).await?;
         tracing::info!(order_id = %order_id, "shipment scheduled");
         Ok(())
     }

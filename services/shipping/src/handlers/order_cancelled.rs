@@ -22,7 +22,7 @@ pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result
                 shipment_id: shipment.shipment_id,
                 reason: cancelled.reason.clone(),
             };
-            outbox::enqueue(tx, &event, delivery.traceparent.as_deref()).await?;
+            outbox::enqueue(tx, &event).await?;
             tracing::info!(order_id = %order_id, reason = %cancelled.reason, "shipment cancelled");
         }
         _ => {}

@@ -13,7 +13,5 @@ pub(super) async fn handle(
 ) -> Result<(), HandlerError> {
     let order: OrderPlaced = delivery.parse()?;
     let shipment = db::record_address(tx, order.order_id, &order.shipping_address).await?;
-    handler
-        .decide_if_ready(tx, &shipment, &order.meta, delivery.traceparent.as_deref())
-        .await
+    handler.decide_if_ready(tx, &shipment, &order.meta).await
 }

@@ -13,7 +13,5 @@ pub(super) async fn handle(
 ) -> Result<(), HandlerError> {
     let paid: PaymentCompleted = delivery.parse()?;
     let shipment = db::record_paid(tx, paid.order_id).await?;
-    handler
-        .decide_if_ready(tx, &shipment, &paid.meta, delivery.traceparent.as_deref())
-        .await
+    handler.decide_if_ready(tx, &shipment, &paid.meta).await
 }
