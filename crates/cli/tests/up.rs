@@ -233,6 +233,7 @@ async fn choreo_up_runs_a_platform_that_confirms_the_printed_order_and_stops_cle
             .await?;
         assert_eq!(anonymous.status(), 401, "no token, no order");
         let http = bearer(&token)?;
+        let metrics_before = scrape_all(edge_port).await?;
         // The client's own trace, which the saga continues.
         let trace_id = uuid::Uuid::new_v4().simple().to_string();
         let client_span = &uuid::Uuid::new_v4().simple().to_string()[..16];
@@ -264,6 +265,7 @@ async fn choreo_up_runs_a_platform_that_confirms_the_printed_order_and_stops_cle
         the_saga_is_one_trace(&otlp, &trace_id, client_span).await?;
         let order_id = confirmed["id"].as_str().context("the order's id")?;
         logs_name_the_order_and_its_trace(&data, order_id, &trace_id)?;
+        metrics_count_the_saga(edge_port, &metrics_before).await?;
 
         // A service that dies is restarted, and the log says so.
         let order_pid = pid_of(&data, "order").context("order pid file")?;
@@ -521,6 +523,172 @@ fn logs_name_the_order_and_its_trace(
         assert!(
             lines_about.contains_key(service),
             "{service} logged the order's step: {lines_about:?}"
+        );
+    }
+    Ok(())
+}
+
+type Exposition = openmetrics_parser::MetricsExposition<
+    openmetrics_parser::OpenMetricsType,
+    openmetrics_parser::OpenMetricsValue,
+>;
+
+/// `/metrics` of each saga process, parsed as a scraper parses it: the edge,
+/// then the four services.
+async fn scrape_all(edge_port: u16) -> anyhow::Result<Vec<Exposition>> {
+    let mut all = Vec::new();
+    for port in [
+        edge_port,
+        edge_port + 2,
+        edge_port + 3,
+        edge_port + 4,
+        edge_port + 5,
+    ] {
+        let response = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await?
+            .error_for_status()?;
+        let content_type = response.headers()["content-type"].to_str()?.to_owned();
+        assert!(
+            content_type.starts_with("application/openmetrics-text"),
+            "{content_type}"
+        );
+        let text = response.text().await?;
+        let parsed = openmetrics_parser::openmetrics::parse_openmetrics(&text)
+            .map_err(|e| anyhow::anyhow!("/metrics on :{port} does not parse ({e:?}):\n{text}"))?;
+        all.push(parsed);
+    }
+    Ok(all)
+}
+
+/// A counter's value, a gauge's, or a histogram's count, summed over the
+/// series with `labels`; 0 for a series not there yet.
+fn sample(exposition: &Exposition, family: &str, labels: &[(&str, &str)]) -> f64 {
+    use openmetrics_parser::OpenMetricsValue as V;
+    let Some(family) = exposition.families.get(family) else {
+        return 0.0;
+    };
+    family
+        .iter_samples()
+        .filter(|s| {
+            s.get_labelset().is_ok_and(|set| {
+                labels
+                    .iter()
+                    .all(|(k, v)| set.get_label_value(k) == Some(*v))
+            })
+        })
+        .map(|s| match &s.value {
+            V::Counter(c) => c.value.as_f64(),
+            V::Gauge(n) | V::Unknown(n) => n.as_f64(),
+            V::Histogram(h) => h.count.unwrap_or(0) as f64,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+/// The order's saga moved each process's counters by exactly its share:
+/// one saga started and confirmed, two events published by the order
+/// service, one event applied by each service's step.
+async fn metrics_count_the_saga(edge_port: u16, before: &[Exposition]) -> anyhow::Result<()> {
+    type Check = (
+        usize,
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        f64,
+    );
+    const MOVES: [Check; 7] = [
+        (1, "choreo_sagas_started", &[], 1.0),
+        (1, "choreo_sagas_finished", &[("outcome", "confirmed")], 1.0),
+        (
+            1,
+            "choreo_saga_duration_seconds",
+            &[("outcome", "confirmed")],
+            1.0,
+        ),
+        (
+            1,
+            "choreo_events_published",
+            &[("topic", "order.events")],
+            2.0,
+        ),
+        (
+            2,
+            "choreo_handler_duration_seconds",
+            &[("event_type", "OrderPlaced"), ("outcome", "applied")],
+            1.0,
+        ),
+        (
+            3,
+            "choreo_handler_duration_seconds",
+            &[("event_type", "StockReserved"), ("outcome", "applied")],
+            1.0,
+        ),
+        (
+            4,
+            "choreo_handler_duration_seconds",
+            &[("event_type", "PaymentCompleted"), ("outcome", "applied")],
+            1.0,
+        ),
+    ];
+    let last = Arc::new(Mutex::new(String::new()));
+    let moved = wait_until("the saga's metrics", DEADLINE, || {
+        let last = last.clone();
+        let note = move |seen: String| {
+            if let Ok(mut l) = last.lock() {
+                *l = seen;
+            }
+        };
+        async move {
+            let after = match scrape_all(edge_port).await {
+                Ok(after) => after,
+                Err(e) => {
+                    note(e.to_string());
+                    return None;
+                }
+            };
+            let deltas: Vec<f64> = MOVES
+                .iter()
+                .map(|(p, family, labels, _)| {
+                    sample(&after[*p], family, labels) - sample(&before[*p], family, labels)
+                })
+                .collect();
+            note(format!("{deltas:?}"));
+            let counted = MOVES
+                .iter()
+                .zip(&deltas)
+                .all(|((.., want), got)| got == want);
+            // Lag is librdkafka's measure, reported every 5 s.
+            let lag = after[1].families.contains_key("choreo_consumer_lag");
+            (counted && lag).then_some(after)
+        }
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "moves wanted {MOVES:?}, last seen {:?}",
+            last.lock().map(|l| l.clone())
+        )
+    })?;
+    let edge = &moved[0];
+    for upstream in ["order", "inventory", "payment"] {
+        let state = |s| {
+            sample(
+                edge,
+                "choreo_circuit_breaker_state",
+                &[("upstream", upstream), ("state", s)],
+            )
+        };
+        assert_eq!(
+            (state("closed"), state("open"), state("half_open")),
+            (1.0, 0.0, 0.0),
+            "{upstream}"
+        );
+    }
+    for service in &moved[1..] {
+        assert!(service.families.contains_key("choreo_outbox_backlog"));
+        assert!(
+            service
+                .families
+                .contains_key("choreo_outbox_oldest_age_seconds")
         );
     }
     Ok(())

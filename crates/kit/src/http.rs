@@ -51,12 +51,30 @@ pub async fn serve(
     Ok((bound, task))
 }
 
+/// A `/metrics` answer: `registry` in the text format Prometheus scrapes
+/// (OpenMetrics 1.0, which Prometheus asks for first).
+pub fn metrics(registry: &prometheus_client::registry::Registry) -> Response {
+    let mut text = String::new();
+    match prometheus_client::encoding::text::encode(&mut text, registry) {
+        Ok(()) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => HttpError::internal(&e).into_response(),
+    }
+}
+
 /// The span of one request, named by its route as OpenTelemetry's HTTP
 /// conventions ask (`POST /orders/{id}/cancel`, not one name per order).
-/// Probes get none: a trace per second per service would bury the sagas.
+/// Probes and scrapes get none: a trace per second per service would bury
+/// the sagas.
 fn server_span(request: &Request<Body>) -> Span {
     let path = request.uri().path();
-    if path.starts_with("/health/") {
+    if path.starts_with("/health/") || path == "/metrics" {
         return Span::none();
     }
     let route = request

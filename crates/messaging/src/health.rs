@@ -1,10 +1,12 @@
-//! What the runtime knows about its own progress, for `/health/ready`.
+//! What the runtime knows about its own progress, for `/health/ready`, and
+//! its metrics, for `/metrics` ([`RuntimeMetrics`]).
 //!
 //! The consumer's partition workers and the relay report here when they are
 //! stuck retrying (the database is down, the broker is away) and when they
 //! recover; the consumer also reports which partitions it has paused because
 //! their handler is behind. A service is ready only while nothing is stuck.
 
+use crate::RuntimeMetrics;
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::{Arc, Mutex, MutexGuard},
@@ -12,7 +14,7 @@ use std::{
 
 /// Shared, cheap to clone; every clone sees the same state.
 #[derive(Debug, Clone, Default)]
-pub struct Health(Arc<Mutex<State>>);
+pub struct Health(Arc<Mutex<State>>, Arc<RuntimeMetrics>);
 
 #[derive(Debug, Default)]
 struct State {
@@ -38,6 +40,11 @@ impl Health {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The metrics of the runtime this belongs to.
+    pub fn metrics(&self) -> &RuntimeMetrics {
+        &self.1
     }
 
     /// `component` cannot make progress; `error` says why.

@@ -6,6 +6,7 @@
 use crate::{
     Delivery, Effect, Handler, HandlerError, Health, apply_effect,
     dead_letter::{DeadLetters, header, header_text},
+    metrics::Attempt,
     relay::{backoff, error_chain},
 };
 use choreo_events::{CodecError, Decoder, Topics};
@@ -114,6 +115,7 @@ impl<H: Handler> Processor<H> {
                     Failure::Transient(error) => error,
                 };
                 attempt += 1;
+                self.health.metrics().retried("consumer");
                 tracing::warn!(%error, attempt, "event failed; retrying in place");
                 self.health.stall(component, &error);
                 tokio::select! {
@@ -165,7 +167,21 @@ impl<H: Handler> Processor<H> {
             offset: message.offset(),
             message: decoded,
         };
-        match apply_effect(&self.pool, &self.handler, &delivery).await {
+        let started = std::time::Instant::now();
+        let result = apply_effect(&self.pool, &self.handler, &delivery).await;
+        let attempt = match &result {
+            Ok(Effect::Applied) => Attempt::Applied,
+            Ok(Effect::Duplicate) => Attempt::Duplicate,
+            Ok(Effect::Ignored) => Attempt::Ignored,
+            Err(HandlerError::Transient(_)) => Attempt::Failed,
+            Err(HandlerError::Permanent { .. }) => Attempt::Rejected,
+        };
+        self.health.metrics().handled(
+            delivery.message.name(),
+            attempt,
+            started.elapsed().as_secs_f64(),
+        );
+        match result {
             Ok(effect) => Ok(effect.into()),
             Err(HandlerError::Transient(e)) => Err(Failure::Transient(error_chain(e.as_ref()))),
             Err(HandlerError::Permanent { reason }) => Err(Failure::Permanent(reason)),
@@ -189,11 +205,13 @@ impl<H: Handler> Processor<H> {
             };
             match published {
                 Ok(id) => {
+                    self.health.metrics().dead_lettered(message.topic());
                     tracing::error!(%reason, dead_letter = %id, topic = %self.dead_letters.topic, "event cannot be applied; dead-lettered");
                     break Ok(());
                 }
                 Err(e) => {
                     attempt += 1;
+                    self.health.metrics().retried("dead_letter");
                     let error = error_chain(&e);
                     tracing::warn!(%error, attempt, "cannot dead-letter the event; retrying");
                     self.health.stall(component, &error);

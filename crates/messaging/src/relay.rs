@@ -178,6 +178,7 @@ impl Relay {
                 }
                 Err(error) => {
                     failures += 1;
+                    self.health.metrics().retried("relay");
                     let error = error_chain(&error);
                     tracing::warn!(%error, failures, "outbox relay failed; retrying");
                     self.health.stall("relay", &error);
@@ -313,6 +314,11 @@ impl Relay {
                 .await
                 .map_err(MessagingError::db("marking outbox rows published"))?;
             tracing::debug!(count = published.len(), "outbox rows published");
+            // Rows are acknowledged in id order, so the published ones are
+            // the first of the batch.
+            for row in &rows[..published.len()] {
+                self.health.metrics().published(&row.topic, 1);
+            }
         }
         match first_error {
             Some(e) => Err(e),

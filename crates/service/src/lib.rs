@@ -12,6 +12,7 @@
 
 mod fail_points;
 mod health;
+mod metrics;
 
 use axum::Router;
 use choreo_events::{RegistryClient, Topic};
@@ -166,9 +167,12 @@ pub struct Spec<H> {
     pub name: &'static str,
     pub inputs: &'static [Topic],
     pub handler: H,
-    /// The service's own routes; `/health/live` and `/health/ready` are
-    /// added.
+    /// The service's own routes; `/health/live`, `/health/ready` and
+    /// `/metrics` are added.
     pub router: Router,
+    /// The service's own metrics; the runtime's are added, and both served
+    /// at `/metrics`.
+    pub metrics: prometheus_client::registry::Registry,
     /// Further tasks of the service (the order service's deadline sweeper),
     /// each stopping when the shutdown token is cancelled.
     pub background: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
@@ -255,6 +259,11 @@ pub async fn launch<H: Handler>(
     };
     let router = spec
         .router
+        .merge(metrics::routes(
+            spec.metrics,
+            pool.clone(),
+            probes.runtime.clone(),
+        ))
         .merge(health::routes(probes))
         .merge(fail_points::routes());
     let (addr, server) = choreo_kit::serve(router, settings.http_addr, shutdown.clone())

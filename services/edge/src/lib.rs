@@ -16,6 +16,7 @@
 mod auth;
 mod breaker;
 mod limit;
+mod metrics;
 mod openapi;
 mod routes;
 mod upstream;
@@ -112,7 +113,9 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     let verifier = auth::Verifier::new(&settings.auth)?;
     let limits = limit::Limits::new(&settings.rate_limit);
     tokio::spawn(limits.clone().forget_idle_until(shutdown.clone()));
-    let router = routes::router(upstream::Upstreams::new(&settings), verifier, limits);
+    let upstreams = upstream::Upstreams::new(&settings);
+    let router =
+        routes::router(upstreams.clone(), verifier, limits).merge(metrics::routes(upstreams));
     let (addr, task) = choreo_kit::serve(router, settings.http_addr, shutdown)
         .await
         .map_err(|source| StartError::Bind {

@@ -20,6 +20,7 @@
 use crate::{
     db::{self, Order, OrderStatus},
     idempotency::{self, Claim},
+    metrics::SagaMetrics,
     saga::{self, Cancel},
 };
 use axum::{
@@ -43,6 +44,7 @@ pub(crate) struct State {
     pub(crate) changed: watch::Sender<u64>,
     pub(crate) max_wait: Duration,
     pub(crate) idempotency_key_lifetime: Duration,
+    pub(crate) sagas: SagaMetrics,
 }
 
 pub(crate) fn router(state: State) -> Router {
@@ -158,6 +160,7 @@ async fn place_order(
         .map_err(|e| internal(&e))?
         .ok_or_else(|| HttpError::not_found("order vanished inside its own transaction"))?;
     tx.commit().await.map_err(|e| internal(&e))?;
+    state.sagas.started();
     tracing::info!(order_id = %order_id, "order placed");
     Ok(placed(order, false))
 }
@@ -353,6 +356,7 @@ async fn cancel_order(
         choreo_events::cancel_reason::CUSTOMER_CANCELLED,
         "cancelled by the customer",
         None,
+        &state.sagas,
     )
     .await
     .map_err(|e| internal(&e))?;

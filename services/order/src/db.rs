@@ -411,3 +411,17 @@ pub(crate) async fn lock_overdue(
     .fetch_all(conn)
     .await
 }
+
+/// Seconds since the order was created, by the database's clock (the one the
+/// deadline sweeper uses).
+pub(crate) async fn age_seconds(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+) -> Result<f64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXTRACT(EPOCH FROM now() - created_at)::float8 FROM orders WHERE id = $1",
+    )
+    .bind(order_id)
+    .fetch_one(conn)
+    .await
+}

@@ -5,7 +5,7 @@
 //! Any number of replicas may sweep: each locks the overdue orders it takes
 //! with `SKIP LOCKED`, and `saga::cancel` only moves a PENDING order.
 
-use crate::{db, saga};
+use crate::{db, metrics::SagaMetrics, saga};
 use choreo_events::cancel_reason::TIMEOUT;
 use choreo_kit::CancellationToken;
 use sqlx::PgPool;
@@ -19,6 +19,7 @@ pub(crate) async fn sweep_until(
     pool: PgPool,
     deadline: Duration,
     changed: watch::Sender<u64>,
+    sagas: SagaMetrics,
     shutdown: CancellationToken,
 ) {
     // Check several times per deadline, but not more than every 100 ms.
@@ -28,7 +29,7 @@ pub(crate) async fn sweep_until(
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        match sweep(&pool, deadline).await {
+        match sweep(&pool, deadline, &sagas).await {
             Ok(0) => {}
             Ok(n) => {
                 tracing::info!(count = n, "overdue orders cancelled");
@@ -40,7 +41,11 @@ pub(crate) async fn sweep_until(
 }
 
 /// Cancels the overdue orders of one batch, in one transaction.
-async fn sweep(pool: &PgPool, deadline: Duration) -> Result<usize, saga::SagaError> {
+async fn sweep(
+    pool: &PgPool,
+    deadline: Duration,
+    sagas: &SagaMetrics,
+) -> Result<usize, saga::SagaError> {
     let mut tx = pool.begin().await?;
     let overdue = db::lock_overdue(&mut tx, deadline.as_secs_f64(), BATCH).await?;
     let detail = format!("not completed within the saga deadline of {deadline:?}");
@@ -49,7 +54,7 @@ async fn sweep(pool: &PgPool, deadline: Duration) -> Result<usize, saga::SagaErr
         // (every service's compensation) hangs off this span.
         let span = tracing::info_span!("deadline", order_id = %order_id, trace_id = Empty);
         choreo_telemetry::continue_trace(&span, None);
-        saga::cancel(&mut tx, *order_id, TIMEOUT, &detail, None)
+        saga::cancel(&mut tx, *order_id, TIMEOUT, &detail, None, sagas)
             .instrument(span)
             .await?;
     }

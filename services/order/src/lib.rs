@@ -19,6 +19,7 @@ mod db;
 mod deadline;
 mod handlers;
 mod idempotency;
+mod metrics;
 pub mod rebuild;
 mod recovery;
 mod saga;
@@ -69,7 +70,7 @@ pub fn migrations() -> sqlx::migrate::Migrator {
 /// The service's reaction to its input events, for tests that feed it
 /// events directly through [`choreo_messaging::apply`].
 pub fn handler() -> impl choreo_messaging::Handler {
-    handlers::OrderHandler::new(watch::channel(0u64).0)
+    handlers::OrderHandler::new(watch::channel(0u64).0, metrics::SagaMetrics::default())
 }
 
 /// How the service re-applies its own published events (placements and
@@ -94,21 +95,27 @@ pub async fn start(
     // wake at once; they also poll, for changes made by another replica.
     let (changed, _) = watch::channel(0u64);
     let key_lifetime = Duration::from_secs_f64(settings.idempotency_key_hours.max(0.0) * 3600.0);
+    let sagas = metrics::SagaMetrics::default();
+    let mut registry = prometheus_client::registry::Registry::default();
+    sagas.register(&mut registry);
     let spec = Spec {
         name: "order",
         inputs: INPUTS,
-        handler: handlers::OrderHandler::new(changed.clone()),
+        handler: handlers::OrderHandler::new(changed.clone(), sagas.clone()),
         router: api::router(api::State {
             pool: pool.clone(),
             changed: changed.clone(),
             max_wait: Duration::from_secs(settings.max_wait_seconds),
             idempotency_key_lifetime: key_lifetime,
+            sagas: sagas.clone(),
         }),
+        metrics: registry,
         background: vec![
             Box::pin(deadline::sweep_until(
                 pool.clone(),
                 Duration::from_secs_f64(settings.saga_deadline_seconds.max(0.1)),
                 changed,
+                sagas,
                 shutdown.clone(),
             )),
             Box::pin(idempotency::purge_until(

@@ -5,7 +5,10 @@
 //! them: whichever transaction takes the lock first decides, the other finds
 //! the order terminal and changes nothing.
 
-use crate::db::{self, OrderStatus};
+use crate::{
+    db::{self, OrderStatus},
+    metrics::SagaMetrics,
+};
 use choreo_events::{EventMeta, OrderCancelled, OrderConfirmed};
 use choreo_messaging::outbox::{self, OutboxError};
 use sqlx::PgConnection;
@@ -35,6 +38,7 @@ impl From<SagaError> for choreo_messaging::HandlerError {
 pub(crate) async fn confirm_if_ready(
     tx: &mut PgConnection,
     order_id: Uuid,
+    sagas: &SagaMetrics,
 ) -> Result<(), SagaError> {
     if db::lock_status(tx, order_id).await? != Some(OrderStatus::Pending) {
         return Ok(());
@@ -55,6 +59,7 @@ pub(crate) async fn confirm_if_ready(
     db::set_status(tx, order_id, OrderStatus::Confirmed).await?;
     db::append_timeline(tx, &confirmed.meta).await?;
     outbox::enqueue(tx, &confirmed).await?;
+    sagas.confirmed(db::age_seconds(tx, order_id).await?);
     tracing::info!(order_id = %order_id, total_cents, "order confirmed");
     Ok(())
 }
@@ -77,6 +82,7 @@ pub(crate) async fn cancel(
     reason: &str,
     detail: &str,
     cause: Option<&EventMeta>,
+    sagas: &SagaMetrics,
 ) -> Result<Cancel, SagaError> {
     match db::lock_status(tx, order_id).await? {
         None => return Ok(Cancel::NoSuchOrder),
@@ -96,6 +102,7 @@ pub(crate) async fn cancel(
     db::set_cancelled(tx, order_id, reason, detail).await?;
     db::append_timeline(tx, &cancelled.meta).await?;
     outbox::enqueue(tx, &cancelled).await?;
+    sagas.cancelled(reason, db::age_seconds(tx, order_id).await?);
     tracing::info!(order_id = %order_id, reason, detail, "order cancelled");
     Ok(Cancel::Cancelled)
 }

@@ -99,6 +99,7 @@ pub async fn start(
         inputs: INPUTS,
         handler: handlers::PaymentHandler { provider },
         router: api::router(pool.clone()),
+        metrics: Default::default(),
         background: Vec::new(),
     };
     choreo_service::launch(&settings.service, pool, spec, shutdown).await

@@ -82,7 +82,10 @@ pub(crate) enum Rebalanced {
 /// polls, inside `recv`, before `recv` returns any message fetched for the
 /// new assignment: so the reader learns of a rebalance before it sees a
 /// message that follows it.
-pub(crate) struct Rebalances(mpsc::UnboundedSender<Rebalanced>);
+///
+/// It also takes librdkafka's periodic statistics, for the consumer lag
+/// per partition at `/metrics`.
+pub(crate) struct Rebalances(mpsc::UnboundedSender<Rebalanced>, Health);
 
 fn keys(list: &TopicPartitionList) -> Vec<Key> {
     list.elements()
@@ -91,7 +94,11 @@ fn keys(list: &TopicPartitionList) -> Vec<Key> {
         .collect()
 }
 
-impl ClientContext for Rebalances {}
+impl ClientContext for Rebalances {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.1.metrics().record_lag(&statistics);
+    }
+}
 
 impl ConsumerContext for Rebalances {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -209,14 +216,16 @@ impl<H: Handler> Consumer<H> {
             // stalled group. The reader polls continuously, so a short
             // interval costs nothing. (Tansu does not apply it: see the
             // README on the local broker.)
-            .set("max.poll.interval.ms", "20000");
+            .set("max.poll.interval.ms", "20000")
+            // The lag at `/metrics` is at most this old.
+            .set("statistics.interval.ms", "5000");
         if let Some(instance) = &settings.instance_id {
             config.set("group.instance.id", instance);
         }
         kafka.apply_overrides(&mut config);
         let (rebalance_tx, rebalances) = mpsc::unbounded_channel();
         let consumer: StreamConsumer<Rebalances> = config
-            .create_with_context(Rebalances(rebalance_tx))
+            .create_with_context(Rebalances(rebalance_tx, health.clone()))
             .map_err(MessagingError::kafka(format!(
                 "creating consumer for group {group}"
             )))?;

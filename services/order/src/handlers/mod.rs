@@ -11,7 +11,7 @@ mod stock_rejected;
 mod stock_released;
 mod stock_reserved;
 
-use crate::{db, saga};
+use crate::{db, metrics::SagaMetrics, saga};
 use choreo_events::EventMeta;
 use choreo_messaging::{Delivery, Handler, HandlerError, Outcome};
 use sqlx::PgConnection;
@@ -19,11 +19,12 @@ use tokio::sync::watch;
 
 pub(crate) struct OrderHandler {
     changed: watch::Sender<u64>,
+    sagas: SagaMetrics,
 }
 
 impl OrderHandler {
-    pub(crate) fn new(changed: watch::Sender<u64>) -> Self {
-        Self { changed }
+    pub(crate) fn new(changed: watch::Sender<u64>, sagas: SagaMetrics) -> Self {
+        Self { changed, sagas }
     }
 }
 
@@ -34,14 +35,14 @@ impl Handler for OrderHandler {
         delivery: &Delivery,
     ) -> Result<Outcome, HandlerError> {
         match delivery.message.name() {
-            "StockReserved" => stock_reserved::handle(tx, delivery).await?,
-            "StockRejected" => stock_rejected::handle(tx, delivery).await?,
+            "StockReserved" => stock_reserved::handle(tx, delivery, &self.sagas).await?,
+            "StockRejected" => stock_rejected::handle(tx, delivery, &self.sagas).await?,
             "StockReleased" => stock_released::handle(tx, delivery).await?,
             "PaymentCompleted" => payment_completed::handle(tx, delivery).await?,
-            "PaymentFailed" => payment_failed::handle(tx, delivery).await?,
+            "PaymentFailed" => payment_failed::handle(tx, delivery, &self.sagas).await?,
             "PaymentRefunded" => payment_refunded::handle(tx, delivery).await?,
-            "ShipmentScheduled" => shipment_scheduled::handle(tx, delivery).await?,
-            "ShipmentFailed" => shipment_failed::handle(tx, delivery).await?,
+            "ShipmentScheduled" => shipment_scheduled::handle(tx, delivery, &self.sagas).await?,
+            "ShipmentFailed" => shipment_failed::handle(tx, delivery, &self.sagas).await?,
             "ShipmentCancelled" => shipment_cancelled::handle(tx, delivery).await?,
             _ => return Ok(Outcome::Ignored),
         }
@@ -76,8 +77,9 @@ async fn step_failed(
     meta: &EventMeta,
     reason: &str,
     detail: &str,
+    sagas: &SagaMetrics,
 ) -> Result<(), HandlerError> {
     record(tx, meta).await?;
-    saga::cancel(tx, meta.correlation_id, reason, detail, Some(meta)).await?;
+    saga::cancel(tx, meta.correlation_id, reason, detail, Some(meta), sagas).await?;
     Ok(())
 }

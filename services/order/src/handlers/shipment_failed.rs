@@ -1,12 +1,17 @@
 //! Shipping cannot ship the order: it is cancelled, SHIPPING_UNAVAILABLE;
 //! payment refunds and inventory releases when they see `OrderCancelled`.
 
+use crate::metrics::SagaMetrics;
 use choreo_events::{ShipmentFailed, cancel_reason::SHIPPING_UNAVAILABLE};
 use choreo_messaging::{Delivery, HandlerError};
 use sqlx::PgConnection;
 
-pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
+pub(super) async fn handle(
+    tx: &mut PgConnection,
+    delivery: &Delivery,
+    sagas: &SagaMetrics,
+) -> Result<(), HandlerError> {
     let event: ShipmentFailed = delivery.parse()?;
     let detail = format!("{}: {}", event.reason, event.country);
-    super::step_failed(tx, &event.meta, SHIPPING_UNAVAILABLE, &detail).await
+    super::step_failed(tx, &event.meta, SHIPPING_UNAVAILABLE, &detail, sagas).await
 }

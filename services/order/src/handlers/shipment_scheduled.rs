@@ -1,14 +1,19 @@
 //! Shipping scheduled the shipment, the saga's last step: confirm the order
 //! as soon as its prices are known too.
 
+use crate::metrics::SagaMetrics;
 use crate::saga;
 use choreo_events::ShipmentScheduled;
 use choreo_messaging::{Delivery, HandlerError};
 use sqlx::PgConnection;
 
-pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
+pub(super) async fn handle(
+    tx: &mut PgConnection,
+    delivery: &Delivery,
+    sagas: &SagaMetrics,
+) -> Result<(), HandlerError> {
     let event: ShipmentScheduled = delivery.parse()?;
     super::record(tx, &event.meta).await?;
-    saga::confirm_if_ready(tx, event.order_id).await?;
+    saga::confirm_if_ready(tx, event.order_id, sagas).await?;
     Ok(())
 }

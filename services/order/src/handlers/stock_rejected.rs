@@ -1,11 +1,16 @@
 //! Inventory could not reserve every line: the order is cancelled,
 //! OUT_OF_STOCK. Nothing was reserved, so nothing needs releasing.
 
+use crate::metrics::SagaMetrics;
 use choreo_events::{StockRejected, cancel_reason::OUT_OF_STOCK};
 use choreo_messaging::{Delivery, HandlerError};
 use sqlx::PgConnection;
 
-pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
+pub(super) async fn handle(
+    tx: &mut PgConnection,
+    delivery: &Delivery,
+    sagas: &SagaMetrics,
+) -> Result<(), HandlerError> {
     let event: StockRejected = delivery.parse()?;
     let detail = event
         .shortages
@@ -18,5 +23,5 @@ pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result
         })
         .collect::<Vec<_>>()
         .join("; ");
-    super::step_failed(tx, &event.meta, OUT_OF_STOCK, &detail).await
+    super::step_failed(tx, &event.meta, OUT_OF_STOCK, &detail, sagas).await
 }

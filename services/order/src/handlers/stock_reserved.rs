@@ -1,12 +1,17 @@
 //! Inventory reserved every line: record the prices and total on the order,
 //! and confirm it if the shipment was already scheduled.
 
+use crate::metrics::SagaMetrics;
 use crate::{db, saga};
 use choreo_events::StockReserved;
 use choreo_messaging::{Delivery, HandlerError};
 use sqlx::PgConnection;
 
-pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
+pub(super) async fn handle(
+    tx: &mut PgConnection,
+    delivery: &Delivery,
+    sagas: &SagaMetrics,
+) -> Result<(), HandlerError> {
     let event: StockReserved = delivery.parse()?;
     super::record(tx, &event.meta).await?;
     db::set_prices(
@@ -19,6 +24,6 @@ pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result
     .await?;
     // Topics have no order between them: after a consumer restart the
     // shipment may have been seen first.
-    saga::confirm_if_ready(tx, event.order_id).await?;
+    saga::confirm_if_ready(tx, event.order_id, sagas).await?;
     Ok(())
 }

@@ -1,0 +1,201 @@
+//! The runtime's metrics, in Prometheus' data model (`prometheus-client`):
+//! how long handlers take, what retries and dead-letters, how far behind
+//! each partition is, and what waits in the outbox. One set per service,
+//! shared by its consumer, relay and dead-letter publisher through
+//! [`Health`](crate::Health); the service serves them at `/metrics`.
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+use rdkafka::Statistics;
+use sqlx::PgPool;
+use std::sync::atomic::AtomicU64;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandledLabels {
+    event_type: String,
+    /// `applied`, `duplicate`, `ignored`, `failed` (retried) or `rejected`
+    /// (dead-lettered).
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ComponentLabels {
+    /// `consumer`, `dead_letter` or `relay`.
+    component: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TopicLabels {
+    topic: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabels {
+    topic: String,
+    partition: i32,
+}
+
+#[derive(Debug)]
+pub struct RuntimeMetrics {
+    handler_duration: Family<HandledLabels, Histogram>,
+    retries: Family<ComponentLabels, Counter>,
+    dead_letters: Family<TopicLabels, Counter>,
+    published: Family<TopicLabels, Counter>,
+    consumer_lag: Family<PartitionLabels, Gauge>,
+    outbox_backlog: Gauge,
+    outbox_oldest_age: Gauge<f64, AtomicU64>,
+}
+
+impl Default for RuntimeMetrics {
+    fn default() -> Self {
+        Self {
+            // 0.5 ms to about 16 s: a handler is a few queries, and a slow one
+            // is waiting on a lock or a provider.
+            handler_duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+            }),
+            retries: Family::default(),
+            dead_letters: Family::default(),
+            published: Family::default(),
+            consumer_lag: Family::default(),
+            outbox_backlog: Gauge::default(),
+            outbox_oldest_age: Gauge::default(),
+        }
+    }
+}
+
+/// What became of one attempt at an event, for [`RuntimeMetrics::handled`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Attempt {
+    Applied,
+    Duplicate,
+    Ignored,
+    Failed,
+    Rejected,
+}
+
+impl RuntimeMetrics {
+    /// Adds the metrics to `registry`, under the `choreo_` names the README
+    /// lists.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "choreo_handler_duration_seconds",
+            "Time to apply one consumed event (inbox, handler, commit), by event type and outcome",
+            self.handler_duration.clone(),
+        );
+        registry.register(
+            "choreo_retries",
+            "Attempts retried after a transient failure, by component",
+            self.retries.clone(),
+        );
+        registry.register(
+            "choreo_dead_letters",
+            "Events this service could never apply and put on its dead-letter topic, by source topic",
+            self.dead_letters.clone(),
+        );
+        registry.register(
+            "choreo_events_published",
+            "Outbox rows the relay published and the broker acknowledged, by topic",
+            self.published.clone(),
+        );
+        registry.register(
+            "choreo_consumer_lag",
+            "Messages on a partition the service's consumer has not committed yet (librdkafka's statistics)",
+            self.consumer_lag.clone(),
+        );
+        registry.register(
+            "choreo_outbox_backlog",
+            "Outbox rows not yet published",
+            self.outbox_backlog.clone(),
+        );
+        registry.register(
+            "choreo_outbox_oldest_age_seconds",
+            "Age of the oldest unpublished outbox row; 0 when the outbox is empty",
+            self.outbox_oldest_age.clone(),
+        );
+    }
+
+    pub(crate) fn handled(&self, event_type: &str, attempt: Attempt, seconds: f64) {
+        let outcome = match attempt {
+            Attempt::Applied => "applied",
+            Attempt::Duplicate => "duplicate",
+            Attempt::Ignored => "ignored",
+            Attempt::Failed => "failed",
+            Attempt::Rejected => "rejected",
+        };
+        self.handler_duration
+            .get_or_create(&HandledLabels {
+                event_type: event_type.to_owned(),
+                outcome,
+            })
+            .observe(seconds);
+    }
+
+    pub(crate) fn retried(&self, component: &'static str) {
+        self.retries
+            .get_or_create(&ComponentLabels { component })
+            .inc();
+    }
+
+    pub(crate) fn dead_lettered(&self, source_topic: &str) {
+        self.dead_letters
+            .get_or_create(&TopicLabels {
+                topic: source_topic.to_owned(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn published(&self, topic: &str, count: u64) {
+        self.published
+            .get_or_create(&TopicLabels {
+                topic: topic.to_owned(),
+            })
+            .inc_by(count);
+    }
+
+    /// Replaces the lag of every partition with what librdkafka last
+    /// measured: partitions the consumer no longer has disappear.
+    pub(crate) fn record_lag(&self, statistics: &Statistics) {
+        self.consumer_lag.clear();
+        for (topic, t) in &statistics.topics {
+            for (id, p) in &t.partitions {
+                // -1 is librdkafka's internal partition; a lag of -1 is
+                // unknown (not assigned, or no offsets yet).
+                if *id >= 0 && p.consumer_lag >= 0 {
+                    self.consumer_lag
+                        .get_or_create(&PartitionLabels {
+                            topic: topic.clone(),
+                            partition: *id,
+                        })
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
+
+    /// Reads the outbox's backlog and its oldest row's age, for a scrape.
+    ///
+    /// # Errors
+    /// When the database cannot answer; the gauges keep their last values.
+    pub async fn read_outbox(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
+        // The partial index on unpublished rows keeps this cheap however
+        // large the published history is.
+        let (backlog, oldest): (i64, Option<f64>) = sqlx::query_as(
+            "SELECT count(*), EXTRACT(EPOCH FROM now() - min(created_at))::float8
+             FROM outbox WHERE published_at IS NULL",
+        )
+        .fetch_one(pool)
+        .await?;
+        self.outbox_backlog.set(backlog);
+        self.outbox_oldest_age.set(oldest.unwrap_or(0.0).max(0.0));
+        Ok(())
+    }
+}
