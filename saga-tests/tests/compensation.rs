@@ -230,6 +230,27 @@ async fn an_order_stuck_behind_a_down_service_is_cancelled_at_the_deadline() -> 
     let order = platform.wait_for_status(&id, "CANCELLED").await?;
     assert_eq!(order["cancel_reason"], "TIMEOUT");
     platform.wait_for_event(&id, "StockReleased").await?;
+    // The timeout joins the order's trace: its OrderCancelled goes out in
+    // the trace the OrderPlaced did, so every compensation sits under the
+    // order's request too.
+    let order_db = sqlx::PgPool::connect(&platform.databases.order.url).await?;
+    let traces: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT record_name, traceparent FROM outbox WHERE message_key = $1 ORDER BY id",
+    )
+    .bind(&id)
+    .fetch_all(&order_db)
+    .await?;
+    let trace_of = |record: &str| {
+        traces
+            .iter()
+            .find(|(r, _)| r.ends_with(record))
+            .and_then(|(_, tp)| tp.as_deref())
+            .and_then(|tp| tp.split('-').nth(1))
+            .map(str::to_owned)
+    };
+    let placed = trace_of(".OrderPlaced");
+    assert!(placed.is_some(), "{traces:?}");
+    assert_eq!(trace_of(".OrderCancelled"), placed, "{traces:?}");
     let tea = platform.product("TEA-01").await?;
     assert_eq!(
         (tea["available"].as_i64(), tea["reserved"].as_i64()),

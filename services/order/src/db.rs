@@ -145,13 +145,14 @@ pub(crate) async fn insert_order(
     let address = serde_json::to_value(&placed.shipping_address)
         .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     sqlx::query(
-        "INSERT INTO orders (id, customer_id, status, shipping_address, created_at, updated_at)
-         VALUES ($1, $2, 'PENDING', $3, $4, $4)",
+        "INSERT INTO orders (id, customer_id, status, shipping_address, created_at, updated_at, traceparent)
+         VALUES ($1, $2, 'PENDING', $3, $4, $4, $5)",
     )
     .bind(placed.order_id)
     .bind(&placed.customer_id)
     .bind(address)
     .bind(placed.meta.occurred_at)
+    .bind(choreo_telemetry::current_traceparent())
     .execute(&mut *conn)
     .await?;
     for (line_no, line) in placed.lines.iter().enumerate() {
@@ -397,13 +398,15 @@ pub(crate) async fn set_cancelled(
 
 /// Up to `limit` PENDING orders older than `deadline_seconds`, locked; ones
 /// another transaction holds are skipped (it is deciding them).
+/// Locks up to `limit` PENDING orders older than the deadline, with the
+/// trace each was placed in.
 pub(crate) async fn lock_overdue(
     conn: &mut PgConnection,
     deadline_seconds: f64,
     limit: i64,
-) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT id FROM orders WHERE status = 'PENDING' AND created_at < now() - make_interval(secs => $1)
+) -> Result<Vec<(Uuid, Option<String>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, traceparent FROM orders WHERE status = 'PENDING' AND created_at < now() - make_interval(secs => $1)
          ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED",
     )
     .bind(deadline_seconds)

@@ -49,11 +49,11 @@ async fn sweep(
     let mut tx = pool.begin().await?;
     let overdue = db::lock_overdue(&mut tx, deadline.as_secs_f64(), BATCH).await?;
     let detail = format!("not completed within the saga deadline of {deadline:?}");
-    for order_id in &overdue {
-        // The deadline's own trace: what follows the OrderCancelled
-        // (every service's compensation) hangs off this span.
+    for (order_id, traceparent) in &overdue {
+        // In the order's own trace, so that the timeout and every service's
+        // compensation after it sit under the order's request.
         let span = tracing::info_span!("deadline", order_id = %order_id, trace_id = Empty);
-        choreo_telemetry::continue_trace(&span, None);
+        choreo_telemetry::continue_trace(&span, traceparent.as_deref());
         saga::cancel(&mut tx, *order_id, TIMEOUT, &detail, None, sagas)
             .instrument(span)
             .await?;
