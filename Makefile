@@ -17,12 +17,12 @@ SCHEMATHESIS_BIN := $(SCHEMATHESIS_ROOT)/bin/st
 CHOREO_SCHEMATHESIS_BIN ?= $(SCHEMATHESIS_BIN)
 export CHOREO_SCHEMATHESIS_BIN
 
-.PHONY: run test chaos check fmt clippy build tansu schemathesis postgres clean-test-dbs
+.PHONY: run test chaos check fmt clippy build tansu schemathesis chromium postgres clean-test-dbs
 
 run: tansu postgres build ## Set up and start the whole platform; Ctrl-C stops it.
 	./target/debug/choreo up
 
-test: tansu schemathesis postgres ## Every test, on a real Tansu broker and real PostgreSQL.
+test: tansu schemathesis chromium postgres ## Every test, on a real Tansu broker and real PostgreSQL.
 	# The `choreo up` test runs the real service binaries; `cargo test` alone
 	# builds bin targets only as test harnesses, so build them first.
 	$(CARGO) build --workspace --bins
@@ -53,6 +53,13 @@ schemathesis: $(SCHEMATHESIS_BIN) ## Install Schemathesis (the OpenAPI fuzzer) i
 $(SCHEMATHESIS_BIN):
 	python3 -m venv $(SCHEMATHESIS_ROOT)
 	$(SCHEMATHESIS_ROOT)/bin/pip install --quiet schemathesis==$(SCHEMATHESIS_VERSION)
+
+chromium: ## Debian's Chromium and chromedriver, for the dashboard test (headless).
+	@command -v chromedriver >/dev/null && test -x /usr/bin/chromium || { \
+		echo "Installing Debian's chromium and chromium-driver"; \
+		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$SUDO apt-get install -y --no-install-recommends chromium chromium-driver \
+		|| { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends chromium chromium-driver; }; }
 
 postgres: ## Make sure PostgreSQL answers on 127.0.0.1:5432.
 	@scripts/ensure-postgres.sh

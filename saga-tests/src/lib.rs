@@ -275,6 +275,7 @@ impl Platform {
                 order_url: order.clone(),
                 inventory_url: inventory.clone(),
                 payment_url: payment.clone(),
+                shipping_url: shipping.clone(),
                 auth: choreo_edge::AuthSettings {
                     hs256_secret: Some(token_secret.clone()),
                     ..Default::default()

@@ -221,6 +221,12 @@ async fn choreo_up_runs_a_platform_that_confirms_the_printed_order_and_stops_cle
             "the edge URL is printed"
         );
         assert!(banner.iter().any(|l| l.contains("schema registry")));
+        assert!(
+            banner
+                .iter()
+                .any(|l| l.contains(&format!("{edge}/ui#token="))),
+            "the dashboard's URL is printed, with a token"
+        );
         assert!(banner.iter().any(|l| l.contains("Kafka bootstrap")));
 
         // The printed curl, as a user would paste it.
@@ -266,6 +272,19 @@ async fn choreo_up_runs_a_platform_that_confirms_the_printed_order_and_stops_cle
         let order_id = confirmed["id"].as_str().context("the order's id")?;
         logs_name_the_order_and_its_trace(&data, order_id, &trace_id)?;
         metrics_count_the_saga(edge_port, &metrics_before).await?;
+        // A saga that fails: no such product, so inventory rejects it.
+        let mut unknown = body.clone();
+        unknown["items"] = serde_json::json!([{"sku": "NO-SUCH-SKU", "quantity": 1}]);
+        let rejected = http
+            .post(format!("{edge}/v1/orders"))
+            .json(&unknown)
+            .send()
+            .await?;
+        assert_eq!(rejected.status(), 201);
+        let rejected: Value = rejected.json().await?;
+        let rejected_id = rejected["id"].as_str().context("the rejected order's id")?;
+        let operator = choreo_token(&data, &["--customer", "operator", "--admin"]).await?;
+        the_dashboard_shows_the_sagas(&edge, &operator, order_id, rejected_id).await?;
 
         // A service that dies is restarted, and the log says so.
         let order_pid = pid_of(&data, "order").context("order pid file")?;
@@ -526,6 +545,102 @@ fn logs_name_the_order_and_its_trace(
         );
     }
     Ok(())
+}
+
+/// The saga dashboard in headless Chromium, as an operator uses it: opened
+/// with an admin token, it shows the confirmed order and the cancelled one
+/// with its reason, and a click on the confirmed one shows its five steps.
+/// It saves a screenshot in the test's temporary folder.
+async fn the_dashboard_shows_the_sagas(
+    edge: &str,
+    admin_token: &str,
+    confirmed: &str,
+    cancelled: &str,
+) -> anyhow::Result<()> {
+    use fantoccini::{ClientBuilder, Locator};
+    let port = free_port();
+    let _driver = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting chromedriver (`make test` installs Debian's chromium-driver)")?;
+    let capabilities = serde_json::json!({
+        "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,900"],
+        }
+    });
+    let capabilities = match capabilities {
+        Value::Object(map) => map,
+        _ => unreachable!("an object literal"),
+    };
+    let browser = wait_until("chromedriver to take a session", DEADLINE, || {
+        let capabilities = capabilities.clone();
+        async move {
+            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                .capabilities(capabilities)
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await
+                .ok()
+        }
+    })
+    .await?;
+    let result = async {
+        browser
+            .goto(&format!("{edge}/ui#token={admin_token}"))
+            .await?;
+        let text_of = |css: String| {
+            let browser = browser.clone();
+            async move {
+                let found = browser.find(Locator::Css(&css)).await.ok()?;
+                found.text().await.ok()
+            }
+        };
+        let row = |id: &str, status: &str| format!("tr[data-order='{id}'][data-status='{status}']");
+        wait_until("the confirmed order on the dashboard", DEADLINE, || {
+            text_of(format!("{} td.status", row(confirmed, "CONFIRMED")))
+        })
+        .await?;
+        let reason = wait_until("the cancelled order on the dashboard", DEADLINE, || {
+            text_of(format!("{} td.reason", row(cancelled, "CANCELLED")))
+        })
+        .await?;
+        assert_eq!(reason, "OUT_OF_STOCK");
+        browser
+            .find(Locator::Css(&row(confirmed, "CONFIRMED")))
+            .await?
+            .click()
+            .await?;
+        wait_until("the confirmed order's five steps", DEADLINE, || {
+            let browser = browser.clone();
+            async move {
+                let steps = browser.find_all(Locator::Css("#timeline li")).await.ok()?;
+                (steps.len() == 5).then_some(())
+            }
+        })
+        .await?;
+        let last = text_of("#timeline li:last-child".to_owned())
+            .await
+            .unwrap_or_default();
+        assert!(last.contains("OrderConfirmed"), "{last}");
+        for service in ["order", "inventory", "payment", "shipping"] {
+            let card = text_of(format!("[data-service='{service}']"))
+                .await
+                .unwrap_or_default();
+            assert!(card.contains("dead letters"), "{service}: {card}");
+        }
+        let live = text_of("#live".to_owned()).await.unwrap_or_default();
+        assert!(live.starts_with("live"), "{live}");
+        let screenshot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+        std::fs::write(&screenshot, browser.screenshot().await?)?;
+        println!("dashboard screenshot: {}", screenshot.display());
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = browser.close().await;
+    result
 }
 
 type Exposition = openmetrics_parser::MetricsExposition<

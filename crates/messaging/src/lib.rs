@@ -43,7 +43,7 @@ pub use consumer::{Consumer, ConsumerSettings};
 pub use delivery::{Delivery, Effect, Handler, HandlerError, Outcome, apply, apply_effect};
 pub use error::MessagingError;
 pub use health::{Health, Snapshot};
-pub use metrics::RuntimeMetrics;
+pub use metrics::{RuntimeMetrics, Summary};
 pub use process::Processed;
 pub use relay::Relay;
 pub use retention::RetentionSettings;

@@ -16,7 +16,13 @@ use prometheus_client::{
 };
 use rdkafka::Statistics;
 use sqlx::PgPool;
-use std::sync::atomic::AtomicU64;
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HandledLabels {
@@ -52,6 +58,24 @@ pub struct RuntimeMetrics {
     consumer_lag: Family<PartitionLabels, Gauge>,
     outbox_backlog: Gauge,
     outbox_oldest_age: Gauge<f64, AtomicU64>,
+    /// The same numbers as a plain snapshot, for `/stats` (a Prometheus
+    /// family cannot be read back series by series).
+    dead_letters_total: AtomicU64,
+    retries_total: AtomicU64,
+    lag: Mutex<BTreeMap<String, i64>>,
+}
+
+/// What [`RuntimeMetrics::summary`] reports, for the saga dashboard.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    /// Events dead-lettered since the process started.
+    pub dead_letters: u64,
+    /// Retries since the process started.
+    pub retries: u64,
+    /// `topic/partition` → messages not yet consumed.
+    pub consumer_lag: BTreeMap<String, i64>,
+    pub outbox_backlog: i64,
+    pub outbox_oldest_age_seconds: f64,
 }
 
 impl Default for RuntimeMetrics {
@@ -68,6 +92,9 @@ impl Default for RuntimeMetrics {
             consumer_lag: Family::default(),
             outbox_backlog: Gauge::default(),
             outbox_oldest_age: Gauge::default(),
+            dead_letters_total: AtomicU64::new(0),
+            retries_total: AtomicU64::new(0),
+            lag: Mutex::default(),
         }
     }
 }
@@ -140,12 +167,14 @@ impl RuntimeMetrics {
     }
 
     pub(crate) fn retried(&self, component: &'static str) {
+        self.retries_total.fetch_add(1, Ordering::Relaxed);
         self.retries
             .get_or_create(&ComponentLabels { component })
             .inc();
     }
 
     pub(crate) fn dead_lettered(&self, source_topic: &str) {
+        self.dead_letters_total.fetch_add(1, Ordering::Relaxed);
         self.dead_letters
             .get_or_create(&TopicLabels {
                 topic: source_topic.to_owned(),
@@ -164,6 +193,7 @@ impl RuntimeMetrics {
     /// Replaces the lag of every partition with what librdkafka last
     /// measured: partitions the consumer no longer has disappear.
     pub(crate) fn record_lag(&self, statistics: &Statistics) {
+        let mut lag = BTreeMap::new();
         self.consumer_lag.clear();
         for (topic, t) in &statistics.topics {
             for (id, p) in &t.partitions {
@@ -176,8 +206,24 @@ impl RuntimeMetrics {
                             partition: *id,
                         })
                         .set(p.consumer_lag);
+                    lag.insert(format!("{topic}/{id}"), p.consumer_lag);
                 }
             }
+        }
+        if let Ok(mut last) = self.lag.lock() {
+            *last = lag;
+        }
+    }
+
+    /// The numbers an operator watches, as of now (the outbox as of the
+    /// last [`RuntimeMetrics::read_outbox`]).
+    pub fn summary(&self) -> Summary {
+        Summary {
+            dead_letters: self.dead_letters_total.load(Ordering::Relaxed),
+            retries: self.retries_total.load(Ordering::Relaxed),
+            consumer_lag: self.lag.lock().map(|l| l.clone()).unwrap_or_default(),
+            outbox_backlog: self.outbox_backlog.get(),
+            outbox_oldest_age_seconds: self.outbox_oldest_age.get(),
         }
     }
 

@@ -260,6 +260,7 @@ pub async fn launch<H: Handler>(
     let router = spec
         .router
         .merge(metrics::routes(
+            name,
             spec.metrics,
             pool.clone(),
             probes.runtime.clone(),

@@ -37,6 +37,9 @@ pub struct Settings {
     pub order_url: String,
     pub inventory_url: String,
     pub payment_url: String,
+    /// Only for the saga dashboard's figures (`/v1/admin/platform`); the
+    /// edge sends shipping no commands.
+    pub shipping_url: String,
     /// Per call to a service, on top of any `?wait=` the caller asked for.
     pub upstream_timeout_ms: u64,
     pub breaker: BreakerSettings,
@@ -52,6 +55,7 @@ impl Default for Settings {
             order_url: "http://127.0.0.1:8082".into(),
             inventory_url: "http://127.0.0.1:8083".into(),
             payment_url: "http://127.0.0.1:8084".into(),
+            shipping_url: "http://127.0.0.1:8085".into(),
             upstream_timeout_ms: 5_000,
             breaker: BreakerSettings::default(),
             auth: AuthSettings::default(),

@@ -57,6 +57,7 @@ pub(crate) fn router(upstreams: Upstreams, verifier: Verifier, limits: Limits) -
         .routes(routes!(get_product))
         .routes(routes!(put_product))
         .routes(routes!(put_wallet))
+        .routes(routes!(platform))
         // On matched routes only: an unknown path is a 404 for anyone. The
         // last layer runs first: the address limit, then authentication,
         // then the customer's limit.
@@ -73,6 +74,12 @@ pub(crate) fn router(upstreams: Upstreams, verifier: Verifier, limits: Limits) -
         .split_for_parts();
     let document = Arc::new(document);
     api.route(
+        "/ui",
+        // The page is public; everything it shows comes through the API
+        // with the admin token the operator gives it.
+        get(|| async { axum::response::Html(include_str!("ui/index.html")) }),
+    )
+    .route(
         "/openapi.json",
         get(move || {
             let document = document.clone();
@@ -676,4 +683,46 @@ async fn put_wallet(
         )
         .await?;
     Ok(json(answer.status, answer.body))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/admin/platform",
+    tag = "admin",
+    summary = "Admin: each saga service's dead letters, retries, consumer lag, outbox backlog and stuck parts, and the edge's breakers",
+    description = "What the saga dashboard (`/ui`) shows beside the orders. A service that does not answer within a second is listed with `reachable: false` and the error; the answer is still 200.",
+    responses(
+        (status = 200, description = "one entry per saga service, and the breakers", body = Object),
+        (status = 401, description = "no token, or a bad one", body = ErrorBody),
+        (status = 403, description = "the token may not do this", body = ErrorBody),
+        (status = 429, description = "over a rate limit; see Retry-After", body = ErrorBody, headers(("retry-after" = u64, description = "seconds"))),
+    ),
+    security(("bearer" = [])),
+)]
+async fn platform(
+    State(up): State<Upstreams>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Value>, HttpError> {
+    caller.require_admin()?;
+    let services = futures::future::join_all(up.saga_services.iter().map(|(name, url)| {
+        let request = up
+            .http
+            .get(format!("{url}/stats"))
+            .timeout(Duration::from_secs(1));
+        async move {
+            let answer = async { request.send().await?.error_for_status()?.json::<Value>().await };
+            match answer.await {
+                Ok(stats) => serde_json::json!({"service": name, "reachable": true, "runtime": stats["runtime"], "stalled": stats["stalled"]}),
+                Err(e) => serde_json::json!({"service": name, "reachable": false, "error": e.to_string()}),
+            }
+        }
+    }))
+    .await;
+    let breakers: serde_json::Map<String, Value> = Service::ALL
+        .iter()
+        .map(|s| (s.name().to_owned(), Value::from(up.breaker_state(*s))))
+        .collect();
+    Ok(Json(
+        serde_json::json!({"services": services, "breakers": breakers}),
+    ))
 }

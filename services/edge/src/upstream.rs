@@ -58,6 +58,8 @@ pub(crate) struct Upstreams {
     urls: [String; 3],
     breakers: Arc<[Breaker; 3]>,
     pub(crate) timeout: Duration,
+    /// Each saga service's base URL, for the dashboard's figures.
+    pub(crate) saga_services: Arc<[(&'static str, String); 4]>,
 }
 
 impl Upstreams {
@@ -77,6 +79,15 @@ impl Upstreams {
             .map(|u| u.trim_end_matches('/').to_owned()),
             breakers: Arc::new([breaker(), breaker(), breaker()]),
             timeout: Duration::from_millis(settings.upstream_timeout_ms),
+            saga_services: Arc::new(
+                [
+                    ("order", &settings.order_url),
+                    ("inventory", &settings.inventory_url),
+                    ("payment", &settings.payment_url),
+                    ("shipping", &settings.shipping_url),
+                ]
+                .map(|(name, url)| (name, url.trim_end_matches('/').to_owned())),
+            ),
         }
     }
 

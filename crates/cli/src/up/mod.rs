@@ -370,6 +370,10 @@ pub(crate) async fn start(
                     "CHOREO_PAYMENT_URL".into(),
                     format!("http://127.0.0.1:{}", ports.payment),
                 ),
+                (
+                    "CHOREO_SHIPPING_URL".into(),
+                    format!("http://127.0.0.1:{}", ports.shipping),
+                ),
                 ("CHOREO_AUTH__HS256_SECRET".into(), token_secret.clone()),
             ],
         ),
@@ -497,6 +501,7 @@ fn print_banner(endpoints: &Endpoints, data_dir: &std::path::Path, tokens: &Toke
 Choreo is running.
 
   edge (REST API)     {edge}
+  saga dashboard      {edge}/ui#token={admin_token}
   schema registry     {registry}
   payment provider    {provider} (a stand-in)
   Kafka bootstrap     {bootstrap}
