@@ -30,7 +30,11 @@ pub async fn serve(
             .make_span_with(server_span)
             .on_request(())
             .on_response(|response: &Response, _: Duration, span: &Span| {
-                span.record("http.response.status_code", response.status().as_u16());
+                choreo_telemetry::attribute(
+                    span,
+                    "http.response.status_code",
+                    i64::from(response.status().as_u16()),
+                );
                 if response.status().is_server_error() {
                     span.record("otel.status_code", "ERROR");
                 }
@@ -87,11 +91,10 @@ fn server_span(request: &Request<Body>) -> Span {
         otel.name = %format_args!("{method} {route}"),
         otel.kind = "server",
         otel.status_code = Empty,
-        http.request.method = %method,
-        http.route = %route,
-        http.response.status_code = Empty,
         trace_id = Empty,
     );
+    choreo_telemetry::attribute(&span, "http.request.method", method.to_owned());
+    choreo_telemetry::attribute(&span, "http.route", route.to_owned());
     let traceparent = request
         .headers()
         .get(choreo_telemetry::TRACEPARENT)

@@ -169,11 +169,7 @@ pub async fn apply_effect<H: Handler>(
     delivery: &Delivery,
 ) -> Result<Effect, HandlerError> {
     let meta = delivery.meta();
-    let transaction = tracing::info_span!(
-        "transaction",
-        otel.name = "db.transaction",
-        db.system.name = "postgresql",
-    );
+    let transaction = choreo_telemetry::db_transaction_span();
     async {
         let mut tx = pool.begin().await?;
         let source = inbox::Source {

@@ -10,7 +10,7 @@ use crate::{
     relay::{backoff, error_chain},
 };
 use choreo_events::{CodecError, Decoder, Topics};
-use choreo_telemetry::TRACEPARENT;
+use choreo_telemetry::{TRACEPARENT, attribute};
 use rdkafka::{Message, message::OwnedMessage};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -80,20 +80,31 @@ impl<H: Handler> Processor<H> {
             otel.name = %format_args!("process {}", message.topic()),
             otel.kind = "consumer",
             otel.status_code = Empty,
-            messaging.system = "kafka",
-            messaging.operation.type = "process",
-            messaging.operation.name = "process",
-            messaging.destination.name = %message.topic(),
-            messaging.destination.partition.id = %message.partition(),
-            messaging.kafka.offset = message.offset(),
-            messaging.kafka.message.key = message.key().and_then(|k| std::str::from_utf8(k).ok()),
-            messaging.message.id = header_text(message, crate::relay::EVENT_ID_HEADER),
-            messaging.consumer.group.name = %self.group,
             service = %self.service,
             trace_id = Empty,
             event_type = Empty,
             order_id = Empty,
         );
+        for (key, value) in [
+            ("messaging.system", "kafka".to_owned()),
+            ("messaging.operation.type", "process".to_owned()),
+            ("messaging.operation.name", "process".to_owned()),
+            ("messaging.destination.name", message.topic().to_owned()),
+            (
+                "messaging.destination.partition.id",
+                message.partition().to_string(),
+            ),
+            ("messaging.consumer.group.name", self.group.clone()),
+        ] {
+            attribute(&span, key, value);
+        }
+        attribute(&span, "messaging.kafka.offset", message.offset());
+        if let Some(key) = message.key().and_then(|k| std::str::from_utf8(k).ok()) {
+            attribute(&span, "messaging.kafka.message.key", key.to_owned());
+        }
+        if let Some(id) = header_text(message, crate::relay::EVENT_ID_HEADER) {
+            attribute(&span, "messaging.message.id", id.to_owned());
+        }
         choreo_telemetry::continue_trace(&span, header_text(message, TRACEPARENT));
         async {
             let mut attempt = 0u32;

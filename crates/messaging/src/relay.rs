@@ -388,22 +388,27 @@ impl Relay {
 /// The producer span of one outbox row, in the trace of the work that
 /// enqueued it (OpenTelemetry's messaging conventions).
 fn send_span(row: &Row_, prefix: &str) -> Span {
+    let topic = format!("{prefix}{}", row.topic);
     let span = tracing::info_span!(
         parent: None,
         "send",
-        otel.name = %format_args!("send {prefix}{}", row.topic),
+        otel.name = %format_args!("send {topic}"),
         otel.kind = "producer",
         otel.status_code = Empty,
-        messaging.system = "kafka",
-        messaging.operation.type = "send",
-        messaging.operation.name = "send",
-        messaging.destination.name = %format_args!("{prefix}{}", row.topic),
-        messaging.kafka.message.key = %row.key,
-        messaging.message.id = %row.event_id,
         event_type = row.event_type(),
         order_id = %row.key,
         trace_id = Empty,
     );
+    for (key, value) in [
+        ("messaging.system", "kafka".to_owned()),
+        ("messaging.operation.type", "send".to_owned()),
+        ("messaging.operation.name", "send".to_owned()),
+        ("messaging.destination.name", topic),
+        ("messaging.kafka.message.key", row.key.clone()),
+        ("messaging.message.id", row.event_id.to_string()),
+    ] {
+        choreo_telemetry::attribute(&span, key, value);
+    }
     choreo_telemetry::continue_trace(&span, row.traceparent.as_deref());
     span
 }

@@ -53,6 +53,21 @@ pub fn traceparent(span: &tracing::Span) -> Option<String> {
     carrier.remove(TRACEPARENT)
 }
 
+/// Sets an OpenTelemetry attribute on `span` without making it a `tracing`
+/// field: exported with the span, but kept out of every log line inside it
+/// (a consumer's dozen `messaging.*` attributes would bury the message).
+pub fn attribute(span: &tracing::Span, key: &'static str, value: impl Into<opentelemetry::Value>) {
+    span.set_attribute(key, value);
+}
+
+/// The span of one database transaction (OpenTelemetry's database
+/// conventions), for the consumers' and the APIs' transactions alike.
+pub fn db_transaction_span() -> tracing::Span {
+    let span = tracing::info_span!("transaction", otel.name = "db.transaction");
+    attribute(&span, "db.system.name", "postgresql");
+    span
+}
+
 /// [`traceparent`] of the span the caller runs in.
 pub fn current_traceparent() -> Option<String> {
     traceparent(&tracing::Span::current())

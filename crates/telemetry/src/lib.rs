@@ -14,7 +14,9 @@
 
 pub mod context;
 
-pub use context::{TRACEPARENT, continue_trace, current_traceparent, traceparent};
+pub use context::{
+    TRACEPARENT, attribute, continue_trace, current_traceparent, db_transaction_span, traceparent,
+};
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};

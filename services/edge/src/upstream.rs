@@ -183,13 +183,16 @@ async fn attempt_once(
         otel.name = %request.method(),
         otel.kind = "client",
         otel.status_code = Empty,
-        http.request.method = %request.method(),
-        server.address = request.url().host_str(),
-        server.port = request.url().port_or_known_default(),
-        url.full = %request.url(),
-        http.response.status_code = Empty,
         service = name,
     );
+    choreo_telemetry::attribute(&span, "http.request.method", request.method().to_string());
+    choreo_telemetry::attribute(&span, "url.full", request.url().to_string());
+    if let Some(host) = request.url().host_str() {
+        choreo_telemetry::attribute(&span, "server.address", host.to_owned());
+    }
+    if let Some(port) = request.url().port_or_known_default() {
+        choreo_telemetry::attribute(&span, "server.port", i64::from(port));
+    }
     if let Some(traceparent) = choreo_telemetry::traceparent(&span) {
         if let Ok(value) = reqwest::header::HeaderValue::from_str(&traceparent) {
             request
@@ -201,17 +204,25 @@ async fn attempt_once(
         .instrument(span.clone())
         .await;
     match &result {
-        Ok(answer) => span.record("http.response.status_code", answer.status.as_u16()),
-        Err(CallError::Rejected(e)) => span.record("http.response.status_code", e.status.as_u16()),
+        Ok(answer) => status_code(&span, answer.status),
+        Err(CallError::Rejected(e)) => status_code(&span, e.status),
         Err(CallError::ServerError(status, _)) => {
-            span.record("http.response.status_code", status.as_u16());
-            span.record("otel.status_code", "ERROR")
+            status_code(&span, *status);
+            span.record("otel.status_code", "ERROR");
         }
         Err(CallError::Unreachable(_) | CallError::NoAnswer(_)) => {
-            span.record("otel.status_code", "ERROR")
+            span.record("otel.status_code", "ERROR");
         }
-    };
+    }
     result
+}
+
+fn status_code(span: &tracing::Span, status: StatusCode) {
+    choreo_telemetry::attribute(
+        span,
+        "http.response.status_code",
+        i64::from(status.as_u16()),
+    );
 }
 
 async fn send(

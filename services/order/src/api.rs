@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use std::time::Duration;
 use tokio::sync::watch;
+use tracing::Instrument;
 use uuid::Uuid;
 
 #[derive(Clone)]
@@ -104,65 +105,72 @@ async fn place_order(
     let order_id = Uuid::new_v4();
     let internal = |e: &(dyn std::error::Error + 'static)| HttpError::internal(e);
     let key = idempotency_key(&headers)?;
-    let mut tx = state.pool.begin().await.map_err(|e| internal(&e))?;
-    if let Some(key) = key {
-        let request = body.request().map_err(|e| internal(&e))?;
-        let claim = idempotency::claim(
-            &mut tx,
-            &body.customer_id,
-            key,
-            &request,
-            order_id,
-            state.idempotency_key_lifetime,
-        )
-        .await
-        .map_err(|e| internal(&e))?;
-        match claim {
-            Claim::New => {}
-            Claim::Replay(earlier) => {
-                let order = db::fetch_order(&mut tx, earlier)
-                    .await
-                    .map_err(|e| internal(&e))?
-                    .ok_or_else(|| HttpError::not_found(format!("no order {earlier}")))?;
-                tracing::info!(order_id = %earlier, "idempotent retry; answering with the order it placed");
-                return Ok(placed(order, true));
-            }
-            Claim::Reused => {
-                return Err(HttpError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "idempotency_key_reused",
-                    "this Idempotency-Key was used with a different request; use a new key for a new order",
-                ));
+    // The transaction in a span of its own, as the consumers' are.
+    let request_span = tracing::Span::current();
+    let transaction = choreo_telemetry::db_transaction_span();
+    async {
+        let mut tx = state.pool.begin().await.map_err(|e| internal(&e))?;
+        if let Some(key) = key {
+            let request = body.request().map_err(|e| internal(&e))?;
+            let claim = idempotency::claim(
+                &mut tx,
+                &body.customer_id,
+                key,
+                &request,
+                order_id,
+                state.idempotency_key_lifetime,
+            )
+            .await
+            .map_err(|e| internal(&e))?;
+            match claim {
+                Claim::New => {}
+                Claim::Replay(earlier) => {
+                    let order = db::fetch_order(&mut tx, earlier)
+                        .await
+                        .map_err(|e| internal(&e))?
+                        .ok_or_else(|| HttpError::not_found(format!("no order {earlier}")))?;
+                    tracing::info!(order_id = %earlier, "idempotent retry; answering with the order it placed");
+                    return Ok(placed(order, true));
+                }
+                Claim::Reused => {
+                    return Err(HttpError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "idempotency_key_reused",
+                        "this Idempotency-Key was used with a different request; use a new key for a new order",
+                    ));
+                }
             }
         }
-    }
-    tracing::Span::current().record("order_id", tracing::field::display(order_id));
+        request_span.record("order_id", tracing::field::display(order_id));
 
-    let event = OrderPlaced {
-        meta: EventMeta::first::<OrderPlaced>(order_id, "order"),
-        order_id,
-        customer_id: body.customer_id.clone(),
-        lines: body.items.clone(),
-        shipping_address: body.shipping_address.clone(),
-        idempotency_key: key.map(str::to_owned),
-    };
-    db::insert_order(&mut tx, &event)
-        .await
-        .map_err(|e| internal(&e))?;
-    db::append_timeline(&mut tx, &event.meta)
-        .await
-        .map_err(|e| internal(&e))?;
-    choreo_messaging::outbox::enqueue(&mut tx, &event)
-        .await
-        .map_err(|e| internal(&e))?;
-    let order = db::fetch_order(&mut tx, order_id)
-        .await
-        .map_err(|e| internal(&e))?
-        .ok_or_else(|| HttpError::not_found("order vanished inside its own transaction"))?;
-    tx.commit().await.map_err(|e| internal(&e))?;
-    state.sagas.started();
-    tracing::info!(order_id = %order_id, "order placed");
-    Ok(placed(order, false))
+        let event = OrderPlaced {
+            meta: EventMeta::first::<OrderPlaced>(order_id, "order"),
+            order_id,
+            customer_id: body.customer_id.clone(),
+            lines: body.items.clone(),
+            shipping_address: body.shipping_address.clone(),
+            idempotency_key: key.map(str::to_owned),
+        };
+        db::insert_order(&mut tx, &event)
+            .await
+            .map_err(|e| internal(&e))?;
+        db::append_timeline(&mut tx, &event.meta)
+            .await
+            .map_err(|e| internal(&e))?;
+        choreo_messaging::outbox::enqueue(&mut tx, &event)
+            .await
+            .map_err(|e| internal(&e))?;
+        let order = db::fetch_order(&mut tx, order_id)
+            .await
+            .map_err(|e| internal(&e))?
+            .ok_or_else(|| HttpError::not_found("order vanished inside its own transaction"))?;
+        tx.commit().await.map_err(|e| internal(&e))?;
+        state.sagas.started();
+        tracing::info!(order_id = %order_id, "order placed");
+        Ok(placed(order, false))
+    }
+    .instrument(transaction)
+    .await
 }
 
 /// `201` with the order, as first placed or as an idempotent replay (which
