@@ -193,17 +193,23 @@ pub(crate) async fn customer_of(
         .await
 }
 
+/// Moves the order to `status`.
+///
+/// Returns the order's age in seconds by the database's clock (the one the
+/// deadline sweeper uses): the saga's duration, when this decides it.
 pub(crate) async fn set_status(
     conn: &mut PgConnection,
     id: Uuid,
     status: OrderStatus,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE orders SET status = $2, updated_at = now() WHERE id = $1")
-        .bind(id)
-        .bind(status.as_str())
-        .execute(conn)
-        .await?;
-    Ok(())
+) -> Result<f64, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE orders SET status = $2, updated_at = now() WHERE id = $1
+         RETURNING EXTRACT(EPOCH FROM now() - created_at)::float8",
+    )
+    .bind(id)
+    .bind(status.as_str())
+    .fetch_one(conn)
+    .await
 }
 
 /// Records inventory's prices on the order's lines and its total.
@@ -379,27 +385,28 @@ pub(crate) async fn timeline_event(
 }
 
 /// Marks the order CANCELLED with its reason.
+///
+/// Returns the order's age in seconds, as [`set_status`] does.
 pub(crate) async fn set_cancelled(
     conn: &mut PgConnection,
     id: Uuid,
     reason: &str,
     detail: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE orders SET status = 'CANCELLED', cancel_reason = $2, cancel_detail = $3, updated_at = now() WHERE id = $1",
+) -> Result<f64, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE orders SET status = 'CANCELLED', cancel_reason = $2, cancel_detail = $3, updated_at = now() WHERE id = $1
+         RETURNING EXTRACT(EPOCH FROM now() - created_at)::float8",
     )
     .bind(id)
     .bind(reason)
     .bind(detail)
-    .execute(conn)
-    .await?;
-    Ok(())
+    .fetch_one(conn)
+    .await
 }
 
-/// Up to `limit` PENDING orders older than `deadline_seconds`, locked; ones
-/// another transaction holds are skipped (it is deciding them).
-/// Locks up to `limit` PENDING orders older than the deadline, with the
-/// trace each was placed in.
+/// Up to `limit` PENDING orders older than `deadline_seconds`, locked, with
+/// the trace each was placed in; ones another transaction holds are skipped
+/// (it is deciding them).
 pub(crate) async fn lock_overdue(
     conn: &mut PgConnection,
     deadline_seconds: f64,
@@ -412,19 +419,5 @@ pub(crate) async fn lock_overdue(
     .bind(deadline_seconds)
     .bind(limit)
     .fetch_all(conn)
-    .await
-}
-
-/// Seconds since the order was created, by the database's clock (the one the
-/// deadline sweeper uses).
-pub(crate) async fn age_seconds(
-    conn: &mut PgConnection,
-    order_id: Uuid,
-) -> Result<f64, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT EXTRACT(EPOCH FROM now() - created_at)::float8 FROM orders WHERE id = $1",
-    )
-    .bind(order_id)
-    .fetch_one(conn)
     .await
 }

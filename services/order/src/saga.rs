@@ -56,10 +56,10 @@ pub(crate) async fn confirm_if_ready(
         total_cents,
         currency,
     };
-    db::set_status(tx, order_id, OrderStatus::Confirmed).await?;
+    let age = db::set_status(tx, order_id, OrderStatus::Confirmed).await?;
     db::append_timeline(tx, &confirmed.meta).await?;
     outbox::enqueue(tx, &confirmed).await?;
-    sagas.confirmed(db::age_seconds(tx, order_id).await?);
+    sagas.confirmed(age);
     tracing::info!(order_id = %order_id, total_cents, "order confirmed");
     Ok(())
 }
@@ -99,10 +99,10 @@ pub(crate) async fn cancel(
         reason: reason.to_owned(),
         detail: detail.to_owned(),
     };
-    db::set_cancelled(tx, order_id, reason, detail).await?;
+    let age = db::set_cancelled(tx, order_id, reason, detail).await?;
     db::append_timeline(tx, &cancelled.meta).await?;
     outbox::enqueue(tx, &cancelled).await?;
-    sagas.cancelled(reason, db::age_seconds(tx, order_id).await?);
+    sagas.cancelled(reason, age);
     tracing::info!(order_id = %order_id, reason, detail, "order cancelled");
     Ok(Cancel::Cancelled)
 }
