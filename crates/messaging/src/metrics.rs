@@ -182,12 +182,12 @@ impl RuntimeMetrics {
             .inc();
     }
 
-    pub(crate) fn published(&self, topic: &str, count: u64) {
+    pub(crate) fn published(&self, topic: &str) {
         self.published
             .get_or_create(&TopicLabels {
                 topic: topic.to_owned(),
             })
-            .inc_by(count);
+            .inc();
     }
 
     /// Replaces the lag of every partition with what librdkafka last

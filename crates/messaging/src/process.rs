@@ -86,18 +86,23 @@ impl<H: Handler> Processor<H> {
             order_id = Empty,
         );
         for (key, value) in [
-            ("messaging.system", "kafka".to_owned()),
-            ("messaging.operation.type", "process".to_owned()),
-            ("messaging.operation.name", "process".to_owned()),
-            ("messaging.destination.name", message.topic().to_owned()),
-            (
-                "messaging.destination.partition.id",
-                message.partition().to_string(),
-            ),
-            ("messaging.consumer.group.name", self.group.clone()),
+            ("messaging.system", "kafka"),
+            ("messaging.operation.type", "process"),
+            ("messaging.operation.name", "process"),
         ] {
             attribute(&span, key, value);
         }
+        attribute(
+            &span,
+            "messaging.destination.name",
+            message.topic().to_owned(),
+        );
+        attribute(
+            &span,
+            "messaging.destination.partition.id",
+            message.partition().to_string(),
+        );
+        attribute(&span, "messaging.consumer.group.name", self.group.clone());
         attribute(&span, "messaging.kafka.offset", message.offset());
         if let Some(key) = message.key().and_then(|k| std::str::from_utf8(k).ok()) {
             attribute(&span, "messaging.kafka.message.key", key.to_owned());

@@ -280,8 +280,9 @@ impl Relay {
         let mut pending = Vec::with_capacity(rows.len());
         let mut first_error = None;
         for row in &rows {
-            let span = send_span(row, &self.topics.prefix);
-            match self.enqueue(row, &span).await {
+            let topic = format!("{}{}", self.topics.prefix, row.topic);
+            let span = send_span(row, &topic);
+            match self.enqueue(row, &topic, &span).await {
                 Ok(delivery) => pending.push((row.id, delivery, span)),
                 Err(e) => {
                     span.record("otel.status_code", "ERROR");
@@ -317,7 +318,7 @@ impl Relay {
             // Rows are acknowledged in id order, so the published ones are
             // the first of the batch.
             for row in &rows[..published.len()] {
-                self.health.metrics().published(&row.topic, 1);
+                self.health.metrics().published(&row.topic);
             }
         }
         match first_error {
@@ -329,9 +330,9 @@ impl Relay {
     async fn enqueue(
         &self,
         row: &Row_,
+        topic: &str,
         span: &Span,
     ) -> Result<rdkafka::producer::DeliveryFuture, MessagingError> {
-        let topic = format!("{}{}", self.topics.prefix, row.topic);
         let schema_text =
             self.schemas
                 .get(&row.record)
@@ -340,7 +341,7 @@ impl Relay {
                 })?;
         let schema_id = self
             .registry
-            .register(&subject(&topic, &row.record), schema_text)
+            .register(&subject(topic, &row.record), schema_text)
             .await?;
         let value = frame(schema_id, &row.payload);
         let event_id = row.event_id.to_string();
@@ -372,7 +373,7 @@ impl Relay {
                 value: Some(tp.as_str()),
             });
         }
-        let record = FutureRecord::to(&topic)
+        let record = FutureRecord::to(topic)
             .key(&row.key)
             .payload(&value)
             .headers(headers);
@@ -385,10 +386,10 @@ impl Relay {
     }
 }
 
-/// The producer span of one outbox row, in the trace of the work that
-/// enqueued it (OpenTelemetry's messaging conventions).
-fn send_span(row: &Row_, prefix: &str) -> Span {
-    let topic = format!("{prefix}{}", row.topic);
+/// The producer span of one outbox row, sent to `topic` (the prefixed
+/// name), in the trace of the work that enqueued it (OpenTelemetry's
+/// messaging conventions).
+fn send_span(row: &Row_, topic: &str) -> Span {
     let span = tracing::info_span!(
         parent: None,
         "send",
@@ -400,15 +401,15 @@ fn send_span(row: &Row_, prefix: &str) -> Span {
         trace_id = Empty,
     );
     for (key, value) in [
-        ("messaging.system", "kafka".to_owned()),
-        ("messaging.operation.type", "send".to_owned()),
-        ("messaging.operation.name", "send".to_owned()),
-        ("messaging.destination.name", topic),
-        ("messaging.kafka.message.key", row.key.clone()),
-        ("messaging.message.id", row.event_id.to_string()),
+        ("messaging.system", "kafka"),
+        ("messaging.operation.type", "send"),
+        ("messaging.operation.name", "send"),
     ] {
         choreo_telemetry::attribute(&span, key, value);
     }
+    choreo_telemetry::attribute(&span, "messaging.destination.name", topic.to_owned());
+    choreo_telemetry::attribute(&span, "messaging.kafka.message.key", row.key.clone());
+    choreo_telemetry::attribute(&span, "messaging.message.id", row.event_id.to_string());
     choreo_telemetry::continue_trace(&span, row.traceparent.as_deref());
     span
 }
