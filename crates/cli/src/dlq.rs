@@ -66,7 +66,7 @@ enum DlqCommand {
 }
 
 pub(crate) async fn run(args: DlqArgs) -> anyhow::Result<()> {
-    let kafka = args.broker.settings();
+    let kafka = args.broker.settings()?;
     match args.command {
         DlqCommand::List {
             service,

@@ -33,7 +33,7 @@ struct Row {
 }
 
 pub(crate) async fn run(args: OffsetsArgs) -> anyhow::Result<()> {
-    let kafka = args.broker.settings();
+    let kafka = args.broker.settings()?;
     let services: Vec<_> = SUBSCRIPTIONS
         .iter()
         .filter(|(name, _)| args.service.as_deref().is_none_or(|s| s == *name))

@@ -26,12 +26,21 @@ pub(crate) struct BrokerArgs {
 }
 
 impl BrokerArgs {
-    pub(crate) fn settings(&self) -> KafkaSettings {
-        KafkaSettings {
+    /// The flags' broker and prefix, with the librdkafka properties (SASL,
+    /// TLS) the services read: a job that creates topics on a secured
+    /// cluster needs the same `CHOREO_KAFKA__PROPERTIES__*` as they do.
+    pub(crate) fn settings(&self) -> anyhow::Result<KafkaSettings> {
+        #[derive(Default, serde::Serialize, serde::Deserialize)]
+        #[serde(default)]
+        struct Config {
+            kafka: KafkaSettings,
+        }
+        let Config { kafka } = choreo_kit::load_config().context("reading the Kafka settings")?;
+        Ok(KafkaSettings {
             bootstrap_servers: self.bootstrap_servers.clone(),
             topic_prefix: self.topic_prefix.clone(),
-            ..Default::default()
-        }
+            ..kafka
+        })
     }
 }
 
@@ -61,7 +70,7 @@ pub(crate) async fn topics(args: TopicsArgs) -> anyhow::Result<()> {
     let kafka = KafkaSettings {
         partitions: args.partitions,
         replication_factor: args.replication_factor,
-        ..args.broker.settings()
+        ..args.broker.settings()?
     };
     create_topics(&kafka).await
 }

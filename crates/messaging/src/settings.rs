@@ -123,4 +123,30 @@ mod tests {
             Ok(())
         });
     }
+
+    /// A managed cluster (the Helm chart's `kafka.sasl` and `kafka.tls`)
+    /// takes SASL over TLS: librdkafka refuses those properties at client
+    /// creation unless it was built with OpenSSL (rdkafka's `ssl` feature).
+    #[test]
+    fn a_secured_cluster_s_properties_are_accepted() {
+        let settings = KafkaSettings {
+            properties: [
+                ("security_protocol", "SASL_SSL"),
+                ("sasl_mechanism", "SCRAM-SHA-512"),
+                ("sasl_username", "choreo"),
+                ("sasl_password", "secret"),
+                ("ssl_endpoint_identification_algorithm", "https"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+            ..Default::default()
+        };
+        let mut config = settings.client_config();
+        settings.apply_overrides(&mut config);
+        let created: Result<rdkafka::producer::BaseProducer, _> = config.create();
+        if let Err(e) = created {
+            panic!("librdkafka refused the SASL_SSL properties: {e}");
+        }
+    }
 }

@@ -10,6 +10,15 @@ async fn main() -> anyhow::Result<()> {
         println!("{}", choreo_kit::print_config(&settings));
         return Ok(());
     }
+    if std::env::args().any(|a| a == "--migrate") {
+        // A deployment's migration job: the schema changes once, before any
+        // replica of the new version starts (each would also apply them).
+        choreo_service::migrate(&settings.service, choreo_payment::migrations())
+            .await
+            .context("migrating the payment database")?;
+        println!("payment database migrated");
+        return Ok(());
+    }
     let _telemetry = choreo_telemetry::init("payment", settings.service.log_format);
     let shutdown = choreo_kit::shutdown_on_signals();
     let running = choreo_payment::start(settings, shutdown)
