@@ -16,17 +16,25 @@ SCHEMATHESIS_ROOT ?= $(HOME)/.cache/choreo/schemathesis-$(SCHEMATHESIS_VERSION)
 SCHEMATHESIS_BIN := $(SCHEMATHESIS_ROOT)/bin/st
 CHOREO_SCHEMATHESIS_BIN ?= $(SCHEMATHESIS_BIN)
 export CHOREO_SCHEMATHESIS_BIN
+# The deployment checks' tools (compose, Helm's SDK, kubernetes-validate,
+# yamllint, hadolint) share a virtual environment named after their pins.
+DEPLOY_TOOLS_ROOT ?= $(HOME)/.cache/choreo/deploy-tools-$(shell sha256sum scripts/deploy-tools.txt | cut -c1-12)
+DEPLOY_TOOLS_STAMP := $(DEPLOY_TOOLS_ROOT)/.installed
 
-.PHONY: run test chaos check fmt clippy build tansu schemathesis chromium postgres clean-test-dbs
+.PHONY: run test chaos check fmt clippy build tansu schemathesis chromium postgres deploy-tools deploy-check clean-test-dbs
 
 run: tansu postgres build ## Set up and start the whole platform; Ctrl-C stops it.
 	./target/debug/choreo up
 
-test: tansu schemathesis chromium postgres ## Every test, on a real Tansu broker and real PostgreSQL.
+test: tansu schemathesis chromium postgres deploy-tools ## Every test, on a real Tansu broker and real PostgreSQL.
 	# The `choreo up` test runs the real service binaries; `cargo test` alone
 	# builds bin targets only as test harnesses, so build them first.
 	$(CARGO) build --workspace --bins
+	$(DEPLOY_TOOLS_ROOT)/bin/python scripts/check-deploy.py target/debug target/deploy
 	$(CARGO) test --workspace --all-targets
+
+deploy-check: deploy-tools build ## Dockerfile, compose and the Helm chart, by the real tools (no engine, no cluster).
+	$(DEPLOY_TOOLS_ROOT)/bin/python scripts/check-deploy.py target/debug target/deploy
 
 chaos: tansu postgres build ## Every failure-injection suite in saga-tests/suites; reports in target/chaos.
 	./target/debug/choreo chaos run saga-tests/suites
@@ -53,6 +61,13 @@ schemathesis: $(SCHEMATHESIS_BIN) ## Install Schemathesis (the OpenAPI fuzzer) i
 $(SCHEMATHESIS_BIN):
 	python3 -m venv $(SCHEMATHESIS_ROOT)
 	$(SCHEMATHESIS_ROOT)/bin/pip install --quiet schemathesis==$(SCHEMATHESIS_VERSION)
+
+deploy-tools: | $(DEPLOY_TOOLS_STAMP) ## Install the deployment checks' tools into the per-user cache.
+
+$(DEPLOY_TOOLS_STAMP):
+	python3 -m venv $(DEPLOY_TOOLS_ROOT)
+	$(DEPLOY_TOOLS_ROOT)/bin/pip install --quiet -r scripts/deploy-tools.txt
+	touch $@
 
 chromium: ## Debian's Chromium and chromedriver, for the dashboard test (headless).
 	@command -v chromedriver >/dev/null && test -x /usr/bin/chromium || { \
