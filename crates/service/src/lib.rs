@@ -210,6 +210,33 @@ pub async fn migrate(settings: &ServiceSettings, migrator: Migrator) -> Result<(
     Ok(())
 }
 
+/// The one-shot flags every saga service binary takes instead of running:
+/// `--print-config` prints `settings` (secrets redacted); `--migrate`
+/// migrates the database (a deployment's migration job, so the schema
+/// changes once, before any replica of a new version starts). Returns
+/// whether one of them ran, in which case the process should exit.
+///
+/// # Errors
+/// When `--migrate` cannot reach the database or a migration fails.
+pub async fn one_shot<S: Serialize>(
+    name: &str,
+    settings: &S,
+    service: &ServiceSettings,
+    migrations: fn() -> Migrator,
+) -> Result<bool, LaunchError> {
+    let flag = |f: &str| std::env::args().any(|a| a == f);
+    if flag("--print-config") {
+        println!("{}", choreo_kit::print_config(settings));
+        return Ok(true);
+    }
+    if flag("--migrate") {
+        migrate(service, migrations()).await?;
+        println!("{name} database migrated");
+        return Ok(true);
+    }
+    Ok(false)
+}
+
 /// Starts the relay, the consumer and the HTTP API of a service whose
 /// database `pool` is already migrated.
 ///

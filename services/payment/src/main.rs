@@ -6,17 +6,15 @@ use anyhow::Context;
 async fn main() -> anyhow::Result<()> {
     let settings: choreo_payment::Settings =
         choreo_kit::load_config().context("loading configuration")?;
-    if std::env::args().any(|a| a == "--print-config") {
-        println!("{}", choreo_kit::print_config(&settings));
-        return Ok(());
-    }
-    if std::env::args().any(|a| a == "--migrate") {
-        // A deployment's migration job: the schema changes once, before any
-        // replica of the new version starts (each would also apply them).
-        choreo_service::migrate(&settings.service, choreo_payment::migrations())
-            .await
-            .context("migrating the payment database")?;
-        println!("payment database migrated");
+    if choreo_service::one_shot(
+        "payment",
+        &settings,
+        &settings.service,
+        choreo_payment::migrations,
+    )
+    .await
+    .context("migrating the payment database")?
+    {
         return Ok(());
     }
     let _telemetry = choreo_telemetry::init("payment", settings.service.log_format);

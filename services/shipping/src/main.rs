@@ -6,17 +6,15 @@ use anyhow::Context;
 async fn main() -> anyhow::Result<()> {
     let settings: choreo_shipping::Settings =
         choreo_kit::load_config().context("loading configuration")?;
-    if std::env::args().any(|a| a == "--print-config") {
-        println!("{}", choreo_kit::print_config(&settings));
-        return Ok(());
-    }
-    if std::env::args().any(|a| a == "--migrate") {
-        // A deployment's migration job: the schema changes once, before any
-        // replica of the new version starts (each would also apply them).
-        choreo_service::migrate(&settings.service, choreo_shipping::migrations())
-            .await
-            .context("migrating the shipping database")?;
-        println!("shipping database migrated");
+    if choreo_service::one_shot(
+        "shipping",
+        &settings,
+        &settings.service,
+        choreo_shipping::migrations,
+    )
+    .await
+    .context("migrating the shipping database")?
+    {
         return Ok(());
     }
     let _telemetry = choreo_telemetry::init("shipping", settings.service.log_format);
