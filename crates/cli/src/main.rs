@@ -1,6 +1,7 @@
 //! `choreo`: the operator's tool for a Choreo platform.
 
 mod audit;
+mod bench;
 mod chaos;
 mod dlq;
 mod offsets;
@@ -51,6 +52,8 @@ enum Command {
     Token(token::TokenArgs),
     /// Failure-injection suites: run the platform under faults and judge it.
     Chaos(chaos::ChaosArgs),
+    /// Measure the platform against the machine's own limits.
+    Bench(bench::BenchArgs),
 }
 
 #[tokio::main]
@@ -71,6 +74,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Replay(args) => replay::run(args).await,
         Command::Rebuild(args) => rebuild::run(args).await,
         Command::Token(args) => token::run(args),
+        Command::Bench(args) => bench::run(args).await,
         Command::Chaos(args) => {
             if !chaos::run(args).await.context("choreo chaos")? {
                 std::process::exit(1);

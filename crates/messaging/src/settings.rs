@@ -39,6 +39,15 @@ impl KafkaSettings {
         choreo_events::Topics::new(self.topic_prefix.clone())
     }
 
+    /// A client configuration for a tool outside this crate: the
+    /// bootstrap servers and every override, as the runtime's own clients
+    /// get them.
+    pub fn tool_client_config(&self) -> ClientConfig {
+        let mut config = self.client_config();
+        self.apply_overrides(&mut config);
+        config
+    }
+
     pub(crate) fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.bootstrap_servers);
