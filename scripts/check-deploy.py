@@ -40,6 +40,8 @@ TOOLS = Path(sys.executable).parent
 KUBE_VERSIONS = ["1.30.0", "1.37.0"]
 SERVICE_PORTS = {"edge": 8080, "order": 8082, "inventory": 8083, "payment": 8084, "shipping": 8085}
 SAGA_SERVICES = ["order", "inventory", "payment", "shipping"]
+# Compose also runs the payment provider stand-in.
+COMPOSE_PORTS = {**SERVICE_PORTS, "provider": 8086}
 # What compose and the chart build from the Dockerfile.
 COMPOSE_CHOREO = {**{s: s for s in SERVICE_PORTS}, "provider": "provider", "setup": "choreo"}
 A_SECRET = "0123456789abcdef" * 4
@@ -219,7 +221,7 @@ def compose(bin_dir: Path, image_env: dict[str, dict[str, str]]) -> None:
             check(database in created, f"compose: {name}'s database {database} is not created by the init script")
         if name == "setup":
             continue
-        port = SERVICE_PORTS.get(name, 8086)
+        port = COMPOSE_PORTS[name]
         probe = " ".join(service["healthcheck"]["test"])
         check(f"localhost:{port}/health/ready" in probe, f"compose: {name}'s healthcheck misses its port {port}")
         if name in SERVICE_PORTS:

@@ -27,9 +27,8 @@ pub async fn ensure_topics(
     settings: &KafkaSettings,
     names: &[String],
 ) -> Result<(), MessagingError> {
-    let mut config = settings.client_config();
-    settings.apply_overrides(&mut config);
-    let admin: AdminClient<DefaultClientContext> = config
+    let admin: AdminClient<DefaultClientContext> = settings
+        .client_config_with_overrides()
         .create()
         .map_err(MessagingError::kafka("creating admin client"))?;
     let topics: Vec<NewTopic<'_>> = names
@@ -266,11 +265,10 @@ impl BrokerProbe {
     /// # Errors
     /// When librdkafka rejects the configuration.
     pub fn new(settings: &KafkaSettings) -> Result<Self, MessagingError> {
-        let mut config = settings.client_config();
-        settings.apply_overrides(&mut config);
         Ok(Self {
             client: Arc::new(
-                config
+                settings
+                    .client_config_with_overrides()
                     .create()
                     .map_err(MessagingError::kafka("creating the broker probe"))?,
             ),

@@ -39,10 +39,10 @@ impl KafkaSettings {
         choreo_events::Topics::new(self.topic_prefix.clone())
     }
 
-    /// A client configuration for a tool outside this crate: the
-    /// bootstrap servers and every override, as the runtime's own clients
-    /// get them.
-    pub fn tool_client_config(&self) -> ClientConfig {
+    /// The bootstrap servers and every override: the configuration of a
+    /// client that sets no properties of its own (which would go before
+    /// the overrides), here or in a tool.
+    pub fn client_config_with_overrides(&self) -> ClientConfig {
         let mut config = self.client_config();
         self.apply_overrides(&mut config);
         config
@@ -151,9 +151,8 @@ mod tests {
             .collect(),
             ..Default::default()
         };
-        let mut config = settings.client_config();
-        settings.apply_overrides(&mut config);
-        let created: Result<rdkafka::producer::BaseProducer, _> = config.create();
+        let created: Result<rdkafka::producer::BaseProducer, _> =
+            settings.client_config_with_overrides().create();
         if let Err(e) = created {
             panic!("librdkafka refused the SASL_SSL properties: {e}");
         }

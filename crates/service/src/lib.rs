@@ -202,10 +202,7 @@ pub async fn connect(
 
 /// Applies the outbox, inbox and the service's own migrations, then lets
 /// the database go: what a deployment's migration job runs.
-///
-/// # Errors
-/// When the database cannot be reached or a migration fails.
-pub async fn migrate(settings: &ServiceSettings, migrator: Migrator) -> Result<(), LaunchError> {
+async fn migrate(settings: &ServiceSettings, migrator: Migrator) -> Result<(), LaunchError> {
     connect(settings, migrator).await?.close().await;
     Ok(())
 }

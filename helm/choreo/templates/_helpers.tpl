@@ -3,6 +3,11 @@
 order inventory payment shipping
 {{- end -}}
 
+{{/* Every component that runs as a Deployment: the edge and the saga services. */}}
+{{- define "choreo.components" -}}
+edge {{ include "choreo.sagaServices" . }}
+{{- end -}}
+
 {{/* Each component's HTTP port, the same as locally (README, Configuration). */}}
 {{- define "choreo.port" -}}
 {{- get (dict "edge" 8080 "order" 8082 "inventory" 8083 "payment" 8084 "shipping" 8085) . -}}

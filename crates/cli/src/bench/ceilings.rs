@@ -6,7 +6,7 @@
 use anyhow::Context;
 use choreo_messaging::KafkaSettings;
 use rdkafka::{
-    ClientConfig, Message, Offset, TopicPartitionList,
+    Message, Offset, TopicPartitionList,
     consumer::{Consumer, StreamConsumer},
     error::{KafkaError, RDKafkaErrorCode},
     producer::{FutureProducer, FutureRecord},
@@ -54,7 +54,9 @@ pub(crate) async fn commit_rate(
         "choreo_bench_{}",
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     );
-    let url = database_url(admin_url, &database)?;
+    let url = crate::setup::database_url(admin_url, &database);
+    // Not `setup::create_databases`, which reports on stdout (here the
+    // JSON report's).
     let mut admin = PgConnection::connect(admin_url)
         .await
         .with_context(|| format!("connecting to PostgreSQL at {admin_url}"))?;
@@ -62,12 +64,10 @@ pub(crate) async fn commit_rate(
         .execute(&mut admin)
         .await
         .with_context(|| format!("creating {database}"))?;
+    admin.close().await?;
     let measured = measure_commits(&url, concurrency, duration).await;
     // Dropped whatever happened, so that a failed run leaves nothing.
-    let dropped = sqlx::query(&format!("DROP DATABASE \"{database}\" WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .with_context(|| format!("dropping {database}"));
+    let dropped = crate::setup::drop_databases(admin_url, std::slice::from_ref(&database)).await;
     let (transactions, seconds, mut latencies, synchronous_commit) = measured?;
     dropped?;
     latencies.sort_unstable();
@@ -159,7 +159,8 @@ pub(crate) async fn broker_rate(
 
     // Assigned, not subscribed: no consumer group to join, so the
     // measurement is the broker's, not a rebalance's.
-    let consumer: StreamConsumer = configured(kafka)
+    let consumer: StreamConsumer = kafka
+        .client_config_with_overrides()
         .set("group.id", format!("{topic}.reader"))
         .set("enable.auto.commit", "false")
         .create()?;
@@ -168,7 +169,7 @@ pub(crate) async fn broker_rate(
         partitions.add_partition_offset(&topic, partition, Offset::Beginning)?;
     }
     consumer.assign(&partitions)?;
-    let producer: FutureProducer = configured(kafka).create()?;
+    let producer: FutureProducer = kafka.client_config_with_overrides().create()?;
 
     let start = Instant::now();
     let reader = tokio::spawn(async move {
@@ -224,17 +225,6 @@ async fn delivered(delivery: rdkafka::producer::DeliveryFuture) -> anyhow::Resul
         .map_err(|(e, _)| e)
         .context("producing")?;
     Ok(())
-}
-
-fn configured(kafka: &KafkaSettings) -> ClientConfig {
-    kafka.tool_client_config()
-}
-
-fn database_url(admin_url: &str, database: &str) -> anyhow::Result<String> {
-    let (server, _) = admin_url
-        .rsplit_once('/')
-        .context("the admin URL names no database")?;
-    Ok(format!("{server}/{database}"))
 }
 
 /// The `q` quantile of sorted `latencies`, in milliseconds.
