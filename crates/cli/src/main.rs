@@ -3,6 +3,7 @@
 mod audit;
 mod bench;
 mod chaos;
+mod client;
 mod dlq;
 mod offsets;
 mod rebuild;

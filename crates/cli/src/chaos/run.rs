@@ -6,10 +6,13 @@ use super::{
     report::{FaultEvent, OrderVerdict, SuiteReport},
     suite::{FaultKind, Suite},
 };
-use crate::up::{self, Config, supervisor::Supervised};
+use crate::{
+    client,
+    up::{self, Config, supervisor::Supervised},
+};
 use anyhow::Context;
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::{
     collections::BTreeMap,
     path::PathBuf,
@@ -85,32 +88,6 @@ pub(crate) struct Workspace {
     pub(crate) fail_points: Option<String>,
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// Seven consecutive free ports, for the edge and the six after it.
-fn free_port_block() -> u16 {
-    // Below Linux's ephemeral range (32768 and up): a port probed free
-    // there can be taken by an outgoing connection (a Kafka client's)
-    // before the service binds it, and stay taken (seen once: payment
-    // failed to start seven times in a chaos run).
-    loop {
-        let base = 20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16;
-        if (base..base + 7).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
-            return base;
-        }
-    }
-}
-
-fn bearer(token: &str) -> anyhow::Result<reqwest::Client> {
-    Ok(crate::token::bearer(token)?
-        .timeout(Duration::from_secs(30))
-        .build()?)
-}
-
 /// Runs `suite` on a platform of its own and judges it.
 pub(crate) async fn run(suite: &Suite, workspace: &Workspace) -> anyhow::Result<SuiteReport> {
     let secret = format!(
@@ -123,35 +100,27 @@ pub(crate) async fn run(suite: &Suite, workspace: &Workspace) -> anyhow::Result<
         pg_admin_url: workspace.pg_admin_url.clone(),
         tansu: workspace.tansu.clone(),
         bin_dir: workspace.bin_dir.clone(),
-        broker_port: free_port()?,
-        edge_port: free_port_block(),
+        broker_port: up::free_port()?,
+        edge_port: up::free_port_block(),
         db_prefix: workspace.db_prefix.clone(),
         topic_prefix: String::new(),
         partitions: suite.platform.partitions,
         token_secret: secret.clone(),
-        env: vec![
-            // The load comes from one address and a few customers.
-            (
-                "edge",
-                "CHOREO_RATE_LIMIT__CUSTOMER_PER_MINUTE".into(),
-                "0".into(),
-            ),
-            (
-                "edge",
-                "CHOREO_RATE_LIMIT__ADDRESS_PER_MINUTE".into(),
-                "0".into(),
-            ),
-            (
-                "order",
-                "CHOREO_SAGA_DEADLINE_SECONDS".into(),
-                suite.platform.saga_deadline_seconds.to_string(),
-            ),
-            (
-                "payment",
-                "CHOREO_PROVIDER__TIMEOUT_MS".into(),
-                PROVIDER_TIMEOUT_MS.to_string(),
-            ),
-        ],
+        env: up::unlimited_edge()
+            .into_iter()
+            .chain([
+                (
+                    "order",
+                    "CHOREO_SAGA_DEADLINE_SECONDS".into(),
+                    suite.platform.saga_deadline_seconds.to_string(),
+                ),
+                (
+                    "payment",
+                    "CHOREO_PROVIDER__TIMEOUT_MS".into(),
+                    PROVIDER_TIMEOUT_MS.to_string(),
+                ),
+            ])
+            .collect(),
     };
     if let Some(points) = &workspace.fail_points {
         for service in choreo_events::SAGA_SERVICES {
@@ -177,7 +146,7 @@ pub(crate) async fn run(suite: &Suite, workspace: &Workspace) -> anyhow::Result<
             .find(|s| *s == service)
             .context("a database fault names a saga service")?;
         let upstream = pg_address(&workspace.pg_admin_url)?;
-        let proxy = DbProxy::start(service, free_port()?, &upstream).await?;
+        let proxy = DbProxy::start(service, up::free_port()?, &upstream).await?;
         let proxied = workspace
             .pg_admin_url
             .replacen(&upstream, proxy.listen(), 1);
@@ -221,7 +190,7 @@ async fn drive(
     proxies: &Proxies,
 ) -> anyhow::Result<SuiteReport> {
     let (edge, bootstrap) = (endpoints.edge.as_str(), endpoints.bootstrap.as_str());
-    let admin = bearer(&choreo_edge::hs256_token(
+    let admin = client::bearer(&choreo_edge::hs256_token(
         secret,
         "chaos-operator",
         true,
@@ -295,7 +264,7 @@ async fn drive(
     let mut clients = BTreeMap::new();
     for customer in customers.iter().chain([&BROKE.to_owned()]) {
         let token = choreo_edge::hs256_token(secret, customer, false, 86_400)?;
-        clients.insert(customer.clone(), bearer(&token)?);
+        clients.insert(customer.clone(), client::bearer(&token)?);
     }
     let semaphore = Arc::new(tokio::sync::Semaphore::new(suite.load.concurrency));
     let mut load = JoinSet::new();
@@ -313,12 +282,7 @@ async fn drive(
         } else {
             "DE"
         };
-        let body = json!({
-            "customer_id": customer,
-            "items": [{"sku": sku, "quantity": 1}],
-            "shipping_address": {"name": "Chaos", "line1": "1 Test St", "city": "Berlin",
-                                 "postal_code": "10115", "country": country},
-        });
+        let body = client::order_body(&customer, &sku, country);
         let client = clients[&customer].clone();
         let (edge, semaphore, placed, placed_tx, progress) = (
             edge.to_owned(),
@@ -337,7 +301,7 @@ async fn drive(
                 tokio::time::sleep_until(at).await;
             }
             let _slot = semaphore.acquire_owned().await?;
-            let id = place(&client, &edge, &key, &body).await?;
+            let id = client::place(&client, &edge, &key, &body).await?;
             let n = placed.fetch_add(1, Ordering::SeqCst) + 1;
             placed_tx.send_replace(n);
             progress.placed();
@@ -368,7 +332,7 @@ async fn drive(
     progress.settling();
     let mut orders = Vec::new();
     for (id, kind) in ids.iter().zip(&kinds) {
-        let order = wait_terminal(&admin, edge, id, deadline).await;
+        let order = client::wait_terminal(&admin, edge, id, deadline).await;
         progress.decided();
         let status = order["status"].as_str().unwrap_or("PENDING").to_owned();
         let reason = order["cancel_reason"].as_str().map(str::to_owned);
@@ -494,15 +458,12 @@ async fn warm_up(
         .find(|(_, p)| p.stock > 0)
         .map(|(s, _)| s.clone())
         .context("a product in stock")?;
-    let client = bearer(&choreo_edge::hs256_token(secret, &customer, false, 3_600)?)?;
-    let body = json!({
-        "customer_id": customer,
-        "items": [{"sku": sku, "quantity": 1}],
-        "shipping_address": {"name": "Warm-up", "line1": "1 Test St", "city": "Berlin",
-                             "postal_code": "10115", "country": "DE"},
-    });
-    let id = place(&client, edge, "chaos-warm-up", &body).await?;
-    let order = wait_terminal(admin, edge, &id, Instant::now() + Duration::from_secs(120)).await;
+    let customer_client =
+        client::bearer(&choreo_edge::hs256_token(secret, &customer, false, 3_600)?)?;
+    let body = client::order_body(&customer, &sku, "DE");
+    let id = client::place(&customer_client, edge, "chaos-warm-up", &body).await?;
+    let order =
+        client::wait_terminal(admin, edge, &id, Instant::now() + Duration::from_secs(120)).await;
     anyhow::ensure!(
         order["status"] == "CONFIRMED",
         "the warm-up order {id} did not complete before the faults (it is {}): the platform is not healthy",
@@ -532,83 +493,21 @@ fn draw_kind(suite: &Suite, rng: &mut StdRng) -> Kind {
 }
 
 async fn seed(suite: &Suite, edge: &str, admin: &reqwest::Client) -> anyhow::Result<()> {
-    let mut products: Vec<(String, i64, i32)> = suite
-        .catalog
-        .iter()
-        .map(|(sku, p)| (sku.clone(), p.price_cents, p.stock))
-        .collect();
-    products.push((EMPTY_SKU.to_owned(), 100, 0));
-    for (sku, price_cents, stock) in products {
-        let response = admin
-            .put(format!("{edge}/v1/admin/products/{sku}"))
-            .json(&json!({"name": sku, "price_cents": price_cents, "available": stock}))
-            .send()
-            .await?;
-        anyhow::ensure!(
-            response.status().is_success(),
-            "seeding {sku}: {}",
-            response.text().await?
-        );
+    for (sku, p) in &suite.catalog {
+        client::put_product(admin, edge, sku, sku, p.price_cents, p.stock.into()).await?;
     }
-    let mut wallets: Vec<(String, i64)> = suite.wallets.clone().into_iter().collect();
-    wallets.push((BROKE.to_owned(), 0));
-    for (customer, balance) in wallets {
-        let response = admin
-            .put(format!("{edge}/v1/admin/customers/{customer}/wallet"))
-            .json(&json!({"balance_cents": balance}))
-            .send()
-            .await?;
-        anyhow::ensure!(
-            response.status().is_success(),
-            "seeding {customer}'s wallet: {}",
-            response.text().await?
-        );
+    client::put_product(admin, edge, EMPTY_SKU, EMPTY_SKU, 100, 0).await?;
+    for (customer, balance) in &suite.wallets {
+        client::put_wallet(admin, edge, customer, *balance).await?;
     }
-    Ok(())
+    client::put_wallet(admin, edge, BROKE, 0).await
 }
 
-/// How long a client keeps retrying one order before the run fails.
-const PLACE_DEADLINE: Duration = Duration::from_secs(120);
-
-async fn place(
-    client: &reqwest::Client,
-    edge: &str,
-    key: &str,
-    body: &Value,
-) -> anyhow::Result<String> {
-    let until = Instant::now() + PLACE_DEADLINE;
-    loop {
-        let response = client
-            .post(format!("{edge}/v1/orders"))
-            .header("idempotency-key", key)
-            .json(body)
-            .send()
-            .await;
-        match response {
-            Ok(r) if r.status() == 201 => {
-                let order: Value = r.json().await?;
-                return order["id"]
-                    .as_str()
-                    .map(str::to_owned)
-                    .context("an order without an id");
-            }
-            Ok(r) if r.status().is_client_error() && r.status() != 429 => {
-                anyhow::bail!("order refused ({}): {}", r.status(), r.text().await?);
-            }
-            // 5xx, 429 or no answer: the platform is mid-fault; the key
-            // makes the retry safe.
-            _ => {}
-        }
-        anyhow::ensure!(
-            Instant::now() < until,
-            "order {key} not accepted within {PLACE_DEADLINE:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+/// How long a client keeps retrying a cancel before the run fails.
+const CANCEL_DEADLINE: Duration = Duration::from_secs(120);
 
 async fn cancel(client: &reqwest::Client, edge: &str, id: &str) -> anyhow::Result<()> {
-    let until = Instant::now() + PLACE_DEADLINE;
+    let until = Instant::now() + CANCEL_DEADLINE;
     loop {
         let response = client
             .post(format!("{edge}/v1/orders/{id}/cancel"))
@@ -624,7 +523,7 @@ async fn cancel(client: &reqwest::Client, edge: &str, id: &str) -> anyhow::Resul
         }
         anyhow::ensure!(
             Instant::now() < until,
-            "cancel of {id} not answered within {PLACE_DEADLINE:?}"
+            "cancel of {id} not answered within {CANCEL_DEADLINE:?}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -647,26 +546,6 @@ async fn declined_by_provider(provider: &str) -> anyhow::Result<std::collections
         .flatten()
         .filter_map(|id| id.as_str().map(str::to_owned))
         .collect())
-}
-
-async fn wait_terminal(admin: &reqwest::Client, edge: &str, id: &str, deadline: Instant) -> Value {
-    let mut last = Value::Null;
-    while Instant::now() < deadline {
-        if let Ok(r) = admin
-            .get(format!("{edge}/v1/orders/{id}?wait=5"))
-            .send()
-            .await
-        {
-            if let Ok(order) = r.json::<Value>().await {
-                if matches!(order["status"].as_str(), Some("CONFIRMED" | "CANCELLED")) {
-                    return order;
-                }
-                last = order;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    last
 }
 
 /// Waits until every saga consumer group has committed up to the end of

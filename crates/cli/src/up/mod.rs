@@ -412,6 +412,43 @@ pub(crate) const DATABASES: [&str; 6] = [
     "provider",
 ];
 
+/// Settings that turn the edge's rate limits off, for a driver whose whole
+/// load comes from one address and a few customers (chaos, bench): the
+/// limits would otherwise measure themselves.
+pub(crate) fn unlimited_edge() -> Vec<(&'static str, String, String)> {
+    ["CUSTOMER", "ADDRESS"]
+        .into_iter()
+        .map(|limit| {
+            (
+                "edge",
+                format!("CHOREO_RATE_LIMIT__{limit}_PER_MINUTE"),
+                "0".to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A port free now, from the kernel.
+pub(crate) fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Seven consecutive free ports, for the edge and the six after it.
+pub(crate) fn free_port_block() -> u16 {
+    // Below Linux's ephemeral range (32768 and up): a port probed free
+    // there can be taken by an outgoing connection (a Kafka client's)
+    // before the service binds it, and stay taken (seen once: payment
+    // failed to start seven times in a chaos run).
+    loop {
+        let base = 20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16;
+        if (base..base + 7).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return base;
+        }
+    }
+}
+
 fn default_tansu_bin() -> PathBuf {
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
     PathBuf::from(home).join(".cache/choreo/tansu-0.6.0/bin/tansu")

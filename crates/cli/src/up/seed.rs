@@ -4,7 +4,6 @@
 //! printed `curl` keeps working.
 
 use anyhow::Context;
-use serde_json::json;
 
 pub(crate) const DEMO_CUSTOMER: &str = "alice";
 
@@ -17,36 +16,21 @@ const PRODUCTS: &[(&str, &str, i64, i32)] = &[
 const WALLETS: &[(&str, i64)] = &[(DEMO_CUSTOMER, 100_000), ("bob", 50_000), ("carol", 1_000)];
 
 pub(crate) async fn seed(edge: &str, admin_token: &str) -> anyhow::Result<()> {
-    let http = crate::token::bearer(admin_token)?.build()?;
+    let http = crate::client::bearer(admin_token)?;
     for (sku, name, price_cents, available) in PRODUCTS {
-        let existing = http.get(format!("{edge}/v1/products/{sku}")).send().await?;
+        let existing = http
+            .get(format!("{edge}/v1/products/{sku}"))
+            .send()
+            .await
+            .with_context(|| format!("looking up product {sku}"))?;
         if existing.status().is_success() {
             continue;
         }
-        let response = http
-            .put(format!("{edge}/v1/admin/products/{sku}"))
-            .json(&json!({"name": name, "price_cents": price_cents, "available": available}))
-            .send()
-            .await
-            .with_context(|| format!("seeding product {sku}"))?;
-        anyhow::ensure!(
-            response.status().is_success(),
-            "seeding {sku}: {}",
-            response.text().await?
-        );
+        crate::client::put_product(&http, edge, sku, name, *price_cents, (*available).into())
+            .await?;
     }
     for (customer, balance_cents) in WALLETS {
-        let response = http
-            .put(format!("{edge}/v1/admin/customers/{customer}/wallet"))
-            .json(&json!({"balance_cents": balance_cents}))
-            .send()
-            .await
-            .with_context(|| format!("seeding wallet {customer}"))?;
-        anyhow::ensure!(
-            response.status().is_success(),
-            "seeding {customer}: {}",
-            response.text().await?
-        );
+        crate::client::put_wallet(&http, edge, customer, *balance_cents).await?;
     }
     Ok(())
 }
