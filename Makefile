@@ -21,7 +21,7 @@ export CHOREO_SCHEMATHESIS_BIN
 DEPLOY_TOOLS_ROOT ?= $(HOME)/.cache/choreo/deploy-tools-$(shell sha256sum scripts/deploy-tools.txt | cut -c1-12)
 DEPLOY_TOOLS_STAMP := $(DEPLOY_TOOLS_ROOT)/.installed
 
-.PHONY: run test chaos check fmt clippy build tansu schemathesis chromium postgres deploy-tools deploy-check clean-test-dbs
+.PHONY: run test chaos bench check fmt clippy build tansu schemathesis chromium postgres deploy-tools deploy-check clean-test-dbs
 
 run: tansu postgres build ## Set up and start the whole platform; Ctrl-C stops it.
 	./target/debug/choreo up
@@ -38,6 +38,10 @@ deploy-check: deploy-tools build ## Dockerfile, compose and the Helm chart, by t
 
 chaos: tansu postgres build ## Every failure-injection suite in saga-tests/suites; reports in target/chaos.
 	./target/debug/choreo chaos run saga-tests/suites
+
+bench: tansu postgres ## The benchmark on release builds: sagas/s and latencies against this machine's ceilings; results in bench/results.
+	$(CARGO) build --release --workspace --bins
+	./target/release/choreo bench run $(BENCH_ARGS)
 
 check: fmt clippy test ## What to run before every commit.
 

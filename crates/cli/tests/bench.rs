@@ -1,6 +1,8 @@
-//! `choreo bench ceilings` against a real broker and the real PostgreSQL:
-//! what it reports is what happened (the commits are rows, the messages
-//! are on the topic), and it leaves no scratch database behind.
+//! `choreo bench` against a real broker and the real PostgreSQL. The
+//! ceilings report what happened (the commits are rows, the messages are on
+//! the topic) and leave no scratch database behind; a run on a platform of
+//! its own reports the orders its databases hold, the five messages each
+//! saga writes and the saga's steps, and `compare` reads what it wrote.
 
 use anyhow::Context;
 use choreo_testkit::{TestBroker, unique_name};
@@ -120,5 +122,201 @@ async fn ceilings_report_what_was_committed_and_carried_and_leave_nothing() -> a
     })
     .await??;
     assert_eq!(on_topic, 2000);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_reports_what_its_platform_did_and_compare_reads_the_results() -> anyhow::Result<()> {
+    let prefix = format!("{}_", unique_name("choreo_t_bench"));
+    let out = std::env::temp_dir().join(unique_name("choreo-bench-results"));
+    let choreo = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_choreo"));
+        command
+            .args([
+                "bench",
+                "run",
+                "--pg-admin-url",
+                ADMIN_URL,
+                "--db-prefix",
+                &prefix,
+            ])
+            .arg("--out")
+            .arg(&out)
+            .args(args)
+            .env_remove("CHOREO_AUTH__HS256_SECRET");
+        command
+    };
+
+    let refused = choreo(&["--rate=-3"]).output().await?;
+    assert!(!refused.status.success(), "a negative rate was accepted");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--rate must be a positive number"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    let run = choreo(&[
+        "--clients",
+        "2",
+        "--seconds",
+        "3",
+        "--rate",
+        "4",
+        "--drain-seconds",
+        "60",
+        "--ceiling-seconds",
+        "1",
+        "--ceiling-messages",
+        "500",
+        "--keep",
+    ])
+    .output()
+    .await?;
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    let result = check_run(&run, &stdout, &prefix, &out).await;
+    let names: Vec<String> = [
+        "registry",
+        "order",
+        "inventory",
+        "payment",
+        "shipping",
+        "provider",
+    ]
+    .iter()
+    .map(|s| format!("{prefix}{s}"))
+    .collect();
+    let mut admin = PgConnection::connect(ADMIN_URL).await?;
+    for name in names {
+        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .execute(&mut admin)
+            .await?;
+    }
+    let _ = std::fs::remove_dir_all(&out);
+    result
+}
+
+async fn check_run(
+    run: &std::process::Output,
+    stdout: &str,
+    prefix: &str,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        run.status.success(),
+        "choreo bench run: {}\n{stdout}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let files: Vec<_> = std::fs::read_dir(out)?.collect::<Result<_, _>>()?;
+    assert_eq!(files.len(), 1, "one results file: {files:?}");
+    let file = files[0].path();
+    assert!(
+        stdout.contains(&format!("results: {}", file.display())),
+        "{stdout}"
+    );
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&file)?)?;
+    assert_eq!(report["format"], 1);
+    assert_eq!(report["build"], "debug");
+    assert!(
+        report["machine"]["cores"].as_u64() >= Some(1),
+        "{}",
+        report["machine"]
+    );
+
+    // What the order database holds is what the report says was placed:
+    // the warm-up's one per client, then both phases'.
+    let phases = report["phases"].as_array().context("phases")?;
+    assert_eq!(phases.len(), 2);
+    assert_eq!(phases[0]["mode"], "closed");
+    assert_eq!(phases[0]["clients"], 2);
+    assert_eq!(phases[1]["mode"], "open");
+    assert_eq!(phases[1]["rate_per_second"], 4.0);
+    let mut placed = 2;
+    for phase in phases {
+        let n = phase["placed"].as_u64().context("placed")?;
+        assert!(n > 0, "nothing placed: {phase}");
+        assert_eq!(phase["refused"], 0, "{phase}");
+        assert_eq!(phase["unfinished"], 0, "{phase}");
+        assert_eq!(phase["confirmed"].as_u64(), Some(n), "{phase}");
+        assert_eq!(phase["completion"]["count"].as_u64(), Some(n), "{phase}");
+        // Each confirmed saga writes OrderPlaced, StockReserved,
+        // PaymentCompleted, ShipmentScheduled and OrderConfirmed: counted
+        // on the broker, not by the bench.
+        assert_eq!(phase["messages_per_saga"], 5.0, "{phase}");
+        assert!(
+            phase["transactions_per_saga"].as_f64() >= Some(5.0),
+            "fewer write transactions than events: {phase}"
+        );
+        assert!(phase["message_bytes"].as_u64() > Some(50), "{phase}");
+        // The timeline as the order service has it at the end: it may
+        // confirm on ShipmentScheduled before it reads PaymentCompleted (two
+        // topics), so only the ends of the chain are fixed.
+        let steps: Vec<&str> = phase["steps"]
+            .as_array()
+            .context("steps")?
+            .iter()
+            .filter_map(|s| s["name"].as_str())
+            .collect();
+        assert_eq!(steps.first(), Some(&"POST → OrderPlaced"), "{phase}");
+        assert!(
+            steps.contains(&"OrderPlaced → StockReserved")
+                && steps.iter().any(|s| s.ends_with("→ OrderConfirmed")),
+            "{phase}"
+        );
+        let sagas_per_second = phase["sagas_per_second"].as_f64().context("rate")?;
+        assert!(sagas_per_second > 0.0, "{phase}");
+        placed += n;
+    }
+    let url = format!("postgres://postgres@127.0.0.1:5432/{prefix}order");
+    let mut order = PgConnection::connect(&url).await?;
+    let (orders, confirmed): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(*) FILTER (WHERE status = 'CONFIRMED') FROM orders")
+            .fetch_one(&mut order)
+            .await?;
+    assert_eq!(u64::try_from(orders)?, placed);
+    assert_eq!(confirmed, orders);
+
+    let ceilings = &report["ceilings"];
+    assert!(
+        ceilings["commit"]["per_second"].as_f64() > Some(0.0),
+        "{ceilings}"
+    );
+    assert_eq!(ceilings["commit"]["concurrency"], 2);
+    assert_eq!(
+        ceilings["broker"]["message_bytes"], phases[0]["message_bytes"],
+        "the broker ceiling uses the sagas' message size"
+    );
+    let goals = report["goals"].as_array().context("goals")?;
+    assert_eq!(goals.len(), 3, "{goals:?}");
+    assert!(stdout.contains("closed loop, 2 clients"), "{stdout}");
+
+    let compared = Command::new(env!("CARGO_BIN_EXE_choreo"))
+        .args(["bench", "compare"])
+        .args([&file, &file])
+        .output()
+        .await?;
+    let text = String::from_utf8_lossy(&compared.stdout);
+    assert!(
+        compared.status.success(),
+        "{}",
+        String::from_utf8_lossy(&compared.stderr)
+    );
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("closed: sagas/s"))
+        .with_context(|| format!("no sagas/s row: {text}"))?;
+    assert!(line.ends_with("+0.0 %"), "{line}");
+
+    let not_results = Command::new(env!("CARGO_BIN_EXE_choreo"))
+        .args(["bench", "compare"])
+        .arg(&file)
+        .arg("Cargo.toml")
+        .output()
+        .await?;
+    assert!(!not_results.status.success());
+    assert!(
+        String::from_utf8_lossy(&not_results.stderr).contains("Cargo.toml is not JSON"),
+        "{}",
+        String::from_utf8_lossy(&not_results.stderr)
+    );
     Ok(())
 }

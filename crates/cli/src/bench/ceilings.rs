@@ -68,16 +68,16 @@ pub(crate) async fn commit_rate(
     let measured = measure_commits(&url, concurrency, duration).await;
     // Dropped whatever happened, so that a failed run leaves nothing.
     let dropped = crate::setup::drop_databases(admin_url, std::slice::from_ref(&database)).await;
-    let (transactions, seconds, mut latencies, synchronous_commit) = measured?;
+    let (transactions, seconds, latencies, synchronous_commit) = measured?;
     dropped?;
-    latencies.sort_unstable();
+    let latency = super::stats::Latency::of(&latencies);
     Ok(CommitCeiling {
         concurrency,
         transactions,
         seconds,
         per_second: transactions as f64 / seconds,
-        p50_ms: percentile(&latencies, 0.50),
-        p99_ms: percentile(&latencies, 0.99),
+        p50_ms: latency.p50_ms,
+        p99_ms: latency.p99_ms,
         synchronous_commit,
         database,
     })
@@ -225,13 +225,4 @@ async fn delivered(delivery: rdkafka::producer::DeliveryFuture) -> anyhow::Resul
         .map_err(|(e, _)| e)
         .context("producing")?;
     Ok(())
-}
-
-/// The `q` quantile of sorted `latencies`, in milliseconds.
-fn percentile(latencies: &[Duration], q: f64) -> f64 {
-    if latencies.is_empty() {
-        return 0.0;
-    }
-    let rank = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len());
-    latencies[rank - 1].as_secs_f64() * 1000.0
 }

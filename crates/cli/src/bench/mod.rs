@@ -1,11 +1,26 @@
 //! `choreo bench`: what the platform sustains on this machine, measured
-//! against the machine's own limits (issue 10). So far: the ceilings.
+//! against the machine's own limits.
+//!
+//! `run` drives orders through the edge of a platform (its own, started
+//! like `choreo up` starts one, or a running one): a warm-up, a closed loop
+//! of N clients, then an open loop at a fixed arrival rate (by default half
+//! what the closed loop sustained). Each phase is counted by the platform's
+//! own parts too: write transactions by PostgreSQL's transaction-id
+//! counter, messages by the topics' watermarks. Then the ceilings at the
+//! same concurrency and message size; the results are a table and a JSON
+//! file in `bench/results/`, which `compare` sets side by side.
 
 mod ceilings;
+mod load;
+mod measure;
+mod report;
+mod stats;
 
-use crate::setup::BrokerArgs;
-use serde::Serialize;
-use std::time::Duration;
+use crate::{setup::BrokerArgs, up};
+use anyhow::Context;
+use load::{Counters, Load, Shop};
+use report::{BenchReport, Ceilings, Counted, PhaseReport};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct BenchArgs {
@@ -19,6 +34,73 @@ enum BenchCommand {
     /// transaction at a concurrency, and the broker's produce-to-consume
     /// rate for messages of a size.
     Ceilings(CeilingArgs),
+    /// Drive sagas through the edge, closed- then open-loop, and judge the
+    /// rates against the ceilings; writes the results as JSON.
+    Run(Box<RunArgs>),
+    /// Two results files side by side, figure by figure.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// A running platform's edge; without it, the bench starts a platform
+    /// of its own (fresh broker, databases and services, rate limits off)
+    /// and stops it at the end.
+    #[arg(long)]
+    edge: Option<String>,
+    /// The running edge's HS256 secret; by default the one `choreo up`
+    /// keeps in its data folder.
+    #[arg(long, env = "CHOREO_AUTH__HS256_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// The data folder of the `choreo up` behind `--edge`.
+    #[arg(long, env = "CHOREO_DATA_DIR", default_value = ".choreo")]
+    data_dir: PathBuf,
+    /// The broker behind `--edge` (for counting its messages).
+    #[command(flatten)]
+    broker: BrokerArgs,
+    #[command(flatten)]
+    installation: up::Installation,
+    /// Partitions of the topics of the bench's own platform.
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+    /// Prefix of the own platform's databases; by default one of its own.
+    #[arg(long)]
+    db_prefix: Option<String>,
+    /// Keep the own platform's databases and files.
+    #[arg(long)]
+    keep: bool,
+    /// Clients of the closed loop, each with one order at a time; also the
+    /// commit ceiling's concurrency.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// How long each phase places orders.
+    #[arg(long, default_value_t = 20.0)]
+    seconds: f64,
+    /// The open loop's arrival rate, orders per second; by default half of
+    /// what the closed loop sustained.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// How long, after a phase, its orders still running may take to end
+    /// before they count as unfinished.
+    #[arg(long, default_value_t = 30.0)]
+    drain_seconds: f64,
+    /// How long the commit ceiling commits for.
+    #[arg(long, default_value_t = 5.0)]
+    ceiling_seconds: f64,
+    /// Messages the broker ceiling carries.
+    #[arg(long, default_value_t = 20_000)]
+    ceiling_messages: u64,
+    /// Where the results file goes.
+    #[arg(long, default_value = "bench/results")]
+    out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct CompareArgs {
+    /// The earlier results file.
+    a: PathBuf,
+    /// The later one.
+    b: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -50,15 +132,28 @@ struct CeilingArgs {
     json: bool,
 }
 
-#[derive(Debug, Serialize)]
-struct Ceilings {
-    commit: ceilings::CommitCeiling,
-    broker: ceilings::BrokerCeiling,
-}
-
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Ceilings(args) => ceilings(args).await,
+        BenchCommand::Run(args) => run_bench(*args).await,
+        BenchCommand::Compare(args) => {
+            let read = |path: &PathBuf| -> anyhow::Result<BenchReport> {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                let value: serde_json::Value = serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not JSON", path.display()))?;
+                anyhow::ensure!(
+                    value["format"] == report::FORMAT,
+                    "{} is not a results file of format {} (`choreo bench run` writes them)",
+                    path.display(),
+                    report::FORMAT
+                );
+                serde_json::from_value(value)
+                    .with_context(|| format!("{} is not a bench results file", path.display()))
+            };
+            print!("{}", report::compare(&read(&args.a)?, &read(&args.b)?));
+            Ok(())
+        }
     }
 }
 
@@ -99,4 +194,285 @@ async fn ceilings(args: CeilingArgs) -> anyhow::Result<()> {
         broker.per_second, broker.messages, broker.message_bytes, broker.seconds
     );
     Ok(())
+}
+
+/// Where the load goes and what counts it.
+struct Target {
+    edge: String,
+    secret: String,
+    kafka: choreo_messaging::KafkaSettings,
+    pg_admin_url: String,
+    own: bool,
+    partitions: Option<i32>,
+}
+
+async fn run_bench(args: RunArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.clients > 0, "--clients must be at least 1");
+    for (flag, value) in [
+        ("--seconds", args.seconds),
+        ("--drain-seconds", args.drain_seconds),
+        ("--ceiling-seconds", args.ceiling_seconds),
+    ] {
+        anyhow::ensure!(
+            value > 0.0 && value.is_finite(),
+            "{flag} must be a positive number"
+        );
+    }
+    if let Some(rate) = args.rate {
+        anyhow::ensure!(
+            rate > 0.0 && rate.is_finite(),
+            "--rate must be a positive number of orders per second"
+        );
+    }
+    anyhow::ensure!(
+        args.ceiling_messages > 0,
+        "--ceiling-messages must be at least 1"
+    );
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+
+    if let Some(edge) = &args.edge {
+        let secret = match &args.secret {
+            Some(secret) => secret.clone(),
+            None => {
+                let file = args.data_dir.join("edge-token-secret");
+                std::fs::read_to_string(&file)
+                    .with_context(|| {
+                        format!(
+                            "reading {}; pass --secret, the edge's HS256 secret",
+                            file.display()
+                        )
+                    })?
+                    .trim()
+                    .to_owned()
+            }
+        };
+        let target = Target {
+            edge: edge.trim_end_matches('/').to_owned(),
+            secret,
+            kafka: args.broker.settings()?,
+            pg_admin_url: args.installation.pg_admin_url.clone(),
+            own: false,
+            partitions: None,
+        };
+        return bench(&args, &target, &tag).await;
+    }
+
+    // A platform of its own, started as `choreo up` starts one.
+    let data_dir = std::env::temp_dir().join(format!("choreo-bench-{tag}"));
+    let db_prefix = args
+        .db_prefix
+        .clone()
+        .unwrap_or_else(|| format!("choreo_benchrun_{tag}_"));
+    let secret = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let config = up::Config {
+        data_dir: data_dir.clone(),
+        pg_admin_url: args.installation.pg_admin_url.clone(),
+        tansu: args.installation.tansu(),
+        bin_dir: args.installation.bin_dir()?,
+        broker_port: up::free_port()?,
+        edge_port: up::free_port_block(),
+        db_prefix: db_prefix.clone(),
+        topic_prefix: String::new(),
+        partitions: args.partitions,
+        token_secret: secret.clone(),
+        env: up::unlimited_edge(),
+    };
+    eprintln!("starting a platform of its own in {}", data_dir.display());
+    let mut running = Vec::new();
+    let result = async {
+        let endpoints = up::start(&config, &mut running).await?;
+        let target = Target {
+            edge: endpoints.edge.clone(),
+            secret,
+            kafka: choreo_messaging::KafkaSettings {
+                bootstrap_servers: endpoints.bootstrap.clone(),
+                partitions: args.partitions,
+                ..Default::default()
+            },
+            pg_admin_url: args.installation.pg_admin_url.clone(),
+            own: true,
+            partitions: Some(args.partitions),
+        };
+        bench(&args, &target, &tag).await
+    }
+    .await;
+    up::stop(running).await;
+    if args.keep {
+        eprintln!("kept: {} and databases {db_prefix}*", data_dir.display());
+    } else {
+        let names: Vec<String> = up::DATABASES
+            .iter()
+            .map(|s| format!("{db_prefix}{s}"))
+            .collect();
+        if let Err(e) = crate::setup::drop_databases(&args.installation.pg_admin_url, &names).await
+        {
+            tracing::warn!(error = %e, "dropping the bench platform's databases");
+        }
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+    result
+}
+
+/// The phases, the ceilings and the report, against `target`.
+async fn bench(args: &RunArgs, target: &Target, tag: &str) -> anyhow::Result<()> {
+    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    eprintln!("seeding {} customers and products", args.clients);
+    let shop = Arc::new(Shop::open(&target.edge, &target.secret, args.clients, tag).await?);
+    eprintln!("warming up: one saga per client");
+    shop.warm_up().await.context("the warm-up")?;
+
+    let duration = Duration::from_secs_f64(args.seconds);
+    let drain = Duration::from_secs_f64(args.drain_seconds);
+    let closed = phase(
+        &shop,
+        target,
+        "closed",
+        Load::Closed {
+            clients: args.clients,
+        },
+        duration,
+        drain,
+    )
+    .await?;
+    let rate = match args.rate {
+        Some(rate) => rate,
+        None => {
+            // At least one order a second, so that a platform too slow
+            // for its closed loop still gets an open one.
+            (closed.sagas_per_second / 2.0).round().max(1.0)
+        }
+    };
+    let open = phase(&shop, target, "open", Load::Open { rate }, duration, drain).await?;
+
+    let message_bytes = closed.message_bytes.or(open.message_bytes).unwrap_or(512);
+    eprintln!(
+        "measuring the ceilings: {} connections committing, {} messages of {message_bytes} bytes",
+        args.clients, args.ceiling_messages
+    );
+    let commit = ceilings::commit_rate(
+        &target.pg_admin_url,
+        args.clients,
+        Duration::from_secs_f64(args.ceiling_seconds),
+    )
+    .await
+    .context("the commit ceiling")?;
+    let broker = ceilings::broker_rate(&target.kafka, args.ceiling_messages, message_bytes)
+        .await
+        .context("the broker ceiling")?;
+    let ceilings = Ceilings { commit, broker };
+    let ratios = report::Ratios::new(&closed, &ceilings);
+    let goals = report::goals(&closed, Some(&open), &ratios);
+    let report = BenchReport {
+        format: report::FORMAT,
+        started_at: started_at.clone(),
+        git_commit: report::git_commit(),
+        build: if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+        .into(),
+        machine: report::Machine::this(),
+        platform: report::Platform {
+            edge: target.edge.clone(),
+            own: target.own,
+            partitions: target.partitions,
+        },
+        phases: vec![closed, open],
+        ceilings,
+        ratios,
+        goals,
+    };
+    print!("{}", report.text());
+    let file = args.out.join(format!(
+        "{}-{}.json",
+        started_at.replace([':', '-'], ""),
+        report.git_commit
+    ));
+    std::fs::write(&file, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("writing {}", file.display()))?;
+    println!("results: {}", file.display());
+    Ok(())
+}
+
+/// One phase, counted by the bench and by the platform's parts.
+async fn phase(
+    shop: &Arc<Shop>,
+    target: &Target,
+    name: &str,
+    load: Load,
+    duration: Duration,
+    drain: Duration,
+) -> anyhow::Result<PhaseReport> {
+    let topics = target.kafka.topics().all();
+    shop.wait_published(drain).await?;
+    let xid_before = measure::next_xid(&target.pg_admin_url).await?;
+    let ends_before = measure::ends(&target.kafka, topics.clone()).await?;
+    let counters = Arc::new(Counters::default());
+    let progress = Progress::start(name, load, duration, counters.clone());
+    let run = load::run_phase(shop, name, load, duration, drain, &counters).await;
+    progress.finish();
+    let run = run?;
+    shop.wait_published(drain).await?;
+    let xid_after = measure::next_xid(&target.pg_admin_url).await?;
+    let ends_after = measure::ends(&target.kafka, topics).await?;
+    let counted = Counted {
+        transactions: xid_after - xid_before,
+        messages: measure::written(&ends_before, &ends_after),
+        message_bytes: measure::mean_message_bytes(&target.kafka, &ends_before, &ends_after, 32)
+            .await?,
+    };
+    Ok(PhaseReport::new(&run, &counted))
+}
+
+/// The live display of a phase, on stderr when it is a terminal: time,
+/// orders placed and ended, and the rate so far.
+struct Progress {
+    bar: indicatif::ProgressBar,
+    ticker: tokio::task::JoinHandle<()>,
+}
+
+impl Progress {
+    fn start(name: &str, load: Load, duration: Duration, counters: Arc<Counters>) -> Self {
+        let bar = indicatif::ProgressBar::new(duration.as_secs());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("  {prefix:28} [{bar:24}] {elapsed:>4}  {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(match load {
+            Load::Closed { clients } => format!("{name}: {clients} clients"),
+            Load::Open { rate } => format!("{name}: {rate:.0} orders/s"),
+        });
+        let ticker = {
+            let bar = bar.clone();
+            tokio::spawn(async move {
+                let started = tokio::time::Instant::now();
+                let mut tick = tokio::time::interval(Duration::from_millis(250));
+                loop {
+                    tick.tick().await;
+                    let elapsed = started.elapsed().as_secs_f64();
+                    let ended = counters.ended.load(std::sync::atomic::Ordering::Relaxed);
+                    bar.set_position(elapsed as u64);
+                    bar.set_message(format!(
+                        "placed {}  ended {ended}  {:.0} sagas/s",
+                        counters.placed.load(std::sync::atomic::Ordering::Relaxed),
+                        ended as f64 / elapsed.max(0.001)
+                    ));
+                }
+            })
+        };
+        Self { bar, ticker }
+    }
+
+    fn finish(self) {
+        self.ticker.abort();
+        self.bar.finish_and_clear();
+    }
 }

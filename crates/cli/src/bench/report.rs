@@ -1,0 +1,462 @@
+//! A bench run's results: what each phase sustained, the ceilings it is
+//! judged against, the ratios and goals, and the machine and commit it ran
+//! on; as a table, as JSON, and one run compared with another.
+
+use super::{
+    ceilings::{BrokerCeiling, CommitCeiling},
+    load::{Load, PhaseRun},
+    stats::Latency,
+};
+use serde::{Deserialize, Serialize};
+use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
+
+/// The JSON layout's version: `compare` refuses another.
+pub(crate) const FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct BenchReport {
+    pub(crate) format: u32,
+    pub(crate) started_at: String,
+    pub(crate) git_commit: String,
+    /// `release` or `debug`: a debug build's figures are not the platform's.
+    pub(crate) build: String,
+    pub(crate) machine: Machine,
+    pub(crate) platform: Platform,
+    pub(crate) phases: Vec<PhaseReport>,
+    pub(crate) ceilings: Ceilings,
+    pub(crate) ratios: Ratios,
+    pub(crate) goals: Vec<Goal>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Machine {
+    pub(crate) cores: usize,
+    pub(crate) memory_gib: f64,
+    pub(crate) cpu: String,
+    pub(crate) os: String,
+}
+
+impl Machine {
+    pub(crate) fn this() -> Self {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let memory_kib: f64 = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0.0);
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_owned())
+            .unwrap_or_else(|| "unknown".into());
+        Self {
+            cores: std::thread::available_parallelism().map_or(1, usize::from),
+            memory_gib: (memory_kib / 1024.0 / 1024.0 * 10.0).round() / 10.0,
+            cpu,
+            os: std::env::consts::OS.to_owned(),
+        }
+    }
+}
+
+/// The checkout's commit, `-dirty` when it has uncommitted changes; or
+/// `unknown` outside a git checkout.
+pub(crate) fn git_commit() -> String {
+    let run = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    match run(&["rev-parse", "--short=12", "HEAD"]) {
+        Some(commit) => {
+            let dirty = run(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            if dirty {
+                format!("{commit}-dirty")
+            } else {
+                commit
+            }
+        }
+        None => "unknown".into(),
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Platform {
+    /// The edge driven; `own` when the bench started the platform itself.
+    pub(crate) edge: String,
+    pub(crate) own: bool,
+    pub(crate) partitions: Option<i32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PhaseReport {
+    /// `closed` or `open`.
+    pub(crate) mode: String,
+    pub(crate) clients: Option<usize>,
+    pub(crate) rate_per_second: Option<f64>,
+    pub(crate) seconds: f64,
+    /// Orders the edge accepted.
+    pub(crate) placed: usize,
+    /// Orders it did not, with the first few answers.
+    pub(crate) refused: usize,
+    pub(crate) refusals: Vec<String>,
+    pub(crate) confirmed: usize,
+    pub(crate) cancelled: usize,
+    /// Accepted but not ended within the drain time.
+    pub(crate) unfinished: usize,
+    pub(crate) unfinished_share: f64,
+    /// Ended sagas over the time from the phase's start to the last end.
+    pub(crate) sagas_per_second: f64,
+    pub(crate) post: Latency,
+    /// POST to the answer that showed the order ended.
+    pub(crate) completion: Latency,
+    /// POST to the terminal event's commit (the services' clocks).
+    pub(crate) saga: Latency,
+    pub(crate) steps: Vec<Step>,
+    /// Write transactions the server began during the phase, per ended saga.
+    pub(crate) transactions_per_saga: f64,
+    /// Messages written to the topics during the phase, per ended saga.
+    pub(crate) messages_per_saga: f64,
+    /// Their mean size, key and value.
+    pub(crate) message_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Step {
+    pub(crate) name: String,
+    pub(crate) latency: Latency,
+}
+
+/// What the database and the broker counted during a phase.
+pub(crate) struct Counted {
+    pub(crate) transactions: i64,
+    pub(crate) messages: i64,
+    pub(crate) message_bytes: Option<usize>,
+}
+
+impl PhaseReport {
+    pub(crate) fn new(run: &PhaseRun, counted: &Counted) -> Self {
+        let ended: Vec<_> = run
+            .observed
+            .iter()
+            .filter(|o| o.completion.is_some())
+            .collect();
+        let last_end = ended
+            .iter()
+            .filter_map(|o| o.ended_at)
+            .max()
+            .map(|at| at.duration_since(run.started).as_secs_f64());
+        let placed = run.observed.len();
+        let unfinished = placed - ended.len();
+        let durations = |f: &dyn Fn(&super::load::Observed) -> Option<Duration>| -> Vec<Duration> {
+            run.observed.iter().filter_map(f).collect()
+        };
+        // Steps in the order sagas go through them, by where they first
+        // show up in a timeline.
+        let mut steps: Vec<(String, Vec<Duration>)> = Vec::new();
+        for o in &ended {
+            for (name, d) in &o.steps {
+                match steps.iter_mut().find(|(n, _)| n == name) {
+                    Some((_, samples)) => samples.push(*d),
+                    None => steps.push((name.clone(), vec![*d])),
+                }
+            }
+        }
+        let per_saga = |n: i64| {
+            if ended.is_empty() {
+                0.0
+            } else {
+                n as f64 / ended.len() as f64
+            }
+        };
+        let (mode, clients, rate) = match run.load {
+            Load::Closed { clients } => ("closed", Some(clients), None),
+            Load::Open { rate } => ("open", None, Some(rate)),
+        };
+        Self {
+            mode: mode.into(),
+            clients,
+            rate_per_second: rate,
+            seconds: run.seconds,
+            placed,
+            refused: run.refused.len(),
+            refusals: run.refused.iter().take(5).cloned().collect(),
+            confirmed: ended.iter().filter(|o| o.status == "CONFIRMED").count(),
+            cancelled: ended.iter().filter(|o| o.status == "CANCELLED").count(),
+            unfinished,
+            unfinished_share: if placed == 0 {
+                0.0
+            } else {
+                unfinished as f64 / placed as f64
+            },
+            sagas_per_second: last_end.map_or(0.0, |s| ended.len() as f64 / s.max(1e-9)),
+            post: Latency::of(&durations(&|o| Some(o.post))),
+            completion: Latency::of(&durations(&|o| o.completion)),
+            saga: Latency::of(&durations(&|o| o.saga)),
+            steps: steps
+                .into_iter()
+                .map(|(name, samples)| Step {
+                    name,
+                    latency: Latency::of(&samples),
+                })
+                .collect(),
+            transactions_per_saga: per_saga(counted.transactions),
+            messages_per_saga: per_saga(counted.messages),
+            message_bytes: counted.message_bytes,
+        }
+    }
+
+    fn title(&self) -> String {
+        match (self.clients, self.rate_per_second) {
+            (Some(c), _) => format!("closed loop, {c} clients, {:.0} s", self.seconds),
+            (_, Some(r)) => format!("open loop, {r:.0} orders/s, {:.0} s", self.seconds),
+            _ => self.mode.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Ceilings {
+    pub(crate) commit: CommitCeiling,
+    pub(crate) broker: BrokerCeiling,
+}
+
+/// The closed loop (the most the platform sustained) against the
+/// ceilings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Ratios {
+    /// sagas/s × transactions per saga ÷ the commit rate.
+    pub(crate) commits: f64,
+    /// sagas/s × messages per saga ÷ the broker rate.
+    pub(crate) broker: f64,
+    /// The saga rate the commit rate allows: commits/s ÷ transactions per
+    /// saga.
+    pub(crate) sagas_per_second_the_commits_allow: f64,
+}
+
+impl Ratios {
+    pub(crate) fn new(closed: &PhaseReport, ceilings: &Ceilings) -> Self {
+        let share = |used: f64, ceiling: f64| if ceiling > 0.0 { used / ceiling } else { 0.0 };
+        Self {
+            commits: share(
+                closed.sagas_per_second * closed.transactions_per_saga,
+                ceilings.commit.per_second,
+            ),
+            broker: share(
+                closed.sagas_per_second * closed.messages_per_saga,
+                ceilings.broker.per_second,
+            ),
+            sagas_per_second_the_commits_allow: share(
+                ceilings.commit.per_second,
+                closed.transactions_per_saga,
+            ),
+        }
+    }
+}
+
+/// One of the issue's goals, and what this run reached.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Goal {
+    pub(crate) goal: String,
+    pub(crate) reached: String,
+    pub(crate) met: bool,
+}
+
+pub(crate) fn goals(
+    closed: &PhaseReport,
+    open: Option<&PhaseReport>,
+    ratios: &Ratios,
+) -> Vec<Goal> {
+    let mut goals = vec![Goal {
+        goal: "at least 1000 completed sagas/s".into(),
+        reached: format!("{:.0} sagas/s", closed.sagas_per_second),
+        met: closed.sagas_per_second >= 1000.0,
+    }];
+    if let Some(open) = open {
+        let half = open
+            .rate_per_second
+            .is_some_and(|r| (r - closed.sagas_per_second / 2.0).abs() <= 1.0);
+        goals.push(Goal {
+            goal: "completion p99 under 100 ms at half the sustained rate".into(),
+            reached: format!(
+                "p99 {:.1} ms at {:.0} orders/s{}",
+                open.completion.p99_ms,
+                open.rate_per_second.unwrap_or(0.0),
+                if half {
+                    ""
+                } else {
+                    " (not half the closed loop's rate)"
+                }
+            ),
+            met: half && open.completion.p99_ms < 100.0 && open.unfinished == 0,
+        });
+    }
+    goals.push(Goal {
+        goal: "a saga rate at least half of what the commit rate allows".into(),
+        reached: format!(
+            "{:.0} of {:.0} sagas/s ({:.0} %)",
+            closed.sagas_per_second,
+            ratios.sagas_per_second_the_commits_allow,
+            ratios.commits * 100.0
+        ),
+        met: ratios.commits >= 0.5,
+    });
+    goals
+}
+
+impl BenchReport {
+    pub(crate) fn text(&self) -> String {
+        let mut out = String::new();
+        let m = &self.machine;
+        let _ = writeln!(
+            out,
+            "choreo bench at {} ({} build), {} cores, {:.1} GiB, {}",
+            self.git_commit, self.build, m.cores, m.memory_gib, m.cpu
+        );
+        for phase in &self.phases {
+            let _ = writeln!(out, "\n{}", phase.title());
+            let _ = writeln!(
+                out,
+                "  sagas/s {:>9.1}   placed {}  confirmed {}  cancelled {}  unfinished {} ({:.2} %)  refused {}",
+                phase.sagas_per_second,
+                phase.placed,
+                phase.confirmed,
+                phase.cancelled,
+                phase.unfinished,
+                phase.unfinished_share * 100.0,
+                phase.refused
+            );
+            for why in &phase.refusals {
+                let _ = writeln!(out, "    refused: {why}");
+            }
+            let _ = writeln!(
+                out,
+                "  {:<38} {:>8} {:>8} {:>8} {:>8}",
+                "ms", "p50", "p95", "p99", "max"
+            );
+            let mut row = |name: &str, l: &Latency| {
+                let _ = writeln!(
+                    out,
+                    "  {:<38} {:>8.1} {:>8.1} {:>8.1} {:>8.1}",
+                    name, l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms
+                );
+            };
+            row("POST /v1/orders", &phase.post);
+            row("completion (POST to the end seen)", &phase.completion);
+            row("saga (POST to the terminal event)", &phase.saga);
+            for step in &phase.steps {
+                row(&format!("  {}", step.name), &step.latency);
+            }
+            let _ = writeln!(
+                out,
+                "  per saga: {:.1} write transactions, {:.1} messages of {} bytes",
+                phase.transactions_per_saga,
+                phase.messages_per_saga,
+                phase
+                    .message_bytes
+                    .map_or_else(|| "?".to_owned(), |b| b.to_string())
+            );
+        }
+        let c = &self.ceilings;
+        let _ = writeln!(
+            out,
+            "\nceilings: PostgreSQL {:.0} commits/s ({} connections, synchronous_commit={}); \
+             broker {:.0} messages/s of {} bytes",
+            c.commit.per_second,
+            c.commit.concurrency,
+            c.commit.synchronous_commit,
+            c.broker.per_second,
+            c.broker.message_bytes
+        );
+        let r = &self.ratios;
+        let _ = writeln!(
+            out,
+            "ratios: sagas/s × transactions/saga ÷ commits/s = {:.2}; \
+             sagas/s × messages/saga ÷ broker messages/s = {:.2}",
+            r.commits, r.broker
+        );
+        let _ = writeln!(out, "goals:");
+        for goal in &self.goals {
+            let _ = writeln!(
+                out,
+                "  [{}] {}: {}",
+                if goal.met { "met" } else { "not met" },
+                goal.goal,
+                goal.reached
+            );
+        }
+        out
+    }
+}
+
+/// The figures `compare` sets side by side, by name.
+fn figures(report: &BenchReport) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for phase in &report.phases {
+        let p = &phase.mode;
+        out.insert(format!("{p}: sagas/s"), phase.sagas_per_second);
+        out.insert(format!("{p}: unfinished share"), phase.unfinished_share);
+        out.insert(format!("{p}: POST p50 ms"), phase.post.p50_ms);
+        out.insert(format!("{p}: POST p99 ms"), phase.post.p99_ms);
+        out.insert(format!("{p}: completion p50 ms"), phase.completion.p50_ms);
+        out.insert(format!("{p}: completion p95 ms"), phase.completion.p95_ms);
+        out.insert(format!("{p}: completion p99 ms"), phase.completion.p99_ms);
+        out.insert(format!("{p}: completion max ms"), phase.completion.max_ms);
+        out.insert(
+            format!("{p}: transactions/saga"),
+            phase.transactions_per_saga,
+        );
+        out.insert(format!("{p}: messages/saga"), phase.messages_per_saga);
+    }
+    out.insert(
+        "ceiling: commits/s".into(),
+        report.ceilings.commit.per_second,
+    );
+    out.insert(
+        "ceiling: broker messages/s".into(),
+        report.ceilings.broker.per_second,
+    );
+    out.insert("ratio: commits".into(), report.ratios.commits);
+    out.insert("ratio: broker".into(), report.ratios.broker);
+    out
+}
+
+/// `a` against `b`, figure by figure, with the change in per cent.
+pub(crate) fn compare(a: &BenchReport, b: &BenchReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<30} {:>14} {:>14} {:>9}",
+        "", a.git_commit, b.git_commit, "change"
+    );
+    for (label, (x, y)) in [
+        ("build", (&a.build, &b.build)),
+        ("cpu", (&a.machine.cpu, &b.machine.cpu)),
+    ] {
+        if x != y {
+            let _ = writeln!(out, "{label} differs: {x} against {y}");
+        }
+    }
+    if a.machine.cores != b.machine.cores {
+        let _ = writeln!(
+            out,
+            "cores differ: {} against {}",
+            a.machine.cores, b.machine.cores
+        );
+    }
+    let (fa, fb) = (figures(a), figures(b));
+    for (name, x) in &fa {
+        let Some(y) = fb.get(name) else { continue };
+        let change = if *x == 0.0 {
+            "".to_owned()
+        } else {
+            format!("{:+.1} %", (y - x) / x * 100.0)
+        };
+        let _ = writeln!(out, "{name:<30} {x:>14.2} {y:>14.2} {change:>9}");
+    }
+    out
+}
