@@ -128,6 +128,12 @@ pub trait Handler: Send + Sync + 'static {
         tx: &'a mut PgConnection,
         delivery: &'a Delivery,
     ) -> impl Future<Output = Result<Outcome, HandlerError>> + Send + 'a;
+
+    /// Called once an event the handler applied has committed: for what
+    /// must wait until its effect is visible to others, such as waking the
+    /// readers waiting for it. Not called for a duplicate or an ignored
+    /// record, nor when the commit fails.
+    fn committed(&self, _delivery: &Delivery) {}
 }
 
 /// What [`apply_effect`] did with an event.
@@ -189,6 +195,7 @@ pub async fn apply_effect<H: Handler>(
             Outcome::Applied => {
                 crate::fail_points::crash_point(crate::fail_points::HANDLER_BEFORE_COMMIT);
                 tx.commit().await?;
+                handler.committed(delivery);
                 tracing::debug!(event_id = %meta.event_id, "event applied");
                 Ok(Effect::Applied)
             }

@@ -35,14 +35,13 @@ use choreo_kit::{HttpError, IDEMPOTENT_REPLAYED, idempotency_key};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use std::time::Duration;
-use tokio::sync::watch;
 use tracing::Instrument;
 use uuid::Uuid;
 
 #[derive(Clone)]
 pub(crate) struct State {
     pub(crate) pool: PgPool,
-    pub(crate) changed: watch::Sender<u64>,
+    pub(crate) changes: crate::changes::OrderChanges,
     pub(crate) max_wait: Duration,
     pub(crate) idempotency_key_lifetime: Duration,
     pub(crate) sagas: SagaMetrics,
@@ -311,10 +310,11 @@ async fn get_order(
         }
     };
     let deadline = tokio::time::Instant::now() + wait;
-    // Subscribe before reading, so a change between the read and the wait
-    // is not missed.
-    let mut changed = state.changed.subscribe();
+    let watch = state.changes.watch(id);
     loop {
+        // Asked before the read, so a commit between the read and the wait
+        // is not missed.
+        let changed = watch.next_change();
         let mut conn = state
             .pool
             .acquire()
@@ -332,7 +332,7 @@ async fn get_order(
         // Another replica's changes do not bump our channel; poll as well.
         let poll = tokio::time::sleep(Duration::from_millis(250));
         tokio::select! {
-            _ = changed.changed() => {}
+            () = changed => {}
             _ = poll => {}
             _ = tokio::time::sleep_until(deadline) => {}
         }
@@ -384,7 +384,7 @@ async fn cancel_order(
                 .map_err(|e| internal(&e))?
                 .ok_or_else(|| HttpError::not_found(format!("no order {id}")))?;
             tx.commit().await.map_err(|e| internal(&e))?;
-            state.changed.send_modify(|v| *v = v.wrapping_add(1));
+            state.changes.committed(id);
             Ok((StatusCode::ACCEPTED, Json(order)))
         }
     }

@@ -5,12 +5,11 @@
 //! Any number of replicas may sweep: each locks the overdue orders it takes
 //! with `SKIP LOCKED`, and `saga::cancel` only moves a PENDING order.
 
-use crate::{db, metrics::SagaMetrics, saga};
+use crate::{changes::OrderChanges, db, metrics::SagaMetrics, saga};
 use choreo_events::cancel_reason::TIMEOUT;
 use choreo_kit::CancellationToken;
 use sqlx::PgPool;
 use std::time::Duration;
-use tokio::sync::watch;
 use tracing::{Instrument, field::Empty};
 
 const BATCH: i64 = 200;
@@ -18,7 +17,7 @@ const BATCH: i64 = 200;
 pub(crate) async fn sweep_until(
     pool: PgPool,
     deadline: Duration,
-    changed: watch::Sender<u64>,
+    changes: OrderChanges,
     sagas: SagaMetrics,
     shutdown: CancellationToken,
 ) {
@@ -30,22 +29,24 @@ pub(crate) async fn sweep_until(
             _ = tokio::time::sleep(every) => {}
         }
         match sweep(&pool, deadline, &sagas).await {
-            Ok(0) => {}
-            Ok(n) => {
-                tracing::info!(count = n, "overdue orders cancelled");
-                changed.send_modify(|v| *v = v.wrapping_add(1));
+            Ok(cancelled) if cancelled.is_empty() => {}
+            Ok(cancelled) => {
+                tracing::info!(count = cancelled.len(), "overdue orders cancelled");
+                for order in cancelled {
+                    changes.committed(order);
+                }
             }
             Err(e) => tracing::warn!(error = %e, "deadline sweep failed; retrying"),
         }
     }
 }
 
-/// Cancels the overdue orders of one batch, in one transaction.
+/// Cancels the overdue orders of one batch, in one transaction; their ids.
 async fn sweep(
     pool: &PgPool,
     deadline: Duration,
     sagas: &SagaMetrics,
-) -> Result<usize, saga::SagaError> {
+) -> Result<Vec<uuid::Uuid>, saga::SagaError> {
     let mut tx = pool.begin().await?;
     let overdue = db::lock_overdue(&mut tx, deadline.as_secs_f64(), BATCH).await?;
     let detail = format!("not completed within the saga deadline of {deadline:?}");
@@ -59,5 +60,5 @@ async fn sweep(
             .await?;
     }
     tx.commit().await?;
-    Ok(overdue.len())
+    Ok(overdue.into_iter().map(|(order_id, _)| order_id).collect())
 }

@@ -15,6 +15,7 @@
 //! - `db`: its tables.
 
 mod api;
+mod changes;
 mod db;
 mod deadline;
 mod handlers;
@@ -29,7 +30,6 @@ use choreo_kit::CancellationToken;
 use choreo_service::{LaunchError, Running, ServiceSettings, Spec};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use tokio::sync::watch;
 
 pub use db::{Line, Order, OrderStatus, OrderSummary, TimelineEntry};
 
@@ -70,7 +70,10 @@ pub fn migrations() -> sqlx::migrate::Migrator {
 /// The service's reaction to its input events, for tests that feed it
 /// events directly through [`choreo_messaging::apply`].
 pub fn handler() -> impl choreo_messaging::Handler {
-    handlers::OrderHandler::new(watch::channel(0u64).0, metrics::SagaMetrics::default())
+    handlers::OrderHandler::new(
+        changes::OrderChanges::default(),
+        metrics::SagaMetrics::default(),
+    )
 }
 
 /// How the service re-applies its own published events (placements and
@@ -91,9 +94,9 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<Running, LaunchError> {
     let pool = choreo_service::connect(&settings.service, migrations()).await?;
-    // Bumped whenever an order changes, so `?wait=` requests in this process
-    // wake at once; they also poll, for changes made by another replica.
-    let (changed, _) = watch::channel(0u64);
+    // Told of each committed change to an order, so that `?wait=` requests
+    // in this process wake at once.
+    let changes = changes::OrderChanges::default();
     let key_lifetime = Duration::from_secs_f64(settings.idempotency_key_hours.max(0.0) * 3600.0);
     let sagas = metrics::SagaMetrics::default();
     let mut registry = prometheus_client::registry::Registry::default();
@@ -101,10 +104,10 @@ pub async fn start(
     let spec = Spec {
         name: "order",
         inputs: INPUTS,
-        handler: handlers::OrderHandler::new(changed.clone(), sagas.clone()),
+        handler: handlers::OrderHandler::new(changes.clone(), sagas.clone()),
         router: api::router(api::State {
             pool: pool.clone(),
-            changed: changed.clone(),
+            changes: changes.clone(),
             max_wait: Duration::from_secs(settings.max_wait_seconds),
             idempotency_key_lifetime: key_lifetime,
             sagas: sagas.clone(),
@@ -114,7 +117,7 @@ pub async fn start(
             Box::pin(deadline::sweep_until(
                 pool.clone(),
                 Duration::from_secs_f64(settings.saga_deadline_seconds.max(0.1)),
-                changed,
+                changes,
                 sagas,
                 shutdown.clone(),
             )),

@@ -58,6 +58,13 @@ pub struct ConsumerSettings {
     /// On the local Tansu broker this is what keeps a group usable after a
     /// member is SIGKILLed (see DEVELOPERS.md). `None`: dynamic membership.
     pub instance_id: Option<String>,
+    /// How long the broker may hold a fetch that finds nothing new
+    /// (`fetch.wait.max.ms`). Apache Kafka answers as soon as a message
+    /// arrives, so this only bounds how often an idle consumer asks. Tansu
+    /// 0.6 holds every fetch this long, data or not (it sleeps out the
+    /// wait after reading), so there it is added to every hop of a saga,
+    /// and a shorter one costs the broker more fetches a second.
+    pub fetch_wait_ms: u32,
 }
 
 impl Default for ConsumerSettings {
@@ -65,6 +72,7 @@ impl Default for ConsumerSettings {
         Self {
             partition_queue: 64,
             instance_id: None,
+            fetch_wait_ms: 50,
         }
     }
 }
@@ -207,7 +215,7 @@ impl<H: Handler> Consumer<H> {
             .set("auto.offset.reset", "earliest")
             // A saga is a chain of hops; the broker's default 500 ms fetch
             // wait would be paid at every hop when traffic is light.
-            .set("fetch.wait.max.ms", "50")
+            .set("fetch.wait.max.ms", settings.fetch_wait_ms.to_string())
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             // Also the rebalance timeout: how long Apache Kafka lets a

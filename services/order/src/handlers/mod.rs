@@ -11,20 +11,19 @@ mod stock_rejected;
 mod stock_released;
 mod stock_reserved;
 
-use crate::{db, metrics::SagaMetrics, saga};
+use crate::{changes::OrderChanges, db, metrics::SagaMetrics, saga};
 use choreo_events::EventMeta;
 use choreo_messaging::{Delivery, Handler, HandlerError, Outcome};
 use sqlx::PgConnection;
-use tokio::sync::watch;
 
 pub(crate) struct OrderHandler {
-    changed: watch::Sender<u64>,
+    changes: OrderChanges,
     sagas: SagaMetrics,
 }
 
 impl OrderHandler {
-    pub(crate) fn new(changed: watch::Sender<u64>, sagas: SagaMetrics) -> Self {
-        Self { changed, sagas }
+    pub(crate) fn new(changes: OrderChanges, sagas: SagaMetrics) -> Self {
+        Self { changes, sagas }
     }
 }
 
@@ -46,10 +45,12 @@ impl Handler for OrderHandler {
             "ShipmentCancelled" => shipment_cancelled::handle(tx, delivery).await?,
             _ => return Ok(Outcome::Ignored),
         }
-        // Wakes `?wait=` readers. They re-read after our commit lands or
-        // on their next poll; waking a little early costs one read.
-        self.changed.send_modify(|v| *v = v.wrapping_add(1));
         Ok(Outcome::Applied)
+    }
+
+    /// Every event this service applies changes the order it names.
+    fn committed(&self, delivery: &Delivery) {
+        self.changes.committed(delivery.meta().correlation_id);
     }
 }
 
