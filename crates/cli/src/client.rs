@@ -79,19 +79,38 @@ pub(crate) enum Posted {
     Retry(String),
 }
 
-/// One attempt at placing an order under `key`.
+/// A W3C `traceparent` for a new trace, for a driver that decides which of
+/// its requests the platform traces: the platform's default sampler follows
+/// the caller's choice (`sampled`). Its trace id comes first.
+pub(crate) fn new_trace(sampled: bool) -> (String, String) {
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let span_id = &uuid::Uuid::new_v4().simple().to_string()[..16];
+    let flags = if sampled { "01" } else { "00" };
+    let traceparent = format!("00-{trace_id}-{span_id}-{flags}");
+    (trace_id, traceparent)
+}
+
+fn traced(request: reqwest::RequestBuilder, traceparent: Option<&str>) -> reqwest::RequestBuilder {
+    match traceparent {
+        Some(value) => request.header(choreo_telemetry::TRACEPARENT, value),
+        None => request,
+    }
+}
+
+/// One attempt at placing an order under `key`, in the trace `traceparent`
+/// names (a new one of the edge's without).
 pub(crate) async fn post_order(
     client: &reqwest::Client,
     edge: &str,
     key: &str,
     body: &Value,
+    traceparent: Option<&str>,
 ) -> Posted {
-    let response = client
+    let request = client
         .post(format!("{edge}/v1/orders"))
         .header("idempotency-key", key)
-        .json(body)
-        .send()
-        .await;
+        .json(body);
+    let response = traced(request, traceparent).send().await;
     match response {
         Ok(r) if r.status() == 201 => match r.json::<Value>().await {
             Ok(order) if order["id"].is_string() => Posted::Accepted(order),
@@ -124,7 +143,7 @@ pub(crate) async fn place(
 ) -> anyhow::Result<String> {
     let until = Instant::now() + PLACE_DEADLINE;
     loop {
-        match post_order(client, edge, key, body).await {
+        match post_order(client, edge, key, body, None).await {
             Posted::Accepted(order) => {
                 return order["id"]
                     .as_str()
@@ -149,12 +168,13 @@ pub(crate) fn is_terminal(order: &Value) -> bool {
 
 /// The order once it is CONFIRMED or CANCELLED, asked with `?wait=` so the
 /// answer comes as soon as it is; at `deadline`, the last answer (`null` if
-/// there was none).
+/// there was none). Each ask is in the trace `traceparent` names, if any.
 pub(crate) async fn wait_terminal(
     client: &reqwest::Client,
     edge: &str,
     id: &str,
     deadline: Instant,
+    traceparent: Option<&str>,
 ) -> Value {
     let mut last = Value::Null;
     while Instant::now() < deadline {
@@ -162,11 +182,8 @@ pub(crate) async fn wait_terminal(
             .saturating_duration_since(Instant::now())
             .as_secs_f64()
             .min(5.0);
-        if let Ok(r) = client
-            .get(format!("{edge}/v1/orders/{id}?wait={wait:.3}"))
-            .send()
-            .await
-        {
+        let request = client.get(format!("{edge}/v1/orders/{id}?wait={wait:.3}"));
+        if let Ok(r) = traced(request, traceparent).send().await {
             if let Ok(order) = r.json::<Value>().await {
                 if is_terminal(&order) {
                     return order;

@@ -155,11 +155,23 @@ async fn a_run_reports_what_its_platform_did_and_compare_reads_the_results() -> 
         String::from_utf8_lossy(&refused.stderr)
     );
 
+    let refused = choreo(&["--set", "FETCH WAIT"]).output().await?;
+    assert!(!refused.status.success(), "a malformed --set was accepted");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("is not NAME=VALUE"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
     let run = choreo(&[
         "--clients",
         "2",
         "--seconds",
         "3",
+        "--profile-seconds",
+        "2",
+        "--set",
+        "CHOREO_CONSUMER__FETCH_WAIT_MS=20",
         "--rate",
         "4",
         "--drain-seconds",
@@ -266,6 +278,61 @@ async fn check_run(
         assert!(sagas_per_second > 0.0, "{phase}");
         placed += n;
     }
+    // The processor time of the platform's processes, by their pid files,
+    // and of PostgreSQL's backends.
+    for phase in phases {
+        let cpu = phase["cpu"].as_array().context("cpu")?;
+        for process in [
+            "broker",
+            "order",
+            "inventory",
+            "edge",
+            "postgres (all backends)",
+        ] {
+            let row = cpu
+                .iter()
+                .find(|p| p["process"] == process)
+                .with_context(|| format!("no {process} in {cpu:?}"))?;
+            assert!(row["cores"].as_f64() > Some(0.0), "{row}");
+            assert!(row["ms_per_saga"].as_f64() > Some(0.0), "{row}");
+        }
+    }
+    assert_eq!(
+        report["platform"]["settings"],
+        serde_json::json!(["CHOREO_CONSUMER__FETCH_WAIT_MS=20"])
+    );
+
+    // The traced loop's sagas, cut into stages from the services' spans:
+    // each hop's delivery, relay and handler, the shares summing to one.
+    let profile = &report["profile"];
+    let traced = profile["sagas"].as_u64().context("profiled sagas")?;
+    assert!(traced > 0, "{profile}");
+    placed += traced;
+    let stages: Vec<&str> = profile["stages"]
+        .as_array()
+        .context("stages")?
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    for stage in [
+        "edge POST /v1/orders",
+        "order relay",
+        "broker → inventory (OrderPlaced)",
+        "inventory handle OrderPlaced",
+        "broker → payment (StockReserved)",
+        "broker → order (ShipmentScheduled)",
+    ] {
+        assert!(stages.contains(&stage), "no {stage} in {stages:?}");
+    }
+    let shares: f64 = profile["costs"]
+        .as_array()
+        .context("costs")?
+        .iter()
+        .filter_map(|c| c["share"].as_f64())
+        .sum();
+    assert!((shares - 1.0).abs() < 1e-6, "{profile}");
+    assert!(stdout.contains("where a saga's time goes"), "{stdout}");
+
     let url = format!("postgres://postgres@127.0.0.1:5432/{prefix}order");
     let mut order = PgConnection::connect(&url).await?;
     let (orders, confirmed): (i64, i64) =

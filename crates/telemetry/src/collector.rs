@@ -1,5 +1,6 @@
-//! An OTLP/HTTP trace receiver, standing where a collector would, for tests
-//! that check the spans real processes export. It speaks the protocol the
+//! An OTLP/HTTP trace receiver, standing where a collector would: for tests
+//! that check the spans real processes export, and for `choreo bench`,
+//! which times a saga's stages from them. It speaks the protocol the
 //! exporters speak (protobuf `ExportTraceServiceRequest` on `/v1/traces`)
 //! and keeps every span it is sent.
 
@@ -36,6 +37,10 @@ pub struct ReceivedSpan {
     pub span_id: String,
     /// `None` for a root span.
     pub parent_span_id: Option<String>,
+    /// Start and end, in nanoseconds since the Unix epoch, by the
+    /// exporting process's clock.
+    pub start_unix_nanos: u64,
+    pub end_unix_nanos: u64,
     pub attributes: BTreeMap<String, String>,
 }
 
@@ -79,6 +84,15 @@ impl OtlpReceiver {
     /// Every span received so far.
     pub fn spans(&self) -> Vec<ReceivedSpan> {
         self.received.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// How many spans have been received so far.
+    pub fn len(&self) -> usize {
+        self.received.lock().map_or(0, |s| s.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The spans received so far of the trace `trace_id` (hex).
@@ -130,6 +144,8 @@ async fn export(State(received): State<Received>, body: Bytes) -> impl IntoRespo
                     span_id: hex(&span.span_id),
                     parent_span_id: (!span.parent_span_id.is_empty())
                         .then(|| hex(&span.parent_span_id)),
+                    start_unix_nanos: span.start_time_unix_nano,
+                    end_unix_nanos: span.end_time_unix_nano,
                     attributes: attributes(&span.attributes),
                 });
             }

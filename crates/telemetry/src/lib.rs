@@ -12,6 +12,8 @@
 //! context travels as W3C `traceparent`, in HTTP headers, Kafka headers and
 //! outbox rows ([`context`]), so one saga is one trace across every service.
 
+#[cfg(feature = "collector")]
+pub mod collector;
 pub mod context;
 
 pub use context::{

@@ -9,15 +9,14 @@ mod broker;
 mod db;
 mod delivery_order;
 mod events;
-mod otlp;
 mod publish;
 mod wait;
 
 pub use broker::TestBroker;
+pub use choreo_telemetry::collector::{OtlpReceiver, ReceivedSpan};
 pub use db::TestDatabase;
 pub use delivery_order::{interleave, redeliver};
 pub use events::order_placed;
-pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use publish::{RawProducer, framed, publish_event};
 pub use wait::wait_until;
 

@@ -82,7 +82,7 @@ impl Shop {
                 let body = client::order_body(customer, &shop.skus[i], "DE");
                 let key = format!("bench-{}-warm-up-{i}", shop.tag);
                 let id = client::place(http, &shop.edge, &key, &body).await?;
-                let order = client::wait_terminal(http, &shop.edge, &id, deadline).await;
+                let order = client::wait_terminal(http, &shop.edge, &id, deadline, None).await;
                 anyhow::ensure!(
                     order["status"] == "CONFIRMED",
                     "the warm-up order {id} did not complete (it is {}): the platform is not healthy",
@@ -168,6 +168,8 @@ pub(crate) struct Observed {
     /// The time between consecutive timeline events, the first one
     /// measured from the POST: `("OrderPlaced → StockReserved", …)`.
     pub(crate) steps: Vec<(String, Duration)>,
+    /// The trace its POST began.
+    pub(crate) trace_id: String,
 }
 
 /// A phase as it ran.
@@ -189,13 +191,16 @@ pub(crate) struct Counters {
 }
 
 /// Runs one phase for `duration`, then waits up to `drain` for the orders
-/// still running to end.
+/// still running to end. With `traced` each order's saga is traced (its
+/// POST asks for it); without, none is, so that exporting spans costs a
+/// measured phase nothing.
 pub(crate) async fn run_phase(
     shop: &Arc<Shop>,
     name: &str,
     load: Load,
     duration: Duration,
     drain: Duration,
+    traced: bool,
     counters: &Arc<Counters>,
 ) -> anyhow::Result<PhaseRun> {
     let started = Instant::now();
@@ -231,7 +236,8 @@ pub(crate) async fn run_phase(
                     while Instant::now() < end {
                         let n = sequence.fetch_add(1, Ordering::Relaxed);
                         let key = format!("{key_prefix}-{n}");
-                        let result = one_order(&shop, client, &key, deadline, &counters).await;
+                        let result =
+                            one_order(&shop, client, &key, deadline, traced, &counters).await;
                         let refused = result.is_err();
                         record(result);
                         if refused {
@@ -259,7 +265,7 @@ pub(crate) async fn run_phase(
                 let key = format!("bench-{}-{name}-{n}", shop.tag);
                 let who = n % shop.size();
                 tasks.spawn(async move {
-                    record(one_order(&shop, who, &key, deadline, &counters).await);
+                    record(one_order(&shop, who, &key, deadline, traced, &counters).await);
                 });
                 n += 1;
             }
@@ -277,6 +283,16 @@ pub(crate) async fn run_phase(
     })
 }
 
+impl PhaseRun {
+    /// The orders that ended.
+    pub(crate) fn ended(&self) -> usize {
+        self.observed
+            .iter()
+            .filter(|o| o.completion.is_some())
+            .count()
+    }
+}
+
 fn take<T>(shared: &Mutex<Vec<T>>) -> Vec<T> {
     std::mem::take(&mut *shared.lock().unwrap_or_else(|e| e.into_inner()))
 }
@@ -289,20 +305,24 @@ async fn one_order(
     who: usize,
     key: &str,
     deadline: Instant,
+    traced: bool,
     counters: &Counters,
 ) -> Result<Observed, String> {
     let (customer, http) = &shop.customers[who];
     let body = client::order_body(customer, &shop.skus[who], "DE");
+    let (trace_id, traceparent) = client::new_trace(traced);
+    // The asks for its end are never traced: they are not the saga.
+    let (_, untraced) = client::new_trace(false);
     let sent_at = Utc::now();
     let sent = Instant::now();
-    let order = match client::post_order(http, &shop.edge, key, &body).await {
+    let order = match client::post_order(http, &shop.edge, key, &body, Some(&traceparent)).await {
         Posted::Accepted(order) => order,
         Posted::Refused(why) | Posted::Retry(why) => return Err(why),
     };
     let post = sent.elapsed();
     counters.placed.fetch_add(1, Ordering::Relaxed);
     let id = order["id"].as_str().unwrap_or_default();
-    let last = client::wait_terminal(http, &shop.edge, id, deadline).await;
+    let last = client::wait_terminal(http, &shop.edge, id, deadline, Some(&untraced)).await;
     let ended = client::is_terminal(&last);
     if ended {
         counters.ended.fetch_add(1, Ordering::Relaxed);
@@ -319,6 +339,7 @@ async fn one_order(
         saga,
         status: last["status"].as_str().unwrap_or("PENDING").to_owned(),
         steps,
+        trace_id,
     })
 }
 

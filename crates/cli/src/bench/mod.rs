@@ -9,10 +9,18 @@
 //! counter, messages by the topics' watermarks. Then the ceilings at the
 //! same concurrency and message size; the results are a table and a JSON
 //! file in `bench/results/`, which `compare` sets side by side.
+//!
+//! Where the time and the processors go: each phase reads the processor
+//! time of every platform process (`cpu`), and on its own platform the
+//! bench collects the services' spans and runs one more, traced, closed
+//! loop whose sagas it cuts into stages (`profile`). Only that loop's
+//! sagas are traced, so the measured phases pay nothing for the spans.
 
 mod ceilings;
+mod cpu;
 mod load;
 mod measure;
+mod profile;
 mod report;
 mod stats;
 
@@ -69,6 +77,11 @@ struct RunArgs {
     /// Keep the own platform's databases and files.
     #[arg(long)]
     keep: bool,
+    /// A setting for every process of the own platform, as
+    /// `NAME=VALUE` (`CHOREO_CONSUMER__FETCH_WAIT_MS=10`); repeatable. The
+    /// results record them.
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = setting)]
+    settings: Vec<(String, String)>,
     /// Clients of the closed loop, each with one order at a time; also the
     /// commit ceiling's concurrency.
     #[arg(long, default_value_t = 16)]
@@ -90,6 +103,10 @@ struct RunArgs {
     /// Messages the broker ceiling carries.
     #[arg(long, default_value_t = 20_000)]
     ceiling_messages: u64,
+    /// How long the traced closed loop of the profile places orders, on
+    /// the bench's own platform (whose spans it collects); 0: no profile.
+    #[arg(long, default_value_t = 5.0)]
+    profile_seconds: f64,
     /// Where the results file goes.
     #[arg(long, default_value = "bench/results")]
     out: PathBuf,
@@ -196,6 +213,15 @@ async fn ceilings(args: CeilingArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn setting(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() && !name.contains(char::is_whitespace) => {
+            Ok((name.to_owned(), value.to_owned()))
+        }
+        _ => Err(format!("{text:?} is not NAME=VALUE")),
+    }
+}
+
 /// Where the load goes and what counts it.
 struct Target {
     edge: String,
@@ -204,6 +230,11 @@ struct Target {
     pg_admin_url: String,
     own: bool,
     partitions: Option<i32>,
+    settings: Vec<String>,
+    /// Where the platform's pid files are, for the processor times.
+    run_dir: Option<PathBuf>,
+    /// Receives the platform's spans, when the bench started it.
+    spans: Option<choreo_telemetry::collector::OtlpReceiver>,
 }
 
 async fn run_bench(args: RunArgs) -> anyhow::Result<()> {
@@ -225,6 +256,10 @@ async fn run_bench(args: RunArgs) -> anyhow::Result<()> {
         );
     }
     anyhow::ensure!(
+        args.profile_seconds >= 0.0 && args.profile_seconds.is_finite(),
+        "--profile-seconds must be 0 (no profile) or a positive number"
+    );
+    anyhow::ensure!(
         args.ceiling_messages > 0,
         "--ceiling-messages must be at least 1"
     );
@@ -233,6 +268,10 @@ async fn run_bench(args: RunArgs) -> anyhow::Result<()> {
     let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
 
     if let Some(edge) = &args.edge {
+        anyhow::ensure!(
+            args.settings.is_empty(),
+            "--set applies to the bench's own platform, not to one behind --edge"
+        );
         let secret = match &args.secret {
             Some(secret) => secret.clone(),
             None => {
@@ -255,6 +294,9 @@ async fn run_bench(args: RunArgs) -> anyhow::Result<()> {
             pg_admin_url: args.installation.pg_admin_url.clone(),
             own: false,
             partitions: None,
+            settings: Vec::new(),
+            run_dir: Some(args.data_dir.join("run")),
+            spans: None,
         };
         return bench(&args, &target, &tag).await;
     }
@@ -270,6 +312,29 @@ async fn run_bench(args: RunArgs) -> anyhow::Result<()> {
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     );
+    let spans = if args.profile_seconds > 0.0 {
+        Some(choreo_telemetry::collector::OtlpReceiver::start().await?)
+    } else {
+        None
+    };
+    let mut env = up::unlimited_edge();
+    env.extend(
+        args.settings
+            .iter()
+            .map(|(name, value)| ("*", name.clone(), value.clone())),
+    );
+    if let Some(receiver) = &spans {
+        env.extend(
+            [
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint.clone()),
+                // The spans of the traced loop arrive soon after it and
+                // none is dropped for want of room in the export queue.
+                ("OTEL_BSP_SCHEDULE_DELAY", "200".to_owned()),
+                ("OTEL_BSP_MAX_QUEUE_SIZE", "262144".to_owned()),
+            ]
+            .map(|(k, v)| ("*", k.to_owned(), v)),
+        );
+    }
     let config = up::Config {
         data_dir: data_dir.clone(),
         pg_admin_url: args.installation.pg_admin_url.clone(),
@@ -281,7 +346,7 @@ async fn run_bench(args: RunArgs) -> anyhow::Result<()> {
         topic_prefix: String::new(),
         partitions: args.partitions,
         token_secret: secret.clone(),
-        env: up::unlimited_edge(),
+        env,
     };
     eprintln!("starting a platform of its own in {}", data_dir.display());
     let mut running = Vec::new();
@@ -298,6 +363,13 @@ async fn run_bench(args: RunArgs) -> anyhow::Result<()> {
             pg_admin_url: args.installation.pg_admin_url.clone(),
             own: true,
             partitions: Some(args.partitions),
+            settings: args
+                .settings
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect(),
+            run_dir: Some(data_dir.join("run")),
+            spans,
         };
         bench(&args, &target, &tag).await
     }
@@ -349,6 +421,14 @@ async fn bench(args: &RunArgs, target: &Target, tag: &str) -> anyhow::Result<()>
         }
     };
     let open = phase(&shop, target, "open", Load::Open { rate }, duration, drain).await?;
+    let profile = match &target.spans {
+        Some(spans) => Some(
+            profile_sagas(&shop, spans, args, drain)
+                .await
+                .context("the profile")?,
+        ),
+        None => None,
+    };
 
     let message_bytes = closed.message_bytes.or(open.message_bytes).unwrap_or(512);
     eprintln!(
@@ -383,11 +463,13 @@ async fn bench(args: &RunArgs, target: &Target, tag: &str) -> anyhow::Result<()>
             edge: target.edge.clone(),
             own: target.own,
             partitions: target.partitions,
+            settings: target.settings.clone(),
         },
         phases: vec![closed, open],
         ceilings,
         ratios,
         goals,
+        profile,
     };
     print!("{}", report.text());
     let file = args.out.join(format!(
@@ -399,6 +481,47 @@ async fn bench(args: &RunArgs, target: &Target, tag: &str) -> anyhow::Result<()>
         .with_context(|| format!("writing {}", file.display()))?;
     println!("results: {}", file.display());
     Ok(())
+}
+
+/// The traced closed loop, and the stages of its sagas once their spans
+/// have all come in.
+async fn profile_sagas(
+    shop: &Arc<Shop>,
+    spans: &choreo_telemetry::collector::OtlpReceiver,
+    args: &RunArgs,
+    drain: Duration,
+) -> anyhow::Result<profile::Profile> {
+    let load = Load::Closed {
+        clients: args.clients,
+    };
+    let duration = Duration::from_secs_f64(args.profile_seconds);
+    shop.wait_published(drain).await?;
+    let counters = Arc::new(Counters::default());
+    let progress = Progress::start("profile", load, duration, counters.clone());
+    let run = load::run_phase(shop, "profile", load, duration, drain, true, &counters).await;
+    progress.finish();
+    let run = run?;
+    shop.wait_published(drain).await?;
+    // The exporters send every 200 ms: the spans are in once their count
+    // has stood still for a while.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut last = (spans.len(), tokio::time::Instant::now());
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = spans.len();
+        if now != last.0 {
+            last = (now, tokio::time::Instant::now());
+        } else if last.1.elapsed() >= Duration::from_secs(2) {
+            break;
+        }
+    }
+    let traces = run
+        .observed
+        .iter()
+        .filter(|o| o.completion.is_some())
+        .map(|o| o.trace_id.clone())
+        .collect();
+    Ok(profile::profile(&spans.spans(), &traces))
 }
 
 /// One phase, counted by the bench and by the platform's parts.
@@ -416,7 +539,9 @@ async fn phase(
     let ends_before = measure::ends(&target.kafka, topics.clone()).await?;
     let counters = Arc::new(Counters::default());
     let progress = Progress::start(name, load, duration, counters.clone());
-    let run = load::run_phase(shop, name, load, duration, drain, &counters).await;
+    let cpu_before = cpu::sample(target.run_dir.as_deref());
+    let run = load::run_phase(shop, name, load, duration, drain, false, &counters).await;
+    let cpu_after = cpu::sample(target.run_dir.as_deref());
     progress.finish();
     let run = run?;
     shop.wait_published(drain).await?;
@@ -427,6 +552,7 @@ async fn phase(
         messages: measure::written(&ends_before, &ends_after),
         message_bytes: measure::mean_message_bytes(&target.kafka, &ends_before, &ends_after, 32)
             .await?,
+        cpu: cpu::used(&cpu_before, &cpu_after, run.ended()),
     };
     Ok(PhaseReport::new(&run, &counted))
 }

@@ -4,7 +4,9 @@
 
 use super::{
     ceilings::{BrokerCeiling, CommitCeiling},
+    cpu::ProcessCpu,
     load::{Load, PhaseRun},
+    profile::Profile,
     stats::Latency,
 };
 use serde::{Deserialize, Serialize};
@@ -26,6 +28,9 @@ pub(crate) struct BenchReport {
     pub(crate) ceilings: Ceilings,
     pub(crate) ratios: Ratios,
     pub(crate) goals: Vec<Goal>,
+    /// Where a traced saga's time goes; only on the bench's own platform.
+    #[serde(default)]
+    pub(crate) profile: Option<Profile>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -90,6 +95,9 @@ pub(crate) struct Platform {
     pub(crate) edge: String,
     pub(crate) own: bool,
     pub(crate) partitions: Option<i32>,
+    /// The `--set` settings its processes ran with.
+    #[serde(default)]
+    pub(crate) settings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -123,6 +131,9 @@ pub(crate) struct PhaseReport {
     pub(crate) messages_per_saga: f64,
     /// Their mean size, key and value.
     pub(crate) message_bytes: Option<usize>,
+    /// Each process's processor time during the phase, busiest first.
+    #[serde(default)]
+    pub(crate) cpu: Vec<ProcessCpu>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,6 +147,7 @@ pub(crate) struct Counted {
     pub(crate) transactions: i64,
     pub(crate) messages: i64,
     pub(crate) message_bytes: Option<usize>,
+    pub(crate) cpu: Vec<ProcessCpu>,
 }
 
 impl PhaseReport {
@@ -207,6 +219,7 @@ impl PhaseReport {
             transactions_per_saga: per_saga(counted.transactions),
             messages_per_saga: per_saga(counted.messages),
             message_bytes: counted.message_bytes,
+            cpu: counted.cpu.clone(),
         }
     }
 
@@ -317,6 +330,9 @@ impl BenchReport {
             "choreo bench at {} ({} build), {} cores, {:.1} GiB, {}",
             self.git_commit, self.build, m.cores, m.memory_gib, m.cpu
         );
+        if !self.platform.settings.is_empty() {
+            let _ = writeln!(out, "settings: {}", self.platform.settings.join(" "));
+        }
         for phase in &self.phases {
             let _ = writeln!(out, "\n{}", phase.title());
             let _ = writeln!(
@@ -360,6 +376,55 @@ impl BenchReport {
                     .message_bytes
                     .map_or_else(|| "?".to_owned(), |b| b.to_string())
             );
+            if !phase.cpu.is_empty() {
+                let total: f64 = phase.cpu.iter().map(|p| p.cores).sum();
+                let _ = writeln!(
+                    out,
+                    "  processor time, {total:.2} of {} cores in all:",
+                    self.machine.cores
+                );
+                for p in &phase.cpu {
+                    let _ = writeln!(
+                        out,
+                        "    {:<36} {:>5.2} cores {:>8.1} ms/saga",
+                        p.process, p.cores, p.ms_per_saga
+                    );
+                }
+            }
+        }
+        if let Some(profile) = &self.profile {
+            let _ = writeln!(
+                out,
+                "\nwhere a saga's time goes: {} traced sagas, {} spans",
+                profile.sagas, profile.spans
+            );
+            let _ = writeln!(out, "  {:<52} {:>9} {:>7}", "cost", "ms/saga", "share");
+            for (i, cost) in profile.costs.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "  {}{:<50} {:>9.1} {:>6.1} %",
+                    if i < 3 { "* " } else { "  " },
+                    cost.kind,
+                    cost.per_saga_ms,
+                    cost.share * 100.0
+                );
+            }
+            let _ = writeln!(
+                out,
+                "  {:<52} {:>9} {:>7} {:>8} {:>8}",
+                "stage", "ms/saga", "share", "p50", "p99"
+            );
+            for stage in &profile.stages {
+                let _ = writeln!(
+                    out,
+                    "    {:<50} {:>9.1} {:>6.1} % {:>8.1} {:>8.1}",
+                    stage.name,
+                    stage.per_saga_ms,
+                    stage.share * 100.0,
+                    stage.latency.p50_ms,
+                    stage.latency.p99_ms
+                );
+            }
         }
         let c = &self.ceilings;
         let _ = writeln!(
@@ -411,6 +476,15 @@ fn figures(report: &BenchReport) -> BTreeMap<String, f64> {
             phase.transactions_per_saga,
         );
         out.insert(format!("{p}: messages/saga"), phase.messages_per_saga);
+        for process in &phase.cpu {
+            out.insert(
+                format!("{p}: cpu ms/saga, {}", process.process),
+                process.ms_per_saga,
+            );
+        }
+    }
+    for cost in report.profile.iter().flat_map(|p| &p.costs) {
+        out.insert(format!("profile: ms/saga, {}", cost.kind), cost.per_saga_ms);
     }
     out.insert(
         "ceiling: commits/s".into(),

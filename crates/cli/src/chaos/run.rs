@@ -332,7 +332,7 @@ async fn drive(
     progress.settling();
     let mut orders = Vec::new();
     for (id, kind) in ids.iter().zip(&kinds) {
-        let order = client::wait_terminal(&admin, edge, id, deadline).await;
+        let order = client::wait_terminal(&admin, edge, id, deadline, None).await;
         progress.decided();
         let status = order["status"].as_str().unwrap_or("PENDING").to_owned();
         let reason = order["cancel_reason"].as_str().map(str::to_owned);
@@ -462,8 +462,14 @@ async fn warm_up(
         client::bearer(&choreo_edge::hs256_token(secret, &customer, false, 3_600)?)?;
     let body = client::order_body(&customer, &sku, "DE");
     let id = client::place(&customer_client, edge, "chaos-warm-up", &body).await?;
-    let order =
-        client::wait_terminal(admin, edge, &id, Instant::now() + Duration::from_secs(120)).await;
+    let order = client::wait_terminal(
+        admin,
+        edge,
+        &id,
+        Instant::now() + Duration::from_secs(120),
+        None,
+    )
+    .await;
     anyhow::ensure!(
         order["status"] == "CONFIRMED",
         "the warm-up order {id} did not complete before the faults (it is {}): the platform is not healthy",
