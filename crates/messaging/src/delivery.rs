@@ -174,34 +174,79 @@ pub async fn apply_effect<H: Handler>(
     handler: &H,
     delivery: &Delivery,
 ) -> Result<Effect, HandlerError> {
-    let meta = delivery.meta();
     let transaction = choreo_telemetry::db_transaction_span();
     async {
         let mut tx = pool.begin().await?;
-        let source = inbox::Source {
-            topic: delivery.topic.base_name(),
-            partition: delivery.partition,
-            offset: delivery.offset,
-        };
-        if !inbox::record(&mut tx, meta.event_id, &meta.event_type, source).await? {
-            tracing::info!(event_id = %meta.event_id, "duplicate event skipped");
-            return Ok(Effect::Duplicate);
-        }
-        let handle = tracing::info_span!(
-            "handle",
-            otel.name = %format_args!("handle {}", meta.event_type),
-        );
-        match handler.handle(&mut tx, delivery).instrument(handle).await? {
-            Outcome::Applied => {
+        match record_and_handle(&mut tx, handler, delivery).await? {
+            Effect::Applied => {
                 crate::fail_points::crash_point(crate::fail_points::HANDLER_BEFORE_COMMIT);
                 tx.commit().await?;
                 handler.committed(delivery);
-                tracing::debug!(event_id = %meta.event_id, "event applied");
+                tracing::debug!(event_id = %delivery.meta().event_id, "event applied");
                 Ok(Effect::Applied)
             }
-            Outcome::Ignored => Ok(Effect::Ignored),
+            // Rolled back: an ignored record leaves no inbox entry.
+            effect => Ok(effect),
         }
     }
     .instrument(transaction)
     .await
+}
+
+/// One event of a batch, inside the batch's transaction `tx`: as
+/// [`apply_effect`], but under a savepoint of its own instead of a
+/// transaction, so that an ignored record leaves nothing behind while the
+/// events around it stay. The caller commits, and calls
+/// [`Handler::committed`] for the events applied.
+///
+/// # Errors
+/// As [`apply`]; the caller must then roll back the whole batch, since the
+/// handler may have failed halfway.
+pub(crate) async fn apply_in_batch<H: Handler>(
+    tx: &mut PgConnection,
+    handler: &H,
+    delivery: &Delivery,
+) -> Result<Effect, HandlerError> {
+    let transaction = choreo_telemetry::db_transaction_span();
+    async {
+        // sqlx makes a nested begin a SAVEPOINT.
+        let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+        let effect = record_and_handle(&mut savepoint, handler, delivery).await?;
+        if effect == Effect::Applied {
+            savepoint.commit().await?;
+        } else {
+            savepoint.rollback().await?;
+        }
+        Ok(effect)
+    }
+    .instrument(transaction)
+    .await
+}
+
+/// The inbox entry and the handler's effect, in `tx`, not committed.
+async fn record_and_handle<H: Handler>(
+    tx: &mut PgConnection,
+    handler: &H,
+    delivery: &Delivery,
+) -> Result<Effect, HandlerError> {
+    let meta = delivery.meta();
+    let source = inbox::Source {
+        topic: delivery.topic.base_name(),
+        partition: delivery.partition,
+        offset: delivery.offset,
+    };
+    if !inbox::record(tx, meta.event_id, &meta.event_type, source).await? {
+        tracing::info!(event_id = %meta.event_id, "duplicate event skipped");
+        return Ok(Effect::Duplicate);
+    }
+    let handle = tracing::info_span!(
+        "handle",
+        otel.name = %format_args!("handle {}", meta.event_type),
+    );
+    Ok(
+        match handler.handle(tx, delivery).instrument(handle).await? {
+            Outcome::Applied => Effect::Applied,
+            Outcome::Ignored => Effect::Ignored,
+        },
+    )
 }

@@ -109,13 +109,23 @@ pub(crate) enum Attempt {
     Rejected,
 }
 
+impl From<crate::Effect> for Attempt {
+    fn from(effect: crate::Effect) -> Self {
+        match effect {
+            crate::Effect::Applied => Attempt::Applied,
+            crate::Effect::Duplicate => Attempt::Duplicate,
+            crate::Effect::Ignored => Attempt::Ignored,
+        }
+    }
+}
+
 impl RuntimeMetrics {
     /// Adds the metrics to `registry`, under the `choreo_` names the README
     /// lists.
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "choreo_handler_duration_seconds",
-            "Time to apply one consumed event (inbox, handler, commit), by event type and outcome",
+            "Time to apply one consumed event (inbox, handler, commit; in a batch, the whole batch's), by event type and outcome",
             self.handler_duration.clone(),
         );
         registry.register(

@@ -6,6 +6,7 @@
 use crate::{
     Delivery, Effect, Handler, HandlerError, Health, apply_effect,
     dead_letter::{DeadLetters, header, header_text},
+    delivery::apply_in_batch,
     metrics::Attempt,
     relay::{backoff, error_chain},
 };
@@ -73,44 +74,7 @@ impl<H: Handler> Processor<H> {
         component: &str,
         stop: &CancellationToken,
     ) -> Result<Processed, Abandoned> {
-        // OpenTelemetry's messaging conventions, so that a tracing backend
-        // shows the hop from producer to consumer.
-        let span = tracing::info_span!(
-            "process",
-            otel.name = %format_args!("process {}", message.topic()),
-            otel.kind = "consumer",
-            otel.status_code = Empty,
-            service = %self.service,
-            trace_id = Empty,
-            event_type = Empty,
-            order_id = Empty,
-        );
-        for (key, value) in [
-            ("messaging.system", "kafka"),
-            ("messaging.operation.type", "process"),
-            ("messaging.operation.name", "process"),
-        ] {
-            attribute(&span, key, value);
-        }
-        attribute(
-            &span,
-            "messaging.destination.name",
-            message.topic().to_owned(),
-        );
-        attribute(
-            &span,
-            "messaging.destination.partition.id",
-            message.partition().to_string(),
-        );
-        attribute(&span, "messaging.consumer.group.name", self.group.clone());
-        attribute(&span, "messaging.kafka.offset", message.offset());
-        if let Some(key) = message.key().and_then(|k| std::str::from_utf8(k).ok()) {
-            attribute(&span, "messaging.kafka.message.key", key.to_owned());
-        }
-        if let Some(id) = header_text(message, crate::relay::EVENT_ID_HEADER) {
-            attribute(&span, "messaging.message.id", id.to_owned());
-        }
-        choreo_telemetry::continue_trace(&span, header_text(message, TRACEPARENT));
+        let span = self.span(message);
         async {
             let mut attempt = 0u32;
             let result = loop {
@@ -148,11 +112,174 @@ impl<H: Handler> Processor<H> {
         .await
     }
 
+    /// Applies `messages`, consecutive messages of one partition in offset
+    /// order, in one transaction: one commit where there would be one per
+    /// event. Each event still has a savepoint of its own, so an ignored
+    /// record leaves nothing behind, and a duplicate is skipped as ever.
+    ///
+    /// Should anything of the batch fail (a decode, a handler, a deadlock
+    /// with another partition's batch, the commit), nothing of it is kept
+    /// and each message goes through [`Self::process`] alone, with its
+    /// retries and its dead letter: a batch changes the number of commits,
+    /// never what becomes of an event.
+    pub(crate) async fn process_batch(
+        &self,
+        messages: &[OwnedMessage],
+        component: &str,
+        stop: &CancellationToken,
+    ) -> Result<(), Abandoned> {
+        if messages.len() > 1 {
+            match self.try_batch(messages).await {
+                Ok(()) => return Ok(()),
+                Err(error) => tracing::debug!(
+                    %error,
+                    events = messages.len(),
+                    "batch rolled back; applying its events one at a time"
+                ),
+            }
+        }
+        for message in messages {
+            self.process(message, component, stop).await?;
+        }
+        Ok(())
+    }
+
+    /// The batch in one transaction, or the first error, with nothing
+    /// committed.
+    async fn try_batch(&self, messages: &[OwnedMessage]) -> Result<(), String> {
+        let started = std::time::Instant::now();
+        let mut events = Vec::with_capacity(messages.len());
+        for message in messages {
+            let span = self.span(message);
+            attribute(
+                &span,
+                "messaging.batch.message_count",
+                i64::try_from(messages.len()).unwrap_or(i64::MAX),
+            );
+            let delivery = match self.delivery(message).instrument(span.clone()).await {
+                Ok(delivery) => delivery,
+                Err(Failure::Transient(error) | Failure::Permanent(error)) => return Err(error),
+            };
+            events.push((span, delivery, None));
+        }
+        let mut tx = self.pool.begin().await.map_err(|e| error_chain(&e))?;
+        for (span, delivery, effect) in &mut events {
+            if let Some(delivery) = delivery {
+                let applied = apply_in_batch(&mut tx, &self.handler, delivery)
+                    .instrument(span.clone())
+                    .await
+                    .map_err(|e| error_chain(&e))?;
+                *effect = Some(applied);
+            }
+        }
+        // Each event's span stays open until the commit that makes it
+        // stick; the commit itself goes under the last one.
+        let commit = tracing::info_span!(
+            parent: events.last().and_then(|(span, ..)| span.id()),
+            "commit",
+            otel.name = "db.commit"
+        );
+        async {
+            if events
+                .iter()
+                .any(|(.., effect)| *effect == Some(Effect::Applied))
+            {
+                crate::fail_points::crash_point(crate::fail_points::HANDLER_BEFORE_COMMIT);
+            }
+            tx.commit().await
+        }
+        .instrument(commit)
+        .await
+        .map_err(|e| error_chain(&e))?;
+        let seconds = started.elapsed().as_secs_f64();
+        for (_, delivery, effect) in &events {
+            if let (Some(delivery), Some(effect)) = (delivery, effect) {
+                if *effect == Effect::Applied {
+                    self.handler.committed(delivery);
+                }
+                self.health.metrics().handled(
+                    delivery.message.name(),
+                    Attempt::from(*effect),
+                    seconds,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The message's consumer span, in OpenTelemetry's messaging
+    /// conventions, so that a tracing backend shows the hop from producer
+    /// to consumer.
+    fn span(&self, message: &OwnedMessage) -> tracing::Span {
+        let span = tracing::info_span!(
+            "process",
+            otel.name = %format_args!("process {}", message.topic()),
+            otel.kind = "consumer",
+            otel.status_code = Empty,
+            service = %self.service,
+            trace_id = Empty,
+            event_type = Empty,
+            order_id = Empty,
+        );
+        for (key, value) in [
+            ("messaging.system", "kafka"),
+            ("messaging.operation.type", "process"),
+            ("messaging.operation.name", "process"),
+        ] {
+            attribute(&span, key, value);
+        }
+        attribute(
+            &span,
+            "messaging.destination.name",
+            message.topic().to_owned(),
+        );
+        attribute(
+            &span,
+            "messaging.destination.partition.id",
+            message.partition().to_string(),
+        );
+        attribute(&span, "messaging.consumer.group.name", self.group.clone());
+        attribute(&span, "messaging.kafka.offset", message.offset());
+        if let Some(key) = message.key().and_then(|k| std::str::from_utf8(k).ok()) {
+            attribute(&span, "messaging.kafka.message.key", key.to_owned());
+        }
+        if let Some(id) = header_text(message, crate::relay::EVENT_ID_HEADER) {
+            attribute(&span, "messaging.message.id", id.to_owned());
+        }
+        choreo_telemetry::continue_trace(&span, header_text(message, TRACEPARENT));
+        span
+    }
+
     async fn try_process(&self, message: &OwnedMessage) -> Result<Processed, Failure> {
+        let Some(delivery) = self.delivery(message).await? else {
+            return Ok(Processed::Ignored);
+        };
+        let started = std::time::Instant::now();
+        let result = apply_effect(&self.pool, &self.handler, &delivery).await;
+        let attempt = match &result {
+            Ok(effect) => Attempt::from(*effect),
+            Err(HandlerError::Transient(_)) => Attempt::Failed,
+            Err(HandlerError::Permanent { .. }) => Attempt::Rejected,
+        };
+        self.health.metrics().handled(
+            delivery.message.name(),
+            attempt,
+            started.elapsed().as_secs_f64(),
+        );
+        match result {
+            Ok(effect) => Ok(effect.into()),
+            Err(HandlerError::Transient(e)) => Err(Failure::Transient(error_chain(e.as_ref()))),
+            Err(HandlerError::Permanent { reason }) => Err(Failure::Permanent(reason)),
+        }
+    }
+
+    /// The message decoded, with where it came from; `None` for a letter
+    /// redriven for another service.
+    async fn delivery(&self, message: &OwnedMessage) -> Result<Option<Delivery>, Failure> {
         if let Some(target) = header_text(message, header::REDRIVE_FOR) {
             if target != self.service {
                 // Redriven for another consumer of this topic.
-                return Ok(Processed::Ignored);
+                return Ok(None);
             }
         }
         let Some(payload) = message.payload() else {
@@ -177,31 +304,12 @@ impl<H: Handler> Processor<H> {
                 message.topic()
             )));
         };
-        let delivery = Delivery {
+        Ok(Some(Delivery {
             topic,
             partition: message.partition(),
             offset: message.offset(),
             message: decoded,
-        };
-        let started = std::time::Instant::now();
-        let result = apply_effect(&self.pool, &self.handler, &delivery).await;
-        let attempt = match &result {
-            Ok(Effect::Applied) => Attempt::Applied,
-            Ok(Effect::Duplicate) => Attempt::Duplicate,
-            Ok(Effect::Ignored) => Attempt::Ignored,
-            Err(HandlerError::Transient(_)) => Attempt::Failed,
-            Err(HandlerError::Permanent { .. }) => Attempt::Rejected,
-        };
-        self.health.metrics().handled(
-            delivery.message.name(),
-            attempt,
-            started.elapsed().as_secs_f64(),
-        );
-        match result {
-            Ok(effect) => Ok(effect.into()),
-            Err(HandlerError::Transient(e)) => Err(Failure::Transient(error_chain(e.as_ref()))),
-            Err(HandlerError::Permanent { reason }) => Err(Failure::Permanent(reason)),
-        }
+        }))
     }
 
     /// Publishes `message` to the dead-letter topic, retrying until the

@@ -2,7 +2,9 @@
 //! poison messages go to the dead-letter topic and the partition moves on;
 //! redriven letters are applied once; partitions progress independently,
 //! each in order, and a slow one is paused; transient failures are retried
-//! in place.
+//! in place; events queued behind each other are applied in shared
+//! transactions, each still once, in order, and an ignored one leaves no
+//! trace.
 
 mod support;
 
@@ -25,13 +27,15 @@ use uuid::Uuid;
 /// Records each applied event in `applied`, in the order applied. Rejects a
 /// negative sequence as invalid unless `accept_negative` (the fix being
 /// deployed); holds events of `slow_order` until `open`; fails every event
-/// with a transient error while `database_down`.
+/// with a transient error while `database_down`; does not react to the
+/// sequence `ignored`.
 #[derive(Clone)]
 struct Recorder {
     accept_negative: Arc<AtomicBool>,
     database_down: Arc<AtomicBool>,
     slow_order: Uuid,
     open: watch::Receiver<bool>,
+    ignored: Option<i32>,
 }
 
 impl Recorder {
@@ -43,6 +47,7 @@ impl Recorder {
                 database_down: Arc::default(),
                 slow_order: Uuid::nil(),
                 open,
+                ignored: None,
             },
             gate,
         )
@@ -68,6 +73,9 @@ impl Handler for Recorder {
         if event.order_id == self.slow_order {
             let mut open = self.open.clone();
             let _ = open.wait_for(|open| *open).await;
+        }
+        if self.ignored == Some(seq) {
+            return Ok(Outcome::Ignored);
         }
         sqlx::query("INSERT INTO applied (event_id, order_id, seq) VALUES ($1, $2, $3)")
             .bind(event.meta.event_id)
@@ -98,7 +106,9 @@ impl Running {
     ) -> anyhow::Result<Self> {
         let (db, pool) = service_database(service).await?;
         sqlx::query(
-            "CREATE TABLE applied (n BIGSERIAL PRIMARY KEY, event_id UUID NOT NULL, order_id UUID NOT NULL, seq INT NOT NULL)",
+            // `xid`: which transaction applied the event.
+            "CREATE TABLE applied (n BIGSERIAL PRIMARY KEY, event_id UUID NOT NULL, order_id UUID NOT NULL, seq INT NOT NULL,
+                                   xid BIGINT NOT NULL DEFAULT txid_current())",
         )
         .execute(&pool)
         .await?;
@@ -421,6 +431,112 @@ async fn transient_failures_are_retried_in_place_without_skipping() -> anyhow::R
     })
     .await?;
     assert!(dead_letter::list(&env.kafka, "inventory").await?.is_empty());
+
+    consumer.stop().await?;
+    env.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_events_share_transactions_yet_each_is_applied_once_in_order() -> anyhow::Result<()>
+{
+    const BATCH_MAX: usize = 4;
+    const EVENTS: i32 = 16;
+    const IGNORED: i32 = 6;
+    const DUPLICATED: i32 = 3;
+    let env = Env::start().await?;
+    let topic = env.kafka.topics().name(Topic::Order);
+    let order = Uuid::new_v4();
+    let (mut handler, gate) = Recorder::new();
+    // Held until every event is fetched, so that they queue up behind the
+    // first.
+    handler.slow_order = order;
+    handler.ignored = Some(IGNORED);
+    gate.send(false)?;
+    let consumer = Running::start(
+        &env,
+        "inventory",
+        ConsumerSettings {
+            partition_queue: 6,
+            batch_max: BATCH_MAX,
+            ..Default::default()
+        },
+        handler,
+    )
+    .await?;
+
+    let producer = RawProducer::new(&env.kafka.bootstrap_servers)?;
+    let key = order.to_string();
+    let mut ids = Vec::new();
+    for seq in 0..EVENTS {
+        let event = numbered_event(order, seq);
+        ids.push(event.meta.event_id);
+        let value = framed(&env.kafka.topics(), &env.registry(), &event).await?;
+        let copies = if seq == DUPLICATED { 2 } else { 1 };
+        for _ in 0..copies {
+            producer.send(&topic, Some(0), &key, &value, &[]).await?;
+        }
+        if seq == 9 {
+            // Invalid: its batch fails, and is applied again event by
+            // event, this one to the dead-letter topic.
+            let rejected = framed(
+                &env.kafka.topics(),
+                &env.registry(),
+                &numbered_event(order, -9),
+            )
+            .await?;
+            producer.send(&topic, Some(0), &key, &rejected, &[]).await?;
+        }
+    }
+    let partition = format!("{topic}/0");
+    wait_until(
+        "the partition to be paused, its queue full",
+        DEADLINE,
+        || async {
+            let paused = consumer.health.snapshot().paused_partitions;
+            paused.contains(&partition).then_some(())
+        },
+    )
+    .await?;
+    gate.send(true)?;
+
+    let expected: Vec<i32> = (0..EVENTS).filter(|seq| *seq != IGNORED).collect();
+    consumer.wait_applied(order, &expected).await?;
+    let letters = wait_letters(&env, "inventory", 1).await?;
+    assert_eq!(letters.len(), 1, "{letters:#?}");
+    assert!(
+        letters[0].error.contains("sequence -9"),
+        "{}",
+        letters[0].error
+    );
+
+    // Fewer commits than events, none over the limit.
+    let per_transaction: Vec<i64> =
+        sqlx::query_scalar("SELECT count(*) FROM applied GROUP BY xid ORDER BY min(n)")
+            .fetch_all(&consumer.pool)
+            .await?;
+    assert!(
+        per_transaction.iter().any(|n| *n > 1),
+        "some events shared a transaction: {per_transaction:?}"
+    );
+    assert!(
+        per_transaction.iter().all(|n| *n <= BATCH_MAX as i64),
+        "no transaction took more than {BATCH_MAX}: {per_transaction:?}"
+    );
+    // The inbox holds each applied event once, and not the ignored one.
+    let inbox: Vec<Uuid> = sqlx::query_scalar("SELECT event_id FROM inbox")
+        .fetch_all(&consumer.pool)
+        .await?;
+    let mut expected_ids: Vec<Uuid> = ids
+        .iter()
+        .enumerate()
+        .filter(|(seq, _)| *seq != IGNORED as usize)
+        .map(|(_, id)| *id)
+        .collect();
+    let mut inbox_ids = inbox.clone();
+    expected_ids.sort();
+    inbox_ids.sort();
+    assert_eq!(inbox_ids, expected_ids);
+    assert!(consumer.health.snapshot().stalled.is_empty());
 
     consumer.stop().await?;
     env.stop().await

@@ -329,7 +329,8 @@ async fn get_order(
         if order.status.is_terminal() || tokio::time::Instant::now() >= deadline {
             return Ok(Json(order));
         }
-        // Another replica's changes do not bump our channel; poll as well.
+        // Another replica's commits do not wake this one's OrderChanges;
+        // poll as well.
         let poll = tokio::time::sleep(Duration::from_millis(250));
         tokio::select! {
             () = changed => {}

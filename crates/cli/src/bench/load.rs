@@ -284,12 +284,9 @@ pub(crate) async fn run_phase(
 }
 
 impl PhaseRun {
-    /// The orders that ended.
-    pub(crate) fn ended(&self) -> usize {
-        self.observed
-            .iter()
-            .filter(|o| o.completion.is_some())
-            .count()
+    /// The orders that reached their end within the phase and its drain.
+    pub(crate) fn ended(&self) -> impl Iterator<Item = &Observed> {
+        self.observed.iter().filter(|o| o.completion.is_some())
     }
 }
 

@@ -230,7 +230,6 @@ struct Target {
     pg_admin_url: String,
     own: bool,
     partitions: Option<i32>,
-    settings: Vec<String>,
     /// Where the platform's pid files are, for the processor times.
     run_dir: Option<PathBuf>,
     /// Receives the platform's spans, when the bench started it.
@@ -294,7 +293,6 @@ async fn run_bench(args: RunArgs) -> anyhow::Result<()> {
             pg_admin_url: args.installation.pg_admin_url.clone(),
             own: false,
             partitions: None,
-            settings: Vec::new(),
             run_dir: Some(args.data_dir.join("run")),
             spans: None,
         };
@@ -363,11 +361,6 @@ async fn run_bench(args: RunArgs) -> anyhow::Result<()> {
             pg_admin_url: args.installation.pg_admin_url.clone(),
             own: true,
             partitions: Some(args.partitions),
-            settings: args
-                .settings
-                .iter()
-                .map(|(name, value)| format!("{name}={value}"))
-                .collect(),
             run_dir: Some(data_dir.join("run")),
             spans,
         };
@@ -463,7 +456,12 @@ async fn bench(args: &RunArgs, target: &Target, tag: &str) -> anyhow::Result<()>
             edge: target.edge.clone(),
             own: target.own,
             partitions: target.partitions,
-            settings: target.settings.clone(),
+            // `--set` is refused with `--edge`: these are the own platform's.
+            settings: args
+                .settings
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect(),
         },
         phases: vec![closed, open],
         ceilings,
@@ -515,12 +513,7 @@ async fn profile_sagas(
             break;
         }
     }
-    let traces = run
-        .observed
-        .iter()
-        .filter(|o| o.completion.is_some())
-        .map(|o| o.trace_id.clone())
-        .collect();
+    let traces = run.ended().map(|o| o.trace_id.clone()).collect();
     Ok(profile::profile(&spans.spans(), &traces))
 }
 
@@ -552,7 +545,7 @@ async fn phase(
         messages: measure::written(&ends_before, &ends_after),
         message_bytes: measure::mean_message_bytes(&target.kafka, &ends_before, &ends_after, 32)
             .await?,
-        cpu: cpu::used(&cpu_before, &cpu_after, run.ended()),
+        cpu: cpu::used(&cpu_before, &cpu_after, run.ended().count()),
     };
     Ok(PhaseReport::new(&run, &counted))
 }

@@ -215,9 +215,12 @@ fn label<'a>(
 fn kind(span: &ReceivedSpan) -> &'static str {
     match span.kind.as_str() {
         "producer" => "broker acknowledgement (sent → acknowledged)",
-        "consumer" => "consumers (decoding, retries)",
+        // A batched event's span also waits for the rest of its batch.
+        "consumer" => "consumers (decoding, retries, the rest of a batch)",
         "server" | "client" => "HTTP (edge and services)",
-        _ if span.name == "db.transaction" => "database transactions (begin, inbox, commit)",
+        _ if matches!(span.name.as_str(), "db.transaction" | "db.commit") => {
+            "database transactions (begin, inbox, commit)"
+        }
         _ if span.name.starts_with("handle ") => "event handlers",
         _ => "request handlers and the rest",
     }

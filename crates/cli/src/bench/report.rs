@@ -152,11 +152,7 @@ pub(crate) struct Counted {
 
 impl PhaseReport {
     pub(crate) fn new(run: &PhaseRun, counted: &Counted) -> Self {
-        let ended: Vec<_> = run
-            .observed
-            .iter()
-            .filter(|o| o.completion.is_some())
-            .collect();
+        let ended: Vec<_> = run.ended().collect();
         let last_end = ended
             .iter()
             .filter_map(|o| o.ended_at)

@@ -9,8 +9,9 @@
 //! caught up: a slow handler costs a bounded amount of memory.
 //!
 //! Each worker decodes a message, applies it with [`apply`] (inbox record
-//! and effect in one transaction) and only then stores its offset, which the
-//! client commits in the background and on shutdown. A crash anywhere before
+//! and effect in one transaction; the messages queued behind it, up to
+//! `batch_max`, in the same one) and only then stores its offset, which
+//! the client commits in the background and on shutdown. A crash anywhere before
 //! the database commit redelivers the event; after it, the redelivered event
 //! finds its id in the inbox and is skipped. Either way the effect happens
 //! once.
@@ -65,6 +66,11 @@ pub struct ConsumerSettings {
     /// wait after reading), so there it is added to every hop of a saga,
     /// and a shorter one costs the broker more fetches a second.
     pub fetch_wait_ms: u32,
+    /// The most events of one partition applied in one transaction. A
+    /// worker takes what has queued up while it applied the last batch,
+    /// never waiting for more, so this only matters under load. 1: one
+    /// transaction per event.
+    pub batch_max: usize,
 }
 
 impl Default for ConsumerSettings {
@@ -73,6 +79,7 @@ impl Default for ConsumerSettings {
             partition_queue: 64,
             instance_id: None,
             fetch_wait_ms: 50,
+            batch_max: 16,
         }
     }
 }
@@ -394,6 +401,7 @@ impl<H: Handler> Consumer<H> {
             shared: self.shared.clone(),
             topic: key.0,
             partition: key.1,
+            batch_max: self.settings.batch_max.max(1),
         };
         workers.spawn(worker.run(receiver, stop.clone()));
         Lane {

@@ -1,6 +1,10 @@
-//! One partition's worker: applies its events one at a time, in offset order.
+//! One partition's worker: applies its events in offset order, what has
+//! queued up since the last commit in one transaction (up to
+//! `batch_max`), so a busy partition pays one commit for several events
+//! and an idle one adds no wait for a batch to fill.
 //!
-//! Per event (see `process`): a transient failure (database down, registry
+//! Per event (see `process`; a batch that fails is applied again event by
+//! event): a transient failure (database down, registry
 //! unreachable) is retried in place with capped, jittered exponential
 //! backoff, without moving the offset and while reporting the partition
 //! stalled, so the service reads as not ready until the event goes through.
@@ -23,6 +27,7 @@ pub(super) struct Partition<H> {
     pub(super) shared: Arc<Shared<H>>,
     pub(super) topic: String,
     pub(super) partition: i32,
+    pub(super) batch_max: usize,
 }
 
 impl<H: Handler> Partition<H> {
@@ -31,6 +36,7 @@ impl<H: Handler> Partition<H> {
         mut queue: mpsc::Receiver<OwnedMessage>,
         stop: CancellationToken,
     ) {
+        let mut batch = Vec::with_capacity(self.batch_max);
         loop {
             let message = tokio::select! {
                 biased;
@@ -40,21 +46,30 @@ impl<H: Handler> Partition<H> {
                     None => break,
                 },
             };
-            if fail_points::mutant(fail_points::MUTANT_COMMIT_OFFSET_FIRST) {
-                self.commit_offset_first(&message);
+            batch.clear();
+            batch.push(message);
+            while batch.len() < self.batch_max {
+                match queue.try_recv() {
+                    Ok(message) => batch.push(message),
+                    Err(_) => break,
+                }
             }
-            if self.process(&message, &stop).await.is_err() {
+            let last = batch.last().map(Message::offset).unwrap_or_default();
+            if fail_points::mutant(fail_points::MUTANT_COMMIT_OFFSET_FIRST) {
+                self.commit_offset_first(last);
+            }
+            if self.process(&batch, &stop).await.is_err() {
                 break;
             }
             fail_points::crash_point(fail_points::CONSUMER_AFTER_COMMIT);
-            // Stored only now that the effect (or the dead letter) is safe.
-            if let Err(e) =
-                self.shared
-                    .consumer
-                    .store_offset(&self.topic, self.partition, message.offset())
+            // Stored only now that the effects (or the dead letters) are safe.
+            if let Err(e) = self
+                .shared
+                .consumer
+                .store_offset(&self.topic, self.partition, last)
             {
                 // The partition was revoked; its new owner redelivers the
-                // event and the inbox skips it.
+                // events and the inbox skips them.
                 tracing::debug!(error = %e, topic = %self.topic, partition = self.partition, "offset not stored");
             }
         }
@@ -62,9 +77,9 @@ impl<H: Handler> Partition<H> {
 
     /// The bug the mutant switch plants (see `fail_points`): the offset is
     /// committed before the effect, so a crash in between loses the event.
-    fn commit_offset_first(&self, message: &OwnedMessage) {
+    fn commit_offset_first(&self, last: i64) {
         let mut list = TopicPartitionList::new();
-        let next = Offset::Offset(message.offset() + 1);
+        let next = Offset::Offset(last + 1);
         if list
             .add_partition_offset(&self.topic, self.partition, next)
             .is_ok()
@@ -83,13 +98,12 @@ impl<H: Handler> Partition<H> {
 
     async fn process(
         &self,
-        message: &OwnedMessage,
+        batch: &[OwnedMessage],
         stop: &CancellationToken,
     ) -> Result<(), Abandoned> {
         self.shared
             .processor
-            .process(message, &self.component(), stop)
+            .process_batch(batch, &self.component(), stop)
             .await
-            .map(|_| ())
     }
 }
