@@ -163,6 +163,16 @@ impl<H: Handler> Processor<H> {
             events.push((span, delivery, None));
         }
         let mut tx = self.pool.begin().await.map_err(|e| error_chain(&e))?;
+        // A batch holds its rows' locks until its last event, so two
+        // batches touching the same rows (one product's stock, reserved by
+        // orders on different partitions) can wait on each other in a
+        // cycle, and PostgreSQL breaks a deadlock only after
+        // `deadlock_timeout` (1 s). A batch gives up a lock wait far sooner
+        // and goes event by event instead.
+        sqlx::query("SET LOCAL lock_timeout = '20ms'")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| error_chain(&e))?;
         for (span, delivery, effect) in &mut events {
             if let Some(delivery) = delivery {
                 let applied = apply_in_batch(&mut tx, &self.handler, delivery)

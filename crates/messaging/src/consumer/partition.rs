@@ -1,7 +1,7 @@
-//! One partition's worker: applies its events in offset order, what has
-//! queued up since the last commit in one transaction (up to
-//! `batch_max`), so a busy partition pays one commit for several events
-//! and an idle one adds no wait for a batch to fill.
+//! One partition's worker: applies its events in offset order; with
+//! `batch_max` above 1, what has queued up since the last commit in one
+//! transaction, so a busy partition pays one commit for several events and
+//! an idle one adds no wait for a batch to fill.
 //!
 //! Per event (see `process`; a batch that fails is applied again event by
 //! event): a transient failure (database down, registry
