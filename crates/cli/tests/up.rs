@@ -634,8 +634,14 @@ async fn the_dashboard_shows_the_sagas(
             })
             .await?;
         }
-        let live = text_of("#live".to_owned()).await.unwrap_or_default();
-        assert!(live.starts_with("live"), "{live}");
+        // The header says "live" from its own 500 ms tick after a poll
+        // answered, so it may still read "connecting…" when the cards are
+        // filled (seen once in a clean-clone run).
+        wait_until("the header to say live", DEADLINE, || async {
+            let live = text_of("#live".to_owned()).await?;
+            live.starts_with("live").then_some(())
+        })
+        .await?;
         let screenshot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
         std::fs::write(&screenshot, browser.screenshot().await?)?;
         println!("dashboard screenshot: {}", screenshot.display());
