@@ -74,7 +74,18 @@ impl<H: Handler> Processor<H> {
         component: &str,
         stop: &CancellationToken,
     ) -> Result<Processed, Abandoned> {
-        let span = self.span(message);
+        self.process_in(message, self.span(message), component, stop)
+            .await
+    }
+
+    /// [`Self::process`] in the message's consumer span `span`.
+    async fn process_in(
+        &self,
+        message: &OwnedMessage,
+        span: tracing::Span,
+        component: &str,
+        stop: &CancellationToken,
+    ) -> Result<Processed, Abandoned> {
         async {
             let mut attempt = 0u32;
             let result = loop {
@@ -128,34 +139,47 @@ impl<H: Handler> Processor<H> {
         component: &str,
         stop: &CancellationToken,
     ) -> Result<(), Abandoned> {
-        if messages.len() > 1 {
-            match self.try_batch(messages).await {
-                Ok(()) => return Ok(()),
-                Err(error) => tracing::debug!(
+        let [message] = messages else {
+            // One consumer span per message, whether the batch sticks or
+            // its events go one by one: a tracing backend shows each
+            // delivery consumed once.
+            let spans: Vec<tracing::Span> = messages
+                .iter()
+                .map(|message| {
+                    let span = self.span(message);
+                    attribute(
+                        &span,
+                        "messaging.batch.message_count",
+                        i64::try_from(messages.len()).unwrap_or(i64::MAX),
+                    );
+                    span
+                })
+                .collect();
+            if let Err(error) = self.try_batch(messages, &spans).await {
+                tracing::debug!(
                     %error,
                     events = messages.len(),
                     "batch rolled back; applying its events one at a time"
-                ),
+                );
+                for (message, span) in messages.iter().zip(spans) {
+                    self.process_in(message, span, component, stop).await?;
+                }
             }
-        }
-        for message in messages {
-            self.process(message, component, stop).await?;
-        }
-        Ok(())
+            return Ok(());
+        };
+        self.process(message, component, stop).await.map(|_| ())
     }
 
-    /// The batch in one transaction, or the first error, with nothing
-    /// committed.
-    async fn try_batch(&self, messages: &[OwnedMessage]) -> Result<(), String> {
+    /// The batch in one transaction, each message in its span of `spans`,
+    /// or the first error, with nothing committed.
+    async fn try_batch(
+        &self,
+        messages: &[OwnedMessage],
+        spans: &[tracing::Span],
+    ) -> Result<(), String> {
         let started = std::time::Instant::now();
         let mut events = Vec::with_capacity(messages.len());
-        for message in messages {
-            let span = self.span(message);
-            attribute(
-                &span,
-                "messaging.batch.message_count",
-                i64::try_from(messages.len()).unwrap_or(i64::MAX),
-            );
+        for (message, span) in messages.iter().zip(spans) {
             let delivery = match self.delivery(message).instrument(span.clone()).await {
                 Ok(delivery) => delivery,
                 Err(Failure::Transient(error) | Failure::Permanent(error)) => return Err(error),
