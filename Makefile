@@ -3,10 +3,15 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
-# The broker is built once per user, outside the checkout, and reused.
+# The broker is built once per user, outside the checkout, and reused: Tansu
+# from its crates.io source with the project's patches (scripts/tansu), in a
+# folder named after the patches and the build script, so a changed patch
+# builds anew. `make tansu-stock` builds the release as published, for A/B runs.
 TANSU_VERSION := 0.6.0
-TANSU_ROOT ?= $(HOME)/.cache/choreo/tansu-$(TANSU_VERSION)
+TANSU_PATCHES := $(sort $(wildcard scripts/tansu/*.patch))
+TANSU_ROOT ?= $(HOME)/.cache/choreo/tansu-$(TANSU_VERSION)-$(shell cat scripts/build-tansu.sh $(TANSU_PATCHES) | sha256sum | cut -c1-12)
 TANSU_BIN := $(TANSU_ROOT)/bin/tansu
+TANSU_STOCK_BIN := $(HOME)/.cache/choreo/tansu-$(TANSU_VERSION)/bin/tansu
 CHOREO_TANSU_BIN ?= $(TANSU_BIN)
 export CHOREO_TANSU_BIN
 # Schemathesis fuzzes the edge from its OpenAPI document; it lives in a
@@ -21,7 +26,7 @@ export CHOREO_SCHEMATHESIS_BIN
 DEPLOY_TOOLS_ROOT ?= $(HOME)/.cache/choreo/deploy-tools-$(shell sha256sum scripts/deploy-tools.txt | cut -c1-12)
 DEPLOY_TOOLS_STAMP := $(DEPLOY_TOOLS_ROOT)/.installed
 
-.PHONY: run test chaos bench check fmt clippy build tansu schemathesis chromium postgres deploy-tools deploy-check clean-test-dbs
+.PHONY: run test chaos bench check fmt clippy build tansu tansu-stock schemathesis chromium postgres deploy-tools deploy-check clean-test-dbs
 
 run: tansu postgres build ## Set up and start the whole platform; Ctrl-C stops it.
 	./target/debug/choreo up
@@ -39,8 +44,14 @@ deploy-check: deploy-tools build ## Dockerfile, compose and the Helm chart, by t
 chaos: tansu postgres build ## Every failure-injection suite in saga-tests/suites; reports in target/chaos.
 	./target/debug/choreo chaos run saga-tests/suites
 
-bench: tansu postgres ## The benchmark on release builds: sagas/s and latencies against this machine's ceilings; results in bench/results.
-	$(CARGO) build --release --workspace --bins
+# The services are built on their own, as users build them: in a build with
+# the `choreo` tool, Cargo's feature unification would compile the tool's
+# fail points into every service.
+SERVICE_PACKAGES := choreo-order choreo-inventory choreo-payment choreo-shipping choreo-edge choreo-schema-registry choreo-provider
+
+bench: tansu postgres ## The benchmark on release builds without fail points: sagas/s and latencies against this machine's ceilings; results in bench/results.
+	$(CARGO) build --release $(addprefix -p ,$(SERVICE_PACKAGES))
+	$(CARGO) build --release -p choreo-cli
 	./target/release/choreo bench run $(BENCH_ARGS)
 
 check: fmt clippy test ## What to run before every commit.
@@ -54,11 +65,18 @@ clippy:
 build:
 	$(CARGO) build --workspace --bins
 
-tansu: $(TANSU_BIN) ## Install the Tansu broker into the per-user cache.
+tansu: $(TANSU_BIN) ## Build the patched Tansu broker into the per-user cache.
+	@# The tools' default broker (without CHOREO_TANSU_BIN) is this link.
+	@ln -sfn $(TANSU_ROOT) $(HOME)/.cache/choreo/tansu
 
 $(TANSU_BIN):
-	@echo "Installing the Tansu broker $(TANSU_VERSION) into $(TANSU_ROOT) (once; about 12 minutes)"
-	$(CARGO) install tansu --version $(TANSU_VERSION) --locked --no-default-features --features libsql --root $(TANSU_ROOT)
+	@echo "Building the Tansu broker $(TANSU_VERSION), patched, into $(TANSU_ROOT) (once; about 12 minutes)"
+	CARGO=$(CARGO) scripts/build-tansu.sh $(TANSU_VERSION) $(TANSU_ROOT) $(TANSU_PATCHES)
+
+tansu-stock: $(TANSU_STOCK_BIN) ## Tansu as published, unpatched: the baseline of a broker A/B bench (--tansu-bin).
+
+$(TANSU_STOCK_BIN):
+	CARGO=$(CARGO) scripts/build-tansu.sh $(TANSU_VERSION) $(dir $(@D))
 
 schemathesis: $(SCHEMATHESIS_BIN) ## Install Schemathesis (the OpenAPI fuzzer) into the per-user cache.
 

@@ -5,13 +5,13 @@ use anyhow::Context;
 use std::{path::PathBuf, process::Stdio, time::Duration};
 use tokio::process::{Child, Command};
 
-/// Where `make tansu` installs the broker; `CHOREO_TANSU_BIN` overrides it.
+/// Where `make tansu` links the broker it built; `CHOREO_TANSU_BIN` overrides it.
 pub(crate) fn tansu_bin() -> PathBuf {
     if let Ok(bin) = std::env::var("CHOREO_TANSU_BIN") {
         return bin.into();
     }
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-    PathBuf::from(home).join(".cache/choreo/tansu-0.6.0/bin/tansu")
+    PathBuf::from(home).join(".cache/choreo/tansu/bin/tansu")
 }
 
 /// A running broker; killed and its storage removed when dropped.

@@ -451,7 +451,7 @@ pub(crate) fn free_port_block() -> u16 {
 
 fn default_tansu_bin() -> PathBuf {
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-    PathBuf::from(home).join(".cache/choreo/tansu-0.6.0/bin/tansu")
+    PathBuf::from(home).join(".cache/choreo/tansu/bin/tansu")
 }
 
 const START_DEADLINE: Duration = Duration::from_secs(60);

@@ -60,11 +60,13 @@ pub struct ConsumerSettings {
     /// member is SIGKILLed (see DEVELOPERS.md). `None`: dynamic membership.
     pub instance_id: Option<String>,
     /// How long the broker may hold a fetch that finds nothing new
-    /// (`fetch.wait.max.ms`). Apache Kafka answers as soon as a message
-    /// arrives, so this only bounds how often an idle consumer asks. Tansu
-    /// 0.6 holds every fetch this long, data or not (it sleeps out the
-    /// wait after reading), so there it is added to every hop of a saga,
-    /// and a shorter one costs the broker more fetches a second.
+    /// (`fetch.wait.max.ms`, Kafka's default 500 ms). A broker answers as
+    /// soon as a message arrives (Apache Kafka, and the patched local
+    /// Tansu), so this only sets how often an idle consumer asks: each ask
+    /// makes the broker read every partition the consumer holds. Measured
+    /// on the local broker with an idle `choreo up`: 0.51 cores at 50 ms,
+    /// 0.06 at 500. (Tansu 0.6 as published held every fetch this long,
+    /// data or not, and then it was added to every hop of a saga.)
     pub fetch_wait_ms: u32,
     /// The most events of one partition applied in one transaction. A
     /// worker takes what has queued up while it applied the last batch,
@@ -84,7 +86,7 @@ impl Default for ConsumerSettings {
         Self {
             partition_queue: 64,
             instance_id: None,
-            fetch_wait_ms: 50,
+            fetch_wait_ms: 500,
             batch_max: 1,
         }
     }
