@@ -76,7 +76,7 @@ $(TANSU_BIN):
 tansu-stock: $(TANSU_STOCK_BIN) ## Tansu as published, unpatched: the baseline of a broker A/B bench (--tansu-bin).
 
 $(TANSU_STOCK_BIN):
-	CARGO=$(CARGO) scripts/build-tansu.sh $(TANSU_VERSION) $(dir $(@D))
+	CARGO=$(CARGO) scripts/build-tansu.sh $(TANSU_VERSION) $(patsubst %/,%,$(dir $(@D)))
 
 schemathesis: $(SCHEMATHESIS_BIN) ## Install Schemathesis (the OpenAPI fuzzer) into the per-user cache.
 
