@@ -170,6 +170,8 @@ async fn a_run_reports_what_its_platform_did_and_compare_reads_the_results() -> 
         "3",
         "--profile-seconds",
         "2",
+        "--idle-seconds",
+        "1",
         "--set",
         "CHOREO_CONSUMER__FETCH_WAIT_MS=20",
         "--rate",
@@ -297,6 +299,21 @@ async fn check_run(
             assert!(row["ms_per_saga"].as_f64() > Some(0.0), "{row}");
         }
     }
+    // The idle platform's processor use, measured before the phases.
+    let idle = &report["idle"];
+    assert_eq!(idle["seconds"], 1.0, "{idle}");
+    let idle_cpu = idle["cpu"].as_array().context("idle cpu")?;
+    for process in ["broker", "order", "postgres (all backends)"] {
+        let row = idle_cpu
+            .iter()
+            .find(|p| p["process"] == process)
+            .with_context(|| format!("no idle {process} in {idle_cpu:?}"))?;
+        assert!(row["cores"].as_f64() >= Some(0.0), "{row}");
+    }
+    assert!(
+        stdout.contains("idle platform, 1 s without orders"),
+        "{stdout}"
+    );
     assert_eq!(
         report["platform"]["settings"],
         serde_json::json!(["CHOREO_CONSUMER__FETCH_WAIT_MS=20"])

@@ -129,6 +129,18 @@ pub trait Handler: Send + Sync + 'static {
         delivery: &'a Delivery,
     ) -> impl Future<Output = Result<Outcome, HandlerError>> + Send + 'a;
 
+    /// Whether the handler may act on records named `record` (the Avro
+    /// record's name, `OrderPlaced`). The runtime asks before it opens a
+    /// transaction: a record the service never acts on is passed over
+    /// without touching the database, where recording it in the inbox and
+    /// rolling back would still cost a write transaction (the
+    /// topics carry many records each consumer ignores: three per saga).
+    /// `true` sends every record to [`Handler::handle`], which may still
+    /// answer [`Outcome::Ignored`].
+    fn reacts_to(&self, _record: &str) -> bool {
+        true
+    }
+
     /// Called once an event the handler applied has committed: for what
     /// must wait until its effect is visible to others, such as waking the
     /// readers waiting for it. Not called for a duplicate or an ignored
@@ -174,6 +186,9 @@ pub async fn apply_effect<H: Handler>(
     handler: &H,
     delivery: &Delivery,
 ) -> Result<Effect, HandlerError> {
+    if !handler.reacts_to(delivery.message.name()) {
+        return Ok(Effect::Ignored);
+    }
     let transaction = choreo_telemetry::db_transaction_span();
     async {
         let mut tx = pool.begin().await?;
@@ -207,6 +222,9 @@ pub(crate) async fn apply_in_batch<H: Handler>(
     handler: &H,
     delivery: &Delivery,
 ) -> Result<Effect, HandlerError> {
+    if !handler.reacts_to(delivery.message.name()) {
+        return Ok(Effect::Ignored);
+    }
     let transaction = choreo_telemetry::db_transaction_span();
     async {
         // sqlx makes a nested begin a SAVEPOINT.

@@ -6,6 +6,15 @@
 //! acknowledged it (`acks=all`); a crash in between publishes it again, and
 //! consumers drop the copy by its event id.
 //!
+//! Marks are written in bulk, at most every [`MARK_EVERY`]: each batch's
+//! acknowledged ids are kept in memory, left out of the next claims, and
+//! marked together in one `UPDATE`. Under load a batch is only what committed
+//! since the relay last woke (a row or two), and marking each batch cost a
+//! write transaction apiece; in bulk the relays' marks cost next to nothing
+//! per saga. The price is the crash window: a relay killed with unmarked rows
+//! publishes up to `MARK_EVERY` of them again, which the consumers' inboxes
+//! drop, as they drop any copy. The marks are written before the relay stops.
+//!
 //! Only one relay per database publishes at a time: each holds a session
 //! advisory lock while it publishes, on a connection of its own. Replicas of
 //! a service stand by and take over within a second of the holder stopping
@@ -22,6 +31,7 @@ use rdkafka::{
 };
 use sqlx::{Connection, PgConnection, PgPool, Row, postgres::PgListener};
 use std::{collections::HashMap, time::Duration};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Span, field::Empty};
 
@@ -31,6 +41,10 @@ pub(crate) const EVENT_ID_HEADER: &str = "choreo-event-id";
 pub(crate) const EVENT_TYPE_HEADER: &str = "choreo-event-type";
 /// The fallback when a notification is missed or the listener is down.
 const POLL: Duration = Duration::from_millis(500);
+/// The longest acknowledged rows wait in memory before they are marked.
+pub const MARK_EVERY: Duration = Duration::from_millis(250);
+/// Marked at once when this many are waiting, whatever their age.
+const MARK_AT: usize = 4096;
 /// How often a standby relay tries to take the lease.
 const STANDBY: Duration = Duration::from_secs(1);
 /// The advisory lock key of the relay lease ("choreo" in ASCII). Each
@@ -119,9 +133,18 @@ impl Relay {
         let mut listener = None;
         let mut failures = 0u32;
         let mut standing_by = false;
+        let mut unmarked = Unmarked::default();
         loop {
             if shutdown.is_cancelled() {
                 break;
+            }
+            // Marking needs no lease: an acknowledged row is published,
+            // whoever holds the outbox now.
+            if unmarked.due_at().is_some_and(|due| due <= Instant::now()) {
+                if let Err(error) = self.mark(&mut unmarked).await {
+                    let error = error_chain(&error);
+                    tracing::warn!(%error, "marking outbox rows published failed; retrying");
+                }
             }
             if !self.holds(&mut lease).await {
                 let wait = match self.acquire().await {
@@ -165,7 +188,7 @@ impl Relay {
             // for, so that what it sent is marked and not sent again by the
             // next lease holder. Were the broker gone, the service's grace
             // period ends the wait.
-            let outcome = self.publish_batch().await;
+            let outcome = self.publish_batch(&mut unmarked).await;
             match outcome {
                 Ok(n) => {
                     if failures > 0 {
@@ -192,12 +215,19 @@ impl Relay {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(wait) => {}
+                _ = sleep_until(unmarked.due_at()) => {}
                 notified = wait_notification(&mut listener), if failures == 0 => {
                     if !notified {
                         listener = None;
                     }
                 }
             }
+        }
+        // What was published is marked before the relay stops, so that the
+        // next holder of the lease does not publish it again.
+        if let Err(error) = self.mark(&mut unmarked).await {
+            let error = error_chain(&error);
+            tracing::warn!(%error, rows = unmarked.ids.len(), "could not mark published outbox rows; they will be published again");
         }
         if let Some(lease) = lease {
             // Closing the session releases the lock for a standby at once.
@@ -242,18 +272,20 @@ impl Relay {
         Some(listener)
     }
 
-    /// Publishes up to one batch of unpublished rows and returns how many were
-    /// published.
+    /// Publishes up to one batch of unpublished rows, leaving out those
+    /// published but not marked yet, and returns how many were published.
+    /// Their ids join `unmarked`.
     ///
     /// # Errors
     /// When the database, registry or broker fails; rows published before the
-    /// failure are marked, the rest stay for the next attempt.
-    pub async fn publish_batch(&self) -> Result<usize, MessagingError> {
+    /// failure join `unmarked`, the rest stay for the next attempt.
+    async fn publish_batch(&self, unmarked: &mut Unmarked) -> Result<usize, MessagingError> {
         let rows = sqlx::query(
             "SELECT id, event_id, topic, message_key, record_name, payload, traceparent
-             FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
+             FROM outbox WHERE published_at IS NULL AND id <> ALL($2) ORDER BY id LIMIT $1",
         )
         .bind(BATCH)
+        .bind(&unmarked.ids)
         .fetch_all(&self.pool)
         .await
         .map_err(MessagingError::db("reading outbox"))?;
@@ -307,24 +339,39 @@ impl Relay {
                 Err(_canceled) => break,
             }
         }
-        if !published.is_empty() {
+        let count = published.len();
+        if count > 0 {
             crate::fail_points::crash_point(crate::fail_points::RELAY_AFTER_PUBLISH);
-            sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
-                .bind(&published)
-                .execute(&self.pool)
-                .await
-                .map_err(MessagingError::db("marking outbox rows published"))?;
-            tracing::debug!(count = published.len(), "outbox rows published");
+            tracing::debug!(count, "outbox rows published");
             // Rows are acknowledged in id order, so the published ones are
             // the first of the batch.
-            for row in &rows[..published.len()] {
+            for row in &rows[..count] {
                 self.health.metrics().published(&row.topic);
             }
+            unmarked.add(published);
         }
         match first_error {
             Some(e) => Err(e),
-            None => Ok(published.len()),
+            None => Ok(count),
         }
+    }
+
+    /// Marks the acknowledged rows published, in one statement.
+    ///
+    /// # Errors
+    /// When the database fails; the rows stay in `unmarked`.
+    async fn mark(&self, unmarked: &mut Unmarked) -> Result<(), MessagingError> {
+        if unmarked.ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+            .bind(&unmarked.ids)
+            .execute(&self.pool)
+            .await
+            .map_err(MessagingError::db("marking outbox rows published"))?;
+        tracing::debug!(count = unmarked.ids.len(), "outbox rows marked published");
+        *unmarked = Unmarked::default();
+        Ok(())
     }
 
     async fn enqueue(
@@ -412,6 +459,40 @@ fn send_span(row: &Row_, topic: &str) -> Span {
     choreo_telemetry::attribute(&span, "messaging.message.id", row.event_id.to_string());
     choreo_telemetry::continue_trace(&span, row.traceparent.as_deref());
     span
+}
+
+/// Rows the broker acknowledged that are not marked in the database yet.
+#[derive(Default)]
+struct Unmarked {
+    ids: Vec<i64>,
+    /// When the oldest of them was acknowledged.
+    since: Option<Instant>,
+}
+
+impl Unmarked {
+    fn add(&mut self, ids: Vec<i64>) {
+        self.since.get_or_insert_with(Instant::now);
+        self.ids.extend(ids);
+    }
+
+    /// When they must be marked: [`MARK_EVERY`] after the oldest, or now
+    /// when [`MARK_AT`] are waiting; `None` when there are none.
+    fn due_at(&self) -> Option<Instant> {
+        let since = self.since?;
+        Some(if self.ids.len() >= MARK_AT {
+            since
+        } else {
+            since + MARK_EVERY
+        })
+    }
+}
+
+/// Sleeps until `at`; never resolves for `None`.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// `true` on a notification, `false` when the listener broke. Without a

@@ -329,3 +329,49 @@ async fn event_already_in_outbox_is_not_enqueued_again() -> anyhow::Result<()> {
     db.drop_db().await?;
     Ok(())
 }
+
+/// Rows committed one transaction at a time reach the relay a row or two per
+/// batch. Their marks are written together, at most one statement per
+/// `MARK_EVERY` (a statement's rows share its `now()`), and what was
+/// published is marked before the relay stops, so the next holder of the
+/// lease does not publish it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_marks_published_rows_in_bulk_and_before_it_stops() -> anyhow::Result<()> {
+    const EVENTS: usize = 40;
+    let env = Env::start().await?;
+    let (service_db, pool) = service_database("bulk_marks").await?;
+    let topic = env.kafka.topics().name(Topic::Order);
+    let shutdown = CancellationToken::new();
+    let relay = Relay::new(&env.kafka, pool.clone(), env.registry(), Health::default())?;
+    let started = std::time::Instant::now();
+    let relay_task = tokio::spawn(relay.run(shutdown.clone()));
+    let order_id = Uuid::new_v4();
+    for seq in 0..EVENTS as i32 {
+        enqueue_committed(&pool, &numbered_event(order_id, seq)).await?;
+    }
+    consume(&env.kafka, &topic, &env.registry_url, EVENTS).await?;
+
+    // Stopped as soon as the last row is on the topic, marked or not.
+    shutdown.cancel();
+    relay_task.await.context("relay task")?;
+    let ran = started.elapsed();
+    let (unmarked, marks): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE published_at IS NULL), count(DISTINCT published_at)
+         FROM outbox",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(
+        unmarked, 0,
+        "every published row is marked when the relay stops"
+    );
+    let most =
+        (ran.as_secs_f64() / choreo_messaging::relay::MARK_EVERY.as_secs_f64()).ceil() as i64 + 1;
+    assert!(
+        marks <= most && (marks as usize) < EVENTS,
+        "{marks} statements marked {EVENTS} rows in {ran:?}: at most {most} expected"
+    );
+    pool.close().await;
+    service_db.drop_db().await?;
+    env.stop().await
+}

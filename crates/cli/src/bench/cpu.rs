@@ -9,6 +9,9 @@ use std::{collections::BTreeMap, path::Path, time::Instant};
 /// kernel fixes at 100 a second for user space whatever its own tick.
 const TICKS_PER_SECOND: f64 = 100.0;
 
+/// The row of the bench's own process.
+pub(crate) const BENCH_PROCESS: &str = "bench (the load)";
+
 /// One process's share of a phase.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct ProcessCpu {
@@ -60,7 +63,7 @@ pub(crate) fn sample(run_dir: Option<&Path>) -> Sample {
     }
     ticks.insert("postgres (all backends)".to_owned(), postgres);
     if let Some((_, used)) = stat("self") {
-        ticks.insert("bench (the load)".to_owned(), used);
+        ticks.insert(BENCH_PROCESS.to_owned(), used);
     }
     Sample {
         at: Instant::now(),
@@ -125,7 +128,7 @@ mod tests {
         let used = used(&before, &after, 10);
         let bench = used
             .iter()
-            .find(|p| p.process == "bench (the load)")
+            .find(|p| p.process == BENCH_PROCESS)
             .expect("the bench's own row");
         // Busy for the whole 0.2 s, give or take a tick.
         assert!(bench.cores > 0.5, "{used:?}");

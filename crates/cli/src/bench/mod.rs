@@ -103,6 +103,10 @@ struct RunArgs {
     /// Messages the broker ceiling carries.
     #[arg(long, default_value_t = 20_000)]
     ceiling_messages: u64,
+    /// How long the idle platform's processor use is measured, after the
+    /// warm-up and before any phase (no orders); 0: not measured.
+    #[arg(long, default_value_t = 10.0)]
+    idle_seconds: f64,
     /// How long the traced closed loop of the profile places orders, on
     /// the bench's own platform (whose spans it collects); 0: no profile.
     #[arg(long, default_value_t = 5.0)]
@@ -254,10 +258,15 @@ async fn run_bench(args: RunArgs) -> anyhow::Result<()> {
             "--rate must be a positive number of orders per second"
         );
     }
-    anyhow::ensure!(
-        args.profile_seconds >= 0.0 && args.profile_seconds.is_finite(),
-        "--profile-seconds must be 0 (no profile) or a positive number"
-    );
+    for (flag, value) in [
+        ("--profile-seconds", args.profile_seconds),
+        ("--idle-seconds", args.idle_seconds),
+    ] {
+        anyhow::ensure!(
+            value >= 0.0 && value.is_finite(),
+            "{flag} must be 0 (not measured) or a positive number"
+        );
+    }
     anyhow::ensure!(
         args.ceiling_messages > 0,
         "--ceiling-messages must be at least 1"
@@ -394,6 +403,19 @@ async fn bench(args: &RunArgs, target: &Target, tag: &str) -> anyhow::Result<()>
 
     let duration = Duration::from_secs_f64(args.seconds);
     let drain = Duration::from_secs_f64(args.drain_seconds);
+    let idle = if args.idle_seconds > 0.0 {
+        Some(
+            idle(
+                &shop,
+                target,
+                Duration::from_secs_f64(args.idle_seconds),
+                drain,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     let closed = phase(
         &shop,
         target,
@@ -463,6 +485,7 @@ async fn bench(args: &RunArgs, target: &Target, tag: &str) -> anyhow::Result<()>
                 .map(|(name, value)| format!("{name}={value}"))
                 .collect(),
         },
+        idle,
         phases: vec![closed, open],
         ceilings,
         ratios,
@@ -515,6 +538,27 @@ async fn profile_sagas(
     }
     let traces = run.ended().map(|o| o.trace_id.clone()).collect();
     Ok(profile::profile(&spans.spans(), &traces))
+}
+
+/// The platform's processor use while it has nothing to do: no orders, the
+/// warm-up's sagas run out. What an idle platform costs is what its
+/// consumers' empty fetches, heartbeats and pollers cost.
+async fn idle(
+    shop: &Arc<Shop>,
+    target: &Target,
+    window: Duration,
+    drain: Duration,
+) -> anyhow::Result<report::Idle> {
+    shop.wait_published(drain).await?;
+    eprintln!("measuring the idle platform for {window:?}");
+    let before = cpu::sample(target.run_dir.as_deref());
+    // A measurement window, not a wait for a condition.
+    tokio::time::sleep(window).await;
+    let after = cpu::sample(target.run_dir.as_deref());
+    Ok(report::Idle {
+        seconds: window.as_secs_f64(),
+        cpu: cpu::used(&before, &after, 0),
+    })
 }
 
 /// One phase, counted by the bench and by the platform's parts.

@@ -4,7 +4,7 @@
 
 use super::{
     ceilings::{BrokerCeiling, CommitCeiling},
-    cpu::ProcessCpu,
+    cpu::{BENCH_PROCESS, ProcessCpu},
     load::{Load, PhaseRun},
     profile::Profile,
     stats::Latency,
@@ -24,6 +24,9 @@ pub(crate) struct BenchReport {
     pub(crate) build: String,
     pub(crate) machine: Machine,
     pub(crate) platform: Platform,
+    /// The platform with no orders, before the phases.
+    #[serde(default)]
+    pub(crate) idle: Option<Idle>,
     pub(crate) phases: Vec<PhaseReport>,
     pub(crate) ceilings: Ceilings,
     pub(crate) ratios: Ratios,
@@ -136,6 +139,27 @@ pub(crate) struct PhaseReport {
     pub(crate) cpu: Vec<ProcessCpu>,
 }
 
+/// The pid-file names of Choreo's own processes on the saga's path.
+const CHOREO_PROCESSES: [&str; 5] = ["order", "inventory", "payment", "shipping", "edge"];
+
+/// Each process's processor time with no orders at all.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Idle {
+    pub(crate) seconds: f64,
+    pub(crate) cpu: Vec<ProcessCpu>,
+}
+
+impl Idle {
+    /// The platform's processes and PostgreSQL, the bench left out.
+    pub(crate) fn platform_cores(&self) -> f64 {
+        self.cpu
+            .iter()
+            .filter(|p| p.process != BENCH_PROCESS)
+            .map(|p| p.cores)
+            .sum()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Step {
     pub(crate) name: String,
@@ -217,6 +241,17 @@ impl PhaseReport {
             message_bytes: counted.message_bytes,
             cpu: counted.cpu.clone(),
         }
+    }
+
+    /// The processor time of the four saga services and the edge together,
+    /// per saga: Choreo's own cost, without the broker, the registry, the
+    /// provider stand-in and PostgreSQL.
+    pub(crate) fn choreo_ms_per_saga(&self) -> f64 {
+        self.cpu
+            .iter()
+            .filter(|p| CHOREO_PROCESSES.contains(&p.process.as_str()))
+            .map(|p| p.ms_per_saga)
+            .sum()
     }
 
     fn title(&self) -> String {
@@ -329,6 +364,17 @@ impl BenchReport {
         if !self.platform.settings.is_empty() {
             let _ = writeln!(out, "settings: {}", self.platform.settings.join(" "));
         }
+        if let Some(idle) = &self.idle {
+            let _ = writeln!(
+                out,
+                "\nidle platform, {:.0} s without orders: {:.3} cores in all",
+                idle.seconds,
+                idle.platform_cores()
+            );
+            for p in idle.cpu.iter().filter(|p| p.process != BENCH_PROCESS) {
+                let _ = writeln!(out, "    {:<36} {:>6.3} cores", p.process, p.cores);
+            }
+        }
         for phase in &self.phases {
             let _ = writeln!(out, "\n{}", phase.title());
             let _ = writeln!(
@@ -386,6 +432,12 @@ impl BenchReport {
                         p.process, p.cores, p.ms_per_saga
                     );
                 }
+                let _ = writeln!(
+                    out,
+                    "    {:<36} {:>20.1} ms/saga",
+                    "Choreo's services and edge",
+                    phase.choreo_ms_per_saga()
+                );
             }
         }
         if let Some(profile) = &self.profile {
@@ -477,6 +529,16 @@ fn figures(report: &BenchReport) -> BTreeMap<String, f64> {
                 format!("{p}: cpu ms/saga, {}", process.process),
                 process.ms_per_saga,
             );
+        }
+        out.insert(
+            format!("{p}: cpu ms/saga, Choreo's services and edge"),
+            phase.choreo_ms_per_saga(),
+        );
+    }
+    if let Some(idle) = &report.idle {
+        out.insert("idle: cores, platform".into(), idle.platform_cores());
+        for process in &idle.cpu {
+            out.insert(format!("idle: cores, {}", process.process), process.cores);
         }
     }
     for cost in report.profile.iter().flat_map(|p| &p.costs) {

@@ -11,6 +11,12 @@ use sqlx::PgConnection;
 pub(crate) struct InventoryHandler;
 
 impl Handler for InventoryHandler {
+    // The records `handle` has an arm for: the rest of the topics' records
+    // are passed over without a transaction.
+    fn reacts_to(&self, record: &str) -> bool {
+        matches!(record, "OrderPlaced" | "OrderCancelled" | "OrderConfirmed")
+    }
+
     async fn handle(
         &self,
         tx: &mut PgConnection,

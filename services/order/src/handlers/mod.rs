@@ -28,6 +28,23 @@ impl OrderHandler {
 }
 
 impl Handler for OrderHandler {
+    // The records `handle` has an arm for: the rest of the topics' records
+    // are passed over without a transaction.
+    fn reacts_to(&self, record: &str) -> bool {
+        matches!(
+            record,
+            "StockReserved"
+                | "StockRejected"
+                | "StockReleased"
+                | "PaymentCompleted"
+                | "PaymentFailed"
+                | "PaymentRefunded"
+                | "ShipmentScheduled"
+                | "ShipmentFailed"
+                | "ShipmentCancelled"
+        )
+    }
+
     async fn handle(
         &self,
         tx: &mut PgConnection,

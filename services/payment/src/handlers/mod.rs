@@ -13,6 +13,12 @@ pub(crate) struct PaymentHandler {
 }
 
 impl Handler for PaymentHandler {
+    // The records `handle` has an arm for: the rest of the topics' records
+    // are passed over without a transaction.
+    fn reacts_to(&self, record: &str) -> bool {
+        matches!(record, "StockReserved" | "OrderCancelled")
+    }
+
     async fn handle(
         &self,
         tx: &mut PgConnection,

@@ -28,6 +28,15 @@ impl ShippingHandler {
 }
 
 impl Handler for ShippingHandler {
+    // The records `handle` has an arm for: the rest of the topics' records
+    // are passed over without a transaction.
+    fn reacts_to(&self, record: &str) -> bool {
+        matches!(
+            record,
+            "OrderPlaced" | "PaymentCompleted" | "OrderCancelled"
+        )
+    }
+
     async fn handle(
         &self,
         tx: &mut PgConnection,
