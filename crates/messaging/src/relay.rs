@@ -144,6 +144,9 @@ impl Relay {
                 if let Err(error) = self.mark(&mut unmarked).await {
                     let error = error_chain(&error);
                     tracing::warn!(%error, "marking outbox rows published failed; retrying");
+                    // Not again at once: the loop would spin on a database
+                    // that is down.
+                    unmarked.since = Some(Instant::now());
                 }
             }
             if !self.holds(&mut lease).await {

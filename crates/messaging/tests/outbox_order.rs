@@ -330,17 +330,24 @@ async fn event_already_in_outbox_is_not_enqueued_again() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Rows committed one transaction at a time reach the relay a row or two per
-/// batch. Their marks are written together, at most one statement per
-/// `MARK_EVERY` (a statement's rows share its `now()`), and what was
-/// published is marked before the relay stops, so the next holder of the
-/// lease does not publish it again.
+/// Rows committed one transaction at a time, each once the last is on the
+/// topic, reach the relay one per batch. Their marks are written together, at
+/// most one statement per `MARK_EVERY` (a statement's rows share its
+/// `now()`), not one per batch; and what was published is marked before the
+/// relay stops, so the next holder of the lease does not publish it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_relay_marks_published_rows_in_bulk_and_before_it_stops() -> anyhow::Result<()> {
-    const EVENTS: usize = 40;
+    const EVENTS: usize = 20;
     let env = Env::start().await?;
     let (service_db, pool) = service_database("bulk_marks").await?;
     let topic = env.kafka.topics().name(Topic::Order);
+    let reader: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &env.kafka.bootstrap_servers)
+        .set("group.id", unique_name("bulk-marks-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    reader.subscribe(&[&topic])?;
     let shutdown = CancellationToken::new();
     let relay = Relay::new(&env.kafka, pool.clone(), env.registry(), Health::default())?;
     let started = std::time::Instant::now();
@@ -348,8 +355,10 @@ async fn the_relay_marks_published_rows_in_bulk_and_before_it_stops() -> anyhow:
     let order_id = Uuid::new_v4();
     for seq in 0..EVENTS as i32 {
         enqueue_committed(&pool, &numbered_event(order_id, seq)).await?;
+        tokio::time::timeout(DEADLINE, reader.recv())
+            .await
+            .with_context(|| format!("event {seq} did not reach the topic"))??;
     }
-    consume(&env.kafka, &topic, &env.registry_url, EVENTS).await?;
 
     // Stopped as soon as the last row is on the topic, marked or not.
     shutdown.cancel();
