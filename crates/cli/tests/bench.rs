@@ -2,7 +2,9 @@
 //! ceilings report what happened (the commits are rows, the messages are on
 //! the topic) and leave no scratch database behind; a run on a platform of
 //! its own reports the orders its databases hold, the five messages each
-//! saga writes and the saga's steps, and `compare` reads what it wrote.
+//! saga writes, the saga's steps and the rates its search tried; an A/B
+//! runs the bench on two platforms and sets them side by side, and
+//! `compare` reads what a run wrote.
 
 use anyhow::Context;
 use choreo_testkit::{TestBroker, unique_name};
@@ -147,35 +149,62 @@ async fn a_run_reports_what_its_platform_did_and_compare_reads_the_results() -> 
         command
     };
 
-    let refused = choreo(&["--rate=-3"]).output().await?;
-    assert!(!refused.status.success(), "a negative rate was accepted");
+    for (args, says) in [
+        (&["--rate=-3"][..], "--rate must be a positive number"),
+        (&["--set", "FETCH WAIT"][..], "is not NAME=VALUE"),
+        (
+            &["--search-steps", "0"][..],
+            "--search-steps must be at least 1",
+        ),
+        (
+            &[
+                "--b-set",
+                "CHOREO_CONSUMER__FETCH_WAIT_MS=20",
+                "--set",
+                "CHOREO_CONSUMER__FETCH_WAIT_MS=20",
+            ][..],
+            "the B side (--b-set, --b-tansu-bin, --b-bin-dir) is the same as A",
+        ),
+        (
+            &[
+                "--edge",
+                "http://127.0.0.1:1",
+                "--secret",
+                "s",
+                "--b-set",
+                "A=1",
+            ][..],
+            "runs on the bench's own platforms",
+        ),
+    ] {
+        let refused = choreo(args).output().await?;
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{args:?} was accepted");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
     assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("--rate must be a positive number"),
-        "{}",
-        String::from_utf8_lossy(&refused.stderr)
+        !out.exists() || std::fs::read_dir(&out)?.next().is_none(),
+        "a refused run wrote results"
     );
 
-    let refused = choreo(&["--set", "FETCH WAIT"]).output().await?;
-    assert!(!refused.status.success(), "a malformed --set was accepted");
-    assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("is not NAME=VALUE"),
-        "{}",
-        String::from_utf8_lossy(&refused.stderr)
-    );
-
+    // An A/B: platform A with a 20 ms fetch wait, then B with 100 ms.
     let run = choreo(&[
         "--clients",
         "2",
         "--seconds",
         "3",
+        "--search-seconds",
+        "1",
+        "--search-steps",
+        "2",
         "--profile-seconds",
         "2",
         "--idle-seconds",
         "1",
         "--set",
         "CHOREO_CONSUMER__FETCH_WAIT_MS=20",
-        "--rate",
-        "4",
+        "--b-set",
+        "CHOREO_CONSUMER__FETCH_WAIT_MS=100",
         "--drain-seconds",
         "60",
         "--ceiling-seconds",
@@ -187,47 +216,71 @@ async fn a_run_reports_what_its_platform_did_and_compare_reads_the_results() -> 
     .output()
     .await?;
     let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
-    let result = check_run(&run, &stdout, &prefix, &out).await;
-    let names: Vec<String> = [
-        "registry",
-        "order",
-        "inventory",
-        "payment",
-        "shipping",
-        "provider",
-    ]
-    .iter()
-    .map(|s| format!("{prefix}{s}"))
-    .collect();
+    let result = async {
+        anyhow::ensure!(
+            run.status.success(),
+            "choreo bench run: {}\n{stdout}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let files: Vec<std::path::PathBuf> = stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("results: "))
+            .map(Into::into)
+            .collect();
+        assert_eq!(files.len(), 2, "an A and a B results file: {stdout}");
+        assert_eq!(std::fs::read_dir(&out)?.count(), 2, "two files in {out:?}");
+        check_run(
+            &stdout,
+            &files[0],
+            &prefix,
+            "CHOREO_CONSUMER__FETCH_WAIT_MS=20",
+        )
+        .await?;
+        check_run(
+            &stdout,
+            &files[1],
+            &format!("{prefix}b_"),
+            "CHOREO_CONSUMER__FETCH_WAIT_MS=100",
+        )
+        .await?;
+        // The two side by side, as `compare` would set them.
+        let ab = stdout
+            .split_once("A against B:")
+            .with_context(|| format!("no A/B comparison: {stdout}"))?
+            .1;
+        anyhow::ensure!(ab.lines().any(|l| l.starts_with("closed: sagas/s")), "{ab}");
+        compare_reads(&files[0]).await
+    }
+    .await;
     let mut admin = PgConnection::connect(ADMIN_URL).await?;
-    for name in names {
-        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+    for side in ["", "b_"] {
+        for service in [
+            "registry",
+            "order",
+            "inventory",
+            "payment",
+            "shipping",
+            "provider",
+        ] {
+            sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS \"{prefix}{side}{service}\" WITH (FORCE)"
+            ))
             .execute(&mut admin)
             .await?;
+        }
     }
     let _ = std::fs::remove_dir_all(&out);
     result
 }
 
+/// One side's results file against what its platform's databases hold.
 async fn check_run(
-    run: &std::process::Output,
     stdout: &str,
+    file: &std::path::Path,
     prefix: &str,
-    out: &std::path::Path,
+    setting: &str,
 ) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        run.status.success(),
-        "choreo bench run: {}\n{stdout}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let files: Vec<_> = std::fs::read_dir(out)?.collect::<Result<_, _>>()?;
-    assert_eq!(files.len(), 1, "one results file: {files:?}");
-    let file = files[0].path();
-    assert!(
-        stdout.contains(&format!("results: {}", file.display())),
-        "{stdout}"
-    );
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(&file)?)?;
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(file)?)?;
     assert_eq!(report["format"], 1);
     assert_eq!(report["build"], "debug");
     assert!(
@@ -235,15 +288,22 @@ async fn check_run(
         "{}",
         report["machine"]
     );
+    assert_eq!(report["platform"]["settings"], serde_json::json!([setting]));
+    assert!(
+        report["platform"]["broker_bin"]
+            .as_str()
+            .is_some_and(|b| b.ends_with("tansu")),
+        "{}",
+        report["platform"]
+    );
 
     // What the order database holds is what the report says was placed:
-    // the warm-up's one per client, then both phases'.
+    // the warm-up's one per client, then every phase's and search step's.
     let phases = report["phases"].as_array().context("phases")?;
     assert_eq!(phases.len(), 2);
     assert_eq!(phases[0]["mode"], "closed");
     assert_eq!(phases[0]["clients"], 2);
     assert_eq!(phases[1]["mode"], "open");
-    assert_eq!(phases[1]["rate_per_second"], 4.0);
     let mut placed = 2;
     for phase in phases {
         let n = phase["placed"].as_u64().context("placed")?;
@@ -280,6 +340,40 @@ async fn check_run(
         assert!(sagas_per_second > 0.0, "{phase}");
         placed += n;
     }
+
+    // The search: rates tried one after the other, each judged, and the
+    // open loop at half the highest that held (half the closed loop's
+    // rate when none did).
+    let search = &report["search"];
+    assert_eq!(search["seconds_per_step"], 1.0, "{search}");
+    let steps = search["steps"].as_array().context("search steps")?;
+    assert!((1..=2).contains(&steps.len()), "{search}");
+    let closed_rate = phases[0]["sagas_per_second"].as_f64().context("rate")?;
+    assert_eq!(
+        steps[0]["rate_per_second"].as_f64(),
+        Some((closed_rate / 2.0).round().max(1.0)),
+        "the search starts at half the closed loop: {search}"
+    );
+    let mut held: Option<f64> = None;
+    for step in steps {
+        let rate = step["rate_per_second"].as_f64().context("step rate")?;
+        let sustained = step["sustained"].as_bool().context("sustained")?;
+        assert_eq!(step["why"].is_null(), sustained, "{step}");
+        if sustained {
+            assert_eq!(step["unfinished"], 0, "{step}");
+            assert!(step["saga"]["p99_ms"].as_f64() <= Some(250.0), "{step}");
+            held = Some(held.map_or(rate, |h: f64| h.max(rate)));
+        }
+        placed += step["placed"].as_u64().context("step placed")?;
+    }
+    assert_eq!(search["highest_sustained"].as_f64(), held, "{search}");
+    assert_eq!(
+        phases[1]["rate_per_second"].as_f64(),
+        Some((held.unwrap_or(closed_rate) / 2.0).round().max(1.0)),
+        "{search}"
+    );
+    assert!(stdout.contains("highest sustained: "), "{stdout}");
+
     // The processor time of the platform's processes, by their pid files,
     // and of PostgreSQL's backends.
     for phase in phases {
@@ -313,10 +407,6 @@ async fn check_run(
     assert!(
         stdout.contains("idle platform, 1 s without orders"),
         "{stdout}"
-    );
-    assert_eq!(
-        report["platform"]["settings"],
-        serde_json::json!(["CHOREO_CONSUMER__FETCH_WAIT_MS=20"])
     );
 
     // The traced loop's sagas, cut into stages from the services' spans:
@@ -369,13 +459,18 @@ async fn check_run(
         ceilings["broker"]["message_bytes"], phases[0]["message_bytes"],
         "the broker ceiling uses the sagas' message size"
     );
+    // The first bench issue's three goals and issue 26's five.
     let goals = report["goals"].as_array().context("goals")?;
-    assert_eq!(goals.len(), 3, "{goals:?}");
+    assert_eq!(goals.len(), 8, "{goals:?}");
     assert!(stdout.contains("closed loop, 2 clients"), "{stdout}");
+    Ok(())
+}
 
+/// `compare` sets a file beside itself, and refuses what is not one.
+async fn compare_reads(file: &std::path::Path) -> anyhow::Result<()> {
     let compared = Command::new(env!("CARGO_BIN_EXE_choreo"))
         .args(["bench", "compare"])
-        .args([&file, &file])
+        .args([file, file])
         .output()
         .await?;
     let text = String::from_utf8_lossy(&compared.stdout);
@@ -392,7 +487,7 @@ async fn check_run(
 
     let not_results = Command::new(env!("CARGO_BIN_EXE_choreo"))
         .args(["bench", "compare"])
-        .arg(&file)
+        .arg(file)
         .arg("Cargo.toml")
         .output()
         .await?;

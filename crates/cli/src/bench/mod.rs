@@ -22,6 +22,7 @@ mod load;
 mod measure;
 mod profile;
 mod report;
+mod search;
 mod stats;
 
 use crate::{setup::BrokerArgs, up};
@@ -89,10 +90,32 @@ struct RunArgs {
     /// How long each phase places orders.
     #[arg(long, default_value_t = 20.0)]
     seconds: f64,
-    /// The open loop's arrival rate, orders per second; by default half of
-    /// what the closed loop sustained.
+    /// The open loop's arrival rate, orders per second, without a search;
+    /// by default half the highest rate the search sustained.
     #[arg(long)]
     rate: Option<f64>,
+    /// How long each rate of the maximum-throughput search places orders;
+    /// 0: no search, the open loop at half the closed loop's rate.
+    #[arg(long, default_value_t = 8.0)]
+    search_seconds: f64,
+    /// The saga p99 over which the search counts a rate as not sustained.
+    #[arg(long, default_value_t = 250.0)]
+    search_p99_ms: f64,
+    /// The most rates the search tries.
+    #[arg(long, default_value_t = 10)]
+    search_steps: usize,
+    /// The B side of an A/B in one run: after the platform as given (A),
+    /// the bench runs again on a platform with this setting as well (B);
+    /// repeatable, like `--set`.
+    #[arg(long = "b-set", value_name = "NAME=VALUE", value_parser = setting)]
+    b_settings: Vec<(String, String)>,
+    /// The B side's broker binary (`make tansu-stock` installs the
+    /// published release).
+    #[arg(long)]
+    b_tansu_bin: Option<PathBuf>,
+    /// The B side's service binaries.
+    #[arg(long)]
+    b_bin_dir: Option<PathBuf>,
     /// How long, after a phase, its orders still running may take to end
     /// before they count as unfinished.
     #[arg(long, default_value_t = 30.0)]
@@ -238,6 +261,10 @@ struct Target {
     run_dir: Option<PathBuf>,
     /// Receives the platform's spans, when the bench started it.
     spans: Option<choreo_telemetry::collector::OtlpReceiver>,
+    /// The own platform's `--set` settings and broker binary, for the
+    /// report.
+    settings: Vec<(String, String)>,
+    broker_bin: Option<String>,
 }
 
 async fn run_bench(args: RunArgs) -> anyhow::Result<()> {
@@ -246,6 +273,7 @@ async fn run_bench(args: RunArgs) -> anyhow::Result<()> {
         ("--seconds", args.seconds),
         ("--drain-seconds", args.drain_seconds),
         ("--ceiling-seconds", args.ceiling_seconds),
+        ("--search-p99-ms", args.search_p99_ms),
     ] {
         anyhow::ensure!(
             value > 0.0 && value.is_finite(),
@@ -261,12 +289,14 @@ async fn run_bench(args: RunArgs) -> anyhow::Result<()> {
     for (flag, value) in [
         ("--profile-seconds", args.profile_seconds),
         ("--idle-seconds", args.idle_seconds),
+        ("--search-seconds", args.search_seconds),
     ] {
         anyhow::ensure!(
             value >= 0.0 && value.is_finite(),
             "{flag} must be 0 (not measured) or a positive number"
         );
     }
+    anyhow::ensure!(args.search_steps > 0, "--search-steps must be at least 1");
     anyhow::ensure!(
         args.ceiling_messages > 0,
         "--ceiling-messages must be at least 1"
@@ -279,6 +309,11 @@ async fn run_bench(args: RunArgs) -> anyhow::Result<()> {
         anyhow::ensure!(
             args.settings.is_empty(),
             "--set applies to the bench's own platform, not to one behind --edge"
+        );
+        anyhow::ensure!(
+            !args.has_b_side(),
+            "an A/B (--b-set, --b-tansu-bin, --b-bin-dir) runs on the bench's own platforms, \
+             not on one behind --edge"
         );
         let secret = match &args.secret {
             Some(secret) => secret.clone(),
@@ -304,16 +339,109 @@ async fn run_bench(args: RunArgs) -> anyhow::Result<()> {
             partitions: None,
             run_dir: Some(args.data_dir.join("run")),
             spans: None,
+            settings: Vec::new(),
+            broker_bin: None,
         };
-        return bench(&args, &target, &tag).await;
+        let report = bench(&args, &target, &tag).await?;
+        save(&report, &args.out)?;
+        return Ok(());
     }
 
-    // A platform of its own, started as `choreo up` starts one.
-    let data_dir = std::env::temp_dir().join(format!("choreo-bench-{tag}"));
-    let db_prefix = args
-        .db_prefix
-        .clone()
-        .unwrap_or_else(|| format!("choreo_benchrun_{tag}_"));
+    let a = Side::a(&args, &tag)?;
+    let b = args.has_b_side().then(|| Side::b(&args, &a)).transpose()?;
+    if b.is_some() {
+        eprintln!("A/B: the bench runs on platform A, then on platform B");
+    }
+    let report_a = own_platform(&args, &a, &tag).await?;
+    let Some(b) = b else {
+        save(&report_a, &args.out)?;
+        return Ok(());
+    };
+    println!("A: {}", a.describe());
+    save(&report_a, &args.out)?;
+    let report_b = own_platform(&args, &b, &tag).await?;
+    println!("\nB: {}", b.describe());
+    save(&report_b, &args.out)?;
+    println!("\nA against B:");
+    print!("{}", report::compare(&report_a, &report_b));
+    Ok(())
+}
+
+impl RunArgs {
+    fn has_b_side(&self) -> bool {
+        !self.b_settings.is_empty() || self.b_tansu_bin.is_some() || self.b_bin_dir.is_some()
+    }
+}
+
+/// One platform the bench starts for itself: A as the flags give it, B
+/// with the `--b-…` flags on top.
+struct Side {
+    settings: Vec<(String, String)>,
+    tansu: PathBuf,
+    bin_dir: PathBuf,
+    db_prefix: String,
+}
+
+impl Side {
+    fn a(args: &RunArgs, tag: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            settings: args.settings.clone(),
+            tansu: args.installation.tansu(),
+            bin_dir: args.installation.bin_dir()?,
+            db_prefix: args
+                .db_prefix
+                .clone()
+                .unwrap_or_else(|| format!("choreo_benchrun_{tag}_")),
+        })
+    }
+
+    fn b(args: &RunArgs, a: &Self) -> anyhow::Result<Self> {
+        let mut settings = a.settings.clone();
+        for (name, value) in &args.b_settings {
+            // B's value replaces A's for the same name.
+            settings.retain(|(n, _)| n != name);
+            settings.push((name.clone(), value.clone()));
+        }
+        let b = Self {
+            settings,
+            tansu: args.b_tansu_bin.clone().unwrap_or_else(|| a.tansu.clone()),
+            bin_dir: args.b_bin_dir.clone().unwrap_or_else(|| a.bin_dir.clone()),
+            // A's databases may be kept (`--keep`): B's have names of their own.
+            db_prefix: format!("{}b_", a.db_prefix),
+        };
+        anyhow::ensure!(
+            b.settings != a.settings || b.tansu != a.tansu || b.bin_dir != a.bin_dir,
+            "the B side (--b-set, --b-tansu-bin, --b-bin-dir) is the same as A"
+        );
+        Ok(b)
+    }
+
+    fn describe(&self) -> String {
+        let settings: Vec<String> = self
+            .settings
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
+        format!(
+            "broker {}, services from {}, settings: {}",
+            self.tansu.display(),
+            self.bin_dir.display(),
+            if settings.is_empty() {
+                "none".to_owned()
+            } else {
+                settings.join(" ")
+            }
+        )
+    }
+}
+
+/// Starts a platform of its own, as `choreo up` starts one, runs the bench
+/// on it and stops it.
+async fn own_platform(args: &RunArgs, side: &Side, tag: &str) -> anyhow::Result<BenchReport> {
+    let data_dir = std::env::temp_dir().join(format!(
+        "choreo-bench-{tag}-{}",
+        uuid::Uuid::new_v4().simple().to_string()[..4].to_owned()
+    ));
     let secret = format!(
         "{}{}",
         uuid::Uuid::new_v4().simple(),
@@ -326,7 +454,7 @@ async fn run_bench(args: RunArgs) -> anyhow::Result<()> {
     };
     let mut env = up::unlimited_edge();
     env.extend(
-        args.settings
+        side.settings
             .iter()
             .map(|(name, value)| ("*", name.clone(), value.clone())),
     );
@@ -345,11 +473,11 @@ async fn run_bench(args: RunArgs) -> anyhow::Result<()> {
     let config = up::Config {
         data_dir: data_dir.clone(),
         pg_admin_url: args.installation.pg_admin_url.clone(),
-        tansu: args.installation.tansu(),
-        bin_dir: args.installation.bin_dir()?,
+        tansu: side.tansu.clone(),
+        bin_dir: side.bin_dir.clone(),
         broker_port: up::free_port()?,
         edge_port: up::free_port_block(),
-        db_prefix: db_prefix.clone(),
+        db_prefix: side.db_prefix.clone(),
         topic_prefix: String::new(),
         partitions: args.partitions,
         token_secret: secret.clone(),
@@ -372,17 +500,23 @@ async fn run_bench(args: RunArgs) -> anyhow::Result<()> {
             partitions: Some(args.partitions),
             run_dir: Some(data_dir.join("run")),
             spans,
+            settings: side.settings.clone(),
+            broker_bin: Some(side.tansu.display().to_string()),
         };
-        bench(&args, &target, &tag).await
+        bench(args, &target, tag).await
     }
     .await;
     up::stop(running).await;
     if args.keep {
-        eprintln!("kept: {} and databases {db_prefix}*", data_dir.display());
+        eprintln!(
+            "kept: {} and databases {}*",
+            data_dir.display(),
+            side.db_prefix
+        );
     } else {
         let names: Vec<String> = up::DATABASES
             .iter()
-            .map(|s| format!("{db_prefix}{s}"))
+            .map(|s| format!("{}{s}", side.db_prefix))
             .collect();
         if let Err(e) = crate::setup::drop_databases(&args.installation.pg_admin_url, &names).await
         {
@@ -393,8 +527,22 @@ async fn run_bench(args: RunArgs) -> anyhow::Result<()> {
     result
 }
 
+/// Prints a run's table and writes its results file.
+fn save(report: &BenchReport, out: &std::path::Path) -> anyhow::Result<()> {
+    print!("{}", report.text());
+    let file = out.join(format!(
+        "{}-{}.json",
+        report.started_at.replace([':', '-'], ""),
+        report.git_commit
+    ));
+    std::fs::write(&file, serde_json::to_string_pretty(report)? + "\n")
+        .with_context(|| format!("writing {}", file.display()))?;
+    println!("results: {}", file.display());
+    Ok(())
+}
+
 /// The phases, the ceilings and the report, against `target`.
-async fn bench(args: &RunArgs, target: &Target, tag: &str) -> anyhow::Result<()> {
+async fn bench(args: &RunArgs, target: &Target, tag: &str) -> anyhow::Result<BenchReport> {
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     eprintln!("seeding {} customers and products", args.clients);
     let shop = Arc::new(Shop::open(&target.edge, &target.secret, args.clients, tag).await?);
@@ -427,13 +575,18 @@ async fn bench(args: &RunArgs, target: &Target, tag: &str) -> anyhow::Result<()>
         drain,
     )
     .await?;
-    let rate = match args.rate {
-        Some(rate) => rate,
-        None => {
-            // At least one order a second, so that a platform too slow
-            // for its closed loop still gets an open one.
-            (closed.sagas_per_second / 2.0).round().max(1.0)
+    let search = match args.rate {
+        None if args.search_seconds > 0.0 => {
+            Some(search(&shop, target, args, closed.sagas_per_second, drain).await?)
         }
+        _ => None,
+    };
+    let rate = match (args.rate, search.as_ref().and_then(|s| s.highest_sustained)) {
+        (Some(rate), _) => rate,
+        // At least one order a second, so that a platform too slow for any
+        // rate still gets an open loop.
+        (None, Some(highest)) => (highest / 2.0).round().max(1.0),
+        (None, None) => (closed.sagas_per_second / 2.0).round().max(1.0),
     };
     let open = phase(&shop, target, "open", Load::Open { rate }, duration, drain).await?;
     let profile = match &target.spans {
@@ -462,10 +615,16 @@ async fn bench(args: &RunArgs, target: &Target, tag: &str) -> anyhow::Result<()>
         .context("the broker ceiling")?;
     let ceilings = Ceilings { commit, broker };
     let ratios = report::Ratios::new(&closed, &ceilings);
-    let goals = report::goals(&closed, Some(&open), &ratios);
-    let report = BenchReport {
+    let goals = report::goals(
+        &closed,
+        Some(&open),
+        &ratios,
+        search.as_ref(),
+        idle.as_ref(),
+    );
+    Ok(BenchReport {
         format: report::FORMAT,
-        started_at: started_at.clone(),
+        started_at,
         git_commit: report::git_commit(),
         build: if cfg!(debug_assertions) {
             "debug"
@@ -478,30 +637,58 @@ async fn bench(args: &RunArgs, target: &Target, tag: &str) -> anyhow::Result<()>
             edge: target.edge.clone(),
             own: target.own,
             partitions: target.partitions,
-            // `--set` is refused with `--edge`: these are the own platform's.
-            settings: args
+            settings: target
                 .settings
                 .iter()
                 .map(|(name, value)| format!("{name}={value}"))
                 .collect(),
+            broker_bin: target.broker_bin.clone(),
         },
         idle,
         phases: vec![closed, open],
+        search,
         ceilings,
         ratios,
         goals,
         profile,
+    })
+}
+
+/// The maximum-throughput search, from half the closed loop's rate.
+async fn search(
+    shop: &Arc<Shop>,
+    target: &Target,
+    args: &RunArgs,
+    closed_rate: f64,
+    drain: Duration,
+) -> anyhow::Result<search::Search> {
+    let plan = search::Plan {
+        start: (closed_rate / 2.0).round().max(1.0),
+        p99_limit_ms: args.search_p99_ms,
+        steps: args.search_steps,
     };
-    print!("{}", report.text());
-    let file = args.out.join(format!(
-        "{}-{}.json",
-        started_at.replace([':', '-'], ""),
-        report.git_commit
-    ));
-    std::fs::write(&file, serde_json::to_string_pretty(&report)? + "\n")
-        .with_context(|| format!("writing {}", file.display()))?;
-    println!("results: {}", file.display());
-    Ok(())
+    let seconds = Duration::from_secs_f64(args.search_seconds);
+    let mut searcher = search::Searcher::default();
+    let mut steps = Vec::new();
+    while let Some(rate) = searcher.next(&plan) {
+        // Each step's orders have idempotency keys of their own: with the
+        // same keys the edge would answer with the last step's orders.
+        let name = format!("search-{}", steps.len() + 1);
+        let phase = phase(shop, target, &name, Load::Open { rate }, seconds, drain).await?;
+        let step = search::SearchStep::judge(&phase, plan.p99_limit_ms);
+        eprintln!(
+            "  search: {rate:.1} orders/s: {}",
+            step.why.as_deref().unwrap_or("sustained")
+        );
+        searcher.record(&step);
+        steps.push(step);
+    }
+    Ok(search::Search {
+        seconds_per_step: args.search_seconds,
+        p99_limit_ms: plan.p99_limit_ms,
+        steps,
+        highest_sustained: searcher.highest_sustained(),
+    })
 }
 
 /// The traced closed loop, and the stages of its sagas once their spans
