@@ -252,6 +252,15 @@ async fn a_run_reports_what_its_platform_did_and_compare_reads_the_results() -> 
         compare_reads(&files[0]).await
     }
     .await;
+    // `--keep` kept each platform's folder too: "kept: <folder> and databases …".
+    for line in String::from_utf8_lossy(&run.stderr).lines() {
+        if let Some((folder, _)) = line
+            .strip_prefix("kept: ")
+            .and_then(|rest| rest.split_once(" and databases "))
+        {
+            let _ = std::fs::remove_dir_all(folder);
+        }
+    }
     let mut admin = PgConnection::connect(ADMIN_URL).await?;
     for side in ["", "b_"] {
         for service in [
@@ -320,6 +329,9 @@ async fn check_run(
             phase["transactions_per_saga"].as_f64() >= Some(5.0),
             "fewer write transactions than events: {phase}"
         );
+        // One charge per confirmed saga in the provider stand-in's ledger,
+        // counted apart from the platform's own transactions.
+        assert_eq!(phase["provider_transactions_per_saga"], 1.0, "{phase}");
         assert!(phase["message_bytes"].as_u64() > Some(50), "{phase}");
         // The timeline as the order service has it at the end: it may
         // confirm on ShipmentScheduled before it reads PaymentCompleted (two

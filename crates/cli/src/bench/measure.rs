@@ -31,6 +31,22 @@ pub(crate) async fn next_xid(admin_url: &str) -> anyhow::Result<i64> {
     Ok(xid)
 }
 
+/// The charges the payment provider stand-in's ledger holds. Each charge is
+/// one write transaction of the stand-in (one `INSERT`): a real provider's
+/// writes are not on the platform's database server, so the bench counts
+/// them apart.
+pub(crate) async fn provider_charges(provider_url: &str) -> anyhow::Result<i64> {
+    let mut conn = PgConnection::connect(provider_url)
+        .await
+        .with_context(|| format!("connecting to the provider's database at {provider_url}"))?;
+    let charges: i64 = sqlx::query_scalar("SELECT count(*) FROM charges")
+        .fetch_one(&mut conn)
+        .await
+        .context("counting the provider's charges")?;
+    conn.close().await?;
+    Ok(charges)
+}
+
 /// One partition's ends.
 #[derive(Debug, Clone)]
 pub(crate) struct Ends {

@@ -265,6 +265,8 @@ struct Target {
     /// report.
     settings: Vec<(String, String)>,
     broker_bin: Option<String>,
+    /// The payment provider stand-in's database, on the own platform.
+    provider_db: Option<String>,
 }
 
 async fn run_bench(args: RunArgs) -> anyhow::Result<()> {
@@ -341,6 +343,7 @@ async fn run_bench(args: RunArgs) -> anyhow::Result<()> {
             spans: None,
             settings: Vec::new(),
             broker_bin: None,
+            provider_db: None,
         };
         let report = bench(&args, &target, &tag).await?;
         save(&report, &args.out)?;
@@ -502,6 +505,10 @@ async fn own_platform(args: &RunArgs, side: &Side, tag: &str) -> anyhow::Result<
             spans,
             settings: side.settings.clone(),
             broker_bin: Some(side.tansu.display().to_string()),
+            provider_db: Some(crate::setup::database_url(
+                &args.installation.pg_admin_url,
+                &format!("{}provider", side.db_prefix),
+            )),
         };
         bench(args, &target, tag).await
     }
@@ -760,6 +767,7 @@ async fn phase(
     let topics = target.kafka.topics().all();
     shop.wait_published(drain).await?;
     let xid_before = measure::next_xid(&target.pg_admin_url).await?;
+    let charges_before = provider_charges(target).await?;
     let ends_before = measure::ends(&target.kafka, topics.clone()).await?;
     let counters = Arc::new(Counters::default());
     let progress = Progress::start(name, load, duration, counters.clone());
@@ -770,15 +778,26 @@ async fn phase(
     let run = run?;
     shop.wait_published(drain).await?;
     let xid_after = measure::next_xid(&target.pg_admin_url).await?;
+    let charges_after = provider_charges(target).await?;
     let ends_after = measure::ends(&target.kafka, topics).await?;
     let counted = Counted {
         transactions: xid_after - xid_before,
+        provider_transactions: charges_after.zip(charges_before).map(|(a, b)| a - b),
         messages: measure::written(&ends_before, &ends_after),
         message_bytes: measure::mean_message_bytes(&target.kafka, &ends_before, &ends_after, 32)
             .await?,
         cpu: cpu::used(&cpu_before, &cpu_after, run.ended().count()),
     };
     Ok(PhaseReport::new(&run, &counted))
+}
+
+/// The charges in the provider stand-in's ledger, when the bench knows its
+/// database.
+async fn provider_charges(target: &Target) -> anyhow::Result<Option<i64>> {
+    match &target.provider_db {
+        Some(url) => Ok(Some(measure::provider_charges(url).await?)),
+        None => Ok(None),
+    }
 }
 
 /// The live display of a phase, on stderr when it is a terminal: time,

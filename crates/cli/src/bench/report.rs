@@ -138,6 +138,10 @@ pub(crate) struct PhaseReport {
     pub(crate) steps: Vec<Step>,
     /// Write transactions the server began during the phase, per ended saga.
     pub(crate) transactions_per_saga: f64,
+    /// Of those, the payment provider stand-in's (its charges), on the
+    /// bench's own platform.
+    #[serde(default)]
+    pub(crate) provider_transactions_per_saga: Option<f64>,
     /// Messages written to the topics during the phase, per ended saga.
     pub(crate) messages_per_saga: f64,
     /// Their mean size, key and value.
@@ -177,6 +181,7 @@ pub(crate) struct Step {
 /// What the database and the broker counted during a phase.
 pub(crate) struct Counted {
     pub(crate) transactions: i64,
+    pub(crate) provider_transactions: Option<i64>,
     pub(crate) messages: i64,
     pub(crate) message_bytes: Option<usize>,
     pub(crate) cpu: Vec<ProcessCpu>,
@@ -245,6 +250,7 @@ impl PhaseReport {
                 })
                 .collect(),
             transactions_per_saga: per_saga(counted.transactions),
+            provider_transactions_per_saga: counted.provider_transactions.map(per_saga),
             messages_per_saga: per_saga(counted.messages),
             message_bytes: counted.message_bytes,
             cpu: counted.cpu.clone(),
@@ -283,10 +289,18 @@ impl PhaseReport {
             saga: Latency::default(),
             steps: Vec::new(),
             transactions_per_saga: 0.0,
+            provider_transactions_per_saga: None,
             messages_per_saga: 0.0,
             message_bytes: None,
             cpu: Vec::new(),
         }
+    }
+
+    /// The write transactions per saga of the platform itself: the
+    /// server's, less the payment provider stand-in's where they were
+    /// counted (a real provider does not write to the platform's server).
+    pub(crate) fn choreo_transactions_per_saga(&self) -> f64 {
+        self.transactions_per_saga - self.provider_transactions_per_saga.unwrap_or(0.0)
     }
 
     /// One process's processor time per saga; 0 when it was not measured.
@@ -447,9 +461,19 @@ pub(crate) fn goals(
         });
     }
     goals.push(Goal {
-        goal: "at most 8 write transactions per saga".into(),
-        reached: format!("{:.1}", closed.transactions_per_saga),
-        met: closed.transactions_per_saga <= 8.0,
+        goal: "at most 8 write transactions per saga (the platform's, without the payment provider stand-in's)".into(),
+        reached: match closed.provider_transactions_per_saga {
+            Some(provider) => format!(
+                "{:.1} ({:.1} on the server, {provider:.1} of them the provider stand-in's)",
+                closed.choreo_transactions_per_saga(),
+                closed.transactions_per_saga
+            ),
+            None => format!(
+                "{:.1} on the server (the provider stand-in's not counted apart)",
+                closed.transactions_per_saga
+            ),
+        },
+        met: closed.choreo_transactions_per_saga() <= 8.0,
     });
     if !closed.cpu.is_empty() {
         let broker = closed.process_ms_per_saga("broker");
@@ -530,9 +554,14 @@ impl BenchReport {
             for step in &phase.steps {
                 row(&format!("  {}", step.name), &step.latency);
             }
+            let provider = phase
+                .provider_transactions_per_saga
+                .map_or_else(String::new, |p| {
+                    format!(" ({p:.1} of them the payment provider stand-in's)")
+                });
             let _ = writeln!(
                 out,
-                "  per saga: {:.1} write transactions, {:.1} messages of {} bytes",
+                "  per saga: {:.1} write transactions{provider}, {:.1} messages of {} bytes",
                 phase.transactions_per_saga,
                 phase.messages_per_saga,
                 phase
@@ -656,6 +685,12 @@ fn figures(report: &BenchReport) -> BTreeMap<String, f64> {
             phase.transactions_per_saga,
         );
         out.insert(format!("{p}: messages/saga"), phase.messages_per_saga);
+        if phase.provider_transactions_per_saga.is_some() {
+            out.insert(
+                format!("{p}: transactions/saga, without the provider's"),
+                phase.choreo_transactions_per_saga(),
+            );
+        }
         for process in &phase.cpu {
             out.insert(
                 format!("{p}: cpu ms/saga, {}", process.process),
