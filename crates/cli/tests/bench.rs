@@ -261,22 +261,8 @@ async fn a_run_reports_what_its_platform_did_and_compare_reads_the_results() -> 
             let _ = std::fs::remove_dir_all(folder);
         }
     }
-    let mut admin = PgConnection::connect(ADMIN_URL).await?;
     for side in ["", "b_"] {
-        for service in [
-            "registry",
-            "order",
-            "inventory",
-            "payment",
-            "shipping",
-            "provider",
-        ] {
-            sqlx::query(&format!(
-                "DROP DATABASE IF EXISTS \"{prefix}{side}{service}\" WITH (FORCE)"
-            ))
-            .execute(&mut admin)
-            .await?;
-        }
+        choreo_testkit::drop_platform_databases(&format!("{prefix}{side}")).await?;
     }
     let _ = std::fs::remove_dir_all(&out);
     result

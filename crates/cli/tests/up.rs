@@ -840,25 +840,7 @@ fn describe(spans: &[ReceivedSpan]) -> String {
 }
 
 async fn drop_databases(prefix: &str) -> anyhow::Result<()> {
-    use sqlx::Connection;
-    let admin = std::env::var("CHOREO_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let mut conn = sqlx::PgConnection::connect(&admin).await?;
-    for service in [
-        "registry",
-        "order",
-        "inventory",
-        "payment",
-        "shipping",
-        "provider",
-    ] {
-        sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS \"{prefix}{service}\" WITH (FORCE)"
-        ))
-        .execute(&mut conn)
-        .await?;
-    }
-    Ok(())
+    choreo_testkit::drop_platform_databases(prefix).await
 }
 
 /// SIGTERM to the payment service while orders stream in: it exits 0, the

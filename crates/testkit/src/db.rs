@@ -83,3 +83,27 @@ impl TestDatabase {
         Ok(())
     }
 }
+
+/// Drops the databases a whole platform (`choreo up`, the bench's own) made,
+/// each `<prefix><service>`, disconnecting whatever is still connected.
+///
+/// # Errors
+/// When PostgreSQL cannot be reached or refuses a drop.
+pub async fn drop_platform_databases(prefix: &str) -> anyhow::Result<()> {
+    let mut conn = PgConnection::connect(&admin_url()).await?;
+    for service in [
+        "registry",
+        "order",
+        "inventory",
+        "payment",
+        "shipping",
+        "provider",
+    ] {
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS \"{prefix}{service}\" WITH (FORCE)"
+        ))
+        .execute(&mut conn)
+        .await?;
+    }
+    Ok(())
+}

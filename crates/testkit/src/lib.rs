@@ -14,7 +14,7 @@ mod wait;
 
 pub use broker::TestBroker;
 pub use choreo_telemetry::collector::{OtlpReceiver, ReceivedSpan};
-pub use db::TestDatabase;
+pub use db::{TestDatabase, drop_platform_databases};
 pub use delivery_order::{interleave, redeliver};
 pub use events::order_placed;
 pub use publish::{RawProducer, framed, publish_event};
