@@ -588,13 +588,14 @@ async fn bench(args: &RunArgs, target: &Target, tag: &str) -> anyhow::Result<Ben
         }
         _ => None,
     };
-    let rate = match (args.rate, search.as_ref().and_then(|s| s.highest_sustained)) {
-        (Some(rate), _) => rate,
-        // At least one order a second, so that a platform too slow for any
-        // rate still gets an open loop.
-        (None, Some(highest)) => (highest / 2.0).round().max(1.0),
-        (None, None) => (closed.sagas_per_second / 2.0).round().max(1.0),
-    };
+    let rate = args.rate.unwrap_or_else(|| {
+        search::half_rate(
+            search
+                .as_ref()
+                .and_then(|s| s.highest_sustained)
+                .unwrap_or(closed.sagas_per_second),
+        )
+    });
     let open = phase(&shop, target, "open", Load::Open { rate }, duration, drain).await?;
     let profile = match &target.spans {
         Some(spans) => Some(
@@ -670,7 +671,7 @@ async fn search(
     drain: Duration,
 ) -> anyhow::Result<search::Search> {
     let plan = search::Plan {
-        start: (closed_rate / 2.0).round().max(1.0),
+        start: search::half_rate(closed_rate),
         p99_limit_ms: args.search_p99_ms,
         steps: args.search_steps,
     };

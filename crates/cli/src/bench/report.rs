@@ -7,7 +7,7 @@ use super::{
     cpu::{BENCH_PROCESS, ProcessCpu},
     load::{Load, PhaseRun},
     profile::Profile,
-    search::Search,
+    search::{Search, half_rate},
     stats::Latency,
 };
 use serde::{Deserialize, Serialize};
@@ -402,7 +402,7 @@ pub(crate) fn goals(
         .unwrap_or(closed.sagas_per_second);
     let at_half = open.filter(|open| {
         open.rate_per_second
-            .is_some_and(|r| (r - (sustained / 2.0).round().max(1.0)).abs() <= 1.0)
+            .is_some_and(|r| (r - half_rate(sustained)).abs() <= 1.0)
     });
     let note = if at_half.is_some() {
         ""
@@ -430,20 +430,15 @@ pub(crate) fn goals(
         ),
         met: ratios.commits >= 0.5,
     });
-    goals.push(match search.map(|s| s.highest_sustained) {
-        Some(highest) => Goal {
-            goal: "a highest sustained rate of at least 250 sagas/s".into(),
-            reached: highest.map_or_else(
-                || "no rate was sustained".to_owned(),
-                |r| format!("{r:.1} sagas/s"),
-            ),
-            met: highest.is_some_and(|r| r >= 250.0),
+    let highest = search.and_then(|s| s.highest_sustained);
+    goals.push(Goal {
+        goal: "a highest sustained rate of at least 250 sagas/s".into(),
+        reached: match (search, highest) {
+            (None, _) => "not searched (--rate or --search-seconds 0)".into(),
+            (Some(_), None) => "no rate was sustained".into(),
+            (Some(_), Some(r)) => format!("{r:.1} sagas/s"),
         },
-        None => Goal {
-            goal: "a highest sustained rate of at least 250 sagas/s".into(),
-            reached: "not searched (--rate or --search-seconds 0)".into(),
-            met: false,
-        },
+        met: highest.is_some_and(|r| r >= 250.0),
     });
     if let Some(open) = open {
         let hop = open.widest_step_p50_ms();

@@ -25,6 +25,14 @@ pub(crate) struct Plan {
     pub(crate) steps: usize,
 }
 
+/// Half of `rate`, in whole orders a second and at least one, so that a
+/// platform too slow for any rate still gets an open loop. The search
+/// starts at half the closed loop's rate, the open loop runs at half the
+/// highest sustained one, and the goals judge it by the same rule.
+pub(crate) fn half_rate(rate: f64) -> f64 {
+    (rate / 2.0).round().max(1.0)
+}
+
 /// Each rising step multiplies the rate by this much.
 const GROWTH: f64 = 1.25;
 /// The search stops narrowing once the rate that failed is within this
