@@ -149,14 +149,29 @@ async fn a_customer_cancel_compensates_every_step_taken_and_a_decided_order_answ
     platform.set_wallet("hana", 5_000).await?;
 
     let id = platform.place("hana", &[("TEA-01", 3)]).await?;
-    platform.wait_for_event(&id, "PaymentCompleted").await?;
+    // The money is taken; the order's timeline shows the payment only with
+    // the event that answers it, and shipping is down.
+    choreo_testkit::wait_until("hana to be charged", Duration::from_secs(60), || async {
+        let wallet = platform.wallet("hana").await.ok()?;
+        (wallet["balance_cents"] == 2_000).then_some(())
+    })
+    .await?;
+    assert!(!timeline(&platform.order(&id, 0).await?).contains(&"PaymentCompleted".to_owned()));
     let (status, body) = platform.cancel(&id).await?;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["status"], "CANCELLED");
     assert_eq!(body["cancel_reason"], "CUSTOMER_CANCELLED");
     platform.wait_for_event(&id, "PaymentRefunded").await?;
-    platform.wait_for_event(&id, "StockReleased").await?;
+    let order = platform.wait_for_event(&id, "StockReleased").await?;
     assert_eq!(platform.wallet("hana").await?["balance_cents"], 5_000);
+    // The refund brought the payment it gives back into the timeline, ahead
+    // of itself.
+    let steps = timeline(&order);
+    let at = |step: &str| steps.iter().position(|s| s == step);
+    assert!(
+        matches!((at("PaymentCompleted"), at("PaymentRefunded")), (Some(paid), Some(refunded)) if paid < refunded),
+        "{steps:?}"
+    );
     let tea = platform.product("TEA-01").await?;
     assert_eq!(
         (tea["available"].as_i64(), tea["reserved"].as_i64()),

@@ -42,6 +42,7 @@ async fn a_reservation_arriving_after_the_cancel_takes_no_money() -> anyhow::Res
             }],
             total_cents: 900,
             currency: "EUR".into(),
+            shipping_address: Some(choreo_testkit::shipping_address("DE")),
         })
         .await?;
     platform.wait_until_consumed().await?;
@@ -78,6 +79,7 @@ async fn a_shipment_scheduled_for_a_cancelled_order_is_cancelled() -> anyhow::Re
             customer_id: "lena".into(),
             amount_cents: 900,
             currency: "EUR".into(),
+            shipping_address: Some(choreo_testkit::shipping_address("DE")),
         })
         .await?;
     // Scheduled, but the order has no prices yet, so it stays PENDING.

@@ -127,6 +127,10 @@ pub struct StockReserved {
     pub lines: Vec<PricedLine>,
     pub total_cents: i64,
     pub currency: String,
+    /// Copied from `OrderPlaced` so that the address travels with the saga
+    /// to shipping; `None` only from an inventory older than the field.
+    #[serde(default)]
+    pub shipping_address: Option<ShippingAddress>,
 }
 event!(
     StockReserved,
@@ -145,6 +149,10 @@ pub struct PaymentCompleted {
     pub customer_id: String,
     pub amount_cents: i64,
     pub currency: String,
+    /// Passed on from `StockReserved`: shipping schedules from this event
+    /// alone. `None` only when the reservation carried none.
+    #[serde(default)]
+    pub shipping_address: Option<ShippingAddress>,
 }
 event!(
     PaymentCompleted,
@@ -161,6 +169,12 @@ pub struct ShipmentScheduled {
     #[serde(with = "crate::uuid_text")]
     pub shipment_id: Uuid,
     pub country: String,
+    /// The envelope of the `PaymentCompleted` this answers: the order
+    /// service records the payment in its timeline from here instead of
+    /// opening a transaction for `PaymentCompleted` itself. `None` only from
+    /// a shipping service older than the field.
+    #[serde(default)]
+    pub payment: Option<EventMeta>,
 }
 event!(
     ShipmentScheduled,
@@ -299,6 +313,12 @@ pub struct PaymentRefunded {
     pub currency: String,
     /// The order's cancellation reason.
     pub reason: String,
+    /// The envelope of the `PaymentCompleted` this refunds, as in
+    /// [`ShipmentScheduled::payment`]: the order's timeline gets the payment
+    /// from here when shipping never answered. `None` from an older payment
+    /// service.
+    #[serde(default)]
+    pub payment: Option<EventMeta>,
 }
 event!(
     PaymentRefunded,
@@ -315,6 +335,10 @@ pub struct ShipmentFailed {
     pub country: String,
     /// `COUNTRY_NOT_SERVED`.
     pub reason: String,
+    /// The envelope of the `PaymentCompleted` this answers, as in
+    /// [`ShipmentScheduled::payment`].
+    #[serde(default)]
+    pub payment: Option<EventMeta>,
 }
 event!(
     ShipmentFailed,

@@ -69,6 +69,7 @@ fn every_event_round_trips_through_its_avsc() {
         }],
         total_cents: 2_598,
         currency: "EUR".into(),
+        shipping_address: Some(address()),
     };
     assert_eq!(roundtrip(&reserved), reserved);
 
@@ -79,6 +80,7 @@ fn every_event_round_trips_through_its_avsc() {
         customer_id: p.customer_id.clone(),
         amount_cents: 2_598,
         currency: "EUR".into(),
+        shipping_address: Some(address()),
     };
     assert_eq!(roundtrip(&paid), paid);
 
@@ -87,6 +89,7 @@ fn every_event_round_trips_through_its_avsc() {
         order_id: p.order_id,
         shipment_id: Uuid::new_v4(),
         country: "GB".into(),
+        payment: Some(paid.meta.clone()),
     };
     assert_eq!(roundtrip(&shipped), shipped);
 }
@@ -200,8 +203,16 @@ fn every_compensation_event_round_trips_through_its_avsc() {
         amount_cents: 100,
         currency: "EUR".into(),
         reason: cancelled.reason.clone(),
+        payment: Some(EventMeta::caused_by::<PaymentCompleted>(&p.meta, "payment")),
     };
     assert_eq!(roundtrip(&refunded), refunded);
+    assert_eq!(
+        written_without(&refunded, "payment.events/PaymentRefunded.avsc", "payment"),
+        PaymentRefunded {
+            payment: None,
+            ..refunded.clone()
+        }
+    );
     let shipment_failed = ShipmentFailed {
         meta: EventMeta::once_per_order::<ShipmentFailed>(
             p.order_id,
@@ -211,6 +222,7 @@ fn every_compensation_event_round_trips_through_its_avsc() {
         order_id: p.order_id,
         country: "AQ".into(),
         reason: "COUNTRY_NOT_SERVED".into(),
+        payment: None,
     };
     assert_eq!(roundtrip(&shipment_failed), shipment_failed);
     let shipment_cancelled = ShipmentCancelled {
@@ -222,34 +234,125 @@ fn every_compensation_event_round_trips_through_its_avsc() {
     assert_eq!(roundtrip(&shipment_cancelled), shipment_cancelled);
 }
 
-/// An `OrderPlaced` published before the record had `idempotency_key`
-/// (written with the schema without it) still reads, as an order placed
-/// without a key: the field was added with a default, so topics written by
-/// an older order service stay readable.
-#[test]
-fn an_order_placed_from_before_idempotency_keys_reads_without_one() {
-    let avsc = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../schemas/order.events/OrderPlaced.avsc"
-    );
+/// `event` written with its `.avsc` less `field`, the way a service older
+/// than the field wrote it, and read back with the current schema.
+fn written_without<E>(event: &E, avsc: &str, field: &str) -> E
+where
+    E: Event + serde::Serialize + serde::de::DeserializeOwned,
+{
+    let path = format!("{}/../../schemas/{avsc}", env!("CARGO_MANIFEST_DIR"));
     let mut older: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(avsc).expect("the .avsc")).expect("JSON");
+        serde_json::from_str(&std::fs::read_to_string(path).expect("the .avsc")).expect("JSON");
     let fields = older["fields"].as_array_mut().expect("fields");
-    fields.retain(|f| f["name"] != "idempotency_key");
+    let before = fields.len();
+    fields.retain(|f| f["name"] != field);
+    assert_eq!(fields.len() + 1, before, "{avsc} has a field {field}");
     let older = apache_avro::Schema::parse(&older).expect("the older schema");
-
-    let mut p = placed();
-    let mut value = apache_avro::to_value(&p).expect("to a value");
+    let mut value = apache_avro::to_value(event).expect("to a value");
     if let apache_avro::types::Value::Record(fields) = &mut value {
-        fields.retain(|(name, _)| name != "idempotency_key");
+        fields.retain(|(name, _)| name != field);
     }
     let value = value.resolve(&older).expect("matches the older schema");
     let datum = apache_avro::to_avro_datum(&older, value).expect("written the old way");
-    let read = apache_avro::from_avro_datum(&older, &mut &datum[..], Some(OrderPlaced::schema()))
+    let read = apache_avro::from_avro_datum(&older, &mut &datum[..], Some(E::schema()))
         .expect("resolves to the current schema");
+    apache_avro::from_value::<E>(&read).expect("decodes")
+}
+
+/// An `OrderPlaced` published before the record had `idempotency_key`
+/// still reads, as an order placed without a key: the field was added with
+/// a default, so topics written by an older order service stay readable.
+#[test]
+fn an_order_placed_from_before_idempotency_keys_reads_without_one() {
+    let mut p = placed();
+    let read = written_without(&p, "order.events/OrderPlaced.avsc", "idempotency_key");
     p.idempotency_key = None;
+    assert_eq!(read, p);
+}
+
+/// The address and the payment's envelope travel with the saga since
+/// services stopped reading events only for them; events written before
+/// still read, with neither.
+#[test]
+fn events_from_before_the_carried_address_and_payment_read_without_them() {
+    let p = placed();
+    let reserved = StockReserved {
+        meta: EventMeta::caused_by::<StockReserved>(&p.meta, "inventory"),
+        order_id: p.order_id,
+        customer_id: p.customer_id.clone(),
+        lines: Vec::new(),
+        total_cents: 0,
+        currency: "EUR".into(),
+        shipping_address: Some(address()),
+    };
+    let read = written_without(
+        &reserved,
+        "inventory.events/StockReserved.avsc",
+        "shipping_address",
+    );
     assert_eq!(
-        apache_avro::from_value::<OrderPlaced>(&read).expect("decodes"),
-        p
+        read,
+        StockReserved {
+            shipping_address: None,
+            ..reserved.clone()
+        }
+    );
+
+    let paid = PaymentCompleted {
+        meta: EventMeta::caused_by::<PaymentCompleted>(&reserved.meta, "payment"),
+        order_id: p.order_id,
+        payment_id: Uuid::new_v4(),
+        customer_id: p.customer_id.clone(),
+        amount_cents: 0,
+        currency: "EUR".into(),
+        shipping_address: Some(address()),
+    };
+    let read = written_without(
+        &paid,
+        "payment.events/PaymentCompleted.avsc",
+        "shipping_address",
+    );
+    assert_eq!(
+        read,
+        PaymentCompleted {
+            shipping_address: None,
+            ..paid.clone()
+        }
+    );
+
+    let shipped = ShipmentScheduled {
+        meta: EventMeta::caused_by::<ShipmentScheduled>(&paid.meta, "shipping"),
+        order_id: p.order_id,
+        shipment_id: Uuid::new_v4(),
+        country: "GB".into(),
+        payment: Some(paid.meta.clone()),
+    };
+    let read = written_without(
+        &shipped,
+        "shipping.events/ShipmentScheduled.avsc",
+        "payment",
+    );
+    assert_eq!(
+        read,
+        ShipmentScheduled {
+            payment: None,
+            ..shipped
+        }
+    );
+
+    let failed = ShipmentFailed {
+        meta: EventMeta::caused_by::<ShipmentFailed>(&paid.meta, "shipping"),
+        order_id: p.order_id,
+        country: "AQ".into(),
+        reason: "COUNTRY_NOT_SERVED".into(),
+        payment: Some(paid.meta.clone()),
+    };
+    let read = written_without(&failed, "shipping.events/ShipmentFailed.avsc", "payment");
+    assert_eq!(
+        read,
+        ShipmentFailed {
+            payment: None,
+            ..failed
+        }
     );
 }

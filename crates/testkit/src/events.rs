@@ -15,14 +15,19 @@ pub fn order_placed(order_id: Uuid) -> OrderPlaced {
             sku: "A".into(),
             quantity: 1,
         }],
-        shipping_address: ShippingAddress {
-            name: "N".into(),
-            line1: "L".into(),
-            line2: None,
-            city: "C".into(),
-            postal_code: "P".into(),
-            country: "DE".into(),
-        },
+        shipping_address: shipping_address("DE"),
         idempotency_key: None,
+    }
+}
+
+/// An address in `country` (ISO 3166-1 alpha-2).
+pub fn shipping_address(country: &str) -> ShippingAddress {
+    ShippingAddress {
+        name: "N".into(),
+        line1: "L".into(),
+        line2: None,
+        city: "C".into(),
+        postal_code: "P".into(),
+        country: country.into(),
     }
 }

@@ -16,7 +16,7 @@ pub use broker::TestBroker;
 pub use choreo_telemetry::collector::{OtlpReceiver, ReceivedSpan};
 pub use db::{TestDatabase, drop_platform_databases};
 pub use delivery_order::{interleave, redeliver};
-pub use events::order_placed;
+pub use events::{order_placed, shipping_address};
 pub use publish::{RawProducer, framed, publish_event};
 pub use wait::wait_until;
 

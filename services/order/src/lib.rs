@@ -2,7 +2,8 @@
 //!
 //! It stores an order as PENDING and emits `OrderPlaced`; it follows the
 //! saga's events from inventory, payment and shipping into the order's
-//! timeline; and it alone decides the outcome (`saga`): CONFIRMED with
+//! timeline (a `PaymentCompleted` with the shipping event that answers it,
+//! which carries its envelope); and it alone decides the outcome (`saga`): CONFIRMED with
 //! `OrderConfirmed` once the shipment is scheduled, or CANCELLED with
 //! `OrderCancelled` and a reason when a step says no, the customer cancels or
 //! the saga deadline passes (`deadline`). It calls no other service.

@@ -89,6 +89,7 @@ async fn an_order_whose_shipment_is_seen_before_its_prices_is_confirmed_with_its
         }],
         total_cents: 1_400,
         currency: "EUR".into(),
+        shipping_address: None,
     };
     let paid = PaymentCompleted {
         meta: EventMeta::caused_by::<PaymentCompleted>(&reserved.meta, "payment"),
@@ -97,12 +98,14 @@ async fn an_order_whose_shipment_is_seen_before_its_prices_is_confirmed_with_its
         customer_id: "dora".into(),
         amount_cents: 1_400,
         currency: "EUR".into(),
+        shipping_address: None,
     };
     let shipped = ShipmentScheduled {
         meta: EventMeta::caused_by::<ShipmentScheduled>(&paid.meta, "shipping"),
         order_id,
         shipment_id: Uuid::new_v4(),
         country: "FR".into(),
+        payment: Some(paid.meta.clone()),
     };
     let client = RegistryClient::new(&registry_url);
     publish_event(&kafka.bootstrap_servers, &topics, &client, &shipped).await?;
@@ -163,6 +166,25 @@ async fn an_order_whose_shipment_is_seen_before_its_prices_is_confirmed_with_its
             .count()
     });
     assert_eq!(confirmations, 1);
+    // The payment is in the timeline once, from the envelope the shipment
+    // carried, ahead of it; the PaymentCompleted itself was passed over.
+    let steps: Vec<(&str, &str)> = order["timeline"].as_array().map_or(Vec::new(), |t| {
+        t.iter()
+            .map(|e| {
+                (
+                    e["event_type"].as_str().unwrap_or_default(),
+                    e["event_id"].as_str().unwrap_or_default(),
+                )
+            })
+            .collect()
+    });
+    let paid_id = paid.meta.event_id.to_string();
+    let payments: Vec<usize> = (0..steps.len())
+        .filter(|&i| steps[i].0 == "PaymentCompleted")
+        .collect();
+    assert_eq!(payments.len(), 1, "one payment step: {steps:?}");
+    assert_eq!(steps[payments[0]].1, paid_id);
+    assert_eq!(steps[payments[0] + 1].0, "ShipmentScheduled", "{steps:?}");
 
     shutdown.cancel();
     let _ = order_service.wait().await;

@@ -26,6 +26,7 @@ fn reserved(order_id: Uuid) -> Delivery {
         }],
         total_cents: 1_000,
         currency: "EUR".into(),
+        shipping_address: None,
     })
     .expect("the event matches its schema")
 }
@@ -44,14 +45,20 @@ fn rejected(order_id: Uuid) -> Delivery {
     .expect("the event matches its schema")
 }
 
+/// The payment's envelope: shipping's events carry it.
+fn payment(order_id: Uuid) -> EventMeta {
+    EventMeta::caused_by::<PaymentCompleted>(&root(order_id), "payment")
+}
+
 fn paid(order_id: Uuid) -> Delivery {
     Delivery::of(&PaymentCompleted {
-        meta: EventMeta::caused_by::<PaymentCompleted>(&root(order_id), "payment"),
+        meta: payment(order_id),
         order_id,
         payment_id: Uuid::new_v4(),
         customer_id: "c".into(),
         amount_cents: 1_000,
         currency: "EUR".into(),
+        shipping_address: Some(choreo_testkit::shipping_address("DE")),
     })
     .expect("the event matches its schema")
 }
@@ -73,6 +80,7 @@ fn scheduled(order_id: Uuid) -> Delivery {
         order_id,
         shipment_id: Uuid::new_v4(),
         country: "DE".into(),
+        payment: Some(payment(order_id)),
     })
     .expect("the event matches its schema")
 }
@@ -83,6 +91,7 @@ fn unshippable(order_id: Uuid) -> Delivery {
         order_id,
         country: "AQ".into(),
         reason: "COUNTRY_NOT_SERVED".into(),
+        payment: Some(payment(order_id)),
     })
     .expect("the event matches its schema")
 }

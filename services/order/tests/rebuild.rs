@@ -28,6 +28,7 @@ fn reserved(order_id: Uuid) -> StockReserved {
         }],
         total_cents: 500,
         currency: "EUR".into(),
+        shipping_address: Some(choreo_testkit::shipping_address("DE")),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The payment service's tables: wallets and payments.
 
+use choreo_events::EventMeta;
 use serde::Serialize;
 use sqlx::{PgConnection, Row, postgres::PgRow};
 use uuid::Uuid;
@@ -130,6 +131,8 @@ pub(crate) struct Payment {
     pub(crate) charged_cents: i64,
     pub(crate) currency: String,
     pub(crate) status: String,
+    /// The envelope of the `PaymentCompleted` that announced the charge.
+    pub(crate) completed_event: Option<EventMeta>,
 }
 
 /// The order's payment row, locked for the rest of the transaction.
@@ -138,7 +141,8 @@ pub(crate) async fn lock_payment(
     order_id: Uuid,
 ) -> Result<Option<Payment>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT payment_id, customer_id, charged_cents, currency, status FROM payments WHERE order_id = $1 FOR UPDATE",
+        "SELECT payment_id, customer_id, charged_cents, currency, status, completed_event
+         FROM payments WHERE order_id = $1 FOR UPDATE",
     )
     .bind(order_id)
     .fetch_optional(conn)
@@ -150,6 +154,11 @@ pub(crate) async fn lock_payment(
             charged_cents: r.try_get("charged_cents")?,
             currency: r.try_get("currency")?,
             status: r.try_get("status")?,
+            completed_event: r
+                .try_get::<Option<serde_json::Value>, _>("completed_event")?
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
         })
     })
     .transpose()
@@ -161,27 +170,32 @@ pub(crate) fn payment_id(order_id: Uuid) -> Uuid {
     Uuid::new_v5(&order_id, b"payment")
 }
 
-/// Debits the wallet and records the payment as COMPLETED.
+/// Debits the wallet and records the payment as COMPLETED, announced by the
+/// `PaymentCompleted` of envelope `completed`.
 pub(crate) async fn charge(
     conn: &mut PgConnection,
     order_id: Uuid,
     customer_id: &str,
     amount_cents: i64,
     currency: &str,
+    completed: &EventMeta,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE wallets SET balance_cents = balance_cents - $2, updated_at = now() WHERE customer_id = $1")
         .bind(customer_id)
         .bind(amount_cents)
         .execute(&mut *conn)
         .await?;
+    let charged = Charged {
+        currency,
+        completed,
+    };
     record(
         conn,
         order_id,
         customer_id,
         amount_cents,
-        currency,
         "COMPLETED",
-        amount_cents,
+        Some(charged),
     )
     .await
 }
@@ -194,7 +208,14 @@ pub(crate) async fn record_without_charge(
     amount_cents: i64,
     status: &str,
 ) -> Result<(), sqlx::Error> {
-    record(conn, order_id, customer_id, amount_cents, "EUR", status, 0).await
+    record(conn, order_id, customer_id, amount_cents, status, None).await
+}
+
+/// What a payment that moved money records besides its amount.
+struct Charged<'a> {
+    currency: &'a str,
+    /// The envelope of the `PaymentCompleted` that announced it.
+    completed: &'a EventMeta,
 }
 
 async fn record(
@@ -202,13 +223,19 @@ async fn record(
     order_id: Uuid,
     customer_id: &str,
     amount_cents: i64,
-    currency: &str,
     status: &str,
-    charged_cents: i64,
+    charged: Option<Charged<'_>>,
 ) -> Result<(), sqlx::Error> {
+    let completed = charged
+        .as_ref()
+        .map(|c| serde_json::to_value(c.completed))
+        .transpose()
+        .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let currency = charged.as_ref().map_or("EUR", |c| c.currency);
+    let charged_cents = if charged.is_some() { amount_cents } else { 0 };
     sqlx::query(
-        "INSERT INTO payments (order_id, payment_id, customer_id, amount_cents, currency, status, charged_cents)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO payments (order_id, payment_id, customer_id, amount_cents, currency, status, charged_cents, completed_event)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(order_id)
     .bind(payment_id(order_id))
@@ -217,6 +244,7 @@ async fn record(
     .bind(currency)
     .bind(status)
     .bind(charged_cents)
+    .bind(completed)
     .execute(conn)
     .await?;
     Ok(())

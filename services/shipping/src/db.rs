@@ -33,41 +33,32 @@ fn shipment_id(order_id: Uuid) -> Uuid {
     Uuid::new_v5(&order_id, b"shipment")
 }
 
-/// Records the address, creating the shipment row if needed, and returns
-/// the row locked for the rest of the transaction.
-pub(crate) async fn record_address(
+/// Records that the order is paid and where it ships to, creating the
+/// shipment row if needed, and returns the row locked for the rest of the
+/// transaction. Without an address the one already stored stays: a row a
+/// shipping service older than the carried address filled from
+/// `OrderPlaced`.
+pub(crate) async fn record_paid(
     conn: &mut PgConnection,
     order_id: Uuid,
-    address: &ShippingAddress,
+    address: Option<&ShippingAddress>,
 ) -> Result<Shipment, sqlx::Error> {
-    let json = serde_json::to_value(address).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let json = address
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let row = sqlx::query(
-        "INSERT INTO shipments (order_id, shipment_id, shipping_address, country, status)
-         VALUES ($1, $2, $3, $4, 'WAITING')
-         ON CONFLICT (order_id) DO UPDATE SET shipping_address = $3, country = $4
+        "INSERT INTO shipments (order_id, shipment_id, shipping_address, country, paid, status)
+         VALUES ($1, $2, $3, $4, true, 'WAITING')
+         ON CONFLICT (order_id) DO UPDATE SET paid = true,
+             shipping_address = COALESCE($3, shipments.shipping_address),
+             country = COALESCE($4, shipments.country)
          RETURNING order_id, shipment_id, status, country, paid, scheduled_at",
     )
     .bind(order_id)
     .bind(shipment_id(order_id))
     .bind(json)
-    .bind(&address.country)
-    .fetch_one(conn)
-    .await?;
-    shipment(row)
-}
-
-/// Records that the order is paid, creating the shipment row if needed.
-pub(crate) async fn record_paid(
-    conn: &mut PgConnection,
-    order_id: Uuid,
-) -> Result<Shipment, sqlx::Error> {
-    let row = sqlx::query(
-        "INSERT INTO shipments (order_id, shipment_id, paid, status) VALUES ($1, $2, true, 'WAITING')
-         ON CONFLICT (order_id) DO UPDATE SET paid = true
-         RETURNING order_id, shipment_id, status, country, paid, scheduled_at",
-    )
-    .bind(order_id)
-    .bind(shipment_id(order_id))
+    .bind(address.map(|a| a.country.as_str()))
     .fetch_one(conn)
     .await?;
     shipment(row)

@@ -1,7 +1,8 @@
 //! The shipping service: schedules a shipment once an order is paid.
 //!
-//! It learns the address from `OrderPlaced` and the go-ahead from
-//! `PaymentCompleted`; whichever arrives second schedules the shipment
+//! `PaymentCompleted` is the go-ahead and carries the address (inventory and
+//! payment pass it on from `OrderPlaced`, so this service opens no
+//! transaction for `OrderPlaced`): it schedules the shipment
 //! (`ShipmentScheduled`), or fails it for a country not served
 //! (`ShipmentFailed`). When the order is cancelled a scheduled shipment is
 //! called off (`ShipmentCancelled`).

@@ -2,12 +2,13 @@
 //! one topic arrive in order, but a payment may come before or after the
 //! order's cancel, and anything may arrive again. Every such delivery ends
 //! with the same shipments: only the paid, uncancelled order to a served
-//! country is scheduled.
+//! country is scheduled, to the address its payment carries; `OrderPlaced`
+//! is passed over.
 
 use choreo_events::*;
 use choreo_messaging::{Delivery, apply};
 use choreo_service::ServiceSettings;
-use choreo_testkit::{TestDatabase, interleave, order_placed, redeliver};
+use choreo_testkit::{TestDatabase, interleave, order_placed, redeliver, shipping_address};
 use proptest::prelude::*;
 use uuid::Uuid;
 
@@ -17,7 +18,9 @@ fn placed(order_id: Uuid, country: &str) -> Delivery {
     Delivery::of(&placed).expect("the event matches its schema")
 }
 
-fn paid(order_id: Uuid) -> Delivery {
+/// The payment of `order_id`, carrying an address in `country` (`None`:
+/// from a payment service older than the carried address).
+fn paid(order_id: Uuid, country: Option<&str>) -> Delivery {
     let placed = EventMeta::first::<OrderPlaced>(order_id, "order");
     Delivery::of(&PaymentCompleted {
         meta: EventMeta::caused_by::<PaymentCompleted>(&placed, "payment"),
@@ -26,8 +29,68 @@ fn paid(order_id: Uuid) -> Delivery {
         customer_id: "c".into(),
         amount_cents: 100,
         currency: "EUR".into(),
+        shipping_address: country.map(shipping_address),
     })
     .expect("the event matches its schema")
+}
+
+async fn database(label: &str) -> (TestDatabase, choreo_shipping::Settings, sqlx::PgPool) {
+    let db = TestDatabase::create(label).await.expect("database");
+    let settings = choreo_shipping::Settings {
+        service: ServiceSettings {
+            database_url: db.url.clone(),
+            ..ServiceSettings::local("shipping", 0)
+        },
+        ..Default::default()
+    };
+    let pool = choreo_service::connect(&settings.service, choreo_shipping::migrations())
+        .await
+        .expect("migrates");
+    (db, settings, pool)
+}
+
+async fn status(pool: &sqlx::PgPool, order_id: Uuid) -> Option<String> {
+    sqlx::query_scalar("SELECT status FROM shipments WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_optional(pool)
+        .await
+        .expect("reads the shipment")
+}
+
+#[tokio::test]
+async fn a_payment_without_an_address_ships_to_the_one_stored_or_is_refused() {
+    let (db, settings, pool) = database("shipping_old").await;
+    let handler = choreo_shipping::handler(&settings);
+    // A shipping service older than the carried address stored this
+    // order's address from OrderPlaced; the payment comes from an older
+    // payment service and carries none.
+    let stored = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO shipments (order_id, shipment_id, shipping_address, country, status)
+         VALUES ($1, $2, '{}', 'DE', 'WAITING')",
+    )
+    .bind(stored)
+    .bind(Uuid::new_v4())
+    .execute(&pool)
+    .await
+    .expect("an older service's row");
+    apply(&pool, &handler, &paid(stored, None))
+        .await
+        .expect("applies");
+    assert_eq!(status(&pool, stored).await.as_deref(), Some("SCHEDULED"));
+
+    // Neither carried nor stored: nothing to ship to, and no retry changes
+    // that. The event is refused as permanent (a dead letter) and nothing
+    // is written.
+    let unknown = Uuid::new_v4();
+    let refused = apply(&pool, &handler, &paid(unknown, None)).await;
+    assert!(
+        matches!(&refused, Err(choreo_messaging::HandlerError::Permanent { reason }) if reason.contains("no shipping address")),
+        "{refused:?}"
+    );
+    assert_eq!(status(&pool, unknown).await, None);
+    pool.close().await;
+    db.drop_db().await.expect("drops");
 }
 
 fn cancelled(order_id: Uuid) -> Delivery {
@@ -50,20 +113,15 @@ proptest! {
     ) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         runtime.block_on(async {
-            let db = TestDatabase::create("shipping_prop").await.expect("database");
-            let settings = choreo_shipping::Settings {
-                service: ServiceSettings { database_url: db.url.clone(), ..ServiceSettings::local("shipping", 0) },
-                ..Default::default()
-            };
-            let pool = choreo_service::connect(&settings.service, choreo_shipping::migrations()).await.expect("migrates");
+            let (db, settings, pool) = database("shipping_prop").await;
             // s1 ships; s2 is paid and cancelled; s3 goes to a country not
-            // served; s4 is never paid.
+            // served; s4 is never paid, so shipping never hears of it.
             let orders = [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
             let [s1, s2, s3, s4] = orders;
             let events = [
-                placed(s1, "DE"), paid(s1),
-                placed(s2, "FR"), paid(s2), cancelled(s2),
-                placed(s3, "AQ"), paid(s3),
+                placed(s1, "DE"), paid(s1, Some("DE")),
+                placed(s2, "FR"), paid(s2, Some("FR")), cancelled(s2),
+                placed(s3, "AQ"), paid(s3, Some("AQ")),
                 placed(s4, "DE"),
             ];
             // Lanes: (topic, order); the cancel follows its order's placement.
@@ -75,16 +133,12 @@ proptest! {
             }
             let mut statuses = Vec::new();
             for order in orders {
-                let status: String = sqlx::query_scalar("SELECT status FROM shipments WHERE order_id = $1")
-                    .bind(order)
-                    .fetch_one(&pool)
-                    .await
-                    .expect("a shipment row per order");
-                statuses.push(status);
+                statuses.push(status(&pool, order).await);
             }
             pool.close().await;
             db.drop_db().await.expect("drops");
-            prop_assert_eq!(statuses, vec!["SCHEDULED", "CANCELLED", "FAILED", "WAITING"], "after {:?}", sequence);
+            let expected = [Some("SCHEDULED"), Some("CANCELLED"), Some("FAILED"), None].map(|s| s.map(str::to_owned));
+            prop_assert_eq!(statuses, expected.to_vec(), "after {:?}", sequence);
             Ok(())
         })?;
     }

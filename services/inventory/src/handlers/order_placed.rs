@@ -114,6 +114,8 @@ pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result
         lines,
         total_cents,
         currency,
+        // Carried on so that shipping needs no event but PaymentCompleted.
+        shipping_address: Some(order.shipping_address.clone()),
     };
     outbox::enqueue(tx, &event).await?;
     tracing::info!(order_id = %order.order_id, total_cents, "stock reserved");

@@ -1,7 +1,6 @@
 //! What the order service does with each event it consumes: one module per
 //! event.
 
-mod payment_completed;
 mod payment_failed;
 mod payment_refunded;
 mod shipment_cancelled;
@@ -12,7 +11,7 @@ mod stock_released;
 mod stock_reserved;
 
 use crate::{changes::OrderChanges, db, metrics::SagaMetrics, saga};
-use choreo_events::EventMeta;
+use choreo_events::{Event, EventMeta, PaymentCompleted};
 use choreo_messaging::{Delivery, Handler, HandlerError, Outcome};
 use sqlx::PgConnection;
 
@@ -36,7 +35,6 @@ impl Handler for OrderHandler {
             "StockReserved"
                 | "StockRejected"
                 | "StockReleased"
-                | "PaymentCompleted"
                 | "PaymentFailed"
                 | "PaymentRefunded"
                 | "ShipmentScheduled"
@@ -54,7 +52,6 @@ impl Handler for OrderHandler {
             "StockReserved" => stock_reserved::handle(tx, delivery, &self.sagas).await?,
             "StockRejected" => stock_rejected::handle(tx, delivery, &self.sagas).await?,
             "StockReleased" => stock_released::handle(tx, delivery).await?,
-            "PaymentCompleted" => payment_completed::handle(tx, delivery).await?,
             "PaymentFailed" => payment_failed::handle(tx, delivery, &self.sagas).await?,
             "PaymentRefunded" => payment_refunded::handle(tx, delivery).await?,
             "ShipmentScheduled" => shipment_scheduled::handle(tx, delivery, &self.sagas).await?,
@@ -86,6 +83,37 @@ async fn record(tx: &mut PgConnection, meta: &EventMeta) -> Result<(), HandlerEr
     }
     db::append_timeline(tx, meta).await?;
     Ok(())
+}
+
+/// Records the payment a later event answers or refunds (shipping's events
+/// and `PaymentRefunded`), from the `PaymentCompleted` envelope the event
+/// carries, ahead of the event itself. The payment's only use here is the
+/// timeline, so this service opens no transaction for `PaymentCompleted`
+/// and records it with the step that follows it (once: the timeline keeps
+/// one row per event id). An
+/// envelope of another order or kind is refused: it would put a step in the
+/// wrong timeline.
+async fn record_payment(
+    tx: &mut PgConnection,
+    event: &EventMeta,
+    payment: Option<&EventMeta>,
+) -> Result<(), HandlerError> {
+    let Some(payment) = payment else {
+        // A service older than the carried envelope: the timeline lacks
+        // this payment until a rebuild reads it from payment.events.
+        return Ok(());
+    };
+    if payment.correlation_id != event.correlation_id
+        || payment.event_type != PaymentCompleted::NAME
+    {
+        return Err(HandlerError::Permanent {
+            reason: format!(
+                "{} {} carries a {} of order {} as its payment",
+                event.event_type, event.event_id, payment.event_type, payment.correlation_id
+            ),
+        });
+    }
+    record(tx, payment).await
 }
 
 /// A step said no: record it and cancel the order with `reason` (a no-op if

@@ -1,4 +1,5 @@
-//! Payment credited the charge back (compensation): the timeline shows it.
+//! Payment credited the charge back (compensation): the timeline shows it,
+//! and the payment it refunds if no shipping event brought that yet.
 
 use choreo_events::PaymentRefunded;
 use choreo_messaging::{Delivery, HandlerError};
@@ -6,5 +7,6 @@ use sqlx::PgConnection;
 
 pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
     let event: PaymentRefunded = delivery.parse()?;
+    super::record_payment(tx, &event.meta, event.payment.as_ref()).await?;
     super::record(tx, &event.meta).await
 }

@@ -40,6 +40,9 @@ pub(super) async fn handle(
         amount_cents: payment.charged_cents,
         currency: payment.currency.clone(),
         reason: cancelled.reason.clone(),
+        // For the order's timeline, should shipping never have answered the
+        // payment.
+        payment: payment.completed_event.clone(),
     };
     outbox::enqueue(tx, &event).await?;
     tracing::info!(order_id = %order_id, amount_cents = payment.charged_cents, "payment refunded");

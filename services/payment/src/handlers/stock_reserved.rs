@@ -86,21 +86,24 @@ pub(super) async fn handle(
         tracing::info!(order_id = %order_id, reason, "payment declined");
         return Ok(());
     }
+    let meta = EventMeta::caused_by::<PaymentCompleted>(&reserved.meta, "payment");
     db::charge(
         tx,
         order_id,
         &reserved.customer_id,
         reserved.total_cents,
         &reserved.currency,
+        &meta,
     )
     .await?;
     let event = PaymentCompleted {
-        meta: EventMeta::caused_by::<PaymentCompleted>(&reserved.meta, "payment"),
+        meta,
         order_id,
         payment_id: db::payment_id(order_id),
         customer_id: reserved.customer_id.clone(),
         amount_cents: reserved.total_cents,
         currency: reserved.currency.clone(),
+        shipping_address: reserved.shipping_address.clone(),
     };
     outbox::enqueue(tx, &event).await?;
     tracing::info!(order_id = %order_id, amount_cents = reserved.total_cents, "payment completed");

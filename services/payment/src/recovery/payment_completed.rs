@@ -20,6 +20,7 @@ pub(super) async fn handle(
         &completed.customer_id,
         completed.amount_cents,
         &completed.currency,
+        &completed.meta,
     )
     .await?;
     tracing::info!(order_id = %completed.order_id, "charge re-applied");

@@ -21,6 +21,7 @@ pub fn reserved(order_id: Uuid, customer: &str, total_cents: i64) -> Delivery {
         }],
         total_cents,
         currency: "EUR".into(),
+        shipping_address: Some(choreo_testkit::shipping_address("DE")),
     };
     Delivery::of(&event).expect("the event matches its schema")
 }

@@ -1,8 +1,7 @@
 //! What the shipping service does with each event it consumes: one module per
-//! event, and the step both `OrderPlaced` and `PaymentCompleted` lead to.
+//! event, and the decision a paid order leads to.
 
 mod order_cancelled;
-mod order_placed;
 mod payment_completed;
 
 use crate::db::{self, Shipment};
@@ -31,10 +30,7 @@ impl Handler for ShippingHandler {
     // The records `handle` has an arm for: the rest of the topics' records
     // are passed over without a transaction.
     fn reacts_to(&self, record: &str) -> bool {
-        matches!(
-            record,
-            "OrderPlaced" | "PaymentCompleted" | "OrderCancelled"
-        )
+        matches!(record, "PaymentCompleted" | "OrderCancelled")
     }
 
     async fn handle(
@@ -43,7 +39,6 @@ impl Handler for ShippingHandler {
         delivery: &Delivery,
     ) -> Result<Outcome, HandlerError> {
         match delivery.message.name() {
-            "OrderPlaced" => order_placed::handle(self, tx, delivery).await?,
             "PaymentCompleted" => payment_completed::handle(self, tx, delivery).await?,
             "OrderCancelled" => order_cancelled::handle(tx, delivery).await?,
             _ => return Ok(Outcome::Ignored),
@@ -55,13 +50,14 @@ impl Handler for ShippingHandler {
 impl ShippingHandler {
     /// Once both the address and the payment are known, schedules the
     /// shipment (`ShipmentScheduled`) or, for a country not served, fails it
-    /// (`ShipmentFailed`). `cause` is whichever event completed the pair.
+    /// (`ShipmentFailed`). `payment` is the `PaymentCompleted`'s envelope:
+    /// the cause of either, and carried in it for the order's timeline.
     /// Only a WAITING shipment moves: a cancelled order is never shipped.
     async fn decide_if_ready(
         &self,
         tx: &mut PgConnection,
         shipment: &Shipment,
-        cause: &EventMeta,
+        payment: &EventMeta,
     ) -> Result<(), HandlerError> {
         let Some(country) = shipment.country.clone() else {
             return Ok(());
@@ -75,12 +71,13 @@ impl ShippingHandler {
             let event = ShipmentFailed {
                 meta: EventMeta::once_per_order::<ShipmentFailed>(
                     order_id,
-                    Some(cause.event_id),
+                    Some(payment.event_id),
                     "shipping",
                 ),
                 order_id,
                 country,
                 reason: "COUNTRY_NOT_SERVED".to_owned(),
+                payment: Some(payment.clone()),
             };
             outbox::enqueue(tx, &event).await?;
             tracing::info!(order_id = %order_id, country = %event.country, "shipment failed: country not served");
@@ -90,12 +87,13 @@ impl ShippingHandler {
         let event = ShipmentScheduled {
             meta: EventMeta::once_per_order::<ShipmentScheduled>(
                 order_id,
-                Some(cause.event_id),
+                Some(payment.event_id),
                 "shipping",
             ),
             order_id,
             shipment_id: shipment.shipment_id,
             country,
+            payment: Some(payment.clone()),
         };
         outbox::enqueue(tx, &event).await?;
         tracing::info!(order_id = %order_id, "shipment scheduled");

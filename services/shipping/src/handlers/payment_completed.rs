@@ -1,4 +1,4 @@
-//! The order is paid: ship it, as soon as its address is known.
+//! The order is paid: ship it to the address the payment carries.
 
 use super::ShippingHandler;
 use crate::db;
@@ -12,6 +12,19 @@ pub(super) async fn handle(
     delivery: &Delivery,
 ) -> Result<(), HandlerError> {
     let paid: PaymentCompleted = delivery.parse()?;
-    let shipment = db::record_paid(tx, paid.order_id).await?;
+    let shipment = db::record_paid(tx, paid.order_id, paid.shipping_address.as_ref()).await?;
+    if shipment.country.is_none() && shipment.status == "WAITING" {
+        // Only a payment from before the address travelled with the saga
+        // sends none, and only a shipping service from before then stored
+        // one from OrderPlaced. With neither, no retry helps: the dead
+        // letter says why, and the order's deadline cancels and refunds it.
+        return Err(HandlerError::Permanent {
+            reason: format!(
+                "PaymentCompleted for order {} carries no shipping address and none is stored: \
+                 upgrade inventory and payment before shipping",
+                paid.order_id
+            ),
+        });
+    }
     handler.decide_if_ready(tx, &shipment, &paid.meta).await
 }
