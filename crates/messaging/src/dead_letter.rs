@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use rdkafka::{
     Message,
     message::{Header, Headers, OwnedHeaders, OwnedMessage},
-    producer::{FutureProducer, FutureRecord},
+    producer::FutureRecord,
     util::Timeout,
 };
 use serde::Serialize;
@@ -83,7 +83,7 @@ fn original_headers(message: &OwnedMessage) -> OwnedHeaders {
 pub(crate) struct DeadLetters {
     pub(crate) service: String,
     pub(crate) topic: String,
-    producer: FutureProducer,
+    producer: crate::producer::Producer,
 }
 
 impl DeadLetters {
@@ -139,7 +139,7 @@ impl DeadLetters {
         self.producer
             .send(record, Timeout::Never)
             .await
-            .map_err(|(source, _)| MessagingError::Kafka {
+            .map_err(|source| MessagingError::Kafka {
                 context: format!("publishing dead letter {id} to {}", self.topic),
                 source,
             })?;
@@ -284,7 +284,7 @@ pub async fn redrive(
         producer
             .send(record, timeout)
             .await
-            .map_err(|(source, _)| MessagingError::Kafka {
+            .map_err(|source| MessagingError::Kafka {
                 context: format!("redriving {} to {}", letter.id, letter.source_topic),
                 source,
             })?;
@@ -308,7 +308,7 @@ pub async fn redrive(
         producer
             .send(marker, timeout)
             .await
-            .map_err(|(source, _)| MessagingError::Kafka {
+            .map_err(|source| MessagingError::Kafka {
                 context: format!("marking {} redriven", letter.id),
                 source,
             })?;

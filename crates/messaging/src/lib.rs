@@ -34,6 +34,7 @@ pub mod inbox;
 mod metrics;
 pub mod outbox;
 mod process;
+pub mod producer;
 pub mod relay;
 pub mod replay;
 pub mod retention;

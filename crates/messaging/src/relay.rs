@@ -22,12 +22,15 @@
 //! session). Two relays publishing at once would not lose or duplicate
 //! effects (consumers deduplicate) but would interleave one key's events.
 
-use crate::{Health, KafkaSettings, MessagingError};
+use crate::{
+    Health, KafkaSettings, MessagingError,
+    producer::{Acknowledged, Producer},
+};
 use choreo_events::{RegistryClient, Topics, catalog, frame, subject};
 pub(crate) use choreo_telemetry::error_chain;
 use rdkafka::{
     message::{Header, OwnedHeaders},
-    producer::{FutureProducer, FutureRecord},
+    producer::FutureRecord,
 };
 use sqlx::{Connection, PgConnection, PgPool, Row, postgres::PgListener};
 use std::{collections::HashMap, time::Duration};
@@ -53,7 +56,7 @@ const LEASE_KEY: i64 = 0x63_68_6f_72_65_6f;
 
 pub struct Relay {
     pool: PgPool,
-    producer: FutureProducer,
+    producer: Producer,
     registry: RegistryClient,
     topics: Topics,
     schemas: HashMap<String, &'static str>,
@@ -83,7 +86,7 @@ impl Row_ {
 ///
 /// # Errors
 /// When librdkafka rejects the configuration.
-pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, MessagingError> {
+pub fn producer(settings: &KafkaSettings) -> Result<Producer, MessagingError> {
     let mut config = settings.client_config();
     config
         .set("enable.idempotence", "true")
@@ -96,9 +99,7 @@ pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, MessagingErr
         // unmarked rows go out again after the restart.
         .set("message.timeout.ms", "0");
     settings.apply_overrides(&mut config);
-    config
-        .create()
-        .map_err(MessagingError::kafka("creating producer"))
+    Producer::from_config(&config).map_err(MessagingError::kafka("creating producer"))
 }
 
 impl Relay {
@@ -330,8 +331,10 @@ impl Relay {
         // Each row's span ends when the broker acknowledges it.
         for (id, delivery, span) in pending {
             match delivery.await {
-                Ok(Ok(_)) => published.push(id),
-                Ok(Err((e, _))) => {
+                Ok(()) => published.push(id),
+                // The producer went away: shutting down.
+                Err(rdkafka::error::KafkaError::Canceled) => break,
+                Err(e) => {
                     span.record("otel.status_code", "ERROR");
                     first_error.get_or_insert(MessagingError::Kafka {
                         context: format!("publishing outbox row {id}"),
@@ -339,7 +342,6 @@ impl Relay {
                     });
                     break;
                 }
-                Err(_canceled) => break,
             }
         }
         let count = published.len();
@@ -382,7 +384,7 @@ impl Relay {
         row: &Row_,
         topic: &str,
         span: &Span,
-    ) -> Result<rdkafka::producer::DeliveryFuture, MessagingError> {
+    ) -> Result<Acknowledged, MessagingError> {
         let schema_text =
             self.schemas
                 .get(&row.record)
@@ -428,8 +430,8 @@ impl Relay {
             .payload(&value)
             .headers(headers);
         self.producer
-            .send_result(record)
-            .map_err(|(e, _)| MessagingError::Kafka {
+            .enqueue(record)
+            .map_err(|e| MessagingError::Kafka {
                 context: format!("enqueueing outbox row {} for {topic}", row.id),
                 source: e,
             })

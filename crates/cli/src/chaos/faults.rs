@@ -292,7 +292,7 @@ async fn duplicate(
         producer
             .send(record, Duration::from_secs(30))
             .await
-            .map_err(|(e, _)| anyhow::anyhow!("re-publishing to {topic}: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("re-publishing to {topic}: {e}"))?;
     }
     Ok(messages.len() - from)
 }
@@ -322,7 +322,7 @@ async fn poison(
         producer
             .send(record, Duration::from_secs(30))
             .await
-            .map_err(|(e, _)| anyhow::anyhow!("publishing poison to {topic}: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("publishing poison to {topic}: {e}"))?;
     }
     Ok(())
 }
