@@ -1,6 +1,7 @@
 //! The whole Choreo platform in one process, for black-box saga tests.
 //!
-//! [`Platform::start`] runs a real Tansu broker, the schema registry and the
+//! [`Platform::start`] runs a real broker (Tansu; librdkafka's mock cluster
+//! with `CHOREO_TEST_BROKER=mock`), the schema registry and the
 //! four saga services and the edge, each on a free port, each service on its
 //! own fresh PostgreSQL database, all on topic names unique to the test. Tests
 //! drive it only through the edge's REST API and the broker, as a user would.
@@ -9,7 +10,7 @@ use anyhow::Context;
 use choreo_kit::CancellationToken;
 use choreo_messaging::KafkaSettings;
 use choreo_service::ServiceSettings;
-use choreo_testkit::{TestBroker, TestDatabase, unique_name, wait_until};
+use choreo_testkit::{Broker, TestDatabase, unique_name, wait_until};
 use serde_json::{Value, json};
 use std::{net::SocketAddr, time::Duration};
 use tokio::task::JoinHandle;
@@ -19,7 +20,7 @@ use tokio::task::JoinHandle;
 pub const SAGA_DEADLINE: Duration = Duration::from_secs(60);
 
 pub struct Platform {
-    pub broker: TestBroker,
+    pub broker: Broker,
     pub kafka: KafkaSettings,
     pub edge: String,
     pub registry: String,
@@ -143,7 +144,7 @@ impl Platform {
     pub async fn start_with(options: Options) -> anyhow::Result<Self> {
         let up = |name: &str| !options.down.contains(&name);
         choreo_telemetry::init_for_tests("saga-tests");
-        let broker = TestBroker::start().await?;
+        let broker = Broker::from_env().await?;
         let databases = Databases::create().await?;
         let shutdown = CancellationToken::new();
         // The registry outlives the services at shutdown: a consumer
@@ -167,7 +168,7 @@ impl Platform {
         });
 
         let kafka = KafkaSettings {
-            bootstrap_servers: broker.bootstrap.clone(),
+            bootstrap_servers: broker.bootstrap(),
             topic_prefix: format!("{}.", unique_name("t")),
             partitions: 3,
             properties: std::env::var("PROBE_DEBUG")
@@ -176,9 +177,13 @@ impl Platform {
                 .unwrap_or_default(),
             ..Default::default()
         };
-        choreo_messaging::admin::ensure_topics(&kafka, &kafka.topics().all())
-            .await
-            .context("creating topics")?;
+        let names = kafka.topics().all();
+        match broker.mock() {
+            Some(mock) => mock.create_topics(&names, kafka.partitions)?,
+            None => choreo_messaging::admin::ensure_topics(&kafka, &names)
+                .await
+                .context("creating topics")?,
+        }
 
         let service = |db: &TestDatabase| ServiceSettings {
             http_addr: local(0),

@@ -16,8 +16,14 @@ use rdkafka::{
 };
 use std::{sync::Arc, time::Duration};
 
+/// How long reading the cluster's metadata may take.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Creates each topic that does not exist yet; existing topics are left as
-/// they are.
+/// they are. The cluster's metadata is read first and only missing topics are
+/// asked for: where the platform team creates the topics, a service needs
+/// no right to create them, and a broker without CreateTopics (librdkafka's
+/// mock cluster) serves a service whose topics exist.
 ///
 /// # Errors
 /// When the broker cannot be reached or refuses a creation for another reason
@@ -31,8 +37,10 @@ pub async fn ensure_topics(
         .client_config_with_overrides()
         .create()
         .map_err(MessagingError::kafka("creating admin client"))?;
+    let existing = existing_topics(settings).await?;
     let topics: Vec<NewTopic<'_>> = names
         .iter()
+        .filter(|n| !existing.contains(*n))
         .map(|n| {
             NewTopic::new(
                 n,
@@ -41,6 +49,10 @@ pub async fn ensure_topics(
             )
         })
         .collect();
+    if topics.is_empty() {
+        tracing::debug!("every topic exists");
+        return Ok(());
+    }
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = admin
         .create_topics(&topics, &options)
@@ -63,6 +75,30 @@ pub async fn ensure_topics(
         }
     }
     Ok(())
+}
+
+/// The topics the cluster holds.
+async fn existing_topics(
+    settings: &KafkaSettings,
+) -> Result<std::collections::HashSet<String>, MessagingError> {
+    let config = settings.client_config_with_overrides();
+    // A metadata read blocks for up to its timeout while the broker is away.
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = config
+            .create()
+            .map_err(MessagingError::kafka("creating a metadata client"))?;
+        let metadata = consumer
+            .fetch_metadata(None, METADATA_TIMEOUT)
+            .map_err(MessagingError::kafka("reading the cluster's topics"))?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| t.name().to_owned())
+            .collect())
+    })
+    .await
+    .map_err(|e| MessagingError::Blocking(e.to_string()))?
 }
 
 /// How many partitions `topic` has; 0 when it does not exist.

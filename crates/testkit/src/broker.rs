@@ -116,3 +116,46 @@ fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }
+
+/// The broker a test runs on: Tansu, or with `CHOREO_TEST_BROKER=mock`
+/// librdkafka's mock cluster (`make test` runs the suites it serves on both).
+pub enum Broker {
+    Tansu(Box<TestBroker>),
+    Mock(crate::MockBroker),
+}
+
+impl Broker {
+    /// Starts the broker `CHOREO_TEST_BROKER` names (`tansu`, the default, or
+    /// `mock`).
+    pub async fn from_env() -> anyhow::Result<Self> {
+        match std::env::var("CHOREO_TEST_BROKER").as_deref() {
+            Ok("mock") => Ok(Self::Mock(crate::MockBroker::start()?)),
+            Ok("tansu") | Err(_) => Ok(Self::Tansu(Box::new(TestBroker::start().await?))),
+            Ok(other) => anyhow::bail!("CHOREO_TEST_BROKER={other}: expected tansu or mock"),
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        match self {
+            Self::Tansu(broker) => broker.bootstrap.clone(),
+            Self::Mock(broker) => broker.bootstrap.clone(),
+        }
+    }
+
+    /// The mock cluster, whose topics a test makes through it: it has no
+    /// CreateTopics request.
+    pub fn mock(&self) -> Option<&crate::MockBroker> {
+        match self {
+            Self::Tansu(_) => None,
+            Self::Mock(broker) => Some(broker),
+        }
+    }
+
+    /// The broker's log so far, for failure messages.
+    pub fn log(&self) -> String {
+        match self {
+            Self::Tansu(broker) => broker.log(),
+            Self::Mock(_) => "(librdkafka's mock cluster keeps no log)".into(),
+        }
+    }
+}

@@ -2,21 +2,24 @@
 //!
 //! Everything here is real: a PostgreSQL database created for one test and
 //! dropped after it, a Tansu broker process on a free port with its own
-//! storage, and waits that poll a condition against a deadline instead of
+//! storage (or librdkafka's mock cluster, a second implementation of the
+//! protocol, for the tests its features allow), and waits that poll a condition against a deadline instead of
 //! sleeping for a guessed time.
 
 mod broker;
 mod db;
 mod delivery_order;
 mod events;
+mod mock_broker;
 mod publish;
 mod wait;
 
-pub use broker::TestBroker;
+pub use broker::{Broker, TestBroker};
 pub use choreo_telemetry::collector::{OtlpReceiver, ReceivedSpan};
 pub use db::{TestDatabase, drop_platform_databases};
 pub use delivery_order::{interleave, redeliver};
 pub use events::{order_placed, shipping_address};
+pub use mock_broker::MockBroker;
 pub use publish::{RawProducer, framed, publish_event};
 pub use wait::wait_until;
 

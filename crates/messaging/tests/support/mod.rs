@@ -7,7 +7,7 @@
 use anyhow::Context;
 use choreo_events::{EventMeta, OrderLine, OrderPlaced, RegistryClient, ShippingAddress};
 use choreo_messaging::{KafkaSettings, outbox};
-use choreo_testkit::{TestBroker, TestDatabase, unique_name};
+use choreo_testkit::{Broker, TestDatabase, unique_name};
 use sqlx::PgPool;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -19,7 +19,7 @@ pub const DEADLINE: Duration = Duration::from_secs(60);
 
 /// A broker, a registry and topic names of the test's own.
 pub struct Env {
-    pub broker: TestBroker,
+    pub broker: Broker,
     pub kafka: KafkaSettings,
     pub registry_url: String,
     registry_db: TestDatabase,
@@ -30,7 +30,7 @@ pub struct Env {
 impl Env {
     pub async fn start() -> anyhow::Result<Self> {
         choreo_telemetry::init_for_tests("messaging-tests");
-        let broker = TestBroker::start().await?;
+        let broker = Broker::from_env().await?;
         let registry_db = TestDatabase::create("registry").await?;
         let registry_stop = CancellationToken::new();
         let registry = choreo_schema_registry::start(
@@ -48,12 +48,16 @@ impl Env {
             let _ = registry.task.await;
         });
         let kafka = KafkaSettings {
-            bootstrap_servers: broker.bootstrap.clone(),
+            bootstrap_servers: broker.bootstrap(),
             topic_prefix: format!("{}.", unique_name("t")),
             partitions: 3,
             ..Default::default()
         };
-        choreo_messaging::admin::ensure_topics(&kafka, &kafka.topics().all()).await?;
+        let names = kafka.topics().all();
+        match broker.mock() {
+            Some(mock) => mock.create_topics(&names, kafka.partitions)?,
+            None => choreo_messaging::admin::ensure_topics(&kafka, &names).await?,
+        }
         Ok(Self {
             broker,
             kafka,
