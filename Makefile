@@ -39,7 +39,7 @@ test: tansu schemathesis chromium postgres deploy-tools ## Every test, on a real
 	$(CARGO) test --workspace --all-targets
 	# The messaging runtime's and the saga tests again on a second
 	# implementation of the protocol: librdkafka's mock cluster.
-	CHOREO_TEST_BROKER=mock $(CARGO) test -p choreo-messaging -p choreo-saga-tests
+	CHOREO_TEST_BROKER=mock $(CARGO) test -p choreo-messaging -p choreo-saga-tests -p choreo-order
 
 deploy-check: deploy-tools build ## Dockerfile, compose and the Helm chart, by the real tools (no engine, no cluster).
 	$(DEPLOY_TOOLS_ROOT)/bin/python scripts/check-deploy.py target/debug target/deploy
