@@ -33,10 +33,6 @@ pub async fn ensure_topics(
     settings: &KafkaSettings,
     names: &[String],
 ) -> Result<(), MessagingError> {
-    let admin: AdminClient<DefaultClientContext> = settings
-        .client_config_with_overrides()
-        .create()
-        .map_err(MessagingError::kafka("creating admin client"))?;
     let existing = existing_topics(settings).await?;
     let topics: Vec<NewTopic<'_>> = names
         .iter()
@@ -53,6 +49,10 @@ pub async fn ensure_topics(
         tracing::debug!("every topic exists");
         return Ok(());
     }
+    let admin: AdminClient<DefaultClientContext> = settings
+        .client_config_with_overrides()
+        .create()
+        .map_err(MessagingError::kafka("creating admin client"))?;
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = admin
         .create_topics(&topics, &options)

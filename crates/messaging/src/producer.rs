@@ -43,7 +43,7 @@ const QUEUE_FULL_RETRY: Duration = Duration::from_millis(10);
 pub type Ack = Result<(), KafkaError>;
 
 /// Hands each acknowledgement to the send waiting for it.
-pub struct Acks;
+struct Acks;
 
 impl ClientContext for Acks {}
 

@@ -3,8 +3,8 @@
 //! Everything here is real: a PostgreSQL database created for one test and
 //! dropped after it, a Tansu broker process on a free port with its own
 //! storage (or librdkafka's mock cluster, a second implementation of the
-//! protocol, for the tests its features allow), and waits that poll a condition against a deadline instead of
-//! sleeping for a guessed time.
+//! protocol, for the tests its features allow), and waits that poll a
+//! condition against a deadline instead of sleeping for a guessed time.
 
 mod broker;
 mod db;

@@ -87,10 +87,11 @@ async fn record(tx: &mut PgConnection, meta: &EventMeta) -> Result<(), HandlerEr
 
 /// Records the payment a later event answers or refunds (shipping's events
 /// and `PaymentRefunded`), from the `PaymentCompleted` envelope the event
-/// carries, ahead of the event itself. The payment's only use here is the
-/// timeline, so this service opens no transaction for `PaymentCompleted`
-/// and records it with the step that follows it (once: the timeline keeps
-/// one row per event id). An
+/// carries. The payment's only use here is the timeline, so this service
+/// opens no transaction for `PaymentCompleted` and records it with the step
+/// that follows it: once (the timeline keeps one row per event id), and
+/// ahead of that step (the timeline is ordered by when each event
+/// occurred). Called after [`record`] of `event`, which found the order. An
 /// envelope of another order or kind is refused: it would put a step in the
 /// wrong timeline.
 async fn record_payment(
@@ -113,7 +114,8 @@ async fn record_payment(
             ),
         });
     }
-    record(tx, payment).await
+    db::append_timeline(tx, payment).await?;
+    Ok(())
 }
 
 /// A step said no: record it and cancel the order with `reason` (a no-op if

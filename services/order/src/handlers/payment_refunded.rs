@@ -7,6 +7,6 @@ use sqlx::PgConnection;
 
 pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
     let event: PaymentRefunded = delivery.parse()?;
-    super::record_payment(tx, &event.meta, event.payment.as_ref()).await?;
-    super::record(tx, &event.meta).await
+    super::record(tx, &event.meta).await?;
+    super::record_payment(tx, &event.meta, event.payment.as_ref()).await
 }

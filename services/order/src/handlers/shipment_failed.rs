@@ -12,7 +12,7 @@ pub(super) async fn handle(
     sagas: &SagaMetrics,
 ) -> Result<(), HandlerError> {
     let event: ShipmentFailed = delivery.parse()?;
-    super::record_payment(tx, &event.meta, event.payment.as_ref()).await?;
     let detail = format!("{}: {}", event.reason, event.country);
-    super::step_failed(tx, &event.meta, SHIPPING_UNAVAILABLE, &detail, sagas).await
+    super::step_failed(tx, &event.meta, SHIPPING_UNAVAILABLE, &detail, sagas).await?;
+    super::record_payment(tx, &event.meta, event.payment.as_ref()).await
 }

@@ -13,8 +13,8 @@ pub(super) async fn handle(
     sagas: &SagaMetrics,
 ) -> Result<(), HandlerError> {
     let event: ShipmentScheduled = delivery.parse()?;
-    super::record_payment(tx, &event.meta, event.payment.as_ref()).await?;
     super::record(tx, &event.meta).await?;
+    super::record_payment(tx, &event.meta, event.payment.as_ref()).await?;
     saga::confirm_if_ready(tx, event.order_id, sagas).await?;
     Ok(())
 }

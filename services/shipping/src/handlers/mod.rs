@@ -1,12 +1,10 @@
 //! What the shipping service does with each event it consumes: one module per
-//! event, and the decision a paid order leads to.
+//! event.
 
 mod order_cancelled;
 mod payment_completed;
 
-use crate::db::{self, Shipment};
-use choreo_events::{EventMeta, ShipmentFailed, ShipmentScheduled};
-use choreo_messaging::{Delivery, Handler, HandlerError, Outcome, outbox};
+use choreo_messaging::{Delivery, Handler, HandlerError, Outcome};
 use sqlx::PgConnection;
 use std::sync::Arc;
 
@@ -44,59 +42,5 @@ impl Handler for ShippingHandler {
             _ => return Ok(Outcome::Ignored),
         }
         Ok(Outcome::Applied)
-    }
-}
-
-impl ShippingHandler {
-    /// Once both the address and the payment are known, schedules the
-    /// shipment (`ShipmentScheduled`) or, for a country not served, fails it
-    /// (`ShipmentFailed`). `payment` is the `PaymentCompleted`'s envelope:
-    /// the cause of either, and carried in it for the order's timeline.
-    /// Only a WAITING shipment moves: a cancelled order is never shipped.
-    async fn decide_if_ready(
-        &self,
-        tx: &mut PgConnection,
-        shipment: &Shipment,
-        payment: &EventMeta,
-    ) -> Result<(), HandlerError> {
-        let Some(country) = shipment.country.clone() else {
-            return Ok(());
-        };
-        if !shipment.paid || shipment.status != "WAITING" {
-            return Ok(());
-        }
-        let order_id = shipment.order_id;
-        if !self.served_countries.contains(&country) {
-            db::set_status(tx, order_id, "FAILED").await?;
-            let event = ShipmentFailed {
-                meta: EventMeta::once_per_order::<ShipmentFailed>(
-                    order_id,
-                    Some(payment.event_id),
-                    "shipping",
-                ),
-                order_id,
-                country,
-                reason: "COUNTRY_NOT_SERVED".to_owned(),
-                payment: Some(payment.clone()),
-            };
-            outbox::enqueue(tx, &event).await?;
-            tracing::info!(order_id = %order_id, country = %event.country, "shipment failed: country not served");
-            return Ok(());
-        }
-        db::set_status(tx, order_id, "SCHEDULED").await?;
-        let event = ShipmentScheduled {
-            meta: EventMeta::once_per_order::<ShipmentScheduled>(
-                order_id,
-                Some(payment.event_id),
-                "shipping",
-            ),
-            order_id,
-            shipment_id: shipment.shipment_id,
-            country,
-            payment: Some(payment.clone()),
-        };
-        outbox::enqueue(tx, &event).await?;
-        tracing::info!(order_id = %order_id, "shipment scheduled");
-        Ok(())
     }
 }

@@ -1,9 +1,12 @@
-//! The order is paid: ship it to the address the payment carries.
+//! The order is paid: ship it to the address the payment carries
+//! (`ShipmentScheduled`), or, for a country not served, fail it
+//! (`ShipmentFailed`). Both carry the payment's envelope for the order's
+//! timeline. A cancelled order is never shipped.
 
 use super::ShippingHandler;
 use crate::db;
-use choreo_events::PaymentCompleted;
-use choreo_messaging::{Delivery, HandlerError};
+use choreo_events::{EventMeta, PaymentCompleted, ShipmentFailed, ShipmentScheduled};
+use choreo_messaging::{Delivery, HandlerError, outbox};
 use sqlx::PgConnection;
 
 pub(super) async fn handle(
@@ -12,19 +15,55 @@ pub(super) async fn handle(
     delivery: &Delivery,
 ) -> Result<(), HandlerError> {
     let paid: PaymentCompleted = delivery.parse()?;
-    let shipment = db::record_paid(tx, paid.order_id, paid.shipping_address.as_ref()).await?;
-    if shipment.country.is_none() && shipment.status == "WAITING" {
+    let order_id = paid.order_id;
+    let shipment = db::record_paid(tx, order_id, paid.shipping_address.as_ref()).await?;
+    // Only a WAITING shipment moves: CANCELLED is a cancel seen first.
+    if shipment.status != "WAITING" {
+        return Ok(());
+    }
+    let Some(country) = shipment.country else {
         // Only a payment from before the address travelled with the saga
         // sends none, and only a shipping service from before then stored
         // one from OrderPlaced. With neither, no retry helps: the dead
         // letter says why, and the order's deadline cancels and refunds it.
         return Err(HandlerError::Permanent {
             reason: format!(
-                "PaymentCompleted for order {} carries no shipping address and none is stored: \
-                 upgrade inventory and payment before shipping",
-                paid.order_id
+                "PaymentCompleted for order {order_id} carries no shipping address and none is stored: \
+                 upgrade inventory and payment before shipping"
             ),
         });
+    };
+    let payment = &paid.meta;
+    if !handler.served_countries.contains(&country) {
+        db::set_status(tx, order_id, "FAILED").await?;
+        let event = ShipmentFailed {
+            meta: EventMeta::once_per_order::<ShipmentFailed>(
+                order_id,
+                Some(payment.event_id),
+                "shipping",
+            ),
+            order_id,
+            country,
+            reason: "COUNTRY_NOT_SERVED".to_owned(),
+            payment: Some(payment.clone()),
+        };
+        outbox::enqueue(tx, &event).await?;
+        tracing::info!(order_id = %order_id, country = %event.country, "shipment failed: country not served");
+        return Ok(());
     }
-    handler.decide_if_ready(tx, &shipment, &paid.meta).await
+    db::set_status(tx, order_id, "SCHEDULED").await?;
+    let event = ShipmentScheduled {
+        meta: EventMeta::once_per_order::<ShipmentScheduled>(
+            order_id,
+            Some(payment.event_id),
+            "shipping",
+        ),
+        order_id,
+        shipment_id: shipment.shipment_id,
+        country,
+        payment: Some(payment.clone()),
+    };
+    outbox::enqueue(tx, &event).await?;
+    tracing::info!(order_id = %order_id, "shipment scheduled");
+    Ok(())
 }
