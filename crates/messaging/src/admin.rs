@@ -102,8 +102,8 @@ async fn existing_topics(
 }
 
 /// How many partitions `topic` has; 0 when it does not exist.
-pub(crate) fn partition_count(
-    consumer: &BaseConsumer,
+pub(crate) fn partition_count<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &impl Consumer<C>,
     topic: &str,
     timeout: Duration,
 ) -> Result<i32, MessagingError> {
@@ -266,10 +266,17 @@ fn read_to_end_blocking(
         .assign(&assignment)
         .map_err(MessagingError::kafka(format!("assigning {topic}")))?;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut last_error = None;
     while !ends.is_empty() {
         if std::time::Instant::now() > deadline {
             return Err(MessagingError::Kafka {
-                context: format!("reading {topic}: the broker stopped answering before its end"),
+                context: format!(
+                    "reading {topic}: the broker stopped answering before its end (last error: {})",
+                    last_error
+                        .as_ref()
+                        .map_or("none".to_owned(), |e: &rdkafka::error::KafkaError| e
+                            .to_string())
+                ),
                 source: rdkafka::error::KafkaError::MessageConsumption(
                     rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
                 ),
@@ -278,7 +285,17 @@ fn read_to_end_blocking(
         let Some(message) = consumer.poll(Duration::from_millis(200)) else {
             continue;
         };
-        let message = message.map_err(MessagingError::kafka(format!("reading {topic}")))?;
+        // What a consumer reports while the broker restarts (transport
+        // failures, all brokers down) is informational: librdkafka
+        // reconnects and fetches on, so the read goes on until its deadline.
+        let message = match message {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::debug!(error = %e, topic, "reading to the end: a transient error");
+                last_error = Some(e);
+                continue;
+            }
+        };
         let partition = message.partition();
         if let Some(&high) = ends.get(&partition) {
             if message.offset() < high {

@@ -7,6 +7,7 @@
 //! are published straight to the saga's topics.
 
 use super::{
+    persist::persist,
     report::FaultEvent,
     suite::{Fault, FaultKind},
 };
@@ -86,27 +87,31 @@ async fn restarted(data_dir: &Path, name: &str, pid: i32) -> anyhow::Result<()> 
 }
 
 /// Sends the admin request `build` makes until it is answered, and returns
-/// the answer: a process still starting (restarted by another fault) is
-/// waited for; a refusal is final.
+/// the answer: no answer, a 5xx or a 429 (a process still starting,
+/// restarted by another fault) is retried ([`persist`]); another refusal
+/// is final.
 pub(crate) async fn admin(
     what: &str,
     build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
 ) -> anyhow::Result<reqwest::Response> {
     let http = reqwest::Client::new();
-    let until = Instant::now() + HEAL_DEADLINE;
-    loop {
-        let sent = build(&http).timeout(Duration::from_secs(10)).send().await;
-        match sent {
-            Ok(r) if r.status().is_success() => return Ok(r),
-            Ok(r) => anyhow::bail!(
-                "{what}: {} {}",
-                r.status(),
-                r.text().await.unwrap_or_default()
-            ),
-            Err(e) if Instant::now() >= until => return Err(e).context(what.to_owned()),
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+    let answer = persist(what, || async {
+        let answer = build(&http).timeout(Duration::from_secs(10)).send().await?;
+        let status = answer.status();
+        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            anyhow::bail!("{status} {}", answer.text().await.unwrap_or_default());
         }
+        Ok(answer)
+    })
+    .await?;
+    if answer.status().is_success() {
+        return Ok(answer);
     }
+    anyhow::bail!(
+        "{what}: {} {}",
+        answer.status(),
+        answer.text().await.unwrap_or_default()
+    )
 }
 
 /// Arms `point` in the service at `url` to kill it the next time it passes
@@ -253,6 +258,7 @@ pub(crate) async fn inject(
         target,
         injected_at,
         healed_at: started.elapsed().as_secs_f64(),
+        overlapped: Vec::new(),
     })
 }
 
@@ -273,26 +279,24 @@ async fn duplicate(
     count: usize,
 ) -> anyhow::Result<usize> {
     use rdkafka::Message as _;
-    let mut messages = choreo_messaging::admin::read_to_end(kafka, topic).await?;
+    let mut messages = persist(&format!("reading {topic} to duplicate it"), || async {
+        Ok(choreo_messaging::admin::read_to_end(kafka, topic).await?)
+    })
+    .await?;
     // The newest ones, whatever their partition: by timestamp, then offset.
     messages.sort_by_key(|m| (m.timestamp().to_millis().unwrap_or(0), m.offset()));
     let from = messages.len().saturating_sub(count);
-    let producer = choreo_messaging::relay::producer(kafka)?;
+    let publisher = Publisher::new(kafka)?;
     for message in &messages[from..] {
-        let mut record = rdkafka::producer::FutureRecord::to(topic).partition(message.partition());
-        if let Some(key) = message.key() {
-            record = record.key(key);
-        }
-        if let Some(value) = message.payload() {
-            record = record.payload(value);
-        }
-        if let Some(headers) = message.headers() {
-            record = record.headers(headers.clone());
-        }
-        producer
-            .send(record, Duration::from_secs(30))
-            .await
-            .map_err(|e| anyhow::anyhow!("re-publishing to {topic}: {e}"))?;
+        publisher
+            .publish(
+                topic,
+                message.partition(),
+                message.key(),
+                message.payload(),
+                message.headers().cloned(),
+            )
+            .await?;
     }
     Ok(messages.len() - from)
 }
@@ -305,7 +309,7 @@ async fn poison(
     topic: &str,
     count: usize,
 ) -> anyhow::Result<()> {
-    let producer = choreo_messaging::relay::producer(kafka)?;
+    let publisher = Publisher::new(kafka)?;
     for i in 0..count {
         let value: Vec<u8> = if i % 2 == 0 {
             format!("chaos poison {i}: not an event").into_bytes()
@@ -315,14 +319,58 @@ async fn poison(
         };
         let key = format!("chaos-poison-{i}");
         let partition = i32::try_from(i).unwrap_or(0) % kafka.partitions.max(1);
-        let record = rdkafka::producer::FutureRecord::to(topic)
-            .partition(partition)
-            .key(&key)
-            .payload(&value);
-        producer
-            .send(record, Duration::from_secs(30))
-            .await
-            .map_err(|e| anyhow::anyhow!("publishing poison to {topic}: {e}"))?;
+        publisher
+            .publish(topic, partition, Some(key.as_bytes()), Some(&value), None)
+            .await?;
     }
     Ok(())
+}
+
+/// The producer of the message faults. The services' producer never gives
+/// up on a record while the broker is away, so a broker restart only
+/// delays a send; a producer that failed for good anyway (its idempotence
+/// state lost with the broker's, say) is replaced and the record sent
+/// again, at the cost of a copy if the first send had landed after all.
+struct Publisher<'a> {
+    kafka: &'a choreo_messaging::KafkaSettings,
+    producer: tokio::sync::Mutex<choreo_messaging::producer::Producer>,
+}
+
+impl<'a> Publisher<'a> {
+    fn new(kafka: &'a choreo_messaging::KafkaSettings) -> anyhow::Result<Self> {
+        Ok(Self {
+            kafka,
+            producer: tokio::sync::Mutex::new(choreo_messaging::relay::producer(kafka)?),
+        })
+    }
+
+    async fn publish(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: Option<rdkafka::message::OwnedHeaders>,
+    ) -> anyhow::Result<()> {
+        persist(&format!("publishing to {topic}/{partition}"), || async {
+            let mut producer = self.producer.lock().await;
+            let mut record =
+                rdkafka::producer::FutureRecord::<[u8], [u8]>::to(topic).partition(partition);
+            if let Some(key) = key {
+                record = record.key(key);
+            }
+            if let Some(value) = value {
+                record = record.payload(value);
+            }
+            if let Some(headers) = &headers {
+                record = record.headers(headers.clone());
+            }
+            if let Err(e) = producer.send(record, Duration::from_secs(30)).await {
+                *producer = choreo_messaging::relay::producer(self.kafka)?;
+                anyhow::bail!("{e}");
+            }
+            Ok(())
+        })
+        .await
+    }
 }

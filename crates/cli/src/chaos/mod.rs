@@ -11,6 +11,7 @@
 
 mod db_proxy;
 mod faults;
+mod persist;
 mod report;
 mod run;
 mod suite;

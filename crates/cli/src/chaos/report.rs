@@ -23,6 +23,34 @@ pub(crate) struct FaultEvent {
     pub(crate) target: String,
     pub(crate) injected_at: f64,
     pub(crate) healed_at: f64,
+    /// The other faults that were in force at some moment of this one
+    /// (`kind target`), filled in by [`SuiteReport::judge`].
+    pub(crate) overlapped: Vec<String>,
+}
+
+impl FaultEvent {
+    fn label(&self) -> String {
+        format!("{} {}", self.kind, self.target)
+    }
+}
+
+/// Marks each fault with the others whose time in force met its own: the
+/// combinations a suite was written to find.
+fn mark_overlaps(faults: &mut [FaultEvent]) {
+    let spans: Vec<(f64, f64, String)> = faults
+        .iter()
+        .map(|f| (f.injected_at, f.healed_at, f.label()))
+        .collect();
+    for (i, fault) in faults.iter_mut().enumerate() {
+        fault.overlapped = spans
+            .iter()
+            .enumerate()
+            .filter(|(j, (from, to, _))| {
+                *j != i && *from <= fault.healed_at && fault.injected_at <= *to
+            })
+            .map(|(_, (_, _, label))| label.clone())
+            .collect();
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -61,13 +89,14 @@ impl SuiteReport {
     pub(crate) fn judge(suite: &Suite, findings: Findings) -> Self {
         let Findings {
             orders,
-            faults,
+            mut faults,
             last_heal,
             settled_at,
             lagging,
             audit,
             dead_letters,
         } = findings;
+        mark_overlaps(&mut faults);
         let mut outcomes = BTreeMap::new();
         for order in &orders {
             let key = match &order.reason {
@@ -167,6 +196,21 @@ impl SuiteReport {
                 "    {:<16} {:<32} injected at {:>6.1} s, healed at {:>6.1} s",
                 f.kind, f.target, f.injected_at, f.healed_at
             );
+            if !f.overlapped.is_empty() {
+                let _ = writeln!(out, "      overlapping {}", f.overlapped.join(", "));
+            }
+        }
+        let overlapping = self
+            .faults
+            .iter()
+            .filter(|f| !f.overlapped.is_empty())
+            .count();
+        if overlapping > 0 {
+            let _ = writeln!(
+                out,
+                "  {overlapping} of {} faults overlapped another",
+                self.faults.len()
+            );
         }
         let _ = writeln!(
             out,
@@ -201,5 +245,39 @@ impl SuiteReport {
         let mut case = TestCase::new(self.suite.clone(), status);
         case.set_system_out(self.text());
         case
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fault(kind: &str, target: &str, injected_at: f64, healed_at: f64) -> FaultEvent {
+        FaultEvent {
+            kind: kind.into(),
+            target: target.into(),
+            injected_at,
+            healed_at,
+            overlapped: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn faults_in_force_at_the_same_moment_are_marked_as_overlapping() {
+        let mut faults = vec![
+            fault("pause", "shipping", 2.0, 14.0),
+            fault("broker-kill", "broker", 6.0, 9.0),
+            // An instant fault during the pause.
+            fault("duplicate", "payment.events×30", 9.5, 9.5),
+            fault("kill", "order", 20.0, 22.0),
+        ];
+        mark_overlaps(&mut faults);
+        assert_eq!(
+            faults[0].overlapped,
+            ["broker-kill broker", "duplicate payment.events×30"]
+        );
+        assert_eq!(faults[1].overlapped, ["pause shipping"]);
+        assert_eq!(faults[2].overlapped, ["pause shipping"]);
+        assert!(faults[3].overlapped.is_empty());
     }
 }

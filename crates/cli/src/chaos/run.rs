@@ -3,6 +3,7 @@
 use super::{
     db_proxy::DbProxy,
     faults::{Target, inject},
+    persist::persist,
     report::{FaultEvent, OrderVerdict, SuiteReport},
     suite::{FaultKind, Suite},
 };
@@ -365,7 +366,10 @@ async fn drive(
     let audit = audit_until_clean(workspace, suite, deadline.max(Instant::now() + settle)).await?;
     let mut dead_letters = BTreeMap::new();
     for service in choreo_events::SAGA_SERVICES {
-        let letters = choreo_messaging::dead_letter::list(&kafka, service).await?;
+        let letters = persist(&format!("listing {service}'s dead letters"), || async {
+            Ok(choreo_messaging::dead_letter::list(&kafka, service).await?)
+        })
+        .await?;
         let described: Vec<String> = letters
             .iter()
             .map(|l| {
@@ -498,15 +502,32 @@ fn draw_kind(suite: &Suite, rng: &mut StdRng) -> Kind {
     Kind::Succeed
 }
 
+/// Seeds the catalog and wallets; each `PUT` sets a value, so it is
+/// retried as it is.
 async fn seed(suite: &Suite, edge: &str, admin: &reqwest::Client) -> anyhow::Result<()> {
-    for (sku, p) in &suite.catalog {
-        client::put_product(admin, edge, sku, sku, p.price_cents, p.stock.into()).await?;
+    let products = suite
+        .catalog
+        .iter()
+        .map(|(sku, p)| (sku.as_str(), p.price_cents, i64::from(p.stock)))
+        .chain([(EMPTY_SKU, 100, 0)]);
+    for (sku, price, stock) in products {
+        persist(&format!("seeding {sku}"), || {
+            client::put_product(admin, edge, sku, sku, price, stock)
+        })
+        .await?;
     }
-    client::put_product(admin, edge, EMPTY_SKU, EMPTY_SKU, 100, 0).await?;
-    for (customer, balance) in &suite.wallets {
-        client::put_wallet(admin, edge, customer, *balance).await?;
+    let wallets = suite
+        .wallets
+        .iter()
+        .map(|(c, b)| (c.as_str(), *b))
+        .chain([(BROKE, 0)]);
+    for (customer, balance) in wallets {
+        persist(&format!("seeding {customer}'s wallet"), || {
+            client::put_wallet(admin, edge, customer, balance)
+        })
+        .await?;
     }
-    client::put_wallet(admin, edge, BROKE, 0).await
+    Ok(())
 }
 
 /// How long a client keeps retrying a cancel before the run fails.
@@ -608,7 +629,12 @@ async fn audit_until_clean(
         outbox: Duration::from_secs(60),
     };
     loop {
-        let report = choreo_audit::audit(&databases, bounds).await?;
+        // A database a fault of the suite's has cut answers again once the
+        // fault heals: an audit that cannot read is asked again.
+        let report = persist("auditing the services' databases", || async {
+            Ok(choreo_audit::audit(&databases, bounds).await?)
+        })
+        .await?;
         if report.is_clean() || Instant::now() >= deadline {
             return Ok(report);
         }
