@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the local broker: Tansu from its published crates.io source, with the
-# project's patches applied to its storage crate, into ROOT/bin/tansu.
+# project's patches applied, into ROOT/bin/tansu. A patch's name says which
+# crate it changes: tansu-storage-*.patch the storage engines,
+# tansu-broker-*.patch the broker (its group coordinator).
 #
 #   scripts/build-tansu.sh VERSION ROOT [PATCH ...]
 #
@@ -32,6 +34,7 @@ publish = false
 [dependencies]
 tansu = { version = "=$version", default-features = false, features = ["libsql"] }
 tansu-storage = "=$version"
+tansu-broker = "=$version"
 
 [workspace]
 EOF
@@ -41,23 +44,30 @@ touch "$cache/fetch/src/lib.rs"
 crate_file() {
 	find "${CARGO_HOME:-$HOME/.cargo}/registry/cache" -name "$1-$version.crate" -print -quit
 }
-for crate in tansu tansu-storage; do
+for crate in tansu tansu-storage tansu-broker; do
 	file=$(crate_file "$crate")
 	[ -n "$file" ] || { echo "build-tansu: cargo fetched no $crate-$version.crate" >&2; exit 1; }
 	tar -xzf "$file" -C "$src"
 done
 
 for patch in "$@"; do
-	echo "build-tansu: applying $(basename "$patch")"
-	patch --quiet --forward --strip=1 --directory="$src/tansu-storage-$version" <"$(realpath "$patch")"
+	name=$(basename "$patch")
+	case $name in
+	tansu-broker-*) crate=tansu-broker ;;
+	tansu-storage-*) crate=tansu-storage ;;
+	*) echo "build-tansu: $name names no crate (tansu-broker-* or tansu-storage-*)" >&2; exit 1 ;;
+	esac
+	echo "build-tansu: applying $name"
+	patch --quiet --forward --strip=1 --directory="$src/$crate-$version" <"$(realpath "$patch")"
 done
 
-# The published Cargo.lock pins every other dependency; only the storage crate
-# comes from the patched folder (so no --locked: that one entry changes).
+# The published Cargo.lock pins every other dependency; only the patched crates
+# come from their folders (so no --locked: those entries change).
 cat >>"$src/tansu-$version/Cargo.toml" <<EOF
 
 [patch.crates-io]
 tansu-storage = { path = "../tansu-storage-$version" }
+tansu-broker = { path = "../tansu-broker-$version" }
 EOF
 
 CARGO_TARGET_DIR="$cache/target" "$cargo" build --release \

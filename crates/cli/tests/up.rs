@@ -780,7 +780,7 @@ async fn metrics_count_the_saga(edge_port: u16, before: &[Exposition]) -> anyhow
                 .iter()
                 .zip(&deltas)
                 .all(|((.., want), got)| got == want);
-            // Lag is librdkafka's measure, reported every 5 s.
+            // Lag is the group watch's reading, every 5 s.
             let lag = after[1].families.contains_key("choreo_consumer_lag");
             (counted && lag).then_some(after)
         }

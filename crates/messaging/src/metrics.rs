@@ -14,7 +14,6 @@ use prometheus_client::{
     },
     registry::Registry,
 };
-use rdkafka::Statistics;
 use sqlx::PgPool;
 use std::{
     collections::BTreeMap,
@@ -49,20 +48,44 @@ struct PartitionLabels {
     partition: i32,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LagLabels {
+    topic: String,
+    partition: i32,
+    /// `committed`: from the group's committed offset, as the group
+    /// coordinator answers; `position`: from what this member applied.
+    by: &'static str,
+}
+
+/// A partition's lag, two ways: they differ while the member has applied
+/// events whose offsets the group has not committed yet, and for good when
+/// the group stopped taking its commits (which the group watch heals).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Lag {
+    /// Events past the group's committed offset (what a restart would
+    /// read again); `None` when the coordinator could not be asked.
+    pub committed: Option<i64>,
+    /// Events past this member's position.
+    pub position: Option<i64>,
+}
+
 #[derive(Debug)]
 pub struct RuntimeMetrics {
     handler_duration: Family<HandledLabels, Histogram>,
     retries: Family<ComponentLabels, Counter>,
     dead_letters: Family<TopicLabels, Counter>,
     published: Family<TopicLabels, Counter>,
-    consumer_lag: Family<PartitionLabels, Gauge>,
+    consumer_lag: Family<LagLabels, Gauge>,
+    commit_failures: Family<PartitionLabels, Counter>,
+    rejoins: Counter,
     outbox_backlog: Gauge,
     outbox_oldest_age: Gauge<f64, AtomicU64>,
     /// The same numbers as a plain snapshot, for `/stats` (a Prometheus
     /// family cannot be read back series by series).
     dead_letters_total: AtomicU64,
     retries_total: AtomicU64,
-    lag: Mutex<BTreeMap<String, i64>>,
+    commit_failures_total: AtomicU64,
+    lag: Mutex<BTreeMap<String, Lag>>,
 }
 
 /// What [`RuntimeMetrics::summary`] reports, for the saga dashboard.
@@ -72,8 +95,15 @@ pub struct Summary {
     pub dead_letters: u64,
     /// Retries since the process started.
     pub retries: u64,
-    /// `topic/partition` → messages not yet consumed.
-    pub consumer_lag: BTreeMap<String, i64>,
+    /// `topic/partition` → events not yet consumed, by the group's
+    /// committed offset and by this member's position, for the partitions
+    /// it holds, as of the group watch's last check.
+    pub consumer_lag: BTreeMap<String, Lag>,
+    /// Offset commits the group refused since the process started.
+    pub commit_failures: u64,
+    /// Times the consumer replaced its group member because the group no
+    /// longer took its progress (see the group watch).
+    pub rejoins: u64,
     pub outbox_backlog: i64,
     pub outbox_oldest_age_seconds: f64,
 }
@@ -90,10 +120,13 @@ impl Default for RuntimeMetrics {
             dead_letters: Family::default(),
             published: Family::default(),
             consumer_lag: Family::default(),
+            commit_failures: Family::default(),
+            rejoins: Counter::default(),
             outbox_backlog: Gauge::default(),
             outbox_oldest_age: Gauge::default(),
             dead_letters_total: AtomicU64::new(0),
             retries_total: AtomicU64::new(0),
+            commit_failures_total: AtomicU64::new(0),
             lag: Mutex::default(),
         }
     }
@@ -145,8 +178,18 @@ impl RuntimeMetrics {
         );
         registry.register(
             "choreo_consumer_lag",
-            "Messages on a partition the service's consumer has not committed yet (librdkafka's statistics)",
+            "Events on a partition this member holds past the group's committed offset (by=committed, as the coordinator answers) or past this member's position (by=position)",
             self.consumer_lag.clone(),
+        );
+        registry.register(
+            "choreo_offset_commit_failures",
+            "Offset commits the group refused, by partition; each is tried again at the next commit",
+            self.commit_failures.clone(),
+        );
+        registry.register(
+            "choreo_consumer_rejoins",
+            "Times the consumer replaced its group member because the group no longer took its progress",
+            self.rejoins.clone(),
         );
         registry.register(
             "choreo_outbox_backlog",
@@ -200,29 +243,44 @@ impl RuntimeMetrics {
             .inc();
     }
 
-    /// Replaces the lag of every partition with what librdkafka last
-    /// measured: partitions the consumer no longer has disappear.
-    pub(crate) fn record_lag(&self, statistics: &Statistics) {
-        let mut lag = BTreeMap::new();
+    /// Replaces the lag of every partition with the group watch's last
+    /// reading, by `(topic, partition)`: partitions the member no longer
+    /// holds disappear.
+    pub(crate) fn record_lag(&self, lag: &[((String, i32), Lag)]) {
         self.consumer_lag.clear();
-        for (topic, t) in &statistics.topics {
-            for (id, p) in &t.partitions {
-                // -1 is librdkafka's internal partition; a lag of -1 is
-                // unknown (not assigned, or no offsets yet).
-                if *id >= 0 && p.consumer_lag >= 0 {
+        for ((topic, partition), l) in lag {
+            for (by, value) in [("committed", l.committed), ("position", l.position)] {
+                if let Some(value) = value {
                     self.consumer_lag
-                        .get_or_create(&PartitionLabels {
+                        .get_or_create(&LagLabels {
                             topic: topic.clone(),
-                            partition: *id,
+                            partition: *partition,
+                            by,
                         })
-                        .set(p.consumer_lag);
-                    lag.insert(format!("{topic}/{id}"), p.consumer_lag);
+                        .set(value);
                 }
             }
         }
         if let Ok(mut last) = self.lag.lock() {
-            *last = lag;
+            *last = lag
+                .iter()
+                .map(|((topic, partition), l)| (format!("{topic}/{partition}"), *l))
+                .collect();
         }
+    }
+
+    pub(crate) fn commit_failed(&self, topic: &str, partition: i32) {
+        self.commit_failures_total.fetch_add(1, Ordering::Relaxed);
+        self.commit_failures
+            .get_or_create(&PartitionLabels {
+                topic: topic.to_owned(),
+                partition,
+            })
+            .inc();
+    }
+
+    pub(crate) fn rejoined(&self) {
+        self.rejoins.inc();
     }
 
     /// The numbers an operator watches, as of now (the outbox as of the
@@ -232,6 +290,8 @@ impl RuntimeMetrics {
             dead_letters: self.dead_letters_total.load(Ordering::Relaxed),
             retries: self.retries_total.load(Ordering::Relaxed),
             consumer_lag: self.lag.lock().map(|l| l.clone()).unwrap_or_default(),
+            commit_failures: self.commit_failures_total.load(Ordering::Relaxed),
+            rejoins: self.rejoins.get(),
             outbox_backlog: self.outbox_backlog.get(),
             outbox_oldest_age_seconds: self.outbox_oldest_age.get(),
         }

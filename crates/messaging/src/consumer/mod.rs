@@ -15,20 +15,28 @@
 //! the database commit redelivers the event; after it, the redelivered event
 //! finds its id in the inbox and is skipped. Either way the effect happens
 //! once.
+//!
+//! The group member itself is replaceable: the group watch (`watch`) checks
+//! that the group still takes the member's commits, and when it no longer
+//! does, the consumer hands its partitions back (workers finish the event
+//! in hand), closes the member and joins with a new one, reporting not
+//! ready meanwhile. Whatever the broker did, the service heals without a
+//! restart.
 
+mod group;
 mod partition;
+mod watch;
 
 use crate::{
     Handler, Health, KafkaSettings, MessagingError, admin, dead_letter::DeadLetters,
     process::Processor, relay::backoff,
 };
 use choreo_events::{Decoder, RegistryClient, Topic};
+use group::{Commit, GroupConsumer, GroupContext, Key, Progress, Rebalanced, label};
 use partition::Partition;
 use rdkafka::{
-    ClientContext, Message, TopicPartitionList,
-    consumer::{
-        BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
-    },
+    ClientConfig, Message, TopicPartitionList,
+    consumer::{CommitMode, Consumer as _, StreamConsumer},
     message::OwnedMessage,
 };
 use serde::{Deserialize, Serialize};
@@ -45,7 +53,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 /// How a service consumes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ConsumerSettings {
     /// Messages fetched ahead per partition; beyond this the partition is
@@ -80,6 +88,16 @@ pub struct ConsumerSettings {
     /// other, and the benchmark measured more transactions per saga with
     /// it, not fewer (README, "Where it stands").
     pub batch_max: usize,
+    /// How often the group watch asks the group coordinator for the
+    /// member's committed offsets (see `watch`), in seconds.
+    pub group_check_seconds: f64,
+    /// How long the group may refuse the member's commits, leave its
+    /// committed offsets standing while the member applies events, or
+    /// leave a partition with events without an owner while the member
+    /// holds none, before the member reports not ready and is replaced.
+    /// Longer than a commit takes in a slow moment (commits go out every
+    /// second), shorter than an operator's patience.
+    pub group_stall_seconds: f64,
 }
 
 impl Default for ConsumerSettings {
@@ -89,110 +107,43 @@ impl Default for ConsumerSettings {
             instance_id: None,
             fetch_wait_ms: 500,
             batch_max: 1,
+            group_check_seconds: 5.0,
+            group_stall_seconds: 30.0,
         }
     }
 }
 
-/// `(topic, partition)`.
-type Key = (String, i32);
-
-/// Partitions taken from or given to this consumer in a rebalance.
-pub(crate) enum Rebalanced {
-    Revoked(Vec<Key>),
-    Assigned(Vec<Key>),
-}
-
-/// Reports rebalances to the reader. librdkafka calls it on the thread that
-/// polls, inside `recv`, before `recv` returns any message fetched for the
-/// new assignment: so the reader learns of a rebalance before it sees a
-/// message that follows it.
-///
-/// It also takes librdkafka's periodic statistics, for the consumer lag
-/// per partition at `/metrics`.
-pub(crate) struct Rebalances(mpsc::UnboundedSender<Rebalanced>, Health);
-
-fn keys(list: &TopicPartitionList) -> Vec<Key> {
-    list.elements()
-        .iter()
-        .map(|e| (e.topic().to_owned(), e.partition()))
-        .collect()
-}
-
-impl ClientContext for Rebalances {
-    fn stats(&self, statistics: rdkafka::Statistics) {
-        self.1.metrics().record_lag(&statistics);
-    }
-}
-
-impl ConsumerContext for Rebalances {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(list) = rebalance {
-            let _ = self.0.send(Rebalanced::Revoked(keys(list)));
-        }
-    }
-
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(list) = rebalance {
-            let _ = self.0.send(Rebalanced::Assigned(keys(list)));
-        }
-    }
-}
-
-/// How long dropping the consumer may take to leave its group cleanly.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The group member, closed on a thread of its own when dropped.
-///
-/// librdkafka's consumer close (final commit, leave the group) waits for the
-/// group coordinator with no deadline, and rdkafka's `Drop` polls until it
-/// is done: with the broker gone, dropping a consumer would block its
-/// thread, and the exit of the whole service, forever (seen with Tansu
-/// killed under a running consumer). The close gets [`CLOSE_TIMEOUT`];
-/// past that the thread is left behind and the process may exit without a
-/// clean leave, which costs only a session timeout before the group hands
-/// the partitions to another member.
-pub(crate) struct GroupConsumer(Option<StreamConsumer<Rebalances>>);
-
-impl std::ops::Deref for GroupConsumer {
-    type Target = StreamConsumer<Rebalances>;
-
-    fn deref(&self) -> &Self::Target {
-        self.0.as_ref().expect("the consumer is only taken on drop")
-    }
-}
-
-impl Drop for GroupConsumer {
-    fn drop(&mut self) {
-        let Some(consumer) = self.0.take() else {
-            return;
-        };
-        let (closed, done) = std::sync::mpsc::channel();
-        let closing = std::thread::Builder::new()
-            .name("consumer-close".into())
-            .spawn(move || {
-                drop(consumer);
-                let _ = closed.send(());
-            });
-        if closing.is_ok() && done.recv_timeout(CLOSE_TIMEOUT).is_err() {
-            tracing::warn!(
-                timeout = ?CLOSE_TIMEOUT,
-                "the consumer could not leave its group (is the broker down?); going on without a clean close"
-            );
-        }
-    }
-}
-
-/// What every partition worker shares.
+/// What every partition worker of one group member shares.
 pub(crate) struct Shared<H> {
-    pub(crate) consumer: GroupConsumer,
-    pub(crate) processor: Processor<H>,
+    pub(crate) consumer: Arc<GroupConsumer>,
+    pub(crate) processor: Arc<Processor<H>>,
 }
 
 pub struct Consumer<H> {
-    shared: Arc<Shared<H>>,
+    processor: Arc<Processor<H>>,
     kafka: KafkaSettings,
     settings: ConsumerSettings,
+    /// The group member's configuration, for each member it joins with.
+    config: ClientConfig,
+    group: String,
+    topics: Vec<String>,
+    /// The member `new` joined with, so that a bad configuration is an
+    /// error at start; later members are joined by `run`.
+    first: Option<Member>,
+}
+
+/// One group member and what its context reports.
+struct Member {
+    consumer: Arc<GroupConsumer>,
     rebalances: mpsc::UnboundedReceiver<Rebalanced>,
+    commits: mpsc::UnboundedReceiver<Commit>,
+}
+
+/// Why a member stopped consuming.
+enum Ended {
+    Shutdown,
+    /// The group watch found the group no longer takes its progress.
+    Unhealthy(String),
 }
 
 /// A partition's worker as the reader sees it.
@@ -241,109 +192,204 @@ impl<H: Handler> Consumer<H> {
             // interval costs nothing. (Tansu does not apply it: see the
             // README on the local broker.)
             .set("max.poll.interval.ms", "20000")
-            // The lag at `/metrics` is at most this old.
+            // The partitions' ends, for the lag the group watch reports,
+            // are at most this old.
             .set("statistics.interval.ms", "5000");
         if let Some(instance) = &settings.instance_id {
             config.set("group.instance.id", instance);
         }
         kafka.apply_overrides(&mut config);
-        let (rebalance_tx, rebalances) = mpsc::unbounded_channel();
-        let consumer: StreamConsumer<Rebalances> = config
-            .create_with_context(Rebalances(rebalance_tx, health.clone()))
-            .map_err(MessagingError::kafka(format!(
-                "creating consumer for group {group}"
-            )))?;
-        let names: Vec<String> = inputs.iter().map(|t| topics.name(*t)).collect();
-        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        consumer
-            .subscribe(&refs)
-            .map_err(MessagingError::kafka(format!(
-                "subscribing {group} to {names:?}"
-            )))?;
-        Ok(Self {
-            shared: Arc::new(Shared {
-                consumer: GroupConsumer(Some(consumer)),
-                processor: Processor {
-                    service: service.to_owned(),
-                    group: group.clone(),
-                    pool,
-                    decoder: Decoder::new(registry),
-                    topics,
-                    handler,
-                    dead_letters: DeadLetters::new(kafka, service)?,
-                    health,
-                },
+        let mut consumer = Self {
+            processor: Arc::new(Processor {
+                service: service.to_owned(),
+                group: group.clone(),
+                pool,
+                decoder: Decoder::new(registry),
+                topics: topics.clone(),
+                handler,
+                dead_letters: DeadLetters::new(kafka, service)?,
+                health,
             }),
             kafka: kafka.clone(),
             settings: settings.clone(),
+            config,
+            group,
+            topics: inputs.iter().map(|t| topics.name(*t)).collect(),
+            first: None,
+        };
+        consumer.first = Some(consumer.join()?);
+        Ok(consumer)
+    }
+
+    /// A new member of the group, subscribed to the inputs.
+    fn join(&self) -> Result<Member, MessagingError> {
+        let (rebalances_tx, rebalances) = mpsc::unbounded_channel();
+        let (commits_tx, commits) = mpsc::unbounded_channel();
+        let context = GroupContext {
+            rebalances: rebalances_tx,
+            commits: commits_tx,
+            health: self.processor.health.clone(),
+            progress: Progress::default(),
+        };
+        let group = &self.group;
+        let consumer: StreamConsumer<GroupContext> = self
+            .config
+            .create_with_context(context)
+            .map_err(MessagingError::kafka(format!(
+                "creating consumer for group {group}"
+            )))?;
+        let refs: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&refs)
+            .map_err(MessagingError::kafka(format!(
+                "subscribing {group} to {:?}",
+                self.topics
+            )))?;
+        Ok(Member {
+            consumer: Arc::new(GroupConsumer(Some(consumer))),
             rebalances,
+            commits,
         })
     }
 
     /// Consumes until `shutdown`. Then every worker finishes the event in
     /// hand (or gives up its retries), the queued events are left for the
     /// next run, and the offsets of finished events are committed.
+    ///
+    /// A member the group watch finds unhealthy is replaced by a new one
+    /// the same way, without stopping the service.
     pub async fn run(mut self, shutdown: CancellationToken) {
         self.ensure_dead_letter_topic(&shutdown).await;
+        let health = self.processor.health.clone();
+        let service = self.processor.service.clone();
+        let mut next = self.first.take();
+        let mut attempt = 0u32;
+        loop {
+            let member = match next.take().map_or_else(|| self.join(), Ok) {
+                Ok(member) => member,
+                Err(e) => {
+                    attempt += 1;
+                    let error = crate::relay::error_chain(&e);
+                    tracing::warn!(%error, attempt, %service, "cannot join the consumer group; retrying");
+                    health.stall(watch::COMPONENT, &error);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff(attempt)) => continue,
+                    }
+                }
+            };
+            attempt = 0;
+            match self.consume(member, &shutdown).await {
+                Ended::Shutdown => break,
+                Ended::Unhealthy(reason) => {
+                    tracing::error!(%service, group = %self.group, %reason, "the consumer group no longer takes this member's progress; joining with a new member");
+                    health.metrics().rejoined();
+                }
+            }
+        }
+        tracing::info!(%service, "consumer stopped");
+    }
+
+    /// Consumes with `member` until `shutdown`, or until the group watch
+    /// finds the member unhealthy.
+    async fn consume(&self, member: Member, shutdown: &CancellationToken) -> Ended {
+        let Member {
+            consumer,
+            mut rebalances,
+            commits,
+        } = member;
+        let shared = Arc::new(Shared {
+            consumer: consumer.clone(),
+            processor: self.processor.clone(),
+        });
+        // Everything this member runs stops with it.
+        let session = shutdown.child_token();
+        let (unhealthy_tx, mut unhealthy) = mpsc::channel(1);
+        let watch = tokio::spawn(watch::watch(
+            consumer.clone(),
+            commits,
+            self.processor.health.clone(),
+            watch::WatchSettings {
+                check_interval: Duration::from_secs_f64(self.settings.group_check_seconds.max(0.1)),
+                stall_after: Duration::from_secs_f64(self.settings.group_stall_seconds.max(1.0)),
+                topics: self.topics.clone(),
+            },
+            unhealthy_tx,
+            session.clone(),
+        ));
         let mut lanes: HashMap<Key, Lane> = HashMap::new();
         let mut workers = JoinSet::new();
         let mut retry_parked = tokio::time::interval(Duration::from_millis(20));
         retry_parked.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failures = 0u32;
-        loop {
+        let ended = loop {
             let any_parked = lanes.values().any(|l| !l.parked.is_empty());
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => break,
-                Some(rebalanced) = self.rebalances.recv() => {
-                    self.rebalanced(&mut lanes, rebalanced);
+                _ = shutdown.cancelled() => break Ended::Shutdown,
+                Some(reason) = unhealthy.recv() => break Ended::Unhealthy(reason),
+                Some(rebalanced) = rebalances.recv() => {
+                    self.rebalanced(&shared, &mut lanes, rebalanced);
                 }
                 _ = retry_parked.tick(), if any_parked => {
                     for (key, lane) in &mut lanes {
-                        self.unpark(key, lane);
+                        self.unpark(&shared, key, lane);
                     }
                 }
-                message = self.shared.consumer.recv() => match message {
+                message = consumer.recv() => match message {
                     Ok(message) => {
                         failures = 0;
                         let message = message.detach();
                         // A rebalance reported during this `recv` comes
                         // first: the message may belong to the new
                         // assignment, not to a lane about to be dropped.
-                        while let Ok(rebalanced) = self.rebalances.try_recv() {
-                            self.rebalanced(&mut lanes, rebalanced);
+                        while let Ok(rebalanced) = rebalances.try_recv() {
+                            self.rebalanced(&shared, &mut lanes, rebalanced);
                         }
                         let key = (message.topic().to_owned(), message.partition());
                         let lane = lanes.entry(key.clone()).or_insert_with(|| {
-                            self.spawn_worker(&mut workers, key.clone(), &shutdown)
+                            self.spawn_worker(&shared, &mut workers, key.clone(), &session)
                         });
-                        self.dispatch(&key, lane, message);
+                        self.dispatch(&shared, &key, lane, message);
                     }
                     Err(e) => {
                         failures += 1;
-                        tracing::warn!(error = %e, service = %self.shared.processor.service, "consumer error");
+                        tracing::warn!(error = %e, service = %self.processor.service, "consumer error");
                         tokio::select! {
-                            _ = shutdown.cancelled() => break,
+                            _ = shutdown.cancelled() => break Ended::Shutdown,
                             _ = tokio::time::sleep(backoff(failures)) => {}
                         }
                     }
                 },
             }
-        }
-        // Workers see the same shutdown token: each finishes its event in
-        // hand and stops without taking the next.
+        };
+        // Workers see the session's token: each finishes its event in hand
+        // and stops without taking the next.
+        session.cancel();
         drop(lanes);
         while workers.join_next().await.is_some() {}
-        if let Err(e) = self.shared.consumer.commit_consumer_state(CommitMode::Sync) {
+        let _ = watch.await;
+        for paused in self.processor.health.snapshot().paused_partitions {
+            self.processor.health.set_paused(&paused, false);
+        }
+        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
             // Nothing stored since the last commit is the usual cause.
             tracing::debug!(error = %e, "final offset commit");
         }
-        tracing::info!(service = %self.shared.processor.service, "consumer stopped");
+        // The last reference to the member goes with `shared` and
+        // `consumer`: it closes (see `GroupConsumer`).
+        ended
     }
 
-    fn rebalanced(&self, lanes: &mut HashMap<Key, Lane>, rebalanced: Rebalanced) {
+    fn rebalanced(
+        &self,
+        shared: &Shared<H>,
+        lanes: &mut HashMap<Key, Lane>,
+        rebalanced: Rebalanced,
+    ) {
         match rebalanced {
             Rebalanced::Revoked(keys) => {
+                shared.consumer.context().progress.forget(&keys);
                 for key in keys {
                     if let Some(lane) = lanes.remove(&key) {
                         // Its queued events are dropped unapplied, their
@@ -352,7 +398,7 @@ impl<H: Handler> Consumer<H> {
                         // event the worker is applying right now, the
                         // inbox deduplicates.
                         lane.stop.cancel();
-                        self.shared.processor.health.set_paused(&label(&key), false);
+                        self.processor.health.set_paused(&label(&key), false);
                     }
                 }
             }
@@ -363,7 +409,7 @@ impl<H: Handler> Consumer<H> {
                 for (topic, partition) in &keys {
                     list.add_partition(topic, *partition);
                 }
-                if let Err(e) = self.shared.consumer.resume(&list) {
+                if let Err(e) = shared.consumer.resume(&list) {
                     tracing::debug!(error = %e, "resuming newly assigned partitions");
                 }
             }
@@ -373,22 +419,19 @@ impl<H: Handler> Consumer<H> {
     /// The dead-letter topic must exist before anything can be
     /// dead-lettered; creating it is a no-op when it does.
     async fn ensure_dead_letter_topic(&self, shutdown: &CancellationToken) {
-        let name = self.shared.processor.dead_letters.topic.clone();
+        let name = self.processor.dead_letters.topic.clone();
         let mut attempt = 0u32;
         loop {
             match admin::ensure_topics(&self.kafka, std::slice::from_ref(&name)).await {
                 Ok(()) => {
-                    self.shared.processor.health.recover("dead-letter topic");
+                    self.processor.health.recover("dead-letter topic");
                     return;
                 }
                 Err(e) => {
                     attempt += 1;
                     let error = crate::relay::error_chain(&e);
                     tracing::warn!(%error, attempt, topic = %name, "cannot create the dead-letter topic; retrying");
-                    self.shared
-                        .processor
-                        .health
-                        .stall("dead-letter topic", &error);
+                    self.processor.health.stall("dead-letter topic", &error);
                 }
             }
             tokio::select! {
@@ -400,14 +443,15 @@ impl<H: Handler> Consumer<H> {
 
     fn spawn_worker(
         &self,
+        shared: &Arc<Shared<H>>,
         workers: &mut JoinSet<()>,
         key: Key,
-        shutdown: &CancellationToken,
+        session: &CancellationToken,
     ) -> Lane {
         let (queue, receiver) = mpsc::channel(self.settings.partition_queue.max(1));
-        let stop = shutdown.child_token();
+        let stop = session.child_token();
         let worker = Partition {
-            shared: self.shared.clone(),
+            shared: shared.clone(),
             topic: key.0,
             partition: key.1,
             batch_max: self.settings.batch_max.max(1),
@@ -422,7 +466,7 @@ impl<H: Handler> Consumer<H> {
 
     /// Queues `message` for its partition's worker, or parks it and pauses
     /// the partition when the worker is behind.
-    fn dispatch(&self, key: &Key, lane: &mut Lane, message: OwnedMessage) {
+    fn dispatch(&self, shared: &Shared<H>, key: &Key, lane: &mut Lane, message: OwnedMessage) {
         if !lane.parked.is_empty() {
             // Fetched before the pause took effect; keep offset order.
             lane.parked.push_back(message);
@@ -432,7 +476,7 @@ impl<H: Handler> Consumer<H> {
             Ok(()) => {}
             Err(TrySendError::Full(message)) => {
                 lane.parked.push_back(message);
-                self.set_paused(key, true);
+                self.set_paused(shared, key, true);
             }
             // The worker stopped: shutdown is under way.
             Err(TrySendError::Closed(_)) => {}
@@ -441,7 +485,7 @@ impl<H: Handler> Consumer<H> {
 
     /// Moves parked messages into the queue as room frees up, and resumes
     /// the partition once none is left.
-    fn unpark(&self, key: &Key, lane: &mut Lane) {
+    fn unpark(&self, shared: &Shared<H>, key: &Key, lane: &mut Lane) {
         if lane.parked.is_empty() {
             return;
         }
@@ -458,21 +502,21 @@ impl<H: Handler> Consumer<H> {
                 }
             }
         }
-        self.set_paused(key, false);
+        self.set_paused(shared, key, false);
     }
 
-    fn set_paused(&self, key: &Key, paused: bool) {
+    fn set_paused(&self, shared: &Shared<H>, key: &Key, paused: bool) {
         let mut list = TopicPartitionList::new();
         list.add_partition(&key.0, key.1);
         let result = if paused {
-            self.shared.consumer.pause(&list)
+            shared.consumer.pause(&list)
         } else {
-            self.shared.consumer.resume(&list)
+            shared.consumer.resume(&list)
         };
         match result {
             Ok(()) => {
                 tracing::debug!(topic = %key.0, partition = key.1, paused, "partition backpressure");
-                self.shared.processor.health.set_paused(&label(key), paused);
+                self.processor.health.set_paused(&label(key), paused);
             }
             // A partition revoked meanwhile; its lane is about to go.
             Err(e) => {
@@ -480,8 +524,4 @@ impl<H: Handler> Consumer<H> {
             }
         }
     }
-}
-
-fn label((topic, partition): &Key) -> String {
-    format!("{topic}/{partition}")
 }

@@ -63,14 +63,22 @@ impl<H: Handler> Partition<H> {
             }
             fail_points::crash_point(fail_points::CONSUMER_AFTER_COMMIT);
             // Stored only now that the effects (or the dead letters) are safe.
-            if let Err(e) = self
+            match self
                 .shared
                 .consumer
                 .store_offset(&self.topic, self.partition, last)
             {
+                Ok(()) => self
+                    .shared
+                    .consumer
+                    .context()
+                    .progress
+                    .applied(&(self.topic.clone(), self.partition), last),
                 // The partition was revoked; its new owner redelivers the
                 // events and the inbox skips them.
-                tracing::debug!(error = %e, topic = %self.topic, partition = self.partition, "offset not stored");
+                Err(e) => {
+                    tracing::debug!(error = %e, topic = %self.topic, partition = self.partition, "offset not stored")
+                }
             }
         }
     }
