@@ -160,7 +160,6 @@ fn group_lag_blocking(
     group: &str,
     topics: &[String],
 ) -> Result<Vec<PartitionLag>, MessagingError> {
-    const TIMEOUT: Duration = Duration::from_secs(10);
     let mut config = settings.client_config();
     config
         .set("group.id", group)
@@ -169,12 +168,23 @@ fn group_lag_blocking(
     let consumer: BaseConsumer = config
         .create()
         .map_err(MessagingError::kafka("creating an offset reader"))?;
+    group_standing(&consumer, group, topics, Duration::from_secs(10))
+}
+
+/// Where the group of `consumer` stands on every partition of `topics`,
+/// each question answered within `timeout`; it blocks.
+pub(crate) fn group_standing<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &impl Consumer<C>,
+    group: &str,
+    topics: &[String],
+    timeout: Duration,
+) -> Result<Vec<PartitionLag>, MessagingError> {
     let mut list = TopicPartitionList::new();
     let mut ends = Vec::new();
     for topic in topics {
-        for partition in 0..partition_count(&consumer, topic, TIMEOUT)? {
+        for partition in 0..partition_count(consumer, topic, timeout)? {
             let (_, high) = consumer
-                .fetch_watermarks(topic, partition, TIMEOUT)
+                .fetch_watermarks(topic, partition, timeout)
                 .map_err(MessagingError::kafka(format!(
                     "reading the end of {topic}/{partition}"
                 )))?;
@@ -183,7 +193,7 @@ fn group_lag_blocking(
         }
     }
     let committed = consumer
-        .committed_offsets(list, TIMEOUT)
+        .committed_offsets(list, timeout)
         .map_err(MessagingError::kafka(format!(
             "reading the committed offsets of {group}"
         )))?;

@@ -312,6 +312,7 @@ impl<H: Handler> Consumer<H> {
             watch::WatchSettings {
                 check_interval: Duration::from_secs_f64(self.settings.group_check_seconds.max(0.1)),
                 stall_after: Duration::from_secs_f64(self.settings.group_stall_seconds.max(1.0)),
+                group: self.group.clone(),
                 topics: self.topics.clone(),
             },
             unhealthy_tx,

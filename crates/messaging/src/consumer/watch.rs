@@ -219,7 +219,9 @@ impl Judge {
 pub(crate) struct WatchSettings {
     pub(crate) check_interval: Duration,
     pub(crate) stall_after: Duration,
-    /// The member's input topics, for the partitions nobody owns.
+    /// The member's group and input topics, for the partitions nobody
+    /// owns.
+    pub(crate) group: String,
     pub(crate) topics: Vec<String>,
 }
 
@@ -241,7 +243,7 @@ pub(crate) async fn watch(
             _ = stop.cancelled() => return,
             Some(outcome) = commits.recv() => judge.commit(Instant::now(), &outcome),
             _ = tick.tick() => {
-                let view = match read_view(consumer.clone(), settings.topics.clone()).await {
+                let view = match read_view(consumer.clone(), settings.clone()).await {
                     Ok(view) => view,
                     Err(e) => {
                         tracing::debug!(error = %crate::relay::error_chain(&e), "group watch: cannot read the member's view");
@@ -271,7 +273,7 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(5);
 /// The questions block, so they run off the async workers.
 async fn read_view(
     consumer: Arc<GroupConsumer>,
-    topics: Vec<String>,
+    settings: WatchSettings,
 ) -> Result<View, MessagingError> {
     tokio::task::spawn_blocking(move || {
         let assignment = consumer
@@ -292,7 +294,7 @@ async fn read_view(
                 .map(|list| offsets(&list))
         };
         let group = if assigned.is_empty() {
-            group_standing(&consumer, &topics).ok()
+            group_standing(&consumer, &settings.group, &settings.topics).ok()
         } else {
             None
         };
@@ -323,31 +325,15 @@ fn offsets(list: &TopicPartitionList) -> BTreeMap<Key, Option<i64>> {
 /// Every partition of `topics`: the group's committed offset and the end.
 fn group_standing(
     consumer: &GroupConsumer,
+    group: &str,
     topics: &[String],
 ) -> Result<Vec<(Key, Option<i64>, i64)>, MessagingError> {
-    let mut list = TopicPartitionList::new();
-    let mut ends = Vec::new();
-    for topic in topics {
-        for partition in 0..admin::partition_count(&**consumer, topic, ASK_TIMEOUT)? {
-            let (_, end) = consumer
-                .fetch_watermarks(topic, partition, ASK_TIMEOUT)
-                .map_err(MessagingError::kafka(format!(
-                    "reading the end of {topic}/{partition}"
-                )))?;
-            list.add_partition(topic, partition);
-            ends.push(((topic.clone(), partition), end));
-        }
-    }
-    let committed = offsets(&consumer.committed_offsets(list, ASK_TIMEOUT).map_err(
-        MessagingError::kafka("reading the group's committed offsets"),
-    )?);
-    Ok(ends
-        .into_iter()
-        .map(|(key, end)| {
-            let c = committed.get(&key).copied().flatten();
-            (key, c, end)
-        })
-        .collect())
+    Ok(
+        admin::group_standing(&**consumer, group, topics, ASK_TIMEOUT)?
+            .into_iter()
+            .map(|p| ((p.topic, p.partition), p.committed, p.end))
+            .collect(),
+    )
 }
 
 /// The lag of each assigned partition by the group's committed offset and
