@@ -436,11 +436,12 @@ impl Hold {
         data_dir: &std::path::Path,
         service: &str,
     ) -> anyhow::Result<Option<Self>> {
-        let pid_file = data_dir.join("run").join(format!("{service}.pid"));
-        if !pid_file.exists() {
+        let run_dir = data_dir.join("run");
+        let running = || crate::up::supervisor::replica_pid_files(&run_dir, service);
+        if running().is_empty() {
             return Ok(None);
         }
-        let file = crate::up::supervisor::hold_file(&pid_file);
+        let file = crate::up::supervisor::hold_file(&run_dir, service);
         std::fs::write(&file, "held by choreo replay or rebuild\n")
             .with_context(|| format!("placing the hold {}", file.display()))?;
         let hold = Self {
@@ -451,9 +452,9 @@ impl Hold {
             "stopping {service} (supervised by choreo up in {}) meanwhile",
             data_dir.display()
         );
-        // The supervisor gives the service its grace period, then kills it.
+        // The supervisor gives every replica its grace period, then kills it.
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-        while pid_file.exists() {
+        while !running().is_empty() {
             anyhow::ensure!(
                 tokio::time::Instant::now() < deadline,
                 "{service} did not stop within 60 s; is the choreo up in {} still running?",

@@ -1,44 +1,62 @@
-//! Faults that overlap, on the real broker and real processes: order killed
-//! and the broker killed while order rejoins its group, shipping stopped
-//! past its session timeout across the broker's restart, copies and poison
-//! published while the broker comes back. The runner rides all of it out,
-//! its report marks the faults that met, and every consumer group catches up
-//! by its committed offsets with no service restarted for it.
+//! Faults that overlap and services that scale out, on the real broker and
+//! real processes, in one `choreo chaos run`:
+//! - `overlap-short`: order killed and the broker killed while order
+//!   rejoins its group, shipping stopped past its session timeout across
+//!   the broker's restart, copies and poison published while the broker
+//!   comes back. The runner rides all of it out, its report marks the faults
+//!   that met, and every consumer group catches up by its committed offsets
+//!   with no service restarted for it.
+//! - `replicas`: three replicas of every saga service, replicas killed one
+//!   at a time, inventory and payment scaled in and out mid-load.
 
 mod support;
 
 use serde_json::Value;
-use support::{chaos, printed, suite};
+use support::{chaos_many, printed, suite};
+
+fn faults(report: &Value) -> Vec<(String, String, Vec<String>)> {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    report["faults"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| {
+            let overlapped = f["overlapped"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(text)
+                .collect();
+            (text(&f["kind"]), text(&f["target"]), overlapped)
+        })
+        .collect()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_service_paused_across_a_broker_restart_catches_up_by_its_committed_offsets()
+async fn overlapping_faults_and_scaled_out_services_lose_nothing_and_every_group_catches_up()
 -> anyhow::Result<()> {
     let reports = std::env::temp_dir().join(choreo_testkit::unique_name("chaos-overlap"));
-    let output = chaos(&reports, &suite("overlap-short")).await?;
+    let output = chaos_many(&reports, &[suite("overlap-short"), suite("replicas")]).await?;
     let text = printed(&output);
     assert!(output.status.success(), "{text}");
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(
-        reports.join("overlap-short.json"),
-    )?)?;
-    // Passing includes every consumer group committed to the end of its
-    // topics, the poison dead-lettered by each consumer, the audit clean.
-    assert_eq!(report["passed"], true, "{text}");
-    assert_eq!(report["violations"].as_array().map(Vec::len), Some(0));
-
-    let faults = report["faults"].as_array().expect("faults");
-    let overlapped = |kind: &str| -> Vec<String> {
-        faults
-            .iter()
-            .find(|f| f["kind"] == kind)
-            .and_then(|f| f["overlapped"].as_array())
-            .map(|o| {
-                o.iter()
-                    .filter_map(|x| x.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
+    let report = |name: &str| -> anyhow::Result<Value> {
+        Ok(serde_json::from_str(&std::fs::read_to_string(
+            reports.join(format!("{name}.json")),
+        )?)?)
     };
-    let during_pause = overlapped("pause");
+    for name in ["overlap-short", "replicas"] {
+        let report = report(name)?;
+        // Passing includes every consumer group committed to the end of
+        // its topics, the dead letters as expected, the audit clean.
+        assert_eq!(report["passed"], true, "{name}: {text}");
+        assert_eq!(report["violations"].as_array().map(Vec::len), Some(0));
+    }
+
+    let overlap = faults(&report("overlap-short")?);
+    let (_, _, during_pause) = overlap
+        .iter()
+        .find(|(kind, ..)| kind == "pause")
+        .expect("the pause in the report");
     // The copies are of the messages the topic held then (`payment.events×N`).
     for other in ["broker-kill broker", "duplicate payment.events×"] {
         assert!(
@@ -48,5 +66,32 @@ async fn a_service_paused_across_a_broker_restart_catches_up_by_its_committed_of
     }
     assert!(text.contains("overlapping broker-kill broker"), "{text}");
     assert!(text.contains("faults overlapped another"), "{text}");
+
+    let replicas = faults(&report("replicas")?);
+    let targets: Vec<String> = replicas
+        .iter()
+        .map(|(kind, target, _)| format!("{kind} {target}"))
+        .collect();
+    for fault in [
+        "kill-replica order-1",
+        "scale inventory 3→1",
+        "scale inventory 1→3",
+        "scale payment 3→5",
+        "scale payment 5→2",
+    ] {
+        assert!(
+            targets.iter().any(|t| t == fault),
+            "{fault} not in {targets:?}"
+        );
+    }
+    // Every kill-replica names the instance it killed.
+    assert_eq!(
+        targets
+            .iter()
+            .filter(|t| t.starts_with("kill-replica "))
+            .count(),
+        7,
+        "{targets:?}"
+    );
     Ok(())
 }

@@ -25,8 +25,8 @@ use tokio::{
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
-/// A base port with the six after it free too (edge, registry, services,
-/// provider).
+/// A base port with the seven after it free too (edge, registry, services,
+/// provider, and inventory's second replica).
 fn free_port_block() -> u16 {
     // Below Linux's ephemeral range (32768 and up): a port probed free
     // there can be taken by an outgoing connection (a Kafka client's)
@@ -34,7 +34,7 @@ fn free_port_block() -> u16 {
     // failed to start seven times in a chaos run).
     loop {
         let base = 20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16;
-        if (base..base + 7).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+        if (base..base + 8).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
             return base;
         }
     }
@@ -45,6 +45,11 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap_or(19_092)
+}
+
+/// A GET's JSON answer; `None` while there is none (for `wait_until`).
+async fn get_json(client: &reqwest::Client, url: String) -> Option<Value> {
+    client.get(url).send().await.ok()?.json().await.ok()
 }
 
 fn pid_of(data: &Path, name: &str) -> Option<i32> {
@@ -169,6 +174,9 @@ async fn choreo_up_runs_a_platform_that_confirms_the_printed_order_and_stops_cle
         .args(["--edge-port", &edge_port.to_string()])
         .args(["--broker-port", &broker_port.to_string()])
         .args(["--db-prefix", &db_prefix])
+        // Two replicas of inventory: the saga, the dashboard and the
+        // restore drill (which holds every replica) run against them.
+        .args(["--replicas", "inventory=2"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -252,14 +260,7 @@ async fn choreo_up_runs_a_platform_that_confirms_the_printed_order_and_stops_cle
         assert_eq!(response.status(), 201);
         let location = response.headers()["location"].to_str()?.to_owned();
         let confirmed = wait_until("the printed order to be confirmed", DEADLINE, || async {
-            let order: Value = http
-                .get(format!("{edge}{location}?wait=5"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let order = get_json(&http, format!("{edge}{location}?wait=5")).await?;
             // Payment's event reaches the order service on its own topic,
             // possibly just after the confirmation: wait for the whole
             // timeline, not only the status.
@@ -285,6 +286,7 @@ async fn choreo_up_runs_a_platform_that_confirms_the_printed_order_and_stops_cle
         let rejected_id = rejected["id"].as_str().context("the rejected order's id")?;
         let operator = choreo_token(&data, &["--customer", "operator", "--admin"]).await?;
         the_dashboard_shows_the_sagas(&edge, &operator, order_id, rejected_id).await?;
+        every_replica_is_listed(&edge, &operator, &data).await?;
 
         // A service that dies is restarted, and the log says so.
         let order_pid = pid_of(&data, "order").context("order pid file")?;
@@ -543,6 +545,44 @@ fn logs_name_the_order_and_its_trace(
             lines_about.contains_key(service),
             "{service} logged the order's step: {lines_about:?}"
         );
+    }
+    Ok(())
+}
+
+/// `/v1/admin/platform` lists each replica with its instance id, each of
+/// which consumes (holds partitions of its group), and each has a pid file.
+async fn every_replica_is_listed(edge: &str, admin_token: &str, data: &Path) -> anyhow::Result<()> {
+    let admin = bearer(admin_token)?;
+    let platform: Value = wait_until(
+        "both inventory replicas to hold partitions",
+        DEADLINE,
+        || async {
+            let platform = get_json(&admin, format!("{edge}/v1/admin/platform")).await?;
+            let inventory: Vec<&Value> = platform["services"]
+                .as_array()?
+                .iter()
+                .filter(|s| s["service"] == "inventory")
+                .collect();
+            // Lag is read per partition the replica holds.
+            let consuming = inventory.iter().all(|s| {
+                s["runtime"]["consumer_lag"]
+                    .as_object()
+                    .is_some_and(|lag| !lag.is_empty())
+            });
+            (inventory.len() == 2 && consuming).then_some(platform.clone())
+        },
+    )
+    .await?;
+    let instances: Vec<&str> = platform["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["service"] == "inventory")
+        .filter_map(|s| s["instance"].as_str())
+        .collect();
+    assert_eq!(instances, ["inventory-0", "inventory-1"], "{platform:#}");
+    for name in ["inventory", "inventory-1"] {
+        assert!(pid_of(data, name).is_some(), "no pid file for {name}");
     }
     Ok(())
 }
@@ -891,14 +931,7 @@ async fn sigterm_under_load(
     .await?;
     for location in &locations {
         wait_until(&format!("{location} to end"), DEADLINE, || async {
-            let order: Value = http
-                .get(format!("{edge}{location}?wait=5"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let order = get_json(http, format!("{edge}{location}?wait=5")).await?;
             matches!(order["status"].as_str(), Some("CONFIRMED" | "CANCELLED")).then_some(())
         })
         .await?;

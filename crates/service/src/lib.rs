@@ -295,6 +295,7 @@ pub async fn launch<H: Handler>(
         .router
         .merge(metrics::routes(
             name,
+            settings.consumer.instance_id.clone(),
             spec.metrics,
             pool.clone(),
             probes.runtime.clone(),

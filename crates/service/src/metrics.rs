@@ -3,7 +3,7 @@
 //! format. The outbox gauges are read from the database at each scrape.
 //!
 //! `GET /stats`: the numbers an operator watches during an incident, as
-//! JSON, for the edge's saga dashboard.
+//! JSON, for the edge's saga dashboard, with the replica's instance id.
 
 use axum::{Json, Router, extract::State, response::Response, routing::get};
 use choreo_messaging::Health;
@@ -13,6 +13,8 @@ use std::sync::Arc;
 
 struct Scrape {
     service: &'static str,
+    /// The replica's static instance id, when it has one.
+    instance: Option<String>,
     registry: Registry,
     pool: PgPool,
     runtime: Health,
@@ -20,6 +22,7 @@ struct Scrape {
 
 pub(crate) fn routes(
     service: &'static str,
+    instance: Option<String>,
     mut registry: Registry,
     pool: PgPool,
     runtime: Health,
@@ -30,6 +33,7 @@ pub(crate) fn routes(
         .route("/stats", get(stats))
         .with_state(Arc::new(Scrape {
             service,
+            instance,
             registry,
             pool,
             runtime,
@@ -46,6 +50,7 @@ async fn stats(State(scrape): State<Arc<Scrape>>) -> Json<serde_json::Value> {
     let health = scrape.runtime.snapshot();
     Json(serde_json::json!({
         "service": scrape.service,
+        "instance": scrape.instance,
         "runtime": scrape.runtime.metrics().summary(),
         "stalled": health.stalled,
     }))

@@ -34,6 +34,8 @@ use tokio::task::JoinHandle;
 #[serde(default)]
 pub struct Settings {
     pub http_addr: SocketAddr,
+    /// The order service's base URL; with several replicas, each one's,
+    /// comma-separated (calls go to each in turn). So for the others.
     pub order_url: String,
     pub inventory_url: String,
     pub payment_url: String,
@@ -101,6 +103,8 @@ impl Running {
 pub enum StartError {
     #[error("checking tokens")]
     Auth(#[from] AuthConfigError),
+    #[error("reading the services' URLs")]
+    Upstream(#[from] upstream::BadUpstream),
     #[error("binding {addr}")]
     Bind {
         addr: SocketAddr,
@@ -117,7 +121,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     let verifier = auth::Verifier::new(&settings.auth)?;
     let limits = limit::Limits::new(&settings.rate_limit);
     tokio::spawn(limits.clone().forget_idle_until(shutdown.clone()));
-    let upstreams = upstream::Upstreams::new(&settings);
+    let upstreams = upstream::Upstreams::new(&settings)?;
     let router =
         routes::router(upstreams.clone(), verifier, limits).merge(metrics::routes(upstreams));
     let (addr, task) = choreo_kit::serve(router, settings.http_addr, shutdown)

@@ -689,8 +689,8 @@ async fn put_wallet(
     get,
     path = "/v1/admin/platform",
     tag = "admin",
-    summary = "Admin: each saga service's dead letters, retries, consumer lag, outbox backlog and stuck parts, and the edge's breakers",
-    description = "What the saga dashboard (`/ui`) shows beside the orders. A service that does not answer within a second is listed with `reachable: false` and the error; the answer is still 200.",
+    summary = "Admin: each saga service replica's dead letters, retries, consumer lag, outbox backlog and stuck parts, and the edge's breakers",
+    description = "What the saga dashboard (`/ui`) shows beside the orders: one entry per replica of each saga service (its `instance`, its `url`). A replica that does not answer within a second is listed with `reachable: false` and the error; the answer is still 200.",
     responses(
         (status = 200, description = "one entry per saga service, and the breakers", body = Object),
         (status = 401, description = "no token, or a bad one", body = ErrorBody),
@@ -704,7 +704,12 @@ async fn platform(
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Value>, HttpError> {
     caller.require_admin()?;
-    let services = futures::future::join_all(up.saga_services.iter().map(|(name, url)| {
+    // One entry per replica of each service.
+    let replicas = up
+        .saga_services
+        .iter()
+        .flat_map(|(name, replicas)| replicas.urls.iter().map(move |url| (*name, url)));
+    let services = futures::future::join_all(replicas.map(|(name, url)| {
         let request = up
             .http
             .get(format!("{url}/stats"))
@@ -712,8 +717,8 @@ async fn platform(
         async move {
             let answer = async { request.send().await?.error_for_status()?.json::<Value>().await };
             match answer.await {
-                Ok(stats) => serde_json::json!({"service": name, "reachable": true, "runtime": stats["runtime"], "stalled": stats["stalled"]}),
-                Err(e) => serde_json::json!({"service": name, "reachable": false, "error": e.to_string()}),
+                Ok(stats) => serde_json::json!({"service": name, "instance": stats["instance"], "url": url, "reachable": true, "runtime": stats["runtime"], "stalled": stats["stalled"]}),
+                Err(e) => serde_json::json!({"service": name, "url": url, "reachable": false, "error": e.to_string()}),
             }
         }
     }))

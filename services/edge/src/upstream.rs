@@ -8,13 +8,21 @@
 //! that hangs. Reads are retried, twice, when the service could not be
 //! reached or answered 502/503; writes never are (the edge cannot know
 //! whether a write it did not hear back from was applied).
+//!
+//! A service may run several replicas (`order_url` lists them,
+//! comma-separated): calls go to each in turn, and a call that could not
+//! reach its replica (no connection: nothing was sent) goes to the next,
+//! a write too, since none of it was applied.
 
 use crate::{Settings, breaker::Breaker};
 use axum::http::StatusCode;
 use choreo_kit::HttpError;
 use serde_json::Value;
 use std::{
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 use tracing::{Instrument, field::Empty};
@@ -52,48 +60,102 @@ pub(crate) enum Retry {
 const READ_ATTEMPTS: u32 = 3;
 const READ_RETRY_PAUSE: Duration = Duration::from_millis(50);
 
+/// A service's replicas, called in turn.
+#[derive(Debug)]
+pub(crate) struct Replicas {
+    /// Base URLs, without a trailing `/`.
+    pub(crate) urls: Vec<String>,
+    next: AtomicUsize,
+}
+
+impl Replicas {
+    /// Reads `listed` (one URL, or several comma-separated).
+    ///
+    /// # Errors
+    /// When it lists nothing, or something that is not an `http(s)` URL.
+    pub(crate) fn parse(listed: &str) -> Result<Self, String> {
+        let urls: Vec<String> = listed
+            .split(',')
+            .map(|u| u.trim().trim_end_matches('/').to_owned())
+            .filter(|u| !u.is_empty())
+            .collect();
+        if urls.is_empty() {
+            return Err("no URL".to_owned());
+        }
+        for url in &urls {
+            match reqwest::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                _ => return Err(format!("{url:?} is not an http(s) URL")),
+            }
+        }
+        Ok(Self {
+            urls,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// The replica a new call starts with.
+    fn take_turn(&self) -> usize {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn nth(&self, turn: usize) -> &str {
+        &self.urls[turn % self.urls.len()]
+    }
+}
+
+/// A service the edge was given no usable URL for.
+#[derive(Debug, thiserror::Error)]
+#[error("the {service} service's URL setting: {problem}")]
+pub struct BadUpstream {
+    service: &'static str,
+    problem: String,
+}
+
 #[derive(Clone)]
 pub(crate) struct Upstreams {
     pub(crate) http: reqwest::Client,
-    urls: [String; 3],
+    replicas: Arc<[Replicas; 3]>,
     breakers: Arc<[Breaker; 3]>,
     pub(crate) timeout: Duration,
-    /// Each saga service's base URL, for the dashboard's figures.
-    pub(crate) saga_services: Arc<[(&'static str, String); 4]>,
+    /// Each saga service's replicas, for the dashboard's figures.
+    pub(crate) saga_services: Arc<[(&'static str, Replicas); 4]>,
 }
 
 impl Upstreams {
-    pub(crate) fn new(settings: &Settings) -> Self {
+    /// # Errors
+    /// When a service's URL setting lists no valid URL.
+    pub(crate) fn new(settings: &Settings) -> Result<Self, BadUpstream> {
         let cooldown = Duration::from_millis(settings.breaker.cooldown_ms);
         let breaker = || Breaker::new(settings.breaker.failures, cooldown);
-        Self {
+        let parse = |service: &'static str, listed: &str| {
+            Replicas::parse(listed).map_err(|problem| BadUpstream { service, problem })
+        };
+        Ok(Self {
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(1))
                 .build()
                 .unwrap_or_default(),
-            urls: [
-                &settings.order_url,
-                &settings.inventory_url,
-                &settings.payment_url,
-            ]
-            .map(|u| u.trim_end_matches('/').to_owned()),
+            replicas: Arc::new([
+                parse("order", &settings.order_url)?,
+                parse("inventory", &settings.inventory_url)?,
+                parse("payment", &settings.payment_url)?,
+            ]),
             breakers: Arc::new([breaker(), breaker(), breaker()]),
             timeout: Duration::from_millis(settings.upstream_timeout_ms),
-            saga_services: Arc::new(
-                [
-                    ("order", &settings.order_url),
-                    ("inventory", &settings.inventory_url),
-                    ("payment", &settings.payment_url),
-                    ("shipping", &settings.shipping_url),
-                ]
-                .map(|(name, url)| (name, url.trim_end_matches('/').to_owned())),
-            ),
-        }
+            saga_services: Arc::new([
+                ("order", parse("order", &settings.order_url)?),
+                ("inventory", parse("inventory", &settings.inventory_url)?),
+                ("payment", parse("payment", &settings.payment_url)?),
+                ("shipping", parse("shipping", &settings.shipping_url)?),
+            ]),
+        })
     }
 
-    /// The service's base URL.
+    /// The service's base URL, to build a request with; [`Self::call`]
+    /// sends it to whichever replica's turn it is.
     pub(crate) fn url(&self, service: Service) -> &str {
-        &self.urls[service as usize]
+        &self.replicas[service as usize].urls[0]
     }
 
     fn breaker(&self, service: Service) -> &Breaker {
@@ -133,6 +195,10 @@ impl Upstreams {
             Retry::Idempotent => READ_ATTEMPTS,
             Retry::Never => 1,
         };
+        let replicas = &self.replicas[service as usize];
+        let mut turn = replicas.take_turn();
+        // Replicas left to try for a call that reached none.
+        let mut unreached = replicas.urls.len() - 1;
         let mut attempt = 1;
         // One call, however many attempts, counts once for the breaker.
         let result = loop {
@@ -140,7 +206,13 @@ impl Upstreams {
             let this = request.try_clone().ok_or_else(|| {
                 HttpError::internal(&std::io::Error::other("a streamed request body"))
             })?;
-            let result = attempt_once(name, this).await;
+            let result = attempt_once(name, this, replicas.nth(turn)).await;
+            turn += 1;
+            if matches!(result, Err(CallError::Unreachable(_))) && unreached > 0 {
+                // Nothing was sent: another replica may take it, a write too.
+                unreached -= 1;
+                continue;
+            }
             let passing = matches!(
                 &result,
                 Err(CallError::Unreachable(_))
@@ -173,11 +245,13 @@ impl Upstreams {
 async fn attempt_once(
     name: &'static str,
     request: reqwest::RequestBuilder,
+    replica: &str,
 ) -> Result<Answer, CallError> {
     let (client, request) = request.build_split();
     let mut request = request.map_err(|e| {
         CallError::ServerError(StatusCode::INTERNAL_SERVER_ERROR, HttpError::internal(&e))
     })?;
+    aim(&mut request, replica);
     let span = tracing::info_span!(
         "call",
         otel.name = %request.method(),
@@ -215,6 +289,23 @@ async fn attempt_once(
         }
     }
     result
+}
+
+/// Points `request`, built against a service's first replica, at
+/// `replica` (checked to be a URL at start): same path and query, another
+/// origin.
+fn aim(request: &mut reqwest::Request, replica: &str) {
+    let Ok(base) = reqwest::Url::parse(replica) else {
+        return;
+    };
+    let url = request.url_mut();
+    if url.origin() == base.origin() {
+        return;
+    }
+    // Both are http(s) URLs with a host, so none of these can fail.
+    let _ = url.set_scheme(base.scheme());
+    let _ = url.set_host(base.host_str());
+    let _ = url.set_port(base.port());
 }
 
 fn status_code(span: &tracing::Span, status: StatusCode) {

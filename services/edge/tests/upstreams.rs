@@ -1,6 +1,8 @@
 //! How the edge treats a service that fails on the way: a read is tried
 //! again and succeeds; a write is sent once, since the edge cannot know
-//! whether a write it did not hear back from was applied.
+//! whether a write it did not hear back from was applied. With several
+//! replicas, calls go to each in turn, and a call that could not reach its
+//! replica (nothing was sent) goes to the next.
 
 use axum::{Json, Router, http::StatusCode, routing::get};
 use choreo_kit::CancellationToken;
@@ -108,4 +110,69 @@ async fn a_write_that_meets_a_failure_is_sent_once() -> anyhow::Result<()> {
     assert_eq!(received.load(Ordering::SeqCst), 1);
     shutdown.cancel();
     Ok(())
+}
+
+/// A port nothing listens on: a replica that is down.
+async fn dead_replica() -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    drop(listener);
+    Ok(url)
+}
+
+#[tokio::test]
+async fn calls_go_to_each_replica_in_turn_and_a_write_skips_one_that_is_down() -> anyhow::Result<()>
+{
+    let (first, first_received) = flaky_inventory(0).await?;
+    let (second, second_received) = flaky_inventory(0).await?;
+    let down = dead_replica().await?;
+    let shutdown = CancellationToken::new();
+    let edge = edge_before(&format!("{first}, {down},{second}/"), &shutdown).await?;
+    let admin = admin()?;
+    for _ in 0..6 {
+        // A write: the replica that is down received nothing, so the call
+        // goes to the next one instead of failing.
+        let response = admin
+            .put(format!("{edge}/v1/admin/products/TEA-01"))
+            .json(&json!({"name": "Tea", "price_cents": 500, "available": 1}))
+            .send()
+            .await?;
+        assert_eq!(response.status(), 200, "{}", response.text().await?);
+    }
+    let (first, second) = (
+        first_received.load(Ordering::SeqCst),
+        second_received.load(Ordering::SeqCst),
+    );
+    assert_eq!(first + second, 6, "each write sent once");
+    assert!(
+        first >= 2 && second >= 2,
+        "spread over both live replicas: {first} and {second}"
+    );
+    shutdown.cancel();
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_upstream_setting_that_is_not_a_url_stops_the_edge_at_start() {
+    let started = choreo_edge::start(
+        choreo_edge::Settings {
+            http_addr: "127.0.0.1:0".parse().expect("an address"),
+            inventory_url: "http://127.0.0.1:8083,inventory:8083".to_owned(),
+            auth: choreo_edge::AuthSettings {
+                hs256_secret: Some(SECRET.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        CancellationToken::new(),
+    )
+    .await;
+    let error = match started {
+        Ok(_) => panic!("the edge started with a bad inventory URL"),
+        Err(e) => format!("{:#}", anyhow::Error::from(e)),
+    };
+    assert!(
+        error.contains("inventory") && error.contains("\"inventory:8083\" is not an http(s) URL"),
+        "{error}"
+    );
 }

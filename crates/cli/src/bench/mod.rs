@@ -83,6 +83,11 @@ struct RunArgs {
     /// results record them.
     #[arg(long = "set", value_name = "NAME=VALUE", value_parser = setting)]
     settings: Vec<(String, String)>,
+    /// Run N replicas of a saga service on the own platform
+    /// (`inventory=3`; repeatable). The results record them with the
+    /// settings.
+    #[arg(long, value_parser = up::replicas::Replicas::parse_one)]
+    replicas: Vec<(&'static str, usize)>,
     /// Clients of the closed loop, each with one order at a time; also the
     /// commit ceiling's concurrency.
     #[arg(long, default_value_t = 16)]
@@ -455,6 +460,7 @@ async fn own_platform(args: &RunArgs, side: &Side, tag: &str) -> anyhow::Result<
     } else {
         None
     };
+    let replicas = up::replicas::Replicas::from_pairs(args.replicas.iter().copied());
     let mut env = up::unlimited_edge();
     env.extend(
         side.settings
@@ -479,12 +485,13 @@ async fn own_platform(args: &RunArgs, side: &Side, tag: &str) -> anyhow::Result<
         tansu: side.tansu.clone(),
         bin_dir: side.bin_dir.clone(),
         broker_port: up::free_port()?,
-        edge_port: up::free_port_block(),
+        edge_port: up::free_port_block(7 + replicas.extra() as u16),
         db_prefix: side.db_prefix.clone(),
         topic_prefix: String::new(),
         partitions: args.partitions,
         token_secret: secret.clone(),
         env,
+        replicas,
     };
     eprintln!("starting a platform of its own in {}", data_dir.display());
     let mut running = Vec::new();
@@ -503,7 +510,17 @@ async fn own_platform(args: &RunArgs, side: &Side, tag: &str) -> anyhow::Result<
             partitions: Some(args.partitions),
             run_dir: Some(data_dir.join("run")),
             spans,
-            settings: side.settings.clone(),
+            // The replicas are recorded with the settings they ran under.
+            settings: side
+                .settings
+                .iter()
+                .cloned()
+                .chain(
+                    args.replicas
+                        .iter()
+                        .map(|(service, n)| ("--replicas".to_owned(), format!("{service}={n}"))),
+                )
+                .collect(),
             broker_bin: Some(side.tansu.display().to_string()),
             provider_db: Some(crate::setup::database_url(
                 &args.installation.pg_admin_url,

@@ -11,6 +11,7 @@ use super::{
     report::FaultEvent,
     suite::{Fault, FaultKind},
 };
+use crate::up::supervisor::replica_pid_files;
 use anyhow::Context;
 use nix::{sys::signal::Signal, unistd::Pid};
 use std::{
@@ -44,11 +45,41 @@ async fn running_pid(data_dir: &Path, name: &str) -> anyhow::Result<i32> {
     }
 }
 
-async fn signal(data_dir: &Path, name: &str, signal: Signal) -> anyhow::Result<i32> {
-    let pid = running_pid(data_dir, name).await?;
+fn send(name: &str, pid: i32, signal: Signal) -> anyhow::Result<()> {
     nix::sys::signal::kill(Pid::from_raw(pid), signal)
-        .with_context(|| format!("sending {signal} to {name} ({pid})"))?;
-    Ok(pid)
+        .with_context(|| format!("sending {signal} to {name} ({pid})"))
+}
+
+/// The processes of `name`: every running replica of a saga service (in
+/// replica order: `order`, `order-1`, …), or the one process of the others.
+/// Waited for while none runs (another fault's restart).
+async fn processes(data_dir: &Path, name: &str) -> anyhow::Result<Vec<(String, i32)>> {
+    if !choreo_events::SAGA_SERVICES.contains(&name) {
+        return Ok(vec![(name.to_owned(), running_pid(data_dir, name).await?)]);
+    }
+    let until = Instant::now() + HEAL_DEADLINE;
+    loop {
+        let mut running: Vec<(usize, String, i32)> = replica_pid_files(&data_dir.join("run"), name)
+            .iter()
+            .filter_map(|file| {
+                let replica = file.file_stem()?.to_str()?.to_owned();
+                let index = replica
+                    .rsplit_once('-')
+                    .and_then(|(_, i)| i.parse().ok())
+                    .unwrap_or(0);
+                Some((index, replica.clone(), pid_of(data_dir, &replica)?))
+            })
+            .collect();
+        running.sort();
+        if !running.is_empty() {
+            return Ok(running.into_iter().map(|(_, n, pid)| (n, pid)).collect());
+        }
+        anyhow::ensure!(
+            Instant::now() < until,
+            "no replica of {name} was running within {HEAL_DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Where a fault lands: the platform's pid files, and the service's own
@@ -63,6 +94,11 @@ pub(crate) struct Target {
     pub(crate) provider: String,
     /// The suite's seed, which provider faults draw their hits from.
     pub(crate) seed: u64,
+    /// Drawn with the seed for this injection: which replica a
+    /// kill-replica without a `replica` kills, of those running.
+    pub(crate) draw: usize,
+    /// The saga services' replicas, for scale faults.
+    pub(crate) pool: std::sync::Arc<tokio::sync::Mutex<crate::up::replicas::Pool>>,
 }
 
 /// How long the provider holds an answer it is to time out: well past
@@ -170,11 +206,45 @@ pub(crate) async fn inject(
     // How many messages a duplicate fault found to copy (fewer than asked
     // for when the topic holds fewer).
     let mut published = fault.count;
+    // What the report names, where the fault chose it (a replica).
+    let mut label = None;
     match fault.kind {
         FaultKind::Kill | FaultKind::BrokerKill => {
-            let pid = signal(data_dir, &name, Signal::SIGKILL).await?;
-            // Healed once the supervisor has it running again.
-            restarted(data_dir, &name, pid).await?;
+            let killed = processes(data_dir, &name).await?;
+            for (process, pid) in &killed {
+                send(process, *pid, Signal::SIGKILL)?;
+            }
+            // Healed once the supervisor has each running again.
+            for (process, pid) in &killed {
+                restarted(data_dir, process, *pid).await?;
+            }
+        }
+        FaultKind::KillReplica => {
+            let running = processes(data_dir, &name).await?;
+            let (replica, pid) = match fault.replica {
+                Some(i) => running
+                    .iter()
+                    .find(|(r, _)| *r == crate::up::supervisor::replica_name(&name, i))
+                    .cloned()
+                    .with_context(|| format!("replica {i} of {name} is not running"))?,
+                None => running[target.draw % running.len()].clone(),
+            };
+            send(&replica, pid, Signal::SIGKILL)?;
+            restarted(data_dir, &replica, pid).await?;
+            // Named by its instance id: the first replica's process bears
+            // the service's own name.
+            label = Some(if replica == name {
+                format!("{name}-0")
+            } else {
+                replica
+            });
+        }
+        FaultKind::Scale => {
+            let service =
+                crate::up::replicas::Replicas::service(&name).map_err(|e| anyhow::anyhow!(e))?;
+            let wanted = fault.replicas.unwrap_or(1);
+            let before = target.pool.lock().await.scale(service, wanted).await;
+            label = Some(format!("{name} {before}→{wanted}"));
         }
         FaultKind::CrashAt => {
             let point = fault.point.as_deref().unwrap_or_default();
@@ -242,12 +312,20 @@ pub(crate) async fn inject(
             provider_fault(&target.provider, kind, None).await?;
         }
         FaultKind::Pause | FaultKind::BrokerPause => {
-            signal(data_dir, &name, Signal::SIGSTOP).await?;
+            // The same processes are woken that were stopped: a stopped
+            // process is not restarted, so its pid stays.
+            let stopped = processes(data_dir, &name).await?;
+            for (process, pid) in &stopped {
+                send(process, *pid, Signal::SIGSTOP)?;
+            }
             tokio::time::sleep(Duration::from_secs_f64(fault.seconds.unwrap_or(1.0))).await;
-            signal(data_dir, &name, Signal::SIGCONT).await?;
+            for (process, pid) in &stopped {
+                send(process, *pid, Signal::SIGCONT)?;
+            }
         }
     }
     let target = match (&fault.point, published, fault.share) {
+        _ if label.is_some() => label.unwrap_or_default(),
         (Some(point), _, _) => format!("{name}@{point}"),
         (None, Some(count), _) => format!("{name}×{count}"),
         (None, None, Some(share)) => format!("{name} {:.0}%", share * 100.0),

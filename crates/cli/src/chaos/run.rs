@@ -9,7 +9,7 @@ use super::{
 };
 use crate::{
     client,
-    up::{self, Config, supervisor::Supervised},
+    up::{self, Config, replicas::Pool, supervisor::Supervised},
 };
 use anyhow::Context;
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -102,7 +102,7 @@ pub(crate) async fn run(suite: &Suite, workspace: &Workspace) -> anyhow::Result<
         tansu: workspace.tansu.clone(),
         bin_dir: workspace.bin_dir.clone(),
         broker_port: up::free_port()?,
-        edge_port: up::free_port_block(),
+        edge_port: up::free_port_block(7 + suite.platform.replicas().extra() as u16),
         db_prefix: workspace.db_prefix.clone(),
         topic_prefix: String::new(),
         partitions: suite.platform.partitions,
@@ -122,6 +122,7 @@ pub(crate) async fn run(suite: &Suite, workspace: &Workspace) -> anyhow::Result<
                 ),
             ])
             .collect(),
+        replicas: suite.platform.replicas(),
     };
     if let Some(points) = &workspace.fail_points {
         for service in choreo_events::SAGA_SERVICES {
@@ -159,11 +160,21 @@ pub(crate) async fn run(suite: &Suite, workspace: &Workspace) -> anyhow::Result<
         proxies.insert(service, Arc::new(tokio::sync::Mutex::new(proxy)));
     }
     let mut running: Vec<Supervised> = Vec::new();
+    let mut replicas = None;
     let result = async {
         let endpoints = up::start(&config, &mut running).await?;
-        drive(suite, workspace, &endpoints, &secret, &proxies).await
+        // The saga services' replicas, which scale faults change.
+        let pool = Arc::new(tokio::sync::Mutex::new(Pool::take(
+            endpoints.saga.clone(),
+            &mut running,
+        )));
+        replicas = Some(pool.clone());
+        drive(suite, workspace, &endpoints, &secret, &proxies, pool).await
     }
     .await;
+    if let Some(pool) = replicas {
+        pool.lock().await.stop().await;
+    }
     up::stop(running).await;
     for proxy in proxies.values() {
         proxy.lock().await.cut().await;
@@ -189,6 +200,7 @@ async fn drive(
     endpoints: &up::Endpoints,
     secret: &str,
     proxies: &Proxies,
+    pool: Arc<tokio::sync::Mutex<Pool>>,
 ) -> anyhow::Result<SuiteReport> {
     let (edge, bootstrap) = (endpoints.edge.as_str(), endpoints.bootstrap.as_str());
     let admin = client::bearer(&choreo_edge::hs256_token(
@@ -237,6 +249,14 @@ async fn drive(
                     .cloned(),
                 provider: endpoints.provider.clone(),
                 seed: suite.seed,
+                // Drawn only for the faults that use it, so that adding
+                // one leaves the other faults' moments as they were.
+                draw: if fault.kind == FaultKind::KillReplica {
+                    rng.random_range(0..1024)
+                } else {
+                    0
+                },
+                pool: pool.clone(),
             };
             let (fault, placed_rx, progress) = (fault.clone(), placed_rx.clone(), progress.clone());
             faults.spawn(async move {

@@ -19,8 +19,9 @@
 //! mix = { succeed = 8, out_of_stock = 1, payment_declined = 1, unshippable = 1, cancelled = 1 }
 //!
 //! [[faults]]
-//! kind = "kill"                 # kill | pause | crash-at | broker-kill | broker-pause
-//!                               # | duplicate | poison | db-cut | db-latency
+//! kind = "kill"                 # kill | kill-replica | scale | pause | crash-at
+//!                               # | broker-kill | broker-pause | duplicate | poison
+//!                               # | db-cut | db-latency
 //!                               # | provider-decline | provider-error | provider-timeout
 //! service = "payment"           # or inventory, order, shipping, edge, provider
 //! after_orders = 50             # or at_seconds = 2.5, or window = [1.0, 4.0]
@@ -51,14 +52,32 @@
 //! count = 50
 //! after_orders = 30
 //!
+//! [[faults]]
+//! kind = "kill-replica"         # one replica SIGKILLed: `replica = 1`, or one
+//! service = "inventory"         #   drawn with the seed
+//! window = [2.0, 20.0]
+//! times = 5
+//!
+//! [[faults]]
+//! kind = "scale"                # replicas started or stopped until 1 runs
+//! service = "inventory"
+//! replicas = 1
+//! at_seconds = 10.0
+//!
 //! [expect]
 //! settle_seconds = 90           # every order decided within this after the last heal
 //! audit_clean = true
 //! dlq_empty = true
 //! dead_letters = 8              # optional: how many, exact or a range
 //! CONFIRMED = "100..=200"       # optional counts by status (exact or a range)
+//!
+//! [platform]
+//! saga_deadline_seconds = 60
+//! partitions = 4
+//! replicas = { inventory = 3, payment = 2 }  # one of each otherwise
 //! ```
 
+use crate::up::replicas::{MAX_REPLICAS, Replicas};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -136,9 +155,15 @@ impl Default for Mix {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum FaultKind {
-    /// SIGKILL a service; its supervisor restarts it.
+    /// SIGKILL a service (every replica of it); its supervisor restarts it.
     Kill,
-    /// SIGSTOP a service for `seconds`, then SIGCONT.
+    /// SIGKILL one replica of a saga service (`replica`, or one drawn with
+    /// the seed); its supervisor restarts it.
+    KillReplica,
+    /// Start or stop replicas of a saga service until `replicas` run; the
+    /// group rebalances each time.
+    Scale,
+    /// SIGSTOP a service (every replica of it) for `seconds`, then SIGCONT.
     Pause,
     /// Arm a fail point of a saga service: it kills itself (SIGKILL) the
     /// next time it passes `point`; its supervisor restarts it.
@@ -177,6 +202,8 @@ impl FaultKind {
     pub(crate) fn name(self) -> &'static str {
         match self {
             FaultKind::Kill => "kill",
+            FaultKind::KillReplica => "kill-replica",
+            FaultKind::Scale => "scale",
             FaultKind::Pause => "pause",
             FaultKind::CrashAt => "crash-at",
             FaultKind::BrokerKill => "broker-kill",
@@ -230,6 +257,11 @@ pub(crate) struct Fault {
     pub(crate) latency_ms: Option<u64>,
     /// The share of requests (0 to 1) a provider fault hits.
     pub(crate) share: Option<f64>,
+    /// The replica a kill-replica kills (0 is the first); drawn with the
+    /// seed when not given.
+    pub(crate) replica: Option<usize>,
+    /// How many replicas a scale leaves running.
+    pub(crate) replicas: Option<usize>,
     /// How many times to inject it, each at its own moment drawn from
     /// `window` (only with a window).
     #[serde(default = "one")]
@@ -316,6 +348,9 @@ impl Count {
 pub(crate) struct PlatformSettings {
     pub(crate) saga_deadline_seconds: f64,
     pub(crate) partitions: i32,
+    /// Replicas of saga services: `{ inventory = 3, payment = 2 }`; one
+    /// of each otherwise.
+    pub(crate) replicas: BTreeMap<String, usize>,
 }
 
 impl Default for PlatformSettings {
@@ -323,7 +358,19 @@ impl Default for PlatformSettings {
         Self {
             saga_deadline_seconds: 60.0,
             partitions: 4,
+            replicas: BTreeMap::new(),
         }
+    }
+}
+
+impl PlatformSettings {
+    /// The replicas to start (checked by [`Suite::parse`]).
+    pub(crate) fn replicas(&self) -> Replicas {
+        Replicas::from_pairs(
+            self.replicas
+                .iter()
+                .filter_map(|(s, n)| Some((Replicas::service(s).ok()?, *n))),
+        )
     }
 }
 
@@ -466,6 +513,37 @@ impl Suite {
                     "{at}: only the saga services have fail points (the edge and the provider neither consume nor publish)"
                 ));
             }
+            let replicated = matches!(fault.kind, FaultKind::KillReplica | FaultKind::Scale);
+            if replicated && !saga_service {
+                problems.push(format!(
+                    "{at}: only the saga services run replicas (a {} names one)",
+                    fault.kind.name()
+                ));
+            }
+            match (fault.replica, fault.kind) {
+                (None, _) => {}
+                (Some(i), FaultKind::KillReplica) => {
+                    let running = fault
+                        .service
+                        .as_deref()
+                        .map_or(1, |s| suite.platform.replicas().of(s));
+                    if i >= running {
+                        problems.push(format!(
+                            "{at}: replica {i} does not exist; the suite starts {running} (0 to {})",
+                            running - 1
+                        ));
+                    }
+                }
+                (Some(_), _) => problems.push(format!("{at}: only a kill-replica takes a replica")),
+            }
+            match (fault.replicas, fault.kind == FaultKind::Scale) {
+                (Some(n), true) if (1..=MAX_REPLICAS).contains(&n) => {}
+                (None, false) => {}
+                (_, true) => {
+                    problems.push(format!("{at}: a scale needs replicas, 1 to {MAX_REPLICAS}"))
+                }
+                (Some(_), false) => problems.push(format!("{at}: only a scale takes replicas")),
+            }
             let database = matches!(fault.kind, FaultKind::DbCut | FaultKind::DbLatency);
             if database && !saga_service {
                 problems.push(format!(
@@ -504,6 +582,16 @@ impl Suite {
                 (Some(_), false) => problems.push(format!(
                     "{at}: only pauses, database and provider faults take seconds"
                 )),
+            }
+        }
+        for (service, count) in &suite.platform.replicas {
+            if let Err(e) = Replicas::service(service) {
+                problems.push(format!("platform.replicas: {e}"));
+            }
+            if !(1..=MAX_REPLICAS).contains(count) {
+                problems.push(format!(
+                    "platform.replicas.{service}: the number of replicas must be 1 to {MAX_REPLICAS}"
+                ));
             }
         }
         for (status, count) in &suite.expect.counts {
@@ -556,6 +644,35 @@ mod tests {
             suite.expect.dead_letters.as_ref().map(Count::bounds),
             Some(Ok((2, 6)))
         );
+    }
+
+    #[test]
+    fn replica_faults_name_what_they_need() {
+        let text = format!(
+            "{MINIMAL}\n[[faults]]\nkind = \"kill-replica\"\nservice = \"inventory\"\nwindow = [1.0, 5.0]\ntimes = 3\n\n\
+             [[faults]]\nkind = \"scale\"\nservice = \"payment\"\nreplicas = 1\nat_seconds = 2\n\n\
+             [platform]\nreplicas = {{ inventory = 3, payment = 2 }}\n"
+        );
+        let suite = Suite::parse(&text).expect("valid");
+        assert_eq!(suite.platform.replicas().of("inventory"), 3);
+        let bad = format!(
+            "{MINIMAL}\n[[faults]]\nkind = \"kill-replica\"\nservice = \"edge\"\nat_seconds = 1\n\n\
+             [[faults]]\nkind = \"kill-replica\"\nservice = \"order\"\nreplica = 2\nat_seconds = 1\n\n\
+             [[faults]]\nkind = \"scale\"\nservice = \"order\"\nat_seconds = 1\n\n\
+             [[faults]]\nkind = \"kill\"\nservice = \"order\"\nreplicas = 2\nat_seconds = 1\n\n\
+             [platform]\nreplicas = {{ edge = 2, inventory = 0 }}\n"
+        );
+        let error = Suite::parse(&bad).expect_err("invalid");
+        for needle in [
+            "faults[0]: only the saga services run replicas",
+            "faults[1]: replica 2 does not exist; the suite starts 1",
+            "faults[2]: a scale needs replicas",
+            "faults[3]: only a scale takes replicas",
+            "platform.replicas: \"edge\" is not a saga service",
+            "platform.replicas.inventory: the number of replicas must be 1",
+        ] {
+            assert!(error.contains(needle), "{needle} missing from {error}");
+        }
     }
 
     #[test]

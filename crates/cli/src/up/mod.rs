@@ -8,6 +8,7 @@
 //! 5. Seed the demo catalog and wallets; print where everything is.
 //! 6. Supervise until Ctrl-C, then stop everything, edge first.
 
+pub(crate) mod replicas;
 mod seed;
 pub(crate) mod supervisor;
 
@@ -15,6 +16,7 @@ use crate::setup;
 use anyhow::Context;
 use choreo_events::RegistryClient;
 use choreo_messaging::KafkaSettings;
+use replicas::{Replicas, SagaProcesses};
 use std::{path::PathBuf, time::Duration};
 use supervisor::{ProcessSpec, Supervised, supervise};
 
@@ -73,6 +75,12 @@ pub(crate) struct UpArgs {
     /// Leave the demo catalog and wallets alone.
     #[arg(long)]
     no_seed: bool,
+    /// Run N replicas of a saga service (`inventory=3`; repeatable). They
+    /// share the service's database and consumer group, each with its own
+    /// instance id, HTTP port (after the edge's block of seven), pid file
+    /// and log.
+    #[arg(long, value_parser = Replicas::parse_one)]
+    replicas: Vec<(&'static str, usize)>,
 }
 
 struct Ports {
@@ -107,6 +115,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         partitions: args.partitions,
         token_secret,
         env: held_sessions(),
+        replicas: Replicas::from_pairs(args.replicas.iter().copied()),
     };
     let mut running: Vec<Supervised> = Vec::new();
     // Listen from the start: a Ctrl-C during set-up must stop what has been
@@ -158,9 +167,10 @@ pub(crate) struct Config {
     pub(crate) topic_prefix: String,
     pub(crate) partitions: i32,
     pub(crate) token_secret: String,
-    /// Extra settings for one process (`"edge"`, `"order"`, …), or for every
-    /// Choreo process with `"*"`.
+    /// Extra settings for one process (`"edge"`, `"order"`, …; every
+    /// replica of a service), or for every Choreo process with `"*"`.
     pub(crate) env: Vec<(&'static str, String, String)>,
+    pub(crate) replicas: Replicas,
 }
 
 /// Where a started platform answers.
@@ -169,8 +179,10 @@ pub(crate) struct Endpoints {
     pub(crate) edge: String,
     pub(crate) registry: String,
     pub(crate) bootstrap: String,
-    /// The saga services' own HTTP APIs, by name.
+    /// The saga services' own HTTP APIs, by name (the first replica's).
     pub(crate) services: std::collections::BTreeMap<&'static str, String>,
+    /// How to start another replica of a saga service.
+    pub(crate) saga: SagaProcesses,
     /// The payment provider stand-in's API.
     pub(crate) provider: String,
 }
@@ -210,6 +222,7 @@ pub(crate) async fn start(
         partitions,
         token_secret,
         env: extra,
+        replicas,
     } = config;
     anyhow::ensure!(
         tansu.exists(),
@@ -235,6 +248,7 @@ pub(crate) async fn start(
     let edge_url = format!("http://127.0.0.1:{}", ports.edge);
     let log = |name: &str| data_dir.join("logs").join(format!("{name}.log"));
     let pid_file = |name: &str| data_dir.join("run").join(format!("{name}.pid"));
+    let hold_file = |name: &str| supervisor::hold_file(&data_dir.join("run"), name);
     let with_extra = |name: &str, mut env: Vec<(String, String)>| {
         env.extend(
             extra
@@ -247,7 +261,7 @@ pub(crate) async fn start(
 
     let broker_url = format!("tcp://127.0.0.1:{broker_port}");
     running.push(supervise(ProcessSpec {
-        name: "broker",
+        name: "broker".into(),
         program: tansu.clone(),
         args: vec![
             "broker".into(),
@@ -263,12 +277,13 @@ pub(crate) async fn start(
         cwd: Some(data_dir.clone()),
         log: log("broker"),
         pid_file: pid_file("broker"),
+        hold_file: hold_file("broker"),
     }));
     wait_for_port(&bootstrap, "the broker").await?;
 
     let db = |name: &str| setup::database_url(pg_admin_url, &format!("{db_prefix}{name}"));
     running.push(supervise(ProcessSpec {
-        name: "schema-registry",
+        name: "schema-registry".into(),
         program: bin_dir.join("choreo-schema-registry"),
         args: vec![],
         env: with_extra(
@@ -284,6 +299,7 @@ pub(crate) async fn start(
         cwd: None,
         log: log("schema-registry"),
         pid_file: pid_file("schema-registry"),
+        hold_file: hold_file("schema-registry"),
     }));
     wait_for_health(&registry_url, "the schema registry").await?;
 
@@ -299,7 +315,7 @@ pub(crate) async fn start(
     // The provider before payment, which charges through it.
     let provider_url = format!("http://127.0.0.1:{}", ports.provider);
     running.push(supervise(ProcessSpec {
-        name: "provider",
+        name: "provider".into(),
         program: bin_dir.join("choreo-provider"),
         args: vec![],
         env: with_extra(
@@ -315,40 +331,61 @@ pub(crate) async fn start(
         cwd: None,
         log: log("provider"),
         pid_file: pid_file("provider"),
+        hold_file: hold_file("provider"),
     }));
     wait_for_health(&provider_url, "the payment provider stand-in").await?;
 
+    let saga = SagaProcesses {
+        bin_dir: bin_dir.clone(),
+        data_dir: data_dir.clone(),
+        env: choreo_events::SAGA_SERVICES
+            .into_iter()
+            .map(|name| {
+                let mut env = vec![
+                    ("CHOREO_DATABASE_URL".to_owned(), db(name)),
+                    ("CHOREO_REGISTRY_URL".to_owned(), registry_url.clone()),
+                    (
+                        "CHOREO_KAFKA__BOOTSTRAP_SERVERS".to_owned(),
+                        bootstrap.clone(),
+                    ),
+                    (
+                        "CHOREO_KAFKA__TOPIC_PREFIX".to_owned(),
+                        topic_prefix.clone(),
+                    ),
+                ];
+                if name == "payment" {
+                    env.push(("CHOREO_PROVIDER__URL".to_owned(), provider_url.clone()));
+                }
+                (name, with_extra(name, env))
+            })
+            .collect(),
+    };
+    // The first replica of each service on its port of the edge's block,
+    // the others on the ports after it.
+    let mut next_port = edge_port + 7;
+    let mut urls: std::collections::BTreeMap<&'static str, Vec<String>> = Default::default();
     for (name, port) in [
         ("order", ports.order),
         ("inventory", ports.inventory),
         ("payment", ports.payment),
         ("shipping", ports.shipping),
     ] {
-        let mut env = vec![
-            ("CHOREO_HTTP_ADDR".into(), format!("127.0.0.1:{port}")),
-            ("CHOREO_DATABASE_URL".into(), db(name)),
-            ("CHOREO_REGISTRY_URL".into(), registry_url.clone()),
-            ("CHOREO_KAFKA__BOOTSTRAP_SERVERS".into(), bootstrap.clone()),
-            ("CHOREO_KAFKA__TOPIC_PREFIX".into(), topic_prefix.clone()),
-            // One replica per service here; its restarts take its
-            // place in the group back at once (static membership).
-            ("CHOREO_CONSUMER__INSTANCE_ID".into(), format!("{name}-0")),
-        ];
-        if name == "payment" {
-            env.push(("CHOREO_PROVIDER__URL".into(), provider_url.clone()));
+        for index in 0..replicas.of(name) {
+            let port = if index == 0 {
+                port
+            } else {
+                next_port += 1;
+                next_port - 1
+            };
+            running.push(supervise(saga.spec(name, index, port)));
+            urls.entry(name)
+                .or_default()
+                .push(format!("http://127.0.0.1:{port}"));
         }
-        running.push(supervise(ProcessSpec {
-            name,
-            program: bin_dir.join(format!("choreo-{name}")),
-            args: vec![],
-            env: with_extra(name, env),
-            cwd: None,
-            log: log(name),
-            pid_file: pid_file(name),
-        }));
     }
+    let joined = |name: &str| urls.get(name).map(|u| u.join(",")).unwrap_or_default();
     running.push(supervise(ProcessSpec {
-        name: "edge",
+        name: "edge".into(),
         program: bin_dir.join("choreo-edge"),
         args: vec![],
         env: with_extra(
@@ -358,46 +395,36 @@ pub(crate) async fn start(
                     "CHOREO_HTTP_ADDR".into(),
                     format!("127.0.0.1:{}", ports.edge),
                 ),
-                (
-                    "CHOREO_ORDER_URL".into(),
-                    format!("http://127.0.0.1:{}", ports.order),
-                ),
-                (
-                    "CHOREO_INVENTORY_URL".into(),
-                    format!("http://127.0.0.1:{}", ports.inventory),
-                ),
-                (
-                    "CHOREO_PAYMENT_URL".into(),
-                    format!("http://127.0.0.1:{}", ports.payment),
-                ),
-                (
-                    "CHOREO_SHIPPING_URL".into(),
-                    format!("http://127.0.0.1:{}", ports.shipping),
-                ),
+                // Every replica, comma-separated: the edge spreads its
+                // calls over them.
+                ("CHOREO_ORDER_URL".into(), joined("order")),
+                ("CHOREO_INVENTORY_URL".into(), joined("inventory")),
+                ("CHOREO_PAYMENT_URL".into(), joined("payment")),
+                ("CHOREO_SHIPPING_URL".into(), joined("shipping")),
                 ("CHOREO_AUTH__HS256_SECRET".into(), token_secret.clone()),
             ],
         ),
         cwd: None,
         log: log("edge"),
         pid_file: pid_file("edge"),
+        hold_file: hold_file("edge"),
     }));
-    let services: std::collections::BTreeMap<&'static str, String> = [
-        ("order", ports.order),
-        ("inventory", ports.inventory),
-        ("payment", ports.payment),
-        ("shipping", ports.shipping),
-    ]
-    .into_iter()
-    .map(|(name, port)| (name, format!("http://127.0.0.1:{port}")))
-    .collect();
-    for (name, url) in services.iter().chain([(&"edge", &edge_url)]) {
-        wait_for_health(url, name).await?;
+    let services: std::collections::BTreeMap<&'static str, String> = urls
+        .iter()
+        .filter_map(|(name, urls)| Some((*name, urls.first()?.clone())))
+        .collect();
+    for (name, urls) in &urls {
+        for url in urls {
+            wait_for_health(url, name).await?;
+        }
     }
+    wait_for_health(&edge_url, "edge").await?;
     Ok(Endpoints {
         edge: edge_url,
         registry: registry_url,
         bootstrap,
         services,
+        saga,
         provider: provider_url,
     })
 }
@@ -435,15 +462,16 @@ pub(crate) fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-/// Seven consecutive free ports, for the edge and the six after it.
-pub(crate) fn free_port_block() -> u16 {
+/// `count` consecutive free ports: the edge, the six after it, and one per
+/// replica beyond the first of each service.
+pub(crate) fn free_port_block(count: u16) -> u16 {
     // Below Linux's ephemeral range (32768 and up): a port probed free
     // there can be taken by an outgoing connection (a Kafka client's)
     // before the service binds it, and stay taken (seen once: payment
     // failed to start seven times in a chaos run).
     loop {
         let base = 20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16;
-        if (base..base + 7).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+        if (base..base + count).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
             return base;
         }
     }

@@ -6,10 +6,10 @@
 //! that exits on its own is restarted with exponential backoff, and the log
 //! says so.
 //!
-//! An operator tool can hold a process: while the file `<name>.hold` lies
-//! beside its pid file, the process is stopped (gracefully) and not
-//! restarted; once the file is removed it starts again. `choreo replay`
-//! holds the service it replays into this way.
+//! An operator tool can hold a process: while its hold file lies in the run
+//! folder (`<service>.hold`, one for every replica of a service), the process
+//! is stopped (gracefully) and not restarted; once the file is removed it
+//! starts again. `choreo replay` holds the service it replays into this way.
 
 use nix::{sys::signal::Signal, unistd::Pid};
 use std::{
@@ -22,7 +22,8 @@ use tokio::{process::Command, sync::watch, task::JoinHandle};
 /// How a supervised process is started.
 #[derive(Debug, Clone)]
 pub(crate) struct ProcessSpec {
-    pub(crate) name: &'static str,
+    /// The process's name: a service's, or a replica's (`order-1`).
+    pub(crate) name: String,
     pub(crate) program: PathBuf,
     pub(crate) args: Vec<String>,
     pub(crate) env: Vec<(String, String)>,
@@ -30,11 +31,13 @@ pub(crate) struct ProcessSpec {
     pub(crate) log: PathBuf,
     /// Holds the running process's pid, for operators and failure drills.
     pub(crate) pid_file: PathBuf,
+    /// While this file exists the process is stopped (see the module doc).
+    pub(crate) hold_file: PathBuf,
 }
 
 /// A supervised process; [`Supervised::stop`] ends it for good.
 pub(crate) struct Supervised {
-    pub(crate) name: &'static str,
+    pub(crate) name: String,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -47,23 +50,23 @@ const GRACE: Duration = Duration::from_secs(15);
 
 pub(crate) fn supervise(spec: ProcessSpec) -> Supervised {
     let (stop, mut stopped) = watch::channel(false);
-    let name = spec.name;
+    let name = spec.name.clone();
     let task = tokio::spawn(async move {
         let mut backoff = Duration::from_millis(500);
-        let hold = hold_file(&spec.pid_file);
+        let hold = spec.hold_file.clone();
         loop {
             if hold.exists() {
-                tracing::info!(process = spec.name, hold = %hold.display(), "held; not starting it until the hold is removed");
+                tracing::info!(process = %spec.name, hold = %hold.display(), "held; not starting it until the hold is removed");
                 if wait_for_release(&mut stopped, &hold).await {
                     return;
                 }
-                tracing::info!(process = spec.name, "hold removed; starting it");
+                tracing::info!(process = %spec.name, "hold removed; starting it");
             }
             let started = Instant::now();
             let mut child = match spawn(&spec) {
                 Ok(child) => child,
                 Err(e) => {
-                    tracing::error!(process = spec.name, error = %e, "cannot start process");
+                    tracing::error!(process = %spec.name, error = %e, "cannot start process");
                     if wait_or_stop(&mut stopped, backoff).await {
                         return;
                     }
@@ -74,7 +77,7 @@ pub(crate) fn supervise(spec: ProcessSpec) -> Supervised {
             let pid = child.id();
             if let Some(pid) = pid {
                 if let Err(e) = std::fs::write(&spec.pid_file, pid.to_string()) {
-                    tracing::warn!(process = spec.name, error = %e, "cannot write pid file");
+                    tracing::warn!(process = %spec.name, error = %e, "cannot write pid file");
                 }
             }
             tokio::select! {
@@ -87,7 +90,7 @@ pub(crate) fn supervise(spec: ProcessSpec) -> Supervised {
                     }
                     let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
                     tracing::warn!(
-                        process = spec.name, %status, restart_in = ?backoff,
+                        process = %spec.name, %status, restart_in = ?backoff,
                         "process exited; restarting (log: {})", spec.log.display()
                     );
                     if wait_or_stop(&mut stopped, backoff).await {
@@ -96,13 +99,13 @@ pub(crate) fn supervise(spec: ProcessSpec) -> Supervised {
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
                 _ = stopped.changed() => {
-                    terminate(spec.name, pid, &mut child).await;
+                    terminate(&spec.name, pid, &mut child).await;
                     let _ = std::fs::remove_file(&spec.pid_file);
                     return;
                 }
                 _ = held(&hold) => {
-                    tracing::info!(process = spec.name, "hold placed; stopping it");
-                    terminate(spec.name, pid, &mut child).await;
+                    tracing::info!(process = %spec.name, "hold placed; stopping it");
+                    terminate(&spec.name, pid, &mut child).await;
                     let _ = std::fs::remove_file(&spec.pid_file);
                     backoff = Duration::from_millis(500);
                 }
@@ -118,7 +121,7 @@ impl Supervised {
     pub(crate) async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
-        tracing::info!(process = self.name, "stopped");
+        tracing::info!(process = %self.name, "stopped");
     }
 }
 
@@ -147,9 +150,50 @@ fn spawn(spec: &ProcessSpec) -> std::io::Result<tokio::process::Child> {
     command.spawn()
 }
 
-/// The hold file of the process whose pid file is `pid_file`.
-pub(crate) fn hold_file(pid_file: &std::path::Path) -> PathBuf {
-    pid_file.with_extension("hold")
+/// The hold file of `service`, in the run folder `run_dir`: it holds every
+/// replica of the service.
+pub(crate) fn hold_file(run_dir: &std::path::Path, service: &str) -> PathBuf {
+    run_dir.join(format!("{service}.hold"))
+}
+
+/// The name of a service's replica `index`: the service's own for the first
+/// (so that a platform of single replicas names its processes as before),
+/// `<service>-<index>` for the others.
+pub(crate) fn replica_name(service: &str, index: usize) -> String {
+    match index {
+        0 => service.to_owned(),
+        i => format!("{service}-{i}"),
+    }
+}
+
+/// The pid files of every running replica of `service` in `run_dir`.
+pub(crate) fn replica_pid_files(run_dir: &std::path::Path, service: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(run_dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let Some(stem) = p
+                .extension()
+                .filter(|x| *x == "pid")
+                .and(p.file_stem())
+                .and_then(|s| s.to_str())
+            else {
+                return false;
+            };
+            is_replica_of(stem, service)
+        })
+        .collect()
+}
+
+/// Whether the process `name` is a replica of `service` (`order`, `order-2`).
+pub(crate) fn is_replica_of(name: &str, service: &str) -> bool {
+    name == service
+        || name
+            .strip_prefix(service)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// How often a hold file is looked for: a file, not a signal, so that any
