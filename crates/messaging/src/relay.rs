@@ -40,7 +40,7 @@ use tracing::{Span, field::Empty};
 
 const BATCH: i64 = 256;
 /// The event's id and its record's short name, on every published event.
-pub(crate) const EVENT_ID_HEADER: &str = "choreo-event-id";
+pub const EVENT_ID_HEADER: &str = "choreo-event-id";
 pub(crate) const EVENT_TYPE_HEADER: &str = "choreo-event-type";
 /// The fallback when a notification is missed or the listener is down.
 const POLL: Duration = Duration::from_millis(500);

@@ -45,9 +45,15 @@ async fn running_pid(data_dir: &Path, name: &str) -> anyhow::Result<i32> {
     }
 }
 
-fn send(name: &str, pid: i32, signal: Signal) -> anyhow::Result<()> {
-    nix::sys::signal::kill(Pid::from_raw(pid), signal)
-        .with_context(|| format!("sending {signal} to {name} ({pid})"))
+/// Sends `signal` to the process `name`; `false` when it was gone already
+/// (it died of another fault, or a scale stopped it, since its pid was
+/// read), which overlapping faults make a matter of course.
+fn send(name: &str, pid: i32, signal: Signal) -> anyhow::Result<bool> {
+    match nix::sys::signal::kill(Pid::from_raw(pid), signal) {
+        Ok(()) => Ok(true),
+        Err(nix::errno::Errno::ESRCH) => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("sending {signal} to {name} ({pid})")),
+    }
 }
 
 /// The processes of `name`: every running replica of a saga service (in
@@ -63,10 +69,7 @@ async fn processes(data_dir: &Path, name: &str) -> anyhow::Result<Vec<(String, i
             .iter()
             .filter_map(|file| {
                 let replica = file.file_stem()?.to_str()?.to_owned();
-                let index = replica
-                    .rsplit_once('-')
-                    .and_then(|(_, i)| i.parse().ok())
-                    .unwrap_or(0);
+                let index = replica_index(name, &replica)?;
                 Some((index, replica.clone(), pid_of(data_dir, &replica)?))
             })
             .collect();
@@ -86,7 +89,6 @@ async fn processes(data_dir: &Path, name: &str) -> anyhow::Result<Vec<(String, i
 /// HTTP API for arming its fail points.
 pub(crate) struct Target {
     pub(crate) data_dir: PathBuf,
-    pub(crate) url: Option<String>,
     pub(crate) kafka: choreo_messaging::KafkaSettings,
     /// The service's database proxy, for database faults.
     pub(crate) database: Option<std::sync::Arc<tokio::sync::Mutex<super::db_proxy::DbProxy>>>,
@@ -97,7 +99,8 @@ pub(crate) struct Target {
     /// Drawn with the seed for this injection: which replica a
     /// kill-replica without a `replica` kills, of those running.
     pub(crate) draw: usize,
-    /// The saga services' replicas, for scale faults.
+    /// The saga services' replicas, for scale faults, and where each
+    /// answers, for arming fail points and waiting for readiness.
     pub(crate) pool: std::sync::Arc<tokio::sync::Mutex<crate::up::replicas::Pool>>,
 }
 
@@ -110,9 +113,14 @@ const PROVIDER_HOLD_MS: u64 = 2_500;
 const HEAL_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Waits until the supervisor runs `name` under another pid than `pid`.
-async fn restarted(data_dir: &Path, name: &str, pid: i32) -> anyhow::Result<()> {
+/// Waits until the supervisor runs `name` under another pid than `pid`, or
+/// a scale fault has stopped that replica for good meanwhile.
+async fn restarted(target: &Target, name: &str, pid: i32) -> anyhow::Result<()> {
     let until = Instant::now() + HEAL_DEADLINE;
-    while pid_of(data_dir, name).is_none_or(|p| p == pid) {
+    while pid_of(&target.data_dir, name).is_none_or(|p| p == pid) {
+        if scaled_away(target, name).await {
+            return Ok(());
+        }
         anyhow::ensure!(
             Instant::now() < until,
             "{name} was not running again within {HEAL_DEADLINE:?}"
@@ -120,6 +128,25 @@ async fn restarted(data_dir: &Path, name: &str, pid: i32) -> anyhow::Result<()> 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
+}
+
+impl Target {
+    /// Where the replica process `replica` of `service` answers.
+    async fn url(&self, service: &str, replica: &str) -> Option<String> {
+        let index = replica_index(service, replica)?;
+        self.pool.lock().await.url(service, index)
+    }
+}
+
+/// Whether the process `name` is a replica a scale fault stopped.
+async fn scaled_away(target: &Target, name: &str) -> bool {
+    let Some((service, index)) = choreo_events::SAGA_SERVICES
+        .into_iter()
+        .find_map(|s| Some((s, replica_index(s, name)?)))
+    else {
+        return false;
+    };
+    !target.pool.lock().await.runs(service, index)
 }
 
 /// Sends the admin request `build` makes until it is answered, and returns
@@ -160,6 +187,45 @@ async fn arm(url: &str, point: &str) -> anyhow::Result<()> {
     })
     .await
     .map(drop)
+}
+
+/// Which replica of `service` the process `replica` is (`order` 0,
+/// `order-2` 2).
+fn replica_index(service: &str, replica: &str) -> Option<usize> {
+    match replica.strip_prefix(service)?.strip_prefix('-') {
+        None if replica == service => Some(0),
+        None => None,
+        Some(index) => index.parse().ok(),
+    }
+}
+
+/// Waits until the replica at `url` answers ready.
+async fn ready(url: &str) -> anyhow::Result<()> {
+    persist(&format!("waiting for {url} to be ready"), || async {
+        reqwest::Client::new()
+            .get(format!("{url}/health/ready"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    })
+    .await
+}
+
+/// Disarms `point` in the replica at `url`, which did not pass it. A
+/// replica that does not answer (it died meanwhile, of another fault) is
+/// restarted clean anyway, so a failure is only logged.
+async fn disarm(url: &str, point: &str) {
+    let sent = reqwest::Client::new()
+        .put(format!("{url}/admin/fail-points/{point}"))
+        .body("off")
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    if let Err(e) = sent.and_then(reqwest::Response::error_for_status) {
+        tracing::warn!(url, point, error = %e, "could not disarm a fail point; the replica stays armed until its next restart");
+    }
 }
 
 /// Switches the provider fault `kind` on with `setting`, or off.
@@ -210,27 +276,41 @@ pub(crate) async fn inject(
     let mut label = None;
     match fault.kind {
         FaultKind::Kill | FaultKind::BrokerKill => {
-            let killed = processes(data_dir, &name).await?;
-            for (process, pid) in &killed {
-                send(process, *pid, Signal::SIGKILL)?;
+            let mut killed = Vec::new();
+            for (process, pid) in processes(data_dir, &name).await? {
+                if send(&process, pid, Signal::SIGKILL)? {
+                    killed.push((process, pid));
+                }
             }
             // Healed once the supervisor has each running again.
             for (process, pid) in &killed {
-                restarted(data_dir, process, *pid).await?;
+                restarted(&target, process, *pid).await?;
             }
         }
         FaultKind::KillReplica => {
-            let running = processes(data_dir, &name).await?;
-            let (replica, pid) = match fault.replica {
-                Some(i) => running
-                    .iter()
-                    .find(|(r, _)| *r == crate::up::supervisor::replica_name(&name, i))
-                    .cloned()
-                    .with_context(|| format!("replica {i} of {name} is not running"))?,
-                None => running[target.draw % running.len()].clone(),
+            // A replica that is gone by the time the signal is sent (another
+            // fault's) makes way for another draw among those running.
+            let until = Instant::now() + HEAL_DEADLINE;
+            let (replica, pid) = loop {
+                let running = processes(data_dir, &name).await?;
+                let (replica, pid) = match fault.replica {
+                    Some(i) => running
+                        .iter()
+                        .find(|(r, _)| *r == crate::up::supervisor::replica_name(&name, i))
+                        .cloned()
+                        .with_context(|| format!("replica {i} of {name} is not running"))?,
+                    None => running[target.draw % running.len()].clone(),
+                };
+                if send(&replica, pid, Signal::SIGKILL)? {
+                    break (replica, pid);
+                }
+                anyhow::ensure!(
+                    Instant::now() < until,
+                    "no replica of {name} could be killed within {HEAL_DEADLINE:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
             };
-            send(&replica, pid, Signal::SIGKILL)?;
-            restarted(data_dir, &replica, pid).await?;
+            restarted(&target, &replica, pid).await?;
             // Named by its instance id: the first replica's process bears
             // the service's own name.
             label = Some(if replica == name {
@@ -238,6 +318,20 @@ pub(crate) async fn inject(
             } else {
                 replica
             });
+        }
+        FaultKind::Restart => {
+            for (process, pid) in processes(data_dir, &name).await? {
+                if !send(&process, pid, Signal::SIGTERM)? {
+                    continue;
+                }
+                restarted(&target, &process, pid).await?;
+                if scaled_away(&target, &process).await {
+                    continue;
+                }
+                if let Some(url) = target.url(&name, &process).await {
+                    ready(&url).await?;
+                }
+            }
         }
         FaultKind::Scale => {
             let service =
@@ -248,24 +342,40 @@ pub(crate) async fn inject(
         }
         FaultKind::CrashAt => {
             let point = fault.point.as_deref().unwrap_or_default();
-            let url = target
-                .url
-                .as_deref()
-                .context("a crash-at names a service")?;
-            // The pid first: once armed, the process may die at once.
-            let pid = running_pid(data_dir, &name).await?;
-            arm(url, point).await?;
-            // Injected when it dies, which is when it reaches the point.
+            // Every replica is armed: the one that passes the point first
+            // (for the relay's, the lease holder) dies, the others are
+            // disarmed. The pids first: once armed, a process may die at once.
+            let mut armed = Vec::new();
+            for (replica, pid) in processes(data_dir, &name).await? {
+                if let Some(url) = target.url(&name, &replica).await {
+                    arm(&url, point).await?;
+                    armed.push((replica, pid, url));
+                }
+            }
+            anyhow::ensure!(!armed.is_empty(), "no replica of {name} to arm");
+            // Injected when one dies, which is when it reaches the point.
             let until = Instant::now() + HEAL_DEADLINE;
-            while nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok() {
+            let (dead, pid) = loop {
+                let dead = armed
+                    .iter()
+                    .find(|(_, pid, _)| nix::sys::signal::kill(Pid::from_raw(*pid), None).is_err());
+                if let Some((replica, pid, _)) = dead {
+                    break (replica.clone(), *pid);
+                }
                 anyhow::ensure!(
                     Instant::now() < until,
-                    "{name} did not reach {point} within {HEAL_DEADLINE:?}"
+                    "no replica of {name} reached {point} within {HEAL_DEADLINE:?}"
                 );
                 tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            };
             injected_at = started.elapsed().as_secs_f64();
-            restarted(data_dir, &name, pid).await?;
+            for (_, _, url) in armed.iter().filter(|(r, ..)| *r != dead) {
+                disarm(url, point).await;
+            }
+            restarted(&target, &dead, pid).await?;
+            if armed.len() > 1 {
+                label = Some(format!("{dead}@{point}"));
+            }
         }
         FaultKind::Duplicate => {
             let topic = target.kafka.topics().name(topic_of(&fault)?);
@@ -314,12 +424,15 @@ pub(crate) async fn inject(
         FaultKind::Pause | FaultKind::BrokerPause => {
             // The same processes are woken that were stopped: a stopped
             // process is not restarted, so its pid stays.
-            let stopped = processes(data_dir, &name).await?;
-            for (process, pid) in &stopped {
-                send(process, *pid, Signal::SIGSTOP)?;
+            let mut stopped = Vec::new();
+            for (process, pid) in processes(data_dir, &name).await? {
+                if send(&process, pid, Signal::SIGSTOP)? {
+                    stopped.push((process, pid));
+                }
             }
             tokio::time::sleep(Duration::from_secs_f64(fault.seconds.unwrap_or(1.0))).await;
             for (process, pid) in &stopped {
+                // One stopped by a scale meanwhile is gone: nothing to wake.
                 send(process, *pid, Signal::SIGCONT)?;
             }
         }

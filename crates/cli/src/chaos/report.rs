@@ -68,6 +68,10 @@ pub(crate) struct SuiteReport {
     pub(crate) audit: choreo_audit::Report,
     /// Per service, each dead letter: where it came from and why.
     pub(crate) dead_letters: BTreeMap<String, Vec<String>>,
+    /// Per saga topic, events it holds more than once (relays publishing
+    /// again after a crash, the suite's duplicates): each skipped by the
+    /// inboxes, as the audit shows.
+    pub(crate) copies: BTreeMap<String, usize>,
     pub(crate) orders: Vec<OrderVerdict>,
 }
 
@@ -81,6 +85,7 @@ pub(crate) struct Findings {
     pub(crate) settled_at: f64,
     /// Consumer groups that had not read their topics to the end.
     pub(crate) lagging: Vec<String>,
+    pub(crate) copies: BTreeMap<String, usize>,
     pub(crate) audit: choreo_audit::Report,
     pub(crate) dead_letters: BTreeMap<String, Vec<String>>,
 }
@@ -93,6 +98,7 @@ impl SuiteReport {
             last_heal,
             settled_at,
             lagging,
+            copies,
             audit,
             dead_letters,
         } = findings;
@@ -173,6 +179,7 @@ impl SuiteReport {
             violations,
             audit,
             dead_letters,
+            copies,
             orders,
         }
     }
@@ -219,6 +226,19 @@ impl SuiteReport {
         );
         let letters: usize = self.dead_letters.values().map(Vec::len).sum();
         let _ = writeln!(out, "  dead letters: {letters}");
+        let copies: Vec<String> = self
+            .copies
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(topic, n)| format!("{topic} {n}"))
+            .collect();
+        if !copies.is_empty() {
+            let _ = writeln!(
+                out,
+                "  events on a topic more than once (skipped by the inboxes): {}",
+                copies.join(", ")
+            );
+        }
         let _ = writeln!(
             out,
             "  audit: {} orders, {} violations",

@@ -167,6 +167,7 @@ pub(crate) async fn run(suite: &Suite, workspace: &Workspace) -> anyhow::Result<
         let pool = Arc::new(tokio::sync::Mutex::new(Pool::take(
             endpoints.saga.clone(),
             &mut running,
+            &endpoints.replicas,
         )));
         replicas = Some(pool.clone());
         drive(suite, workspace, &endpoints, &secret, &proxies, pool).await
@@ -242,11 +243,6 @@ async fn drive(
                     .cloned(),
                 kafka: kafka.clone(),
                 data_dir: workspace.data_dir.clone(),
-                url: fault
-                    .service
-                    .as_deref()
-                    .and_then(|s| endpoints.services.get(s))
-                    .cloned(),
                 provider: endpoints.provider.clone(),
                 seed: suite.seed,
                 // Drawn only for the faults that use it, so that adding
@@ -380,6 +376,7 @@ async fn drive(
     // poison a fault added included) before the verdict: a duplicate still
     // unread proves nothing.
     let lagging = wait_drained(&kafka, deadline.max(Instant::now() + settle)).await?;
+    let copies = copies_on_topics(&kafka).await?;
 
     // The audit, once compensation has caught up: it is re-run until clean
     // or the settle time is up, and its last answer stands.
@@ -409,6 +406,7 @@ async fn drive(
             last_heal,
             settled_at,
             lagging,
+            copies,
             audit,
             dead_letters,
         },
@@ -622,6 +620,36 @@ async fn wait_drained(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// Per saga topic, how many of its events it holds more than once (by the
+/// `choreo-event-id` header every published event carries): the copies a
+/// relay published again after a crash before it marked its rows, and the
+/// suite's own duplicates. Every one must have been skipped by the inboxes,
+/// which the audit and the orders' ends show.
+async fn copies_on_topics(
+    kafka: &choreo_messaging::KafkaSettings,
+) -> anyhow::Result<BTreeMap<String, usize>> {
+    use rdkafka::message::{Headers as _, Message as _};
+    let mut copies = BTreeMap::new();
+    for topic in choreo_events::Topic::ALL.map(|t| kafka.topics().name(t)) {
+        let messages = persist(&format!("reading {topic} to count its copies"), || async {
+            Ok(choreo_messaging::admin::read_to_end(kafka, &topic).await?)
+        })
+        .await?;
+        let ids: Vec<&[u8]> = messages
+            .iter()
+            .filter_map(|m| {
+                m.headers()?
+                    .iter()
+                    .find(|h| h.key == choreo_messaging::relay::EVENT_ID_HEADER)?
+                    .value
+            })
+            .collect();
+        let distinct: std::collections::HashSet<&[u8]> = ids.iter().copied().collect();
+        copies.insert(topic, ids.len() - distinct.len());
+    }
+    Ok(copies)
 }
 
 async fn audit_until_clean(

@@ -19,7 +19,7 @@
 //! mix = { succeed = 8, out_of_stock = 1, payment_declined = 1, unshippable = 1, cancelled = 1 }
 //!
 //! [[faults]]
-//! kind = "kill"                 # kill | kill-replica | scale | pause | crash-at
+//! kind = "kill"                 # kill | kill-replica | scale | restart | pause | crash-at
 //!                               # | broker-kill | broker-pause | duplicate | poison
 //!                               # | db-cut | db-latency
 //!                               # | provider-decline | provider-error | provider-timeout
@@ -163,6 +163,10 @@ pub(crate) enum FaultKind {
     /// Start or stop replicas of a saga service until `replicas` run; the
     /// group rebalances each time.
     Scale,
+    /// A rolling restart, as a deploy does it: each replica of a service
+    /// in turn is stopped gracefully (SIGTERM) and the next only once the
+    /// supervisor runs it again and it answers ready.
+    Restart,
     /// SIGSTOP a service (every replica of it) for `seconds`, then SIGCONT.
     Pause,
     /// Arm a fail point of a saga service: it kills itself (SIGKILL) the
@@ -204,6 +208,7 @@ impl FaultKind {
             FaultKind::Kill => "kill",
             FaultKind::KillReplica => "kill-replica",
             FaultKind::Scale => "scale",
+            FaultKind::Restart => "restart",
             FaultKind::Pause => "pause",
             FaultKind::CrashAt => "crash-at",
             FaultKind::BrokerKill => "broker-kill",

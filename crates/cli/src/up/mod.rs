@@ -179,8 +179,8 @@ pub(crate) struct Endpoints {
     pub(crate) edge: String,
     pub(crate) registry: String,
     pub(crate) bootstrap: String,
-    /// The saga services' own HTTP APIs, by name (the first replica's).
-    pub(crate) services: std::collections::BTreeMap<&'static str, String>,
+    /// Every replica's HTTP API, by service, in replica order.
+    pub(crate) replicas: std::collections::BTreeMap<&'static str, Vec<String>>,
     /// How to start another replica of a saga service.
     pub(crate) saga: SagaProcesses,
     /// The payment provider stand-in's API.
@@ -409,10 +409,6 @@ pub(crate) async fn start(
         pid_file: pid_file("edge"),
         hold_file: hold_file("edge"),
     }));
-    let services: std::collections::BTreeMap<&'static str, String> = urls
-        .iter()
-        .filter_map(|(name, urls)| Some((*name, urls.first()?.clone())))
-        .collect();
     for (name, urls) in &urls {
         for url in urls {
             wait_for_health(url, name).await?;
@@ -423,7 +419,7 @@ pub(crate) async fn start(
         edge: edge_url,
         registry: registry_url,
         bootstrap,
-        services,
+        replicas: urls,
         saga,
         provider: provider_url,
     })

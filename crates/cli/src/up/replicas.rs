@@ -120,12 +120,29 @@ impl SagaProcesses {
 pub(crate) struct Pool {
     saga: SagaProcesses,
     running: BTreeMap<&'static str, Vec<Supervised>>,
+    /// Each replica's HTTP port, kept when a scale stops it, so that the
+    /// replica started again under its index answers where it did.
+    ports: BTreeMap<(&'static str, usize), u16>,
 }
 
 impl Pool {
     /// Takes the saga services' replicas out of `running`, the rest of the
-    /// platform staying there.
-    pub(crate) fn take(saga: SagaProcesses, running: &mut Vec<Supervised>) -> Self {
+    /// platform staying there; `urls` are the replicas' HTTP APIs, by
+    /// service in replica order.
+    pub(crate) fn take(
+        saga: SagaProcesses,
+        running: &mut Vec<Supervised>,
+        urls: &BTreeMap<&'static str, Vec<String>>,
+    ) -> Self {
+        let ports = urls
+            .iter()
+            .flat_map(|(service, urls)| {
+                urls.iter().enumerate().filter_map(|(index, url)| {
+                    let port = reqwest::Url::parse(url).ok()?.port()?;
+                    Some(((*service, index), port))
+                })
+            })
+            .collect();
         let mut replicas: BTreeMap<&'static str, Vec<Supervised>> = BTreeMap::new();
         let mut rest = Vec::new();
         for process in running.drain(..) {
@@ -141,6 +158,7 @@ impl Pool {
         Self {
             saga,
             running: replicas,
+            ports,
         }
     }
 
@@ -157,10 +175,32 @@ impl Pool {
         }
         while replicas.len() < count {
             let index = replicas.len();
-            let port = super::free_port_block(1);
+            let port = *self
+                .ports
+                .entry((service, index))
+                .or_insert_with(|| super::free_port_block(1));
             replicas.push(supervise(self.saga.spec(service, index, port)));
         }
         before
+    }
+
+    /// The HTTP API of replica `index` of `service`, while the pool runs it.
+    pub(crate) fn url(&self, service: &str, index: usize) -> Option<String> {
+        if !self.runs(service, index) {
+            return None;
+        }
+        let port = self
+            .ports
+            .iter()
+            .find(|((s, i), _)| *s == service && *i == index)
+            .map(|(_, port)| *port)?;
+        Some(format!("http://127.0.0.1:{port}"))
+    }
+
+    /// Whether replica `index` of `service` is one the pool runs (not
+    /// stopped by a scale).
+    pub(crate) fn runs(&self, service: &str, index: usize) -> bool {
+        self.running.get(service).is_some_and(|r| index < r.len())
     }
 
     /// Stops every replica.

@@ -52,6 +52,10 @@ pub(crate) fn supervise(spec: ProcessSpec) -> Supervised {
     let (stop, mut stopped) = watch::channel(false);
     let name = spec.name.clone();
     let task = tokio::spawn(async move {
+        // However supervision ends (stopped while the process runs, or
+        // while it waits to be restarted), no pid file is left naming a
+        // process that is gone: tools and faults read them as "running".
+        let _pid_file = RemovedOnDrop(spec.pid_file.clone());
         let mut backoff = Duration::from_millis(500);
         let hold = spec.hold_file.clone();
         loop {
@@ -82,6 +86,8 @@ pub(crate) fn supervise(spec: ProcessSpec) -> Supervised {
             }
             tokio::select! {
                 status = child.wait() => {
+                    // Gone: no pid file names it until it runs again.
+                    let _ = std::fs::remove_file(&spec.pid_file);
                     if *stopped.borrow() {
                         return;
                     }
@@ -113,6 +119,15 @@ pub(crate) fn supervise(spec: ProcessSpec) -> Supervised {
         }
     });
     Supervised { name, stop, task }
+}
+
+/// A file removed when this is dropped.
+struct RemovedOnDrop(PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 impl Supervised {
