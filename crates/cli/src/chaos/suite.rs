@@ -681,6 +681,24 @@ mod tests {
     }
 
     #[test]
+    fn every_shipped_suite_parses() {
+        let folder =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../saga-tests/suites");
+        let mut read = 0;
+        for entry in std::fs::read_dir(&folder).expect("the suites folder") {
+            let path = entry.expect("an entry").path();
+            if path.extension().is_some_and(|x| x == "toml") {
+                let text = std::fs::read_to_string(&path).expect("readable");
+                if let Err(e) = Suite::parse(&text) {
+                    panic!("{}: {e}", path.display());
+                }
+                read += 1;
+            }
+        }
+        assert!(read >= 18, "only {read} suites in {}", folder.display());
+    }
+
+    #[test]
     fn a_minimal_suite_has_sensible_defaults() {
         let suite = Suite::parse(MINIMAL).expect("valid");
         assert_eq!(suite.load.concurrency, 4);
