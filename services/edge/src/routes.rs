@@ -705,11 +705,7 @@ async fn platform(
 ) -> Result<Json<Value>, HttpError> {
     caller.require_admin()?;
     // One entry per replica of each service.
-    let replicas = up
-        .saga_services
-        .iter()
-        .flat_map(|(name, replicas)| replicas.urls.iter().map(move |url| (*name, url)));
-    let services = futures::future::join_all(replicas.map(|(name, url)| {
+    let services = futures::future::join_all(up.saga_replicas().map(|(name, url)| {
         let request = up
             .http
             .get(format!("{url}/stats"))

@@ -112,14 +112,18 @@ pub struct BadUpstream {
     problem: String,
 }
 
+/// The saga services' names, in the order `Upstreams` keeps their
+/// replicas: the three the edge calls (`Service`'s order), then shipping,
+/// which it only asks for the dashboard's figures.
+const SAGA_SERVICES: [&str; 4] = ["order", "inventory", "payment", "shipping"];
+
 #[derive(Clone)]
 pub(crate) struct Upstreams {
     pub(crate) http: reqwest::Client,
-    replicas: Arc<[Replicas; 3]>,
+    /// Indexed by `Service`, then shipping's.
+    replicas: Arc<[Replicas; 4]>,
     breakers: Arc<[Breaker; 3]>,
     pub(crate) timeout: Duration,
-    /// Each saga service's replicas, for the dashboard's figures.
-    pub(crate) saga_services: Arc<[(&'static str, Replicas); 4]>,
 }
 
 impl Upstreams {
@@ -140,16 +144,19 @@ impl Upstreams {
                 parse("order", &settings.order_url)?,
                 parse("inventory", &settings.inventory_url)?,
                 parse("payment", &settings.payment_url)?,
+                parse("shipping", &settings.shipping_url)?,
             ]),
             breakers: Arc::new([breaker(), breaker(), breaker()]),
             timeout: Duration::from_millis(settings.upstream_timeout_ms),
-            saga_services: Arc::new([
-                ("order", parse("order", &settings.order_url)?),
-                ("inventory", parse("inventory", &settings.inventory_url)?),
-                ("payment", parse("payment", &settings.payment_url)?),
-                ("shipping", parse("shipping", &settings.shipping_url)?),
-            ]),
         })
+    }
+
+    /// Every replica of each saga service, for the dashboard's figures.
+    pub(crate) fn saga_replicas(&self) -> impl Iterator<Item = (&'static str, &str)> + '_ {
+        SAGA_SERVICES
+            .into_iter()
+            .zip(self.replicas.iter())
+            .flat_map(|(name, replicas)| replicas.urls.iter().map(move |url| (name, url.as_str())))
     }
 
     /// The service's base URL, to build a request with; [`Self::call`]

@@ -54,7 +54,14 @@ fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Progress {
     /// `offset` of `key` is applied (its effect committed, its offset stored).
     pub(crate) fn applied(&self, key: &Key, offset: i64) {
-        locked(&self.applied).insert(key.clone(), offset + 1);
+        // Once per applied event: the key is copied only the first time.
+        let mut applied = locked(&self.applied);
+        match applied.get_mut(key) {
+            Some(next) => *next = offset + 1,
+            None => {
+                applied.insert(key.clone(), offset + 1);
+            }
+        }
     }
 
     pub(crate) fn forget(&self, keys: &[Key]) {

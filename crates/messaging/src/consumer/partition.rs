@@ -37,6 +37,7 @@ impl<H: Handler> Partition<H> {
         stop: CancellationToken,
     ) {
         let mut batch = Vec::with_capacity(self.batch_max);
+        let key = (self.topic.clone(), self.partition);
         loop {
             let message = tokio::select! {
                 biased;
@@ -68,12 +69,7 @@ impl<H: Handler> Partition<H> {
                 .consumer
                 .store_offset(&self.topic, self.partition, last)
             {
-                Ok(()) => self
-                    .shared
-                    .consumer
-                    .context()
-                    .progress
-                    .applied(&(self.topic.clone(), self.partition), last),
+                Ok(()) => self.shared.consumer.context().progress.applied(&key, last),
                 // The partition was revoked; its new owner redelivers the
                 // events and the inbox skips them.
                 Err(e) => {
