@@ -247,7 +247,9 @@ async fn choreo_up_runs_a_platform_that_confirms_the_printed_order_and_stops_cle
             .await?;
         assert_eq!(anonymous.status(), 401, "no token, no order");
         let http = bearer(&token)?;
-        let metrics_before = scrape_all(edge_port).await?;
+        let operator = choreo_token(&data, &["--customer", "operator", "--admin"]).await?;
+        let targets = metrics_targets(&edge, &operator).await?;
+        let metrics_before = scrape_all(&targets).await?;
         // The client's own trace, which the saga continues.
         let trace_id = uuid::Uuid::new_v4().simple().to_string();
         let client_span = &uuid::Uuid::new_v4().simple().to_string()[..16];
@@ -272,7 +274,7 @@ async fn choreo_up_runs_a_platform_that_confirms_the_printed_order_and_stops_cle
         the_saga_is_one_trace(&otlp, &trace_id, client_span).await?;
         let order_id = confirmed["id"].as_str().context("the order's id")?;
         logs_name_the_order_and_its_trace(&data, order_id, &trace_id)?;
-        metrics_count_the_saga(edge_port, &metrics_before).await?;
+        metrics_count_the_saga(&targets, &metrics_before).await?;
         // A saga that fails: no such product, so inventory rejects it.
         let mut unknown = body.clone();
         unknown["items"] = serde_json::json!([{"sku": "NO-SUCH-SKU", "quantity": 1}]);
@@ -284,7 +286,6 @@ async fn choreo_up_runs_a_platform_that_confirms_the_printed_order_and_stops_cle
         assert_eq!(rejected.status(), 201);
         let rejected: Value = rejected.json().await?;
         let rejected_id = rejected["id"].as_str().context("the rejected order's id")?;
-        let operator = choreo_token(&data, &["--customer", "operator", "--admin"]).await?;
         the_dashboard_shows_the_sagas(&edge, &operator, order_id, rejected_id).await?;
         every_replica_is_listed(&edge, &operator, &data).await?;
 
@@ -530,14 +531,18 @@ fn logs_name_the_order_and_its_trace(
 ) -> anyhow::Result<()> {
     let mut lines_about = BTreeMap::<&str, usize>::new();
     for service in SAGA_PROCESSES {
-        let log = data.join("logs").join(format!("{service}.log"));
-        let text = std::fs::read_to_string(&log).with_context(|| log.display().to_string())?;
-        for line in text.lines().filter(|l| l.contains(order_id)) {
-            let entry: Value = serde_json::from_str(line)
-                .with_context(|| format!("{service} logged a line that is not JSON: {line}"))?;
-            assert_eq!(entry["order_id"], order_id, "{service}: {line}");
-            assert_eq!(entry["trace_id"], trace_id, "{service}: {line}");
-            *lines_about.entry(service).or_default() += 1;
+        // Any replica may have handled the order: replica 0 logs to
+        // `<service>.log`, replica i to `<service>-<i>.log`.
+        for log in logs_of(data, service)? {
+            let text = std::fs::read_to_string(&log).with_context(|| log.display().to_string())?;
+            for line in text.lines().filter(|l| l.contains(order_id)) {
+                let entry: Value = serde_json::from_str(line).with_context(|| {
+                    format!("{} logged a line that is not JSON: {line}", log.display())
+                })?;
+                assert_eq!(entry["order_id"], order_id, "{service}: {line}");
+                assert_eq!(entry["trace_id"], trace_id, "{service}: {line}");
+                *lines_about.entry(service).or_default() += 1;
+            }
         }
     }
     for service in &SAGA_PROCESSES[1..] {
@@ -547,6 +552,32 @@ fn logs_name_the_order_and_its_trace(
         );
     }
     Ok(())
+}
+
+/// The log files of every replica of `service`.
+fn logs_of(data: &Path, service: &str) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let dir = data.join("logs");
+    let mut logs = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| dir.display().to_string())? {
+        let path = entry?.path();
+        let Some(stem) = path
+            .file_name()
+            .and_then(|n| n.to_str()?.strip_suffix(".log"))
+        else {
+            continue;
+        };
+        let replica = stem.strip_prefix(service).is_some_and(|rest| {
+            rest.is_empty()
+                || rest
+                    .strip_prefix('-')
+                    .is_some_and(|i| i.parse::<u32>().is_ok())
+        });
+        if replica {
+            logs.push(path);
+        }
+    }
+    anyhow::ensure!(!logs.is_empty(), "no log of {service} in {}", dir.display());
+    Ok(logs)
 }
 
 /// `/v1/admin/platform` lists each replica with its instance id, each of
@@ -697,31 +728,60 @@ type Exposition = openmetrics_parser::MetricsExposition<
     openmetrics_parser::OpenMetricsValue,
 >;
 
-/// `/metrics` of each saga process, parsed as a scraper parses it: the edge,
-/// then the four services.
-async fn scrape_all(edge_port: u16) -> anyhow::Result<Vec<Exposition>> {
+/// The `/metrics` URL of every saga process, by kind: the edge, then each
+/// of the four services with all its replicas, as `/v1/admin/platform`
+/// lists them once each replica answers.
+async fn metrics_targets(edge: &str, admin_token: &str) -> anyhow::Result<Vec<Vec<String>>> {
+    let admin = bearer(admin_token)?;
+    wait_until("every replica to answer", DEADLINE, || async {
+        let platform = get_json(&admin, format!("{edge}/v1/admin/platform")).await?;
+        let listed = platform["services"].as_array()?;
+        if !listed.iter().all(|s| s["reachable"] == true) {
+            return None;
+        }
+        let mut targets = vec![vec![format!("{edge}/metrics")]];
+        for service in &SAGA_PROCESSES[1..] {
+            let urls: Vec<String> = listed
+                .iter()
+                .filter(|s| s["service"] == *service)
+                .filter_map(|s| Some(format!("{}/metrics", s["url"].as_str()?)))
+                .collect();
+            if urls.is_empty() {
+                return None;
+            }
+            targets.push(urls);
+        }
+        Some(targets)
+    })
+    .await
+}
+
+/// `/metrics` of each target, parsed as a scraper parses it.
+async fn scrape_all(targets: &[Vec<String>]) -> anyhow::Result<Vec<Vec<Exposition>>> {
     let mut all = Vec::new();
-    for port in [
-        edge_port,
-        edge_port + 2,
-        edge_port + 3,
-        edge_port + 4,
-        edge_port + 5,
-    ] {
-        let response = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-            .await?
-            .error_for_status()?;
-        let content_type = response.headers()["content-type"].to_str()?.to_owned();
-        assert!(
-            content_type.starts_with("application/openmetrics-text"),
-            "{content_type}"
-        );
-        let text = response.text().await?;
-        let parsed = openmetrics_parser::openmetrics::parse_openmetrics(&text)
-            .map_err(|e| anyhow::anyhow!("/metrics on :{port} does not parse ({e:?}):\n{text}"))?;
+    for replicas in targets {
+        let mut parsed = Vec::new();
+        for url in replicas {
+            let response = reqwest::get(url).await?.error_for_status()?;
+            let content_type = response.headers()["content-type"].to_str()?.to_owned();
+            assert!(
+                content_type.starts_with("application/openmetrics-text"),
+                "{content_type}"
+            );
+            let text = response.text().await?;
+            parsed.push(
+                openmetrics_parser::openmetrics::parse_openmetrics(&text)
+                    .map_err(|e| anyhow::anyhow!("{url} does not parse ({e:?}):\n{text}"))?,
+            );
+        }
         all.push(parsed);
     }
     Ok(all)
+}
+
+/// [`sample`] summed over the replicas of a service.
+fn sample_replicas(replicas: &[Exposition], family: &str, labels: &[(&str, &str)]) -> f64 {
+    replicas.iter().map(|e| sample(e, family, labels)).sum()
 }
 
 /// A counter's value, a gauge's, or a histogram's count, summed over the
@@ -752,7 +812,10 @@ fn sample(exposition: &Exposition, family: &str, labels: &[(&str, &str)]) -> f64
 /// The order's saga moved each process's counters by exactly its share:
 /// one saga started and confirmed, two events published by the order
 /// service, one event applied by each service's step.
-async fn metrics_count_the_saga(edge_port: u16, before: &[Exposition]) -> anyhow::Result<()> {
+async fn metrics_count_the_saga(
+    targets: &[Vec<String>],
+    before: &[Vec<Exposition>],
+) -> anyhow::Result<()> {
     type Check = (
         usize,
         &'static str,
@@ -802,7 +865,7 @@ async fn metrics_count_the_saga(edge_port: u16, before: &[Exposition]) -> anyhow
             }
         };
         async move {
-            let after = match scrape_all(edge_port).await {
+            let after = match scrape_all(targets).await {
                 Ok(after) => after,
                 Err(e) => {
                     note(e.to_string());
@@ -812,7 +875,8 @@ async fn metrics_count_the_saga(edge_port: u16, before: &[Exposition]) -> anyhow
             let deltas: Vec<f64> = MOVES
                 .iter()
                 .map(|(p, family, labels, _)| {
-                    sample(&after[*p], family, labels) - sample(&before[*p], family, labels)
+                    sample_replicas(&after[*p], family, labels)
+                        - sample_replicas(&before[*p], family, labels)
                 })
                 .collect();
             note(format!("{deltas:?}"));
@@ -821,7 +885,9 @@ async fn metrics_count_the_saga(edge_port: u16, before: &[Exposition]) -> anyhow
                 .zip(&deltas)
                 .all(|((.., want), got)| got == want);
             // Lag is the group watch's reading, every 5 s.
-            let lag = after[1].families.contains_key("choreo_consumer_lag");
+            let lag = after[1]
+                .iter()
+                .all(|e| e.families.contains_key("choreo_consumer_lag"));
             (counted && lag).then_some(after)
         }
     })
@@ -832,7 +898,7 @@ async fn metrics_count_the_saga(edge_port: u16, before: &[Exposition]) -> anyhow
             last.lock().map(|l| l.clone())
         )
     })?;
-    let edge = &moved[0];
+    let edge = &moved[0][0];
     for upstream in ["order", "inventory", "payment"] {
         let state = |s| {
             sample(
@@ -847,7 +913,7 @@ async fn metrics_count_the_saga(edge_port: u16, before: &[Exposition]) -> anyhow
             "{upstream}"
         );
     }
-    for service in &moved[1..] {
+    for service in moved[1..].iter().flatten() {
         assert!(service.families.contains_key("choreo_outbox_backlog"));
         assert!(
             service
