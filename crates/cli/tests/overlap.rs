@@ -10,6 +10,10 @@
 //!   relay's lease holder killed after publishing and before marking; a
 //!   replica takes the lease over and publishes the rows again, and every
 //!   copy is skipped by the inboxes.
+//! - `broker-cut`: payment's two replicas cut off the broker past their
+//!   session timeout, inventory cut meanwhile, then shipping, each through
+//!   the proxy every client connects through; the cuts close the services'
+//!   connections and refuse new ones, and every group catches up after.
 
 mod support;
 
@@ -37,7 +41,15 @@ fn faults(report: &Value) -> Vec<(String, String, Vec<String>)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlapping_faults_and_relay_handovers_lose_nothing() -> anyhow::Result<()> {
     let reports = std::env::temp_dir().join(choreo_testkit::unique_name("chaos-overlap"));
-    let output = chaos_many(&reports, &[suite("overlap-short"), suite("relay-handover")]).await?;
+    let output = chaos_many(
+        &reports,
+        &[
+            suite("overlap-short"),
+            suite("relay-handover"),
+            suite("broker-cut"),
+        ],
+    )
+    .await?;
     let text = printed(&output);
     assert!(output.status.success(), "{text}");
     let report = |name: &str| -> anyhow::Result<Value> {
@@ -45,7 +57,7 @@ async fn overlapping_faults_and_relay_handovers_lose_nothing() -> anyhow::Result
             reports.join(format!("{name}.json")),
         )?)?)
     };
-    for name in ["overlap-short", "relay-handover"] {
+    for name in ["overlap-short", "relay-handover", "broker-cut"] {
         let report = report(name)?;
         // Passing includes every consumer group committed to the end of
         // its topics, the dead letters as expected, the audit clean.
@@ -83,6 +95,22 @@ async fn overlapping_faults_and_relay_handovers_lose_nothing() -> anyhow::Result
     for topic in ["order.events", "inventory.events", "payment.events"] {
         let copies = handover["copies"][topic].as_u64().unwrap_or_default();
         assert!(copies > 0, "no copy on {topic}: {}", handover["copies"]);
+    }
+
+    // Each cut reached its service: open connections closed, new ones
+    // refused (`payment (10 connections closed, 81 refused)`).
+    let cuts = faults(&report("broker-cut")?);
+    assert_eq!(cuts.len(), 3, "{cuts:?}");
+    for (kind, target, _) in &cuts {
+        assert_eq!(kind, "broker-cut");
+        let numbers: Vec<u64> = target
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        assert!(
+            numbers.len() == 2 && numbers.iter().all(|n| *n > 0),
+            "a cut that closed or refused nothing: {target}\n{text}"
+        );
     }
     Ok(())
 }

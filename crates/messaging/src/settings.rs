@@ -8,6 +8,11 @@ use std::collections::BTreeMap;
 #[serde(default)]
 pub struct KafkaSettings {
     pub bootstrap_servers: String,
+    /// The `client.id` every request to the broker names, so that the
+    /// broker's logs, quotas and any proxy tell the processes apart. Empty:
+    /// a saga service names itself by its consumer's instance id, or its
+    /// service name ([`KafkaSettings::identified_as`]).
+    pub client_id: String,
     /// Prepended to every topic and consumer group name.
     pub topic_prefix: String,
     /// Partitions for topics this process creates.
@@ -26,6 +31,7 @@ impl Default for KafkaSettings {
     fn default() -> Self {
         Self {
             bootstrap_servers: "127.0.0.1:9092".into(),
+            client_id: String::new(),
             topic_prefix: String::new(),
             partitions: 4,
             replication_factor: 1,
@@ -51,7 +57,21 @@ impl KafkaSettings {
     pub(crate) fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.bootstrap_servers);
+        if !self.client_id.is_empty() {
+            config.set("client.id", &self.client_id);
+        }
         config
+    }
+
+    /// These settings with `client_id` set to `name`, unless one was
+    /// configured.
+    #[must_use]
+    pub fn identified_as(&self, name: &str) -> Self {
+        let mut settings = self.clone();
+        if settings.client_id.is_empty() {
+            name.clone_into(&mut settings.client_id);
+        }
+        settings
     }
 
     /// Environment variable names cannot hold dots, so

@@ -252,18 +252,22 @@ pub async fn launch<H: Handler>(
     let registry = RegistryClient::new(&settings.registry_url);
     let runtime = Health::default();
     let mut tasks = JoinSet::new();
+    // Every client of the process names it to the broker: each replica by
+    // its instance id.
+    let kafka = settings.kafka.identified_as(
+        settings
+            .consumer
+            .instance_id
+            .as_deref()
+            .unwrap_or(spec.name),
+    );
 
-    let relay = Relay::new(
-        &settings.kafka,
-        pool.clone(),
-        registry.clone(),
-        runtime.clone(),
-    )
-    .map_err(LaunchError::Messaging)?;
+    let relay = Relay::new(&kafka, pool.clone(), registry.clone(), runtime.clone())
+        .map_err(LaunchError::Messaging)?;
     tasks.spawn(relay.run(shutdown.clone()));
 
     let consumer = Consumer::new(
-        &settings.kafka,
+        &kafka,
         &settings.consumer,
         spec.name,
         spec.inputs,
@@ -287,7 +291,7 @@ pub async fn launch<H: Handler>(
     let probes = health::Probes {
         service: name,
         pool: pool.clone(),
-        broker: BrokerProbe::new(&settings.kafka).map_err(LaunchError::Messaging)?,
+        broker: BrokerProbe::new(&kafka).map_err(LaunchError::Messaging)?,
         registry,
         runtime,
     };

@@ -485,6 +485,7 @@ async fn own_platform(args: &RunArgs, side: &Side, tag: &str) -> anyhow::Result<
         tansu: side.tansu.clone(),
         bin_dir: side.bin_dir.clone(),
         broker_port: up::free_port()?,
+        broker_proxy: None,
         edge_port: up::free_port_block(7 + replicas.extra() as u16),
         db_prefix: side.db_prefix.clone(),
         topic_prefix: String::new(),

@@ -92,6 +92,8 @@ pub(crate) struct Target {
     pub(crate) kafka: choreo_messaging::KafkaSettings,
     /// The service's database proxy, for database faults.
     pub(crate) database: Option<std::sync::Arc<tokio::sync::Mutex<super::db_proxy::DbProxy>>>,
+    /// The proxy every client reaches the broker through, for broker cuts.
+    pub(crate) broker: Option<std::sync::Arc<super::broker_proxy::BrokerProxy>>,
     /// The payment provider stand-in's API, for provider faults.
     pub(crate) provider: String,
     /// The suite's seed, which provider faults draw their hits from.
@@ -401,6 +403,24 @@ pub(crate) async fn inject(
                 tokio::time::sleep(seconds).await;
                 proxy.lock().await.set_latency(0).await?;
             }
+        }
+        FaultKind::BrokerCut => {
+            let proxy = target
+                .broker
+                .as_ref()
+                .context("a broker cut has the broker's proxy")?;
+            let service = fault
+                .service
+                .as_deref()
+                .context("a broker cut names a service")?;
+            proxy.cut(service);
+            tokio::time::sleep(Duration::from_secs_f64(fault.seconds.unwrap_or(1.0))).await;
+            let severed = proxy.restore(service);
+            // Evidence that the cut reached the service at all.
+            label = Some(format!(
+                "{service} ({} connections closed, {} refused)",
+                severed.closed, severed.refused
+            ));
         }
         FaultKind::ProviderDecline | FaultKind::ProviderError | FaultKind::ProviderTimeout => {
             let kind = match fault.kind {

@@ -9,6 +9,7 @@
 //! must be clean, and so on. A report is printed, and written as JSON and
 //! JUnit XML; the command exits 1 if any suite failed.
 
+mod broker_proxy;
 mod db_proxy;
 mod faults;
 mod persist;

@@ -1,6 +1,7 @@
 //! Runs one suite: its own platform, its load, its faults, its verdict.
 
 use super::{
+    broker_proxy::BrokerProxy,
     db_proxy::DbProxy,
     faults::{Target, inject},
     persist::persist,
@@ -102,6 +103,7 @@ pub(crate) async fn run(suite: &Suite, workspace: &Workspace) -> anyhow::Result<
         tansu: workspace.tansu.clone(),
         bin_dir: workspace.bin_dir.clone(),
         broker_port: up::free_port()?,
+        broker_proxy: None,
         edge_port: up::free_port_block(7 + suite.platform.replicas().extra() as u16),
         db_prefix: workspace.db_prefix.clone(),
         topic_prefix: String::new(),
@@ -133,13 +135,20 @@ pub(crate) async fn run(suite: &Suite, workspace: &Workspace) -> anyhow::Result<
     }
     // A fault proxy in front of the database of each service a database
     // fault names; the service connects through it.
-    let mut proxies = Proxies::new();
+    let mut proxies = Proxies::default();
+    // And one in front of the broker, through which every client connects,
+    // when a fault cuts a service off the broker.
+    if suite.faults.iter().any(|f| f.kind == FaultKind::BrokerCut) {
+        let proxy = BrokerProxy::start(([127, 0, 0, 1], config.broker_port).into()).await?;
+        config.broker_proxy = Some(proxy.port());
+        proxies.broker = Some(Arc::new(proxy));
+    }
     for fault in &suite.faults {
         let Some(service) = fault.service.as_deref() else {
             continue;
         };
         if !matches!(fault.kind, FaultKind::DbCut | FaultKind::DbLatency)
-            || proxies.contains_key(service)
+            || proxies.databases.contains_key(service)
         {
             continue;
         }
@@ -157,7 +166,9 @@ pub(crate) async fn run(suite: &Suite, workspace: &Workspace) -> anyhow::Result<
             "CHOREO_DATABASE_URL".into(),
             crate::setup::database_url(&proxied, &format!("{}{service}", workspace.db_prefix)),
         ));
-        proxies.insert(service, Arc::new(tokio::sync::Mutex::new(proxy)));
+        proxies
+            .databases
+            .insert(service, Arc::new(tokio::sync::Mutex::new(proxy)));
     }
     let mut running: Vec<Supervised> = Vec::new();
     let mut replicas = None;
@@ -177,14 +188,20 @@ pub(crate) async fn run(suite: &Suite, workspace: &Workspace) -> anyhow::Result<
         pool.lock().await.stop().await;
     }
     up::stop(running).await;
-    for proxy in proxies.values() {
+    for proxy in proxies.databases.values() {
         proxy.lock().await.cut().await;
     }
     result
 }
 
-/// The database proxies of a run, by service.
-pub(crate) type Proxies = BTreeMap<&'static str, Arc<tokio::sync::Mutex<DbProxy>>>;
+/// The fault proxies of a run.
+#[derive(Default)]
+pub(crate) struct Proxies {
+    /// In front of the databases, by service.
+    databases: BTreeMap<&'static str, Arc<tokio::sync::Mutex<DbProxy>>>,
+    /// In front of the broker.
+    broker: Option<Arc<BrokerProxy>>,
+}
 
 /// `host:port` of the PostgreSQL server `url` names.
 fn pg_address(url: &str) -> anyhow::Result<String> {
@@ -239,8 +256,9 @@ async fn drive(
                 database: fault
                     .service
                     .as_deref()
-                    .and_then(|s| proxies.get(s))
+                    .and_then(|s| proxies.databases.get(s))
                     .cloned(),
+                broker: proxies.broker.clone(),
                 kafka: kafka.clone(),
                 data_dir: workspace.data_dir.clone(),
                 provider: endpoints.provider.clone(),

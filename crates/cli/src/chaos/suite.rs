@@ -21,7 +21,7 @@
 //! [[faults]]
 //! kind = "kill"                 # kill | kill-replica | scale | restart | pause | crash-at
 //!                               # | broker-kill | broker-pause | duplicate | poison
-//!                               # | db-cut | db-latency
+//!                               # | db-cut | db-latency | broker-cut
 //!                               # | provider-decline | provider-error | provider-timeout
 //! service = "payment"           # or inventory, order, shipping, edge, provider
 //! after_orders = 50             # or at_seconds = 2.5, or window = [1.0, 4.0]
@@ -39,6 +39,12 @@
 //! latency_ms = 200
 //! seconds = 5
 //! at_seconds = 3.0
+//!
+//! [[faults]]
+//! kind = "broker-cut"           # shipping's connections to the broker closed,
+//! service = "shipping"          #   new ones refused, for 8 s; the others
+//! seconds = 8                   #   keep theirs
+//! window = [2.0, 20.0]
 //!
 //! [[faults]]
 //! kind = "provider-timeout"     # a share of payment's provider requests carried
@@ -189,6 +195,11 @@ pub(crate) enum FaultKind {
     /// Delay every answer of a saga service's database by `latency_ms`
     /// for `seconds`.
     DbLatency,
+    /// Cut a saga service (every replica) off the broker for `seconds`:
+    /// its open connections closed, new ones refused, while the other
+    /// services keep theirs (through a fault proxy every client connects
+    /// through).
+    BrokerCut,
     /// For `seconds`, the payment provider declines a `share` of the
     /// charges asked of it (`CARD_DECLINED`): those orders are cancelled,
     /// PAYMENT_DECLINED, whatever they were meant to be.
@@ -217,6 +228,7 @@ impl FaultKind {
             FaultKind::Poison => "poison",
             FaultKind::DbCut => "db-cut",
             FaultKind::DbLatency => "db-latency",
+            FaultKind::BrokerCut => "broker-cut",
             FaultKind::ProviderDecline => "provider-decline",
             FaultKind::ProviderError => "provider-error",
             FaultKind::ProviderTimeout => "provider-timeout",
@@ -518,6 +530,11 @@ impl Suite {
                     "{at}: only the saga services have fail points (the edge and the provider neither consume nor publish)"
                 ));
             }
+            if fault.kind == FaultKind::BrokerCut && !saga_service {
+                problems.push(format!(
+                    "{at}: only the saga services talk to the broker (a broker-cut names one)"
+                ));
+            }
             let replicated = matches!(fault.kind, FaultKind::KillReplica | FaultKind::Scale);
             if replicated && !saga_service {
                 problems.push(format!(
@@ -576,7 +593,11 @@ impl Suite {
             }
             let lasting = matches!(
                 fault.kind,
-                FaultKind::Pause | FaultKind::BrokerPause | FaultKind::DbCut | FaultKind::DbLatency
+                FaultKind::Pause
+                    | FaultKind::BrokerPause
+                    | FaultKind::BrokerCut
+                    | FaultKind::DbCut
+                    | FaultKind::DbLatency
             ) || fault.kind.at_provider();
             match (fault.seconds, lasting) {
                 (Some(s), true) if s > 0.0 => {}
@@ -585,7 +606,7 @@ impl Suite {
                     problems.push(format!("{at}: a {} needs seconds > 0", fault.kind.name()))
                 }
                 (Some(_), false) => problems.push(format!(
-                    "{at}: only pauses, database and provider faults take seconds"
+                    "{at}: only pauses, cuts, database and provider faults take seconds"
                 )),
             }
         }

@@ -109,6 +109,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         tansu: args.installation.tansu(),
         bin_dir: args.installation.bin_dir()?,
         broker_port: args.broker_port,
+        broker_proxy: None,
         edge_port: args.edge_port,
         db_prefix: args.db_prefix.clone(),
         topic_prefix: args.topic_prefix.clone(),
@@ -161,6 +162,10 @@ pub(crate) struct Config {
     pub(crate) tansu: PathBuf,
     pub(crate) bin_dir: PathBuf,
     pub(crate) broker_port: u16,
+    /// A fault proxy's port in front of the broker (`choreo chaos` for a
+    /// suite with `broker-cut` faults): the broker advertises it and every
+    /// client bootstraps through it.
+    pub(crate) broker_proxy: Option<u16>,
     /// The edge's port; the registry and services take the next six.
     pub(crate) edge_port: u16,
     pub(crate) db_prefix: String,
@@ -216,6 +221,7 @@ pub(crate) async fn start(
         tansu,
         bin_dir,
         broker_port,
+        broker_proxy,
         edge_port,
         db_prefix,
         topic_prefix,
@@ -243,7 +249,7 @@ pub(crate) async fn start(
     let db_names: Vec<String> = services.iter().map(|s| format!("{db_prefix}{s}")).collect();
     setup::create_databases(pg_admin_url, &db_names).await?;
 
-    let bootstrap = format!("127.0.0.1:{broker_port}");
+    let bootstrap = format!("127.0.0.1:{}", broker_proxy.unwrap_or(*broker_port));
     let registry_url = format!("http://127.0.0.1:{}", ports.registry);
     let edge_url = format!("http://127.0.0.1:{}", ports.edge);
     let log = |name: &str| data_dir.join("logs").join(format!("{name}.log"));
@@ -259,16 +265,15 @@ pub(crate) async fn start(
         env
     };
 
-    let broker_url = format!("tcp://127.0.0.1:{broker_port}");
     running.push(supervise(ProcessSpec {
         name: "broker".into(),
         program: tansu.clone(),
         args: vec![
             "broker".into(),
             "--listener-url".into(),
-            broker_url.clone(),
+            format!("tcp://127.0.0.1:{broker_port}"),
             "--advertised-listener-url".into(),
-            broker_url,
+            format!("tcp://{bootstrap}"),
             // Tansu resolves the SQLite path against its working folder.
             "--storage-engine".into(),
             "sqlite://tansu.db".into(),
@@ -279,7 +284,7 @@ pub(crate) async fn start(
         pid_file: pid_file("broker"),
         hold_file: hold_file("broker"),
     }));
-    wait_for_port(&bootstrap, "the broker").await?;
+    wait_for_port(&format!("127.0.0.1:{broker_port}"), "the broker").await?;
 
     let db = |name: &str| setup::database_url(pg_admin_url, &format!("{db_prefix}{name}"));
     running.push(supervise(ProcessSpec {
