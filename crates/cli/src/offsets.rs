@@ -1,7 +1,8 @@
 //! `choreo offsets`: where each service's consumer group stands on its
-//! input topics: committed offset, end and lag per partition. Reading
-//! committed offsets does not join the group, so it is safe on a live
-//! platform, and it is what an operator looks at before and after a replay.
+//! input topics: committed offset, end and lag per partition, and which
+//! replica holds it. Reading committed offsets and describing the group do
+//! not join it, so it is safe on a live platform, and it is what an
+//! operator looks at before and after a replay, or when one replica lags.
 
 use crate::setup::BrokerArgs;
 use anyhow::Context;
@@ -30,6 +31,9 @@ struct Row {
     committed: Option<i64>,
     end: i64,
     lag: i64,
+    /// The member holding the partition, by its client id (a replica's
+    /// instance id, `inventory-1`); null while no member holds it.
+    held_by: Option<String>,
 }
 
 pub(crate) async fn run(args: OffsetsArgs) -> anyhow::Result<()> {
@@ -52,9 +56,13 @@ pub(crate) async fn run(args: OffsetsArgs) -> anyhow::Result<()> {
         let partitions = choreo_messaging::admin::group_lag(&kafka, &group, &names)
             .await
             .with_context(|| format!("reading the offsets of group {group}"))?;
+        let mut holders = choreo_messaging::admin::group_holders(&kafka, &group)
+            .await
+            .with_context(|| format!("describing group {group}"))?;
         rows.extend(partitions.into_iter().map(|p| Row {
             service,
             group: group.clone(),
+            held_by: holders.remove(&(p.topic.clone(), p.partition)),
             lag: p.lag(),
             topic: p.topic,
             partition: p.partition,
@@ -67,18 +75,19 @@ pub(crate) async fn run(args: OffsetsArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<10} {:<24} {:>9} {:>10} {:>10} {:>8}",
+        "{:<10} {:<24} {:>9} {:>10} {:>10} {:>8}  HELD BY",
         "SERVICE", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG"
     );
     for row in &rows {
         println!(
-            "{:<10} {:<24} {:>9} {:>10} {:>10} {:>8}",
+            "{:<10} {:<24} {:>9} {:>10} {:>10} {:>8}  {}",
             row.service,
             row.topic,
             row.partition,
             row.committed.map_or("-".to_owned(), |c| c.to_string()),
             row.end,
-            row.lag
+            row.lag,
+            row.held_by.as_deref().unwrap_or("-")
         );
     }
     let total: i64 = rows.iter().map(|r| r.lag).sum();

@@ -10,7 +10,7 @@
 //! offset and goes around the inbox: it is a read model rebuilt, not events
 //! applied, so nothing is decided and nothing is published.
 
-use crate::replay::{Hold, ensure_stopped, stop_on_ctrl_c};
+use crate::replay::{stop_on_ctrl_c, stop_service};
 use anyhow::Context;
 use choreo_events::RegistryClient;
 use choreo_messaging::replay::{self, Phase, Request, Start};
@@ -61,9 +61,7 @@ async fn order_timeline(args: TimelineArgs) -> anyhow::Result<()> {
     let _hold = if args.dry_run {
         None
     } else {
-        let hold = Hold::place(&args.data_dir, "order").await?;
-        ensure_stopped("order", service, &group).await?;
-        hold
+        stop_service(&args.data_dir, "order", service, &group).await?
     };
     let names = kafka.topics();
     let request = Request {

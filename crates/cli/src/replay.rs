@@ -267,9 +267,7 @@ async fn replay_into<H: Handler, R: Handler>(
     let _hold = if args.dry_run {
         None
     } else {
-        let hold = Hold::place(&args.data_dir, &args.service).await?;
-        ensure_stopped(&args.service, settings, &group).await?;
-        hold
+        stop_service(&args.data_dir, &args.service, settings, &group).await?
     };
     let mut planned = Vec::new();
     for (phase, topics) in [
@@ -479,11 +477,33 @@ impl Drop for Hold {
     }
 }
 
-/// Refuses while the service runs. The group's live members tell, where the
-/// broker can describe groups; the local Tansu broker cannot, and then the
-/// service's own health endpoint, at the address its configuration names,
-/// is asked instead.
-pub(crate) async fn ensure_stopped(
+/// Stops `service` for a replay or rebuild: holds it where the `choreo up`
+/// in `data_dir` runs it; otherwise makes sure it is not running. A
+/// service that is already held there, with no replica running, is known
+/// stopped: its static members may still be listed in the group until
+/// their sessions time out, and are not taken for running replicas.
+pub(crate) async fn stop_service(
+    data_dir: &std::path::Path,
+    service: &str,
+    settings: &ServiceSettings,
+    group: &str,
+) -> anyhow::Result<Option<Hold>> {
+    let hold = Hold::place(data_dir, service).await?;
+    let run_dir = data_dir.join("run");
+    let held = crate::up::supervisor::hold_file(&run_dir, service).exists()
+        && crate::up::supervisor::replica_pid_files(&run_dir, service).is_empty();
+    if !held {
+        ensure_stopped(service, settings, group).await?;
+    }
+    Ok(hold)
+}
+
+/// Refuses while the service runs. The group's live members tell,
+/// where the broker can describe groups (a static member stays listed
+/// until its session times out, so a service stopped just now may still
+/// be refused); otherwise the service's own health endpoint, at the
+/// address its configuration names, is asked instead.
+async fn ensure_stopped(
     service: &str,
     settings: &ServiceSettings,
     group: &str,
@@ -513,7 +533,8 @@ pub(crate) async fn ensure_stopped(
     anyhow::ensure!(
         members.is_empty(),
         "{service} is running: {list}. Stop it first (a replay beside it would race it on the same \
-         events), or pass the --data-dir of the choreo up that supervises it; --dry-run is safe meanwhile",
+         events; a replica that stopped just now stays in its group until its session times out), \
+         or pass the --data-dir of the choreo up that supervises it; --dry-run is safe meanwhile",
         list = members.join(", ")
     );
     Ok(())

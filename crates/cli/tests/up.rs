@@ -1007,7 +1007,8 @@ async fn sigterm_under_load(
 
 /// `choreo offsets`: once the platform is quiet, every partition of
 /// payment's inputs read to its end (its lag 0), the ends matching what is
-/// on them; an unknown service is refused by name.
+/// on them; inventory's partitions each held by one of its two replicas,
+/// named by instance id; an unknown service is refused by name.
 async fn offsets(broker_port: u16) -> anyhow::Result<()> {
     let bootstrap = format!("127.0.0.1:{broker_port}");
     let run = |args: Vec<&'static str>| {
@@ -1041,6 +1042,24 @@ async fn offsets(broker_port: u16) -> anyhow::Result<()> {
     for service in ["order", "inventory", "payment", "shipping"] {
         assert!(text.contains(service), "{service} missing from {text}");
     }
+    assert!(text.contains("HELD BY"), "{text}");
+    let holders = wait_until(
+        "inventory's partitions held by its replicas",
+        DEADLINE,
+        || async {
+            let rows = rows_of_offsets(broker_port, "inventory").await.ok()?;
+            let holders: Option<BTreeSet<String>> = rows
+                .iter()
+                .map(|r| r["held_by"].as_str().map(str::to_owned))
+                .collect();
+            holders.filter(|h| h.len() == 2)
+        },
+    )
+    .await?;
+    assert_eq!(
+        holders.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["inventory-0", "inventory-1"]
+    );
     let unknown = run(vec!["--service", "billing"]).await?;
     assert!(!unknown.status.success());
     assert!(

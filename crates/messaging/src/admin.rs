@@ -14,7 +14,7 @@ use rdkafka::{
     error::RDKafkaErrorCode,
     message::OwnedMessage,
 };
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 /// How long reading the cluster's metadata may take.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
@@ -169,6 +169,76 @@ fn group_lag_blocking(
         .create()
         .map_err(MessagingError::kafka("creating an offset reader"))?;
     group_standing(&consumer, group, topics, Duration::from_secs(10))
+}
+
+/// Which member of `group` holds each partition, by the member's client id
+/// (a saga service's replica names itself by its instance id,
+/// `inventory-1`), as the group's coordinator describes it; partitions no
+/// member holds (the group is rebalancing or stopped) are not in it.
+///
+/// # Errors
+/// When the broker cannot be reached or cannot describe the group.
+pub async fn group_holders(
+    settings: &KafkaSettings,
+    group: &str,
+) -> Result<BTreeMap<(String, i32), String>, MessagingError> {
+    let (settings, group) = (settings.clone(), group.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = settings
+            .client_config_with_overrides()
+            .create()
+            .map_err(MessagingError::kafka("creating a group reader"))?;
+        let list = consumer
+            .fetch_group_list(Some(&group), Duration::from_secs(10))
+            .map_err(MessagingError::kafka(format!(
+                "describing the group {group}"
+            )))?;
+        let mut holders = BTreeMap::new();
+        for member in list
+            .groups()
+            .iter()
+            .filter(|g| g.name() == group)
+            .flat_map(|g| g.members())
+        {
+            for partition in member.assignment().map(assigned).unwrap_or_default() {
+                holders.insert(partition, member.client_id().to_owned());
+            }
+        }
+        Ok(holders)
+    })
+    .await
+    .map_err(|e| MessagingError::Blocking(e.to_string()))?
+}
+
+/// The partitions in a member's assignment, as the consumer protocol
+/// encodes it (`ConsumerProtocolAssignment`, versions 0 to 3: a version,
+/// then an array of topics, each a string and an array of partition
+/// numbers, then user data); empty if it does not parse.
+fn assigned(bytes: &[u8]) -> Vec<(String, i32)> {
+    fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, tail) = (bytes.get(..n)?, bytes.get(n..)?);
+        *bytes = tail;
+        Some(head)
+    }
+    fn int16(bytes: &mut &[u8]) -> Option<i16> {
+        Some(i16::from_be_bytes(take(bytes, 2)?.try_into().ok()?))
+    }
+    fn int32(bytes: &mut &[u8]) -> Option<i32> {
+        Some(i32::from_be_bytes(take(bytes, 4)?.try_into().ok()?))
+    }
+    let parse = |mut bytes: &[u8]| -> Option<Vec<(String, i32)>> {
+        let _version = int16(&mut bytes)?;
+        let mut partitions = Vec::new();
+        for _ in 0..int32(&mut bytes)?.max(0) {
+            let length = usize::try_from(int16(&mut bytes)?).ok()?;
+            let topic = String::from_utf8(take(&mut bytes, length)?.to_vec()).ok()?;
+            for _ in 0..int32(&mut bytes)?.max(0) {
+                partitions.push((topic.clone(), int32(&mut bytes)?));
+            }
+        }
+        Some(partitions)
+    };
+    parse(bytes).unwrap_or_default()
 }
 
 /// Where the group of `consumer` stands on every partition of `topics`,
@@ -353,5 +423,42 @@ impl BrokerProbe {
         })
         .await
         .map_err(|e| MessagingError::Blocking(e.to_string()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::assigned;
+
+    /// An assignment as librdkafka's and Java's consumers encode it.
+    fn assignment(version: i16, topics: &[(&str, &[i32])]) -> Vec<u8> {
+        let mut bytes = version.to_be_bytes().to_vec();
+        bytes.extend((topics.len() as i32).to_be_bytes());
+        for (topic, partitions) in topics {
+            bytes.extend((topic.len() as i16).to_be_bytes());
+            bytes.extend(topic.as_bytes());
+            bytes.extend((partitions.len() as i32).to_be_bytes());
+            for p in *partitions {
+                bytes.extend(p.to_be_bytes());
+            }
+        }
+        bytes.extend((-1i32).to_be_bytes()); // no user data
+        bytes
+    }
+
+    #[test]
+    fn a_member_s_assignment_lists_its_partitions() {
+        let bytes = assignment(1, &[("order.events", &[0, 3]), ("payment.events", &[2])]);
+        assert_eq!(
+            assigned(&bytes),
+            [
+                ("order.events".to_owned(), 0),
+                ("order.events".to_owned(), 3),
+                ("payment.events".to_owned(), 2)
+            ]
+        );
+        assert!(assigned(&assignment(0, &[])).is_empty());
+        assert!(assigned(&bytes[..bytes.len() - 9]).is_empty(), "truncated");
+        assert!(assigned(&[]).is_empty());
     }
 }

@@ -452,7 +452,10 @@ pub async fn live_members(
             .iter()
             .filter(|g| g.name() == group)
             .flat_map(|g| g.members())
-            .map(|m| format!("{} ({})", m.client_id(), m.client_host()))
+            .map(|m| match m.client_host() {
+                "" => m.client_id().to_owned(),
+                host => format!("{} ({host})", m.client_id()),
+            })
             .collect())
     })
     .await
