@@ -262,7 +262,7 @@ pub(crate) struct Fault {
     pub(crate) kind: FaultKind,
     /// order, inventory, payment, shipping or edge (not for broker faults).
     pub(crate) service: Option<String>,
-    /// How long a pause lasts.
+    /// How long a pause, a cut, a database or a provider fault lasts.
     pub(crate) seconds: Option<f64>,
     /// The fail point a `crash-at` arms.
     pub(crate) point: Option<String>,
