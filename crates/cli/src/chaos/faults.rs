@@ -104,6 +104,12 @@ pub(crate) struct Target {
     /// The saga services' replicas, for scale faults, and where each
     /// answers, for arming fail points and waiting for readiness.
     pub(crate) pool: std::sync::Arc<tokio::sync::Mutex<crate::up::replicas::Pool>>,
+    /// Held by a crash-at from arming until its replica runs again, one
+    /// lock per service: two crash-ats of a service at once would disarm
+    /// each other's replicas (the first disarms every replica it armed but
+    /// the one that died), and the second would wait for a replica that no
+    /// longer holds the relay's lease.
+    pub(crate) crash_at: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// How long the provider holds an answer it is to time out: well past
@@ -343,6 +349,7 @@ pub(crate) async fn inject(
             label = Some(format!("{name} {before}→{wanted}"));
         }
         FaultKind::CrashAt => {
+            let _one_at_a_time = target.crash_at.lock().await;
             let point = fault.point.as_deref().unwrap_or_default();
             // Every replica is armed: the one that passes the point first
             // (for the relay's, the lease holder) dies, the others are

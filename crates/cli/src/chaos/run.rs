@@ -246,6 +246,7 @@ async fn drive(
         ..Default::default()
     };
     let mut faults = JoinSet::new();
+    let mut crash_locks = BTreeMap::<String, Arc<tokio::sync::Mutex<()>>>::new();
     for fault in &suite.faults {
         for _ in 0..fault.times {
             let at = fault
@@ -271,6 +272,10 @@ async fn drive(
                     0
                 },
                 pool: pool.clone(),
+                crash_at: crash_locks
+                    .entry(fault.service.clone().unwrap_or_default())
+                    .or_default()
+                    .clone(),
             };
             let (fault, placed_rx, progress) = (fault.clone(), placed_rx.clone(), progress.clone());
             faults.spawn(async move {
