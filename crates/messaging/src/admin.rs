@@ -171,10 +171,21 @@ fn group_lag_blocking(
     group_standing(&consumer, group, topics, Duration::from_secs(10))
 }
 
-/// Which member of `group` holds each partition, by the member's client id
-/// (a saga service's replica names itself by its instance id,
-/// `inventory-1`), as the group's coordinator describes it; partitions no
-/// member holds (the group is rebalancing or stopped) are not in it.
+/// A live member of a consumer group, as its coordinator describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    /// Its client id: a saga service's replica names itself by its
+    /// instance id (`inventory-1`).
+    pub client_id: String,
+    /// Where it connects from; empty where the broker does not say.
+    pub host: String,
+    /// The partitions assigned to it (none while the group rebalances).
+    pub partitions: Vec<(String, i32)>,
+}
+
+/// Which member of `group` holds each partition, by the member's client id;
+/// partitions no member holds (the group is rebalancing or stopped) are not
+/// in it.
 ///
 /// # Errors
 /// When the broker cannot be reached or cannot describe the group.
@@ -182,6 +193,24 @@ pub async fn group_holders(
     settings: &KafkaSettings,
     group: &str,
 ) -> Result<BTreeMap<(String, i32), String>, MessagingError> {
+    let mut holders = BTreeMap::new();
+    for member in group_members(settings, group).await? {
+        for partition in member.partitions {
+            holders.insert(partition, member.client_id.clone());
+        }
+    }
+    Ok(holders)
+}
+
+/// The live members of `group`; empty when none is (the service is
+/// stopped). Describing a group does not join it.
+///
+/// # Errors
+/// When the broker cannot be reached or cannot describe the group.
+pub async fn group_members(
+    settings: &KafkaSettings,
+    group: &str,
+) -> Result<Vec<GroupMember>, MessagingError> {
     let (settings, group) = (settings.clone(), group.to_owned());
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = settings
@@ -193,18 +222,17 @@ pub async fn group_holders(
             .map_err(MessagingError::kafka(format!(
                 "describing the group {group}"
             )))?;
-        let mut holders = BTreeMap::new();
-        for member in list
+        Ok(list
             .groups()
             .iter()
             .filter(|g| g.name() == group)
             .flat_map(|g| g.members())
-        {
-            for partition in member.assignment().map(assigned).unwrap_or_default() {
-                holders.insert(partition, member.client_id().to_owned());
-            }
-        }
-        Ok(holders)
+            .map(|m| GroupMember {
+                client_id: m.client_id().to_owned(),
+                host: m.client_host().to_owned(),
+                partitions: m.assignment().map(assigned).unwrap_or_default(),
+            })
+            .collect())
     })
     .await
     .map_err(|e| MessagingError::Blocking(e.to_string()))?

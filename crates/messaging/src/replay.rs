@@ -435,31 +435,14 @@ pub async fn live_members(
     settings: &KafkaSettings,
     group: &str,
 ) -> Result<Vec<String>, MessagingError> {
-    let (settings, group) = (settings.clone(), group.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let consumer = reader(
-            &settings,
-            &format!("choreo-replay-{}", uuid::Uuid::new_v4()),
-        )?;
-        let list =
-            consumer
-                .fetch_group_list(Some(&group), TIMEOUT)
-                .map_err(MessagingError::kafka(format!(
-                    "describing the group {group}"
-                )))?;
-        Ok(list
-            .groups()
-            .iter()
-            .filter(|g| g.name() == group)
-            .flat_map(|g| g.members())
-            .map(|m| match m.client_host() {
-                "" => m.client_id().to_owned(),
-                host => format!("{} ({host})", m.client_id()),
-            })
-            .collect())
-    })
-    .await
-    .map_err(|e| MessagingError::Blocking(e.to_string()))?
+    Ok(crate::admin::group_members(settings, group)
+        .await?
+        .into_iter()
+        .map(|m| match m.host.as_str() {
+            "" => m.client_id,
+            host => format!("{} ({host})", m.client_id),
+        })
+        .collect())
 }
 
 /// How one partition's replay went.

@@ -122,12 +122,7 @@ impl Drop for BrokerProxy {
 /// Whether a client named `client_id` is a replica of `service`: the
 /// service's name itself, or `<service>-<index>`.
 fn belongs(client_id: &str, service: &str) -> bool {
-    client_id.strip_prefix(service).is_some_and(|rest| {
-        rest.is_empty()
-            || rest
-                .strip_prefix('-')
-                .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
-    })
+    super::faults::replica_index(service, client_id).is_some()
 }
 
 /// Forwards one client connection until it or the broker closes it, or

@@ -199,7 +199,7 @@ async fn arm(url: &str, point: &str) -> anyhow::Result<()> {
 
 /// Which replica of `service` the process `replica` is (`order` 0,
 /// `order-2` 2).
-fn replica_index(service: &str, replica: &str) -> Option<usize> {
+pub(crate) fn replica_index(service: &str, replica: &str) -> Option<usize> {
     match replica.strip_prefix(service)?.strip_prefix('-') {
         None if replica == service => Some(0),
         None => None,
