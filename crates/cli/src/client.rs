@@ -143,7 +143,7 @@ pub(crate) async fn place(
 ) -> anyhow::Result<String> {
     let until = Instant::now() + PLACE_DEADLINE;
     loop {
-        match post_order(client, edge, key, body, None).await {
+        let why = match post_order(client, edge, key, body, None).await {
             Posted::Accepted(order) => {
                 return order["id"]
                     .as_str()
@@ -151,11 +151,13 @@ pub(crate) async fn place(
                     .context("an order without an id");
             }
             Posted::Refused(why) => anyhow::bail!("order refused ({why})"),
-            Posted::Retry(_) => {}
-        }
+            Posted::Retry(why) => why,
+        };
+        // The last answer says whether the edge, the order service or its
+        // database was the one that did not come back.
         anyhow::ensure!(
             Instant::now() < until,
-            "order {key} not accepted within {PLACE_DEADLINE:?}"
+            "order {key} not accepted within {PLACE_DEADLINE:?} (last answer: {why})"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -14,6 +14,11 @@
 //!   session timeout, inventory cut meanwhile, then shipping, each through
 //!   the proxy every client connects through; the cuts close the services'
 //!   connections and refuse new ones, and every group catches up after.
+//! - `replicas`: three replicas of every saga service, replicas killed,
+//!   inventory scaled in to one and out to three, payment out to five and in
+//!   to two, mid-load; every group rebalances over the replicas left and
+//!   catches up (a replica scaled in was once kept in its group for good by
+//!   the local broker, and its partitions with it).
 
 mod support;
 
@@ -47,6 +52,7 @@ async fn overlapping_faults_and_relay_handovers_lose_nothing() -> anyhow::Result
             suite("overlap-short"),
             suite("relay-handover"),
             suite("broker-cut"),
+            suite("replicas"),
         ],
     )
     .await?;
@@ -57,7 +63,7 @@ async fn overlapping_faults_and_relay_handovers_lose_nothing() -> anyhow::Result
             reports.join(format!("{name}.json")),
         )?)?)
     };
-    for name in ["overlap-short", "relay-handover", "broker-cut"] {
+    for name in ["overlap-short", "relay-handover", "broker-cut", "replicas"] {
         let report = report(name)?;
         // Passing includes every consumer group committed to the end of
         // its topics, the dead letters as expected, the audit clean.
@@ -112,5 +118,29 @@ async fn overlapping_faults_and_relay_handovers_lose_nothing() -> anyhow::Result
             "a cut that closed or refused nothing: {target}\n{text}"
         );
     }
+
+    // Every change of scale the suite asks for was made, and replicas were
+    // killed by name (`payment-1`).
+    let scaling = faults(&report("replicas")?);
+    let scaled: Vec<&str> = scaling
+        .iter()
+        .filter(|(kind, ..)| kind == "scale")
+        .map(|(_, target, _)| target.as_str())
+        .collect();
+    assert_eq!(
+        scaled,
+        [
+            "inventory 3→1",
+            "payment 3→5",
+            "inventory 1→3",
+            "payment 5→2"
+        ],
+        "{text}"
+    );
+    let killed = scaling
+        .iter()
+        .filter(|(kind, ..)| kind == "kill-replica")
+        .count();
+    assert_eq!(killed, 7, "{scaling:?}");
     Ok(())
 }
