@@ -1,6 +1,8 @@
 //! What the Helm chart's hook jobs run before a release's replicas start.
 //! `choreo-<service> --migrate`: the database gets the service's schema
-//! over TLS, the process exits 0, and a second run changes nothing.
+//! over TLS, the process exits 0, and a second run changes nothing; a
+//! database that is not there yet is waited for (up to
+//! `CHOREO_DATABASE_WAIT_SECONDS`), then the job fails and says so.
 //! `choreo topics`: it reaches the broker with the same librdkafka
 //! properties (SASL, TLS) as the services.
 
@@ -8,7 +10,7 @@ use anyhow::Context;
 use choreo_testkit::TestDatabase;
 use sqlx::{Connection, PgConnection};
 use std::path::PathBuf;
-use tokio::process::Command;
+use tokio::{io::AsyncBufReadExt, process::Command};
 
 /// A table each service's own migrations create; the outbox and inbox come
 /// with every one.
@@ -31,13 +33,17 @@ fn binary(service: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-async fn migrate(service: &str, database_url: &str) -> anyhow::Result<std::process::Output> {
-    Ok(Command::new(binary(service)?)
+fn migration(service: &str, database_url: &str) -> anyhow::Result<Command> {
+    let mut command = Command::new(binary(service)?);
+    command
         .arg("--migrate")
         .env_clear()
-        .env("CHOREO_DATABASE_URL", database_url)
-        .output()
-        .await?)
+        .env("CHOREO_DATABASE_URL", database_url);
+    Ok(command)
+}
+
+async fn migrate(service: &str, database_url: &str) -> anyhow::Result<std::process::Output> {
+    Ok(migration(service, database_url)?.output().await?)
 }
 
 async fn tables(url: &str) -> anyhow::Result<Vec<String>> {
@@ -89,14 +95,77 @@ async fn each_service_migrates_its_database_over_tls_and_exits() -> anyhow::Resu
 
 #[tokio::test]
 async fn a_migration_against_an_unreachable_database_fails_and_says_so() -> anyhow::Result<()> {
-    // Port 1 on loopback: nothing listens there.
-    let out = migrate("order", "postgres://postgres@127.0.0.1:1/choreo_order").await?;
+    // Port 1 on loopback: nothing listens there; and no waiting for it.
+    let out = migration("order", "postgres://postgres@127.0.0.1:1/choreo_order")?
+        .env("CHOREO_DATABASE_WAIT_SECONDS", "0")
+        .output()
+        .await?;
     assert!(!out.status.success(), "--migrate exited 0 with no database");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("migrating the order database"),
         "the error does not say what failed: {stderr}"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_migration_waits_for_a_database_that_comes_up() -> anyhow::Result<()> {
+    let db = TestDatabase::create("migrate_waits").await?;
+    // The database's address, with nothing behind it yet: a port free now,
+    // where a forwarder to the real server will listen later.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let real = reqwest::Url::parse(&db.url)?;
+    let mut late = real.clone();
+    late.set_port(Some(port))
+        .map_err(|()| anyhow::anyhow!("a port in {}", db.url))?;
+    let mut child = migration("order", late.as_str())?
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+
+    // Once the job has said it is waiting, the database comes up.
+    let stderr = child.stderr.take().context("stderr")?;
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let mut said = Vec::new();
+    while let Some(line) = lines.next_line().await? {
+        let waiting = line.contains("the database did not answer; retrying");
+        said.push(line);
+        if waiting {
+            break;
+        }
+    }
+    assert!(
+        said.last().is_some_and(|l| l.contains("retrying")),
+        "the job ended without waiting: {said:?}"
+    );
+    let upstream = format!(
+        "{}:{}",
+        real.host_str().context("host")?,
+        real.port().unwrap_or(5432)
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let forwarder = tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let status = child.wait().await?;
+    forwarder.abort();
+    assert!(
+        status.success(),
+        "the job failed once the database was up: {said:?}"
+    );
+    assert!(tables(&db.url).await?.contains(&"orders".to_owned()));
+    db.drop_db().await?;
     Ok(())
 }
 

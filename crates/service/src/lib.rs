@@ -34,6 +34,9 @@ pub struct ServiceSettings {
     pub http_addr: SocketAddr,
     pub database_url: String,
     pub database_max_connections: u32,
+    /// How long a starting service (or `--migrate`) waits for a database
+    /// it cannot reach before it gives up; 0 gives up at once.
+    pub database_wait_seconds: f64,
     pub registry_url: String,
     pub kafka: KafkaSettings,
     pub consumer: ConsumerSettings,
@@ -56,6 +59,7 @@ impl ServiceSettings {
             http_addr: SocketAddr::from(([127, 0, 0, 1], port)),
             database_url: format!("postgres://postgres@127.0.0.1:5432/choreo_{name}"),
             database_max_connections: 10,
+            database_wait_seconds: 60.0,
             registry_url: "http://127.0.0.1:8081".into(),
             kafka: KafkaSettings::default(),
             consumer: ConsumerSettings::default(),
@@ -90,6 +94,29 @@ pub enum LaunchError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+impl LaunchError {
+    /// Whether the database could not be reached (no connection, or one
+    /// lost midway), as opposed to its refusing us or a migration being
+    /// wrong: worth another try.
+    fn unreachable(&self) -> bool {
+        use sqlx::migrate::MigrateError;
+        let error = match self {
+            Self::Database(e)
+            | Self::Migrate(MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _)) => e,
+            _ => return false,
+        };
+        matches!(
+            error,
+            sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+        )
+    }
 }
 
 /// A launched service: its bound address and its tasks.
@@ -178,13 +205,46 @@ pub struct Spec<H> {
     pub background: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
 }
 
-/// Connects and migrates the service's database.
+/// Connects and migrates the service's database, waiting up to
+/// `database_wait_seconds` for a database that cannot be reached. A
+/// database restarting, or cut off, at the moment a service starts is
+/// waited out, as a running service rides it out, instead of the process
+/// exiting and its supervisor restarting it with a growing backoff (which
+/// kept replicas down for tens of seconds in issue 27's goal suite).
 ///
 /// # Errors
-/// When the database is unreachable or a migration fails.
+/// When the database is still unreachable then, refuses the connection
+/// (a wrong URL or password), or a migration fails.
 pub async fn connect(
     settings: &ServiceSettings,
     mut migrator: Migrator,
+) -> Result<PgPool, LaunchError> {
+    migrator.set_ignore_missing(true);
+    let until = tokio::time::Instant::now()
+        + Duration::try_from_secs_f64(settings.database_wait_seconds).unwrap_or_default();
+    let mut pause = Duration::from_millis(200);
+    loop {
+        match connect_once(settings, &migrator).await {
+            Err(e) if e.unreachable() && tokio::time::Instant::now() + pause < until => {
+                tracing::warn!(
+                    error = %choreo_telemetry::error_chain(&e),
+                    retry_in = ?pause,
+                    "the database did not answer; retrying"
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            done => return done,
+        }
+    }
+}
+
+/// One try at [`connect`]. Every migration runs in a transaction of its
+/// own, under sqlx's advisory lock, so a try cut off midway is repeated
+/// safely.
+async fn connect_once(
+    settings: &ServiceSettings,
+    migrator: &Migrator,
 ) -> Result<PgPool, LaunchError> {
     let pool = PgPoolOptions::new()
         .max_connections(settings.database_max_connections)
@@ -195,7 +255,6 @@ pub async fn connect(
     choreo_messaging::migrate(&pool)
         .await
         .map_err(LaunchError::Migrate)?;
-    migrator.set_ignore_missing(true);
     migrator.run(&pool).await.map_err(LaunchError::Migrate)?;
     Ok(pool)
 }
@@ -227,6 +286,9 @@ pub async fn one_shot<S: Serialize>(
         return Ok(true);
     }
     if flag("--migrate") {
+        // The job's logs (a database it waits for) on stderr; stdout says
+        // what it did.
+        let _telemetry = choreo_telemetry::init_tool(name, None);
         migrate(service, migrations()).await?;
         println!("{name} database migrated");
         return Ok(true);

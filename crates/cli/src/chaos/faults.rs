@@ -21,7 +21,7 @@ use std::{
 use tokio::{sync::watch, time::Instant};
 
 fn pid_of(data_dir: &Path, name: &str) -> Option<i32> {
-    std::fs::read_to_string(data_dir.join("run").join(format!("{name}.pid")))
+    std::fs::read_to_string(pid_file(data_dir, name))
         .ok()?
         .trim()
         .parse()
@@ -54,6 +54,29 @@ fn send(name: &str, pid: i32, signal: Signal) -> anyhow::Result<bool> {
         Err(nix::errno::Errno::ESRCH) => Ok(false),
         Err(e) => Err(e).with_context(|| format!("sending {signal} to {name} ({pid})")),
     }
+}
+
+/// [`send`] as a failure drill: the process's supervisor is told first, so
+/// that it restarts the process without counting a crash (no growing
+/// backoff; see the supervisor's drill files).
+fn drill(data_dir: &Path, name: &str, pid: i32, signal: Signal) -> anyhow::Result<bool> {
+    name_drilled(data_dir, name, pid)?;
+    let sent = send(name, pid, signal);
+    if !matches!(sent, Ok(true)) {
+        crate::up::supervisor::undrill(&pid_file(data_dir, name), pid);
+    }
+    sent
+}
+
+fn pid_file(data_dir: &Path, name: &str) -> PathBuf {
+    data_dir.join("run").join(format!("{name}.pid"))
+}
+
+/// Tells `name`'s supervisor that its process `pid` is about to die of a
+/// drill (see the supervisor's drill files).
+fn name_drilled(data_dir: &Path, name: &str, pid: i32) -> anyhow::Result<()> {
+    crate::up::supervisor::drill(&pid_file(data_dir, name), pid)
+        .with_context(|| format!("naming {name} ({pid}) in its drill file"))
 }
 
 /// The processes of `name`: every running replica of a saga service (in
@@ -286,7 +309,7 @@ pub(crate) async fn inject(
         FaultKind::Kill | FaultKind::BrokerKill => {
             let mut killed = Vec::new();
             for (process, pid) in processes(data_dir, &name).await? {
-                if send(&process, pid, Signal::SIGKILL)? {
+                if drill(data_dir, &process, pid, Signal::SIGKILL)? {
                     killed.push((process, pid));
                 }
             }
@@ -309,7 +332,7 @@ pub(crate) async fn inject(
                         .with_context(|| format!("replica {i} of {name} is not running"))?,
                     None => running[target.draw % running.len()].clone(),
                 };
-                if send(&replica, pid, Signal::SIGKILL)? {
+                if drill(data_dir, &replica, pid, Signal::SIGKILL)? {
                     break (replica, pid);
                 }
                 anyhow::ensure!(
@@ -329,7 +352,7 @@ pub(crate) async fn inject(
         }
         FaultKind::Restart => {
             for (process, pid) in processes(data_dir, &name).await? {
-                if !send(&process, pid, Signal::SIGTERM)? {
+                if !drill(data_dir, &process, pid, Signal::SIGTERM)? {
                     continue;
                 }
                 restarted(&target, &process, pid).await?;
@@ -355,8 +378,11 @@ pub(crate) async fn inject(
             // (for the relay's, the lease holder) dies, the others are
             // disarmed. The pids first: once armed, a process may die at once.
             let mut armed = Vec::new();
+            // Each armed replica is named a drill's, so that its death is
+            // not taken for a crash loop; taken back for those disarmed.
             for (replica, pid) in processes(data_dir, &name).await? {
                 if let Some(url) = target.url(&name, &replica).await {
+                    name_drilled(data_dir, &replica, pid)?;
                     arm(&url, point).await?;
                     armed.push((replica, pid, url));
                 }
@@ -378,8 +404,9 @@ pub(crate) async fn inject(
                 tokio::time::sleep(Duration::from_millis(20)).await;
             };
             injected_at = started.elapsed().as_secs_f64();
-            for (_, _, url) in armed.iter().filter(|(r, ..)| *r != dead) {
+            for (replica, pid, url) in armed.iter().filter(|(r, ..)| *r != dead) {
                 disarm(url, point).await;
+                crate::up::supervisor::undrill(&pid_file(data_dir, replica), *pid);
             }
             restarted(&target, &dead, pid).await?;
             if armed.len() > 1 {
@@ -522,6 +549,10 @@ async fn duplicate(
 /// Publishes `count` messages to `topic`, over all its partitions, that no
 /// consumer can apply: half are not Avro at all, half name a schema id
 /// the registry never issued.
+/// How the key of every poison message begins: how the verdict finds them
+/// on the topics.
+pub(crate) const POISON_KEY: &str = "chaos-poison-";
+
 async fn poison(
     kafka: &choreo_messaging::KafkaSettings,
     topic: &str,
@@ -535,7 +566,7 @@ async fn poison(
             // Confluent framing: magic byte 0, then a 4-byte schema id.
             [0u8, 0x7f, 0xff, 0xff, 0xf0, 0x02].to_vec()
         };
-        let key = format!("chaos-poison-{i}");
+        let key = format!("{POISON_KEY}{i}");
         let partition = i32::try_from(i).unwrap_or(0) % kafka.partitions.max(1);
         publisher
             .publish(topic, partition, Some(key.as_bytes()), Some(&value), None)

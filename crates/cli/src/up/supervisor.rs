@@ -10,10 +10,19 @@
 //! folder (`<service>.hold`, one for every replica of a service), the process
 //! is stopped (gracefully) and not restarted; once the file is removed it
 //! starts again. `choreo replay` holds the service it replays into this way.
+//!
+//! A failure drill that kills a process on purpose names it first in a drill
+//! file (`<process>.drill`, holding the pid it kills). Such a death is not a
+//! crash: the process is restarted after the first backoff step, and the
+//! backoff does not grow, as a deleted pod is replaced at once while a
+//! crashing container backs off. Without it a suite that kills a replica
+//! every few seconds drove every backoff to its ceiling, and the platform
+//! spent most of the run waiting to restart (issue 27's goal suite: all three
+//! order replicas down for over 120 s).
 
 use nix::{sys::signal::Signal, unistd::Pid};
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::Stdio,
     time::{Duration, Instant},
 };
@@ -44,6 +53,7 @@ pub(crate) struct Supervised {
 
 /// After running this long, a process's next crash starts the backoff anew.
 const STABLE: Duration = Duration::from_secs(60);
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long a process gets to finish its in-flight work after SIGTERM.
 const GRACE: Duration = Duration::from_secs(15);
@@ -56,7 +66,7 @@ pub(crate) fn supervise(spec: ProcessSpec) -> Supervised {
         // while it waits to be restarted), no pid file is left naming a
         // process that is gone: tools and faults read them as "running".
         let _pid_file = RemovedOnDrop(spec.pid_file.clone());
-        let mut backoff = Duration::from_millis(500);
+        let mut backoff = FIRST_BACKOFF;
         let hold = spec.hold_file.clone();
         loop {
             if hold.exists() {
@@ -92,9 +102,19 @@ pub(crate) fn supervise(spec: ProcessSpec) -> Supervised {
                         return;
                     }
                     if started.elapsed() > STABLE {
-                        backoff = Duration::from_millis(500);
+                        backoff = FIRST_BACKOFF;
                     }
                     let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+                    if pid.is_some_and(|pid| drilled(&spec.pid_file, pid)) {
+                        tracing::info!(
+                            process = %spec.name, %status, restart_in = ?FIRST_BACKOFF,
+                            "process stopped by a failure drill; restarting"
+                        );
+                        if wait_or_stop(&mut stopped, FIRST_BACKOFF).await {
+                            return;
+                        }
+                        continue;
+                    }
                     tracing::warn!(
                         process = %spec.name, %status, restart_in = ?backoff,
                         "process exited; restarting (log: {})", spec.log.display()
@@ -113,7 +133,7 @@ pub(crate) fn supervise(spec: ProcessSpec) -> Supervised {
                     tracing::info!(process = %spec.name, "hold placed; stopping it");
                     terminate(&spec.name, pid, &mut child).await;
                     let _ = std::fs::remove_file(&spec.pid_file);
-                    backoff = Duration::from_millis(500);
+                    backoff = FIRST_BACKOFF;
                 }
             }
         }
@@ -163,6 +183,47 @@ fn spawn(spec: &ProcessSpec) -> std::io::Result<tokio::process::Child> {
         command.current_dir(cwd);
     }
     command.spawn()
+}
+
+/// The drill file of the process whose pid file is `pid_file`.
+fn drill_file(pid_file: &Path) -> PathBuf {
+    pid_file.with_extension("drill")
+}
+
+/// Names the process `pid` (whose pid file is `pid_file`) as about to be
+/// killed by a failure drill; [`undrill`] takes it back when the drill did
+/// not kill it after all (the signal found no process, a fail point armed
+/// in it was disarmed).
+///
+/// # Errors
+/// When the run folder cannot be written.
+pub(crate) fn drill(pid_file: &Path, pid: i32) -> std::io::Result<()> {
+    std::fs::write(drill_file(pid_file), pid.to_string())
+}
+
+/// Takes back [`drill`] for `pid`; a drill file naming another process (a
+/// later drill's) is left alone.
+pub(crate) fn undrill(pid_file: &Path, pid: i32) {
+    let file = drill_file(pid_file);
+    if std::fs::read_to_string(&file).is_ok_and(|named| named.trim() == pid.to_string()) {
+        let _ = std::fs::remove_file(file);
+    }
+}
+
+/// Whether the process `pid` that just ended was named by a drill; the
+/// drill file is used up either way once it names this pid (a file naming
+/// another pid is left for that process).
+fn drilled(pid_file: &Path, pid: u32) -> bool {
+    let file = drill_file(pid_file);
+    let named = std::fs::read_to_string(&file)
+        .ok()
+        .and_then(|text| text.trim().parse::<u32>().ok());
+    if named == Some(pid) {
+        let _ = std::fs::remove_file(&file);
+        true
+    } else {
+        false
+    }
 }
 
 /// The hold file of `service`, in the run folder `run_dir`: it holds every
@@ -250,5 +311,32 @@ async fn terminate(name: &str, pid: Option<u32>, child: &mut tokio::process::Chi
             tracing::warn!(process = name, "did not stop within {GRACE:?}; killing it");
             let _ = child.kill().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drill_file_excuses_only_the_pid_it_names_once() {
+        let run = std::env::temp_dir().join(choreo_testkit::unique_name("drill"));
+        std::fs::create_dir_all(&run).expect("run folder");
+        let pid_file = run.join("order-1.pid");
+        drill(&pid_file, 42).expect("drill file");
+        assert!(
+            !drilled(&pid_file, 41),
+            "another process's death is a crash"
+        );
+        assert!(drilled(&pid_file, 42));
+        assert!(!drilled(&pid_file, 42), "used up by the death it named");
+        drill(&pid_file, 43).expect("drill file");
+        undrill(&pid_file, 44);
+        undrill(&pid_file, 43);
+        assert!(!drilled(&pid_file, 43), "taken back");
+        drill(&pid_file, 45).expect("drill file");
+        undrill(&pid_file, 43);
+        assert!(drilled(&pid_file, 45), "a later drill's file is left alone");
+        let _ = std::fs::remove_dir_all(run);
     }
 }
