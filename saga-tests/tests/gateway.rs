@@ -212,13 +212,27 @@ async fn edge_with_hanging(
     hole: &str,
     shutdown: &choreo_kit::CancellationToken,
 ) -> anyhow::Result<String> {
-    let url = |service: &str, real: &str| {
-        if service == hanging {
-            hole.to_owned()
-        } else {
-            real.to_owned()
-        }
-    };
+    edge_with(
+        platform,
+        |service, real| {
+            if service == hanging {
+                hole.to_owned()
+            } else {
+                real.to_owned()
+            }
+        },
+        shutdown,
+    )
+    .await
+}
+
+/// [`edge_with_hanging`]'s edge, with each service's URL setting made by
+/// `url` from the service's name and its real URL.
+async fn edge_with(
+    platform: &Platform,
+    url: impl Fn(&str, &str) -> String,
+    shutdown: &choreo_kit::CancellationToken,
+) -> anyhow::Result<String> {
     let edge = choreo_edge::start(
         choreo_edge::Settings {
             http_addr: "127.0.0.1:0".parse()?,
@@ -310,6 +324,63 @@ async fn a_hanging_service_trips_its_breaker_and_the_others_keep_answering() -> 
     );
     let order = alice.get(format!("{edge}/v1/orders/{id}")).send().await?;
     assert_eq!(order.status(), 200);
+
+    shutdown.cancel();
+    hole_task.abort();
+    platform.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_replica_is_passed_over_while_the_others_answer() -> anyhow::Result<()> {
+    let platform = Platform::start().await?;
+    platform.set_product("TEA-01", 500, 100).await?;
+    platform.set_wallet("alice", 100_000).await?;
+    let id = platform.place("alice", &[("TEA-01", 1)]).await?;
+    let alice = platform.customer("alice")?;
+    let (hole, hole_task) = black_hole().await?;
+    let shutdown = choreo_kit::CancellationToken::new();
+
+    // Two replicas of the order service, the first one hanging: calls take
+    // turns, so the hanging one times out twice (its breaker's threshold)
+    // and is passed over from then on, while the other answers every call.
+    let edge = edge_with(
+        &platform,
+        |service, real| {
+            if service == "order" {
+                format!("{hole},{real}")
+            } else {
+                real.to_owned()
+            }
+        },
+        &shutdown,
+    )
+    .await?;
+    let order_url = format!("{edge}/v1/orders/{id}");
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        statuses.push(alice.get(&order_url).send().await?.status().as_u16());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 504).count(),
+        2,
+        "{statuses:?}"
+    );
+    assert!(statuses[4..].iter().all(|s| *s == 200), "{statuses:?}");
+    let placed = alice
+        .post(format!("{edge}/v1/orders"))
+        .json(&order_body("alice", &[("TEA-01", 1)]))
+        .send()
+        .await?;
+    assert_eq!(
+        placed.status(),
+        201,
+        "a write goes to the replica that answers"
+    );
+    let ready: Value = reqwest::get(format!("{edge}/health/ready"))
+        .await?
+        .json()
+        .await?;
+    assert_eq!(ready["breakers"]["order"], "closed", "{ready}");
 
     shutdown.cancel();
     hole_task.abort();

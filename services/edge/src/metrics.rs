@@ -27,7 +27,7 @@ pub(crate) fn routes(upstreams: Upstreams) -> Router {
     let breakers = Family::<BreakerLabels, Gauge>::default();
     registry.register(
         "choreo_circuit_breaker_state",
-        "The edge's breaker to each service: 1 for its current state (closed, open or half_open), 0 for the others",
+        "The edge's breakers to each service, taken together (closed while any replica's is): 1 for their current state (closed, open or half_open), 0 for the others",
         breakers.clone(),
     );
     Router::new()

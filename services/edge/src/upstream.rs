@@ -3,18 +3,27 @@
 //! A service's 4xx answer is the caller's mistake and is passed through as
 //! it came. A service that cannot be reached answers 503, one that does not
 //! answer in time 504, one that fails 502; each is logged here with its
-//! cause and counts against the service's circuit breaker (`breaker`),
-//! which, once open, answers 503 at once instead of waiting on a service
-//! that hangs. Reads are retried, twice, when the service could not be
-//! reached or answered 502/503; writes never are (the edge cannot know
-//! whether a write it did not hear back from was applied).
+//! cause. Reads are retried, twice, when the service could not be reached
+//! or answered 502/503; writes never are (the edge cannot know whether a
+//! write it did not hear back from was applied).
 //!
 //! A service may run several replicas (`order_url` lists them,
 //! comma-separated): calls go to each in turn, and a call that could not
 //! reach its replica (no connection: nothing was sent) goes to the next,
 //! a write too, since none of it was applied.
+//!
+//! Each replica has its own circuit breaker (`breaker`): every attempt on a
+//! replica counts for or against it, and a replica whose breaker is open is
+//! passed over, so one replica that hangs (stopped, or out of connections)
+//! costs callers nothing while the others answer. Only when every replica's
+//! breaker is open does the service answer 503 at once. A breaker for the
+//! whole service turned a single stopped replica into minutes of refused
+//! orders (issue 27's goal suite).
 
-use crate::{Settings, breaker::Breaker};
+use crate::{
+    Settings,
+    breaker::{Breaker, Permit, Refused},
+};
 use axum::http::StatusCode;
 use choreo_kit::HttpError;
 use serde_json::Value;
@@ -122,7 +131,8 @@ pub(crate) struct Upstreams {
     pub(crate) http: reqwest::Client,
     /// Indexed by `Service`, then shipping's.
     replicas: Arc<[Replicas; 4]>,
-    breakers: Arc<[Breaker; 3]>,
+    /// Indexed by `Service`, then by replica.
+    breakers: Arc<[Vec<Breaker>; 3]>,
     pub(crate) timeout: Duration,
 }
 
@@ -135,18 +145,26 @@ impl Upstreams {
         let parse = |service: &'static str, listed: &str| {
             Replicas::parse(listed).map_err(|problem| BadUpstream { service, problem })
         };
+        let replicas = [
+            parse("order", &settings.order_url)?,
+            parse("inventory", &settings.inventory_url)?,
+            parse("payment", &settings.payment_url)?,
+            parse("shipping", &settings.shipping_url)?,
+        ];
+        let breakers = Service::ALL.map(|service| {
+            replicas[service as usize]
+                .urls
+                .iter()
+                .map(|_| breaker())
+                .collect()
+        });
         Ok(Self {
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(1))
                 .build()
                 .unwrap_or_default(),
-            replicas: Arc::new([
-                parse("order", &settings.order_url)?,
-                parse("inventory", &settings.inventory_url)?,
-                parse("payment", &settings.payment_url)?,
-                parse("shipping", &settings.shipping_url)?,
-            ]),
-            breakers: Arc::new([breaker(), breaker(), breaker()]),
+            replicas: Arc::new(replicas),
+            breakers: Arc::new(breakers),
             timeout: Duration::from_millis(settings.upstream_timeout_ms),
         })
     }
@@ -165,13 +183,18 @@ impl Upstreams {
         &self.replicas[service as usize].urls[0]
     }
 
-    fn breaker(&self, service: Service) -> &Breaker {
-        &self.breakers[service as usize]
-    }
-
-    /// `closed`, `open` or `half_open`.
+    /// The service's breakers taken together: `closed` while any replica's
+    /// is (calls go out), else `half_open` while a replica's trial call is
+    /// out, else `open` (calls are refused at once).
     pub(crate) fn breaker_state(&self, service: Service) -> &'static str {
-        self.breaker(service).describe()
+        let states: Vec<&str> = self.breakers[service as usize]
+            .iter()
+            .map(Breaker::describe)
+            .collect();
+        ["closed", "half_open"]
+            .into_iter()
+            .find(|state| states.contains(state))
+            .unwrap_or("open")
     }
 
     /// Sends `request` to `service` and returns its successful answer.
@@ -187,8 +210,10 @@ impl Upstreams {
         request: reqwest::RequestBuilder,
     ) -> Result<Answer, HttpError> {
         let name = service.name();
-        let breaker = self.breaker(service);
-        let permit = breaker.admit(Instant::now()).map_err(|refused| {
+        let replicas = &self.replicas[service as usize];
+        let breakers = &self.breakers[service as usize];
+        let count = replicas.urls.len();
+        let (mut turn, mut permit) = admit(breakers, replicas.take_turn()).map_err(|refused| {
             let seconds = refused.0.as_secs() + 1;
             HttpError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -202,23 +227,28 @@ impl Upstreams {
             Retry::Idempotent => READ_ATTEMPTS,
             Retry::Never => 1,
         };
-        let replicas = &self.replicas[service as usize];
-        let mut turn = replicas.take_turn();
         // Replicas left to try for a call that reached none.
-        let mut unreached = replicas.urls.len() - 1;
+        let mut unreached = count - 1;
         let mut attempt = 1;
-        // One call, however many attempts, counts once for the breaker.
         let result = loop {
             // Bodies here are small JSON documents, so every request clones.
             let this = request.try_clone().ok_or_else(|| {
                 HttpError::internal(&std::io::Error::other("a streamed request body"))
             })?;
-            let result = attempt_once(name, this, replicas.nth(turn)).await;
-            turn += 1;
-            if matches!(result, Err(CallError::Unreachable(_))) && unreached > 0 {
-                // Nothing was sent: another replica may take it, a write too.
-                unreached -= 1;
-                continue;
+            let replica = replicas.nth(turn);
+            let result = attempt_once(name, this, replica).await;
+            let breaker = &breakers[turn % count];
+            match &result {
+                Ok(_) | Err(CallError::Rejected(_)) => breaker.succeeded(permit),
+                Err(_) => {
+                    breaker.failed(permit, Instant::now());
+                    tracing::warn!(
+                        service = name,
+                        replica,
+                        breaker = breaker.describe(),
+                        "call failed"
+                    );
+                }
             }
             let passing = matches!(
                 &result,
@@ -228,25 +258,42 @@ impl Upstreams {
                         _
                     ))
             );
-            if passing && attempt < attempts {
+            let again = if matches!(result, Err(CallError::Unreachable(_))) && unreached > 0 {
+                // Nothing was sent: another replica may take it, a write too.
+                unreached -= 1;
+                true
+            } else if passing && attempt < attempts {
                 attempt += 1;
                 tokio::time::sleep(READ_RETRY_PAUSE).await;
-                continue;
+                true
+            } else {
+                false
+            };
+            // The next replica whose breaker lets the call out, if any.
+            match again.then(|| admit(breakers, turn + 1)) {
+                Some(Ok((next, next_permit))) => (turn, permit) = (next, next_permit),
+                _ => break result,
             }
-            break result;
         };
-        match &result {
-            Ok(_) | Err(CallError::Rejected(_)) => breaker.succeeded(permit),
-            Err(_) => {
-                breaker.failed(permit, Instant::now());
-                tracing::warn!(service = name, breaker = breaker.describe(), "call failed");
-            }
-        }
         result.map_err(CallError::into_error)
     }
 }
 
-/// One attempt at a call.
+/// The first replica from `turn` on (all of them in turn, at most once)
+/// whose breaker lets a call out now: its turn and leave; when every one is
+/// open, the shortest wait.
+fn admit(breakers: &[Breaker], turn: usize) -> Result<(usize, Permit), Refused> {
+    let now = Instant::now();
+    let mut wait: Option<Duration> = None;
+    for at in turn..turn + breakers.len() {
+        match breakers[at % breakers.len()].admit(now) {
+            Ok(permit) => return Ok((at, permit)),
+            Err(Refused(after)) => wait = Some(wait.map_or(after, |w| w.min(after))),
+        }
+    }
+    Err(Refused(wait.unwrap_or_default()))
+}
+
 /// One attempt in a client span of its own, whose context the request
 /// carries: the service's request span is its child.
 async fn attempt_once(
