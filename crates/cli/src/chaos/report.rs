@@ -1,7 +1,7 @@
 //! What a suite run found: outcomes, faults, settle time, violations, and
 //! the verdict; printed for people, written as JSON and JUnit XML for CI.
 
-use super::suite::Suite;
+use super::suite::{DeadLetters, FaultKind, Suite};
 use serde::Serialize;
 use std::{collections::BTreeMap, fmt::Write as _};
 
@@ -88,6 +88,10 @@ pub(crate) struct Findings {
     pub(crate) copies: BTreeMap<String, usize>,
     pub(crate) audit: choreo_audit::Report,
     pub(crate) dead_letters: BTreeMap<String, Vec<String>>,
+    /// Per service, where each poison message it consumes lies
+    /// (`topic/partition@offset`): what `expect.dead_letters = "poison"`
+    /// holds its dead letters to.
+    pub(crate) poison: BTreeMap<String, Vec<String>>,
 }
 
 impl SuiteReport {
@@ -101,6 +105,7 @@ impl SuiteReport {
             copies,
             audit,
             dead_letters,
+            poison,
         } = findings;
         mark_overlaps(&mut faults);
         let mut outcomes = BTreeMap::new();
@@ -158,16 +163,40 @@ impl SuiteReport {
             }
         }
         let letters: usize = dead_letters.values().map(Vec::len).sum();
-        if let Some(Ok((low, high))) = suite.expect.dead_letters.as_ref().map(|c| c.bounds()) {
-            if !(low..=high).contains(&letters) {
-                violations.push(format!("{letters} dead letters, expected {low}..={high}"));
-            }
-        } else if suite.expect.dlq_empty {
-            for (service, letters) in &dead_letters {
-                for letter in letters {
-                    violations.push(format!("dead letter for {service}: {letter}"));
+        match &suite.expect.dead_letters {
+            Some(DeadLetters::Count(count)) => {
+                if let Ok((low, high)) = count.bounds() {
+                    if !(low..=high).contains(&letters) {
+                        violations.push(format!("{letters} dead letters, expected {low}..={high}"));
+                    }
                 }
             }
+            Some(DeadLetters::Poison(_)) => {
+                // Copies may land; fewer than the faults sent may not.
+                let sent: usize = suite
+                    .faults
+                    .iter()
+                    .filter(|f| f.kind == FaultKind::Poison)
+                    .map(|f| f.count.unwrap_or(1) * f.times)
+                    .sum();
+                let landed: std::collections::BTreeSet<&String> =
+                    poison.values().flatten().collect();
+                if landed.len() < sent {
+                    violations.push(format!(
+                        "{} poison messages on the topics, fewer than the {sent} the faults sent",
+                        landed.len()
+                    ));
+                }
+                violations.extend(unmatched_poison(&poison, &dead_letters));
+            }
+            None if suite.expect.dlq_empty => {
+                for (service, letters) in &dead_letters {
+                    for letter in letters {
+                        violations.push(format!("dead letter for {service}: {letter}"));
+                    }
+                }
+            }
+            None => {}
         }
         Self {
             suite: suite.name.clone(),
@@ -266,6 +295,55 @@ impl SuiteReport {
         case.set_system_out(self.text());
         case
     }
+}
+
+/// Each service's dead letters against the poison on its topics: a poison
+/// message not dead-lettered, dead-lettered twice, or a dead letter that is
+/// no poison's (`topic/partition@offset: why`), each in words.
+fn unmatched_poison(
+    poison: &BTreeMap<String, Vec<String>>,
+    dead_letters: &BTreeMap<String, Vec<String>>,
+) -> Vec<String> {
+    let mut violations = Vec::new();
+    let services: std::collections::BTreeSet<&String> =
+        poison.keys().chain(dead_letters.keys()).collect();
+    for service in services {
+        let mut lettered: BTreeMap<&str, usize> = BTreeMap::new();
+        for letter in dead_letters.get(service).into_iter().flatten() {
+            let at = letter
+                .split_once(": ")
+                .map_or(letter.as_str(), |(at, _)| at);
+            *lettered.entry(at).or_default() += 1;
+        }
+        let expected: std::collections::BTreeSet<&str> = poison
+            .get(service)
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        for at in &expected {
+            match lettered.get(at) {
+                None => {
+                    violations.push(format!("{service} did not dead-letter the poison at {at}"))
+                }
+                Some(1) => {}
+                Some(n) => violations.push(format!(
+                    "{service} dead-lettered the poison at {at} {n} times"
+                )),
+            }
+        }
+        for letter in dead_letters.get(service).into_iter().flatten() {
+            let at = letter
+                .split_once(": ")
+                .map_or(letter.as_str(), |(at, _)| at);
+            if !expected.contains(at) {
+                violations.push(format!(
+                    "dead letter for {service} that is no poison's: {letter}"
+                ));
+            }
+        }
+    }
+    violations
 }
 
 #[cfg(test)]

@@ -399,7 +399,7 @@ async fn drive(
     // poison a fault added included) before the verdict: a duplicate still
     // unread proves nothing.
     let lagging = wait_drained(&kafka, deadline.max(Instant::now() + settle)).await?;
-    let copies = copies_on_topics(&kafka).await?;
+    let OnTopics { copies, poison } = read_topics(&kafka).await?;
 
     // The audit, once compensation has caught up: it is re-run until clean
     // or the settle time is up, and its last answer stands.
@@ -432,6 +432,7 @@ async fn drive(
             copies,
             audit,
             dead_letters,
+            poison,
         },
     ))
 }
@@ -645,16 +646,24 @@ async fn wait_drained(
     }
 }
 
-/// Per saga topic, how many of its events it holds more than once (by the
-/// `choreo-event-id` header every published event carries): the copies a
-/// relay published again after a crash before it marked its rows, and the
-/// suite's own duplicates. Every one must have been skipped by the inboxes,
-/// which the audit and the orders' ends show.
-async fn copies_on_topics(
-    kafka: &choreo_messaging::KafkaSettings,
-) -> anyhow::Result<BTreeMap<String, usize>> {
+/// What the saga topics hold besides one copy of each event.
+struct OnTopics {
+    /// Per saga topic, how many of its events it holds more than once (by
+    /// the `choreo-event-id` header every published event carries): the
+    /// copies a relay published again after a crash before it marked its
+    /// rows, and the suite's own duplicates. Every one must have been
+    /// skipped by the inboxes, which the audit and the orders' ends show.
+    copies: BTreeMap<String, usize>,
+    /// Per service, where each poison message on its input topics lies
+    /// (`topic/partition@offset`), by the key every poison message's
+    /// begins with.
+    poison: BTreeMap<String, Vec<String>>,
+}
+
+async fn read_topics(kafka: &choreo_messaging::KafkaSettings) -> anyhow::Result<OnTopics> {
     use rdkafka::message::{Headers as _, Message as _};
     let mut copies = BTreeMap::new();
+    let mut poison_on: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for topic in choreo_events::Topic::ALL.map(|t| kafka.topics().name(t)) {
         let messages = persist(&format!("reading {topic} to count its copies"), || async {
             Ok(choreo_messaging::admin::read_to_end(kafka, &topic).await?)
@@ -670,9 +679,34 @@ async fn copies_on_topics(
             })
             .collect();
         let distinct: std::collections::HashSet<&[u8]> = ids.iter().copied().collect();
-        copies.insert(topic, ids.len() - distinct.len());
+        copies.insert(topic.clone(), ids.len() - distinct.len());
+        let poison = messages
+            .iter()
+            .filter(|m| {
+                m.key()
+                    .is_some_and(|k| k.starts_with(super::faults::POISON_KEY.as_bytes()))
+            })
+            .map(|m| format!("{topic}/{}@{}", m.partition(), m.offset()))
+            .collect();
+        poison_on.insert(topic, poison);
     }
-    Ok(copies)
+    let poison = choreo_events::SUBSCRIPTIONS
+        .into_iter()
+        .map(|(service, inputs)| {
+            let on_inputs = inputs
+                .iter()
+                .flat_map(|t| {
+                    poison_on
+                        .get(&kafka.topics().name(*t))
+                        .into_iter()
+                        .flatten()
+                })
+                .cloned()
+                .collect();
+            (service.to_owned(), on_inputs)
+        })
+        .collect();
+    Ok(OnTopics { copies, poison })
 }
 
 async fn audit_until_clean(
