@@ -268,20 +268,71 @@ async fn status_and_code(response: reqwest::Response) -> anyhow::Result<(u16, St
     ))
 }
 
+/// A platform with one order of alice's, and a black hole to put in place
+/// of a service.
+struct Hanging {
+    platform: Platform,
+    id: String,
+    alice: reqwest::Client,
+    hole: String,
+    hole_task: tokio::task::JoinHandle<()>,
+    shutdown: choreo_kit::CancellationToken,
+}
+
+impl Hanging {
+    async fn start() -> anyhow::Result<Self> {
+        let platform = Platform::start().await?;
+        platform.set_product("TEA-01", 500, 100).await?;
+        platform.set_wallet("alice", 100_000).await?;
+        let id = platform.place("alice", &[("TEA-01", 1)]).await?;
+        let alice = platform.customer("alice")?;
+        let (hole, hole_task) = black_hole().await?;
+        Ok(Self {
+            platform,
+            id,
+            alice,
+            hole,
+            hole_task,
+            shutdown: choreo_kit::CancellationToken::new(),
+        })
+    }
+
+    /// What a test works with: the platform, alice's order and her client,
+    /// the black hole's URL, and the shutdown of the edges it starts.
+    fn parts(
+        &self,
+    ) -> (
+        &Platform,
+        &str,
+        &reqwest::Client,
+        &str,
+        &choreo_kit::CancellationToken,
+    ) {
+        (
+            &self.platform,
+            &self.id,
+            &self.alice,
+            &self.hole,
+            &self.shutdown,
+        )
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.hole_task.abort();
+        self.platform.stop().await
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_service_trips_its_breaker_and_the_others_keep_answering() -> anyhow::Result<()> {
-    let platform = Platform::start().await?;
-    platform.set_product("TEA-01", 500, 100).await?;
-    platform.set_wallet("alice", 100_000).await?;
-    let id = platform.place("alice", &[("TEA-01", 1)]).await?;
-    let alice = platform.customer("alice")?;
-    let (hole, hole_task) = black_hole().await?;
-    let shutdown = choreo_kit::CancellationToken::new();
+    let hanging = Hanging::start().await?;
+    let (platform, id, alice, hole, shutdown) = hanging.parts();
 
     // The order service hangs: two reads time out (504), then the breaker
     // answers at once, for reads and writes alike, while the catalog,
     // through the same edge, answers as before.
-    let edge = edge_with_hanging(&platform, "order", &hole, &shutdown).await?;
+    let edge = edge_with_hanging(platform, "order", hole, shutdown).await?;
     let order_url = format!("{edge}/v1/orders/{id}");
     for _ in 0..2 {
         let timed_out = status_and_code(alice.get(&order_url).send().await?).await?;
@@ -309,7 +360,7 @@ async fn a_hanging_service_trips_its_breaker_and_the_others_keep_answering() -> 
     assert_eq!(ready["breakers"]["inventory"], "closed", "{ready}");
 
     // The other way round: the catalog hangs, orders answer.
-    let edge = edge_with_hanging(&platform, "inventory", &hole, &shutdown).await?;
+    let edge = edge_with_hanging(platform, "inventory", hole, shutdown).await?;
     for _ in 0..2 {
         let timed_out = alice.get(format!("{edge}/v1/products")).send().await?;
         assert_eq!(timed_out.status(), 504);
@@ -325,26 +376,19 @@ async fn a_hanging_service_trips_its_breaker_and_the_others_keep_answering() -> 
     let order = alice.get(format!("{edge}/v1/orders/{id}")).send().await?;
     assert_eq!(order.status(), 200);
 
-    shutdown.cancel();
-    hole_task.abort();
-    platform.stop().await
+    hanging.stop().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_replica_is_passed_over_while_the_others_answer() -> anyhow::Result<()> {
-    let platform = Platform::start().await?;
-    platform.set_product("TEA-01", 500, 100).await?;
-    platform.set_wallet("alice", 100_000).await?;
-    let id = platform.place("alice", &[("TEA-01", 1)]).await?;
-    let alice = platform.customer("alice")?;
-    let (hole, hole_task) = black_hole().await?;
-    let shutdown = choreo_kit::CancellationToken::new();
+    let hanging = Hanging::start().await?;
+    let (platform, id, alice, hole, shutdown) = hanging.parts();
 
     // Two replicas of the order service, the first one hanging: calls take
     // turns, so the hanging one times out twice (its breaker's threshold)
     // and is passed over from then on, while the other answers every call.
     let edge = edge_with(
-        &platform,
+        platform,
         |service, real| {
             if service == "order" {
                 format!("{hole},{real}")
@@ -352,7 +396,7 @@ async fn a_hanging_replica_is_passed_over_while_the_others_answer() -> anyhow::R
                 real.to_owned()
             }
         },
-        &shutdown,
+        shutdown,
     )
     .await?;
     let order_url = format!("{edge}/v1/orders/{id}");
@@ -382,9 +426,7 @@ async fn a_hanging_replica_is_passed_over_while_the_others_answer() -> anyhow::R
         .await?;
     assert_eq!(ready["breakers"]["order"], "closed", "{ready}");
 
-    shutdown.cancel();
-    hole_task.abort();
-    platform.stop().await
+    hanging.stop().await
 }
 
 /// Every order `client` can list at `query`, page by page (`limit` 2), and
