@@ -97,14 +97,30 @@ pub(crate) async fn run(suite: &Suite, workspace: &Workspace) -> anyhow::Result<
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     );
+    // Every port the run binds, in one block below the kernel's ephemeral
+    // range, so that no outgoing connection takes one while it is free
+    // (the broker killed and restarted on its port, a database proxy's port
+    // closed by a cut and bound again by the restore; "listening on
+    // 127.0.0.1:46171 for order: Address already in use" ended the goal
+    // suite with seed 28) and no two are handed out twice: the services'
+    // (the edge's first), the broker's, one per database proxy.
+    let services = 7 + suite.platform.replicas().extra() as u16;
+    let ports = up::free_port_block(services + 1 + choreo_events::SAGA_SERVICES.len() as u16);
+    let proxy_port = |service: &str| {
+        let index = choreo_events::SAGA_SERVICES
+            .iter()
+            .position(|s| *s == service)
+            .unwrap_or_default();
+        ports + services + 1 + index as u16
+    };
     let mut config = Config {
         data_dir: workspace.data_dir.clone(),
         pg_admin_url: workspace.pg_admin_url.clone(),
         tansu: workspace.tansu.clone(),
         bin_dir: workspace.bin_dir.clone(),
-        broker_port: up::free_port()?,
+        broker_port: ports + services,
         broker_proxy: None,
-        edge_port: up::free_port_block(7 + suite.platform.replicas().extra() as u16),
+        edge_port: ports,
         db_prefix: workspace.db_prefix.clone(),
         topic_prefix: String::new(),
         partitions: suite.platform.partitions,
@@ -157,7 +173,7 @@ pub(crate) async fn run(suite: &Suite, workspace: &Workspace) -> anyhow::Result<
             .find(|s| *s == service)
             .context("a database fault names a saga service")?;
         let upstream = pg_address(&workspace.pg_admin_url)?;
-        let proxy = DbProxy::start(service, up::free_port()?, &upstream).await?;
+        let proxy = DbProxy::start(service, proxy_port(service), &upstream).await?;
         let proxied = workspace
             .pg_admin_url
             .replacen(&upstream, proxy.listen(), 1);
