@@ -187,13 +187,10 @@ impl Upstreams {
     /// is (calls go out), else `half_open` while a replica's trial call is
     /// out, else `open` (calls are refused at once).
     pub(crate) fn breaker_state(&self, service: Service) -> &'static str {
-        let states: Vec<&str> = self.breakers[service as usize]
-            .iter()
-            .map(Breaker::describe)
-            .collect();
+        let breakers = &self.breakers[service as usize];
         ["closed", "half_open"]
             .into_iter()
-            .find(|state| states.contains(state))
+            .find(|state| breakers.iter().any(|b| b.describe() == *state))
             .unwrap_or("open")
     }
 

@@ -69,7 +69,7 @@ fn drill(data_dir: &Path, name: &str, pid: i32, signal: Signal) -> anyhow::Resul
 }
 
 fn pid_file(data_dir: &Path, name: &str) -> PathBuf {
-    data_dir.join("run").join(format!("{name}.pid"))
+    crate::up::supervisor::pid_file(&data_dir.join("run"), name)
 }
 
 /// Tells `name`'s supervisor that its process `pid` is about to die of a
@@ -546,13 +546,13 @@ async fn duplicate(
     Ok(messages.len() - from)
 }
 
-/// Publishes `count` messages to `topic`, over all its partitions, that no
-/// consumer can apply: half are not Avro at all, half name a schema id
-/// the registry never issued.
 /// How the key of every poison message begins: how the verdict finds them
 /// on the topics.
 pub(crate) const POISON_KEY: &str = "chaos-poison-";
 
+/// Publishes `count` messages to `topic`, over all its partitions, that no
+/// consumer can apply: half are not Avro at all, half name a schema id
+/// the registry never issued.
 async fn poison(
     kafka: &choreo_messaging::KafkaSettings,
     topic: &str,

@@ -308,11 +308,20 @@ fn unmatched_poison(
     let services: std::collections::BTreeSet<&String> =
         poison.keys().chain(dead_letters.keys()).collect();
     for service in services {
+        // Each dead letter by where its message lay.
+        let letters: Vec<(&str, &String)> = dead_letters
+            .get(service)
+            .into_iter()
+            .flatten()
+            .map(|letter| {
+                let at = letter
+                    .split_once(": ")
+                    .map_or(letter.as_str(), |(at, _)| at);
+                (at, letter)
+            })
+            .collect();
         let mut lettered: BTreeMap<&str, usize> = BTreeMap::new();
-        for letter in dead_letters.get(service).into_iter().flatten() {
-            let at = letter
-                .split_once(": ")
-                .map_or(letter.as_str(), |(at, _)| at);
+        for (at, _) in &letters {
             *lettered.entry(at).or_default() += 1;
         }
         let expected: std::collections::BTreeSet<&str> = poison
@@ -332,10 +341,7 @@ fn unmatched_poison(
                 )),
             }
         }
-        for letter in dead_letters.get(service).into_iter().flatten() {
-            let at = letter
-                .split_once(": ")
-                .map_or(letter.as_str(), |(at, _)| at);
+        for (at, letter) in letters {
             if !expected.contains(at) {
                 violations.push(format!(
                     "dead letter for {service} that is no poison's: {letter}"

@@ -106,13 +106,6 @@ pub(crate) async fn run(suite: &Suite, workspace: &Workspace) -> anyhow::Result<
     // (the edge's first), the broker's, one per database proxy.
     let services = 7 + suite.platform.replicas().extra() as u16;
     let ports = up::free_port_block(services + 1 + choreo_events::SAGA_SERVICES.len() as u16);
-    let proxy_port = |service: &str| {
-        let index = choreo_events::SAGA_SERVICES
-            .iter()
-            .position(|s| *s == service)
-            .unwrap_or_default();
-        ports + services + 1 + index as u16
-    };
     let mut config = Config {
         data_dir: workspace.data_dir.clone(),
         pg_admin_url: workspace.pg_admin_url.clone(),
@@ -168,12 +161,15 @@ pub(crate) async fn run(suite: &Suite, workspace: &Workspace) -> anyhow::Result<
         {
             continue;
         }
-        let service = choreo_events::SAGA_SERVICES
+        let (index, service) = choreo_events::SAGA_SERVICES
             .into_iter()
-            .find(|s| *s == service)
+            .enumerate()
+            .find(|(_, s)| *s == service)
             .context("a database fault names a saga service")?;
         let upstream = pg_address(&workspace.pg_admin_url)?;
-        let proxy = DbProxy::start(service, proxy_port(service), &upstream).await?;
+        // The block's ports after the broker's, one per saga service.
+        let port = ports + services + 1 + index as u16;
+        let proxy = DbProxy::start(service, port, &upstream).await?;
         let proxied = workspace
             .pg_admin_url
             .replacen(&upstream, proxy.listen(), 1);

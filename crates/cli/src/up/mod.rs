@@ -253,7 +253,7 @@ pub(crate) async fn start(
     let registry_url = format!("http://127.0.0.1:{}", ports.registry);
     let edge_url = format!("http://127.0.0.1:{}", ports.edge);
     let log = |name: &str| data_dir.join("logs").join(format!("{name}.log"));
-    let pid_file = |name: &str| data_dir.join("run").join(format!("{name}.pid"));
+    let pid_file = |name: &str| supervisor::pid_file(&data_dir.join("run"), name);
     let hold_file = |name: &str| supervisor::hold_file(&data_dir.join("run"), name);
     let with_extra = |name: &str, mut env: Vec<(String, String)>| {
         env.extend(

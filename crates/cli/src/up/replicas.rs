@@ -8,7 +8,7 @@
 //! one replica, then `order-1`, `order-2`, …). One hold file holds them all.
 
 use super::supervisor::{
-    ProcessSpec, Supervised, hold_file, is_replica_of, replica_name, supervise,
+    ProcessSpec, Supervised, hold_file, is_replica_of, pid_file, replica_name, supervise,
 };
 use std::{collections::BTreeMap, path::PathBuf};
 
@@ -107,7 +107,7 @@ impl SagaProcesses {
             env,
             cwd: None,
             log: self.data_dir.join("logs").join(format!("{name}.log")),
-            pid_file: run.join(format!("{name}.pid")),
+            pid_file: pid_file(&run, &name),
             hold_file: hold_file(&run, service),
             name,
         }

@@ -226,6 +226,12 @@ fn drilled(pid_file: &Path, pid: u32) -> bool {
     }
 }
 
+/// The pid file of the process `name` in the run folder `run_dir`: it
+/// names the running process, for operators and failure drills.
+pub(crate) fn pid_file(run_dir: &Path, name: &str) -> PathBuf {
+    run_dir.join(format!("{name}.pid"))
+}
+
 /// The hold file of `service`, in the run folder `run_dir`: it holds every
 /// replica of the service.
 pub(crate) fn hold_file(run_dir: &std::path::Path, service: &str) -> PathBuf {
