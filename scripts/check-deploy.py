@@ -154,15 +154,21 @@ def compose(bin_dir: Path, image_env: dict[str, dict[str, str]]) -> None:
     cli = Path(compose_pkg.__file__).parent / "docker-compose"
     base = ["-f", str(COMPOSE_FILE)]
     env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}
-    missing = run([str(cli), *base, "config", "--quiet"], env=env)
-    check(
-        missing.returncode != 0 and "CHOREO_AUTH__HS256_SECRET" in missing.stderr,
-        "compose: without CHOREO_AUTH__HS256_SECRET, `config` should fail and name it",
-    )
-    out = run(
-        [str(cli), *base, "config", "--format", "json"],
-        env={**env, "CHOREO_AUTH__HS256_SECRET": A_SECRET},
-    )
+    keys = {
+        "CHOREO_AUTH__HS256_SECRET": A_SECRET,
+        "CHOREO_INTERNAL_AUTH__SERVICE_SECRET": A_SECRET[::-1],
+        "CHOREO_INTERNAL_AUTH__ADMIN_SECRET": A_SECRET.upper(),
+    }
+    for key in keys:
+        without = run(
+            [str(cli), *base, "config", "--quiet"],
+            env={**env, **{k: v for k, v in keys.items() if k != key}},
+        )
+        check(
+            without.returncode != 0 and key in without.stderr,
+            f"compose: without {key}, `config` should fail and name it",
+        )
+    out = run([str(cli), *base, "config", "--format", "json"], env={**env, **keys})
     if out.returncode != 0:
         fail(f"docker compose config:\n{out.stderr}")
         return
@@ -181,6 +187,13 @@ def compose(bin_dir: Path, image_env: dict[str, dict[str, str]]) -> None:
     )
 
     for name, service in services.items():
+        # Only the edge faces the network; the rest is for this host's users.
+        for published in service.get("ports", []):
+            if name != "edge":
+                check(
+                    published.get("host_ip") == "127.0.0.1",
+                    f"compose: {name} publishes port {published.get('published')} beyond 127.0.0.1",
+                )
         for dependency, how in service.get("depends_on", {}).items():
             condition = how.get("condition")
             if condition == "service_healthy":
@@ -219,6 +232,14 @@ def compose(bin_dir: Path, image_env: dict[str, dict[str, str]]) -> None:
         if url := env.get("CHOREO_DATABASE_URL"):
             database = url.rsplit("/", 1)[1].split("?")[0]
             check(database in created, f"compose: {name}'s database {database} is not created by the init script")
+        check(
+            bool(env.get("CHOREO_INTERNAL_AUTH__SERVICE_SECRET")),
+            f"compose: {name} has no service key (CHOREO_INTERNAL_AUTH__SERVICE_SECRET)",
+        )
+        check(
+            (name == "edge") != bool(env.get("CHOREO_INTERNAL_AUTH__ADMIN_SECRET")),
+            f"compose: {name} should hold the admin key exactly when it is not the edge",
+        )
         if name == "setup":
             continue
         port = COMPOSE_PORTS[name]
@@ -316,6 +337,12 @@ def check_objects(label: str, objects: list[dict], values: dict, bin_dir: Path) 
                 secret = secrets.get(entry.get("valueFrom", {}).get("secretKeyRef", {}).get("name", ""))
                 if secret is not None:
                     check(not hooks(secret), f"{where}: {name} reads Secret {secret['metadata']['name']}, a hook")
+    # The hooks' copy of the Secret must hold the keys the pods hold, or
+    # the setup job's calls would be refused.
+    copies = [obj.get("stringData", {}) for obj in secrets.values()]
+    for key in ("internal-service-secret", "internal-admin-secret"):
+        values_seen = {c[key] for c in copies if key in c}
+        check(len(values_seen) <= 1, f"{where}: the Secrets disagree on {key}")
     for name in ("shop-choreo-edge",):
         check(name in by_kind.get("Service", {}), f"{where}: no Service for the edge")
 
@@ -368,6 +395,23 @@ def check_objects(label: str, objects: list[dict], values: dict, bin_dir: Path) 
         check(pod.get("securityContext", {}).get("runAsNonRoot") is True, f"{where}: {component} may run as root")
         check(f"shop-choreo-{component}" in pdbs, f"{where}: {component} has no PodDisruptionBudget")
         check_loads(f"{where} {component}", bin_dir / f"choreo-{component}", env, port)
+        # Who signs and who checks (README, Security model).
+        check(bool(env.get("CHOREO_INTERNAL_AUTH__SERVICE_SECRET")), f"{where}: {component} has no service key")
+        check(
+            (component == "edge") != bool(env.get("CHOREO_INTERNAL_AUTH__ADMIN_SECRET")),
+            f"{where}: {component} should hold the admin key exactly when it is not the edge",
+        )
+        if values.get("networkPolicy", {}).get("enabled", True):
+            policy = by_kind.get("NetworkPolicy", {}).get(f"shop-choreo-{component}")
+            check(policy is not None, f"{where}: {component} has no NetworkPolicy")
+            if policy is not None and component != "edge":
+                sources = [peer for rule in policy["spec"].get("ingress", []) for peer in rule.get("from", [])]
+                edge = {"podSelector": {"matchLabels": {**deployments["shop-choreo-edge"]["spec"]["selector"]["matchLabels"]}}}
+                check(bool(sources) and edge in sources, f"{where}: {component}'s NetworkPolicy does not admit the edge, or admits anyone: {sources}")
+                check(
+                    all(rule.get("from") for rule in policy["spec"].get("ingress", [])),
+                    f"{where}: {component}'s NetworkPolicy has an ingress rule open to every source",
+                )
 
     for service in SAGA_SERVICES:
         job = jobs.get(f"shop-choreo-migrate-{service}")

@@ -7,7 +7,7 @@
 //! drive it only through the edge's REST API and the broker, as a user would.
 
 use anyhow::Context;
-use choreo_kit::CancellationToken;
+use choreo_kit::{CancellationToken, internal_auth::Signer};
 use choreo_messaging::KafkaSettings;
 use choreo_service::ServiceSettings;
 use choreo_testkit::{Broker, TestDatabase, unique_name, wait_until};
@@ -34,6 +34,8 @@ pub struct Platform {
     pub http: reqwest::Client,
     /// The secret the edge checks tokens with; see [`Platform::token`].
     pub token_secret: String,
+    /// The keys the processes sign their calls to each other with.
+    pub internal_auth: choreo_kit::internal_auth::InternalAuthSettings,
     /// The services started (all but `Options::down`).
     pub up: Vec<String>,
     pub saga_deadline: Duration,
@@ -118,6 +120,8 @@ pub struct Options {
     pub idempotency_key_lifetime: Duration,
     /// The edge's rate limits; by default far above what any test sends.
     pub rate_limit: choreo_edge::RateLimitSettings,
+    /// The edge's caps on long-polls in flight.
+    pub waits: choreo_edge::WaitSettings,
 }
 
 impl Default for Options {
@@ -131,7 +135,9 @@ impl Default for Options {
                 customer_burst: 100_000,
                 address_per_minute: 1_000_000,
                 address_burst: 100_000,
+                ..Default::default()
             },
+            waits: choreo_edge::WaitSettings::default(),
         }
     }
 }
@@ -151,11 +157,13 @@ impl Platform {
         // finishing its last event may still need a schema.
         let registry_shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
+        let internal_auth = choreo_testkit::internal_auth();
 
         let registry = choreo_schema_registry::start(
             choreo_schema_registry::Settings {
                 http_addr: local(0),
                 database_url: databases.registry.url.clone(),
+                internal_auth: internal_auth.clone(),
                 ..Default::default()
             },
             registry_shutdown.clone(),
@@ -188,9 +196,12 @@ impl Platform {
         let service = |db: &TestDatabase| ServiceSettings {
             http_addr: local(0),
             database_url: db.url.clone(),
-            database_max_connections: 5,
+            // Above payment's input partitions (2 topics × 3), which it
+            // refuses to start without.
+            database_max_connections: 8,
             registry_url: registry_url.clone(),
             kafka: kafka.clone(),
+            internal_auth: internal_auth.clone(),
             ..ServiceSettings::local("test", 0)
         };
         let mut spawn = |running: choreo_service::Running| {
@@ -286,6 +297,11 @@ impl Platform {
                     ..Default::default()
                 },
                 rate_limit: options.rate_limit.clone(),
+                waits: options.waits.clone(),
+                internal_auth: choreo_kit::internal_auth::InternalAuthSettings {
+                    admin_secret: None,
+                    ..internal_auth.clone()
+                },
                 ..Default::default()
             },
             shutdown.clone(),
@@ -312,6 +328,7 @@ impl Platform {
                 3600,
             )?)?,
             token_secret,
+            internal_auth,
             up: ["order", "inventory", "payment", "shipping"]
                 .into_iter()
                 .filter(|s| up(s))
@@ -345,6 +362,11 @@ impl Platform {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.edge)
+    }
+
+    /// Stops the schema registry for the rest of the test, as an outage.
+    pub fn stop_registry(&self) {
+        self.registry_shutdown.cancel();
     }
 
     /// A token for `customer` (with the admin scope when `admin`), valid
@@ -414,7 +436,7 @@ impl Platform {
     /// read route yet).
     pub async fn wallet(&self, customer: &str) -> anyhow::Result<Value> {
         Ok(self
-            .http
+            .service_client("payment")?
             .get(format!("{}/wallets/{customer}", self.payment))
             .send()
             .await?
@@ -747,8 +769,33 @@ impl Platform {
         .await
     }
 
+    /// Signs calls to the services as the edge does (`admin` false) or as
+    /// an operator's tool does.
+    pub fn signer(&self, admin: bool) -> anyhow::Result<Signer> {
+        Ok(if admin {
+            Signer::admin(&self.internal_auth, "saga-tests")?
+        } else {
+            Signer::service(&self.internal_auth, "saga-tests")?
+        })
+    }
+
+    /// A client of the service `audience` (`order`, …, `registry`) behind
+    /// the edge, as the edge calls it (a minute's credential).
+    pub fn service_client(&self, audience: &str) -> anyhow::Result<reqwest::Client> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            self.signer(false)?.authorization(audience),
+        );
+        Ok(reqwest::Client::builder()
+            .default_headers(headers)
+            .build()?)
+    }
+
     pub fn registry_client(&self) -> choreo_events::RegistryClient {
-        choreo_events::RegistryClient::new(&self.registry)
+        let signer = Signer::admin(&self.internal_auth, "saga-tests")
+            .unwrap_or_else(|e| panic!("the platform's own keys: {e}"));
+        choreo_events::RegistryClient::new(&self.registry, signer)
     }
 
     /// Publishes `event` to its topic as its producing service would.

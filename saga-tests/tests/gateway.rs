@@ -152,6 +152,7 @@ async fn a_customer_or_an_address_over_its_limit_is_told_when_to_retry() -> anyh
             customer_burst: 3,
             address_per_minute: 1,
             address_burst: 6,
+            ..Default::default()
         },
         ..Options::default()
     })
@@ -180,12 +181,48 @@ async fn a_customer_or_an_address_over_its_limit_is_told_when_to_retry() -> anyh
     // tokens is stopped too.
     let anonymous = products(&platform, &reqwest::Client::new()).await?;
     assert_eq!(anonymous.0, 429);
+    // Claiming another address is no way out: no proxy is trusted here.
+    let claimed = alice
+        .get(platform.url("/v1/products"))
+        .header("x-forwarded-for", "203.0.113.7")
+        .send()
+        .await?;
+    assert_eq!(claimed.status(), 429);
     // Health probes are never limited.
     let live = reqwest::Client::new()
         .get(platform.url("/health/live"))
         .send()
         .await?;
     assert_eq!(live.status(), 200);
+    platform.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket() -> anyhow::Result<()> {
+    // The test's requests come from 127.0.0.1, here the ingress.
+    let platform = Platform::start_with(Options {
+        rate_limit: choreo_edge::RateLimitSettings {
+            address_per_minute: 1,
+            address_burst: 2,
+            trusted_proxies: "127.0.0.1/32".into(),
+            ..Options::default().rate_limit
+        },
+        ..Options::default()
+    })
+    .await?;
+    let alice = platform.customer("alice")?;
+    let from = |client: &'static str| {
+        alice
+            .get(platform.url("/v1/products"))
+            // What the client claimed, then what the ingress appended.
+            .header("x-forwarded-for", format!("198.51.100.1, {client}"))
+    };
+    for _ in 0..2 {
+        assert_eq!(from("203.0.113.7").send().await?.status(), 200);
+    }
+    assert_eq!(from("203.0.113.7").send().await?.status(), 429);
+    // Another client behind the same proxy is not held back.
+    assert_eq!(from("203.0.113.8").send().await?.status(), 200);
     platform.stop().await
 }
 
@@ -248,6 +285,7 @@ async fn edge_with(
                 hs256_secret: Some(platform.token_secret.clone()),
                 ..Default::default()
             },
+            internal_auth: platform.internal_auth.clone(),
             ..Default::default()
         },
         shutdown.clone(),
@@ -522,5 +560,186 @@ async fn customers_list_their_own_orders_newest_first_a_page_at_a_time() -> anyh
             .await?;
         assert_eq!(response.status(), 422, "{query}");
     }
+    platform.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_are_the_callers_mistake_and_never_open_a_breaker() -> anyhow::Result<()>
+{
+    let platform = Platform::start().await?;
+    platform.set_product("TEA-01", 500, 100).await?;
+    platform.set_wallet("mallory", 100_000).await?;
+    platform.set_wallet("alice", 100_000).await?;
+    let mallory = platform.customer("mallory")?;
+
+    // More bad orders than the breaker's failure threshold: each is a 422
+    // naming its field, and none reaches a service.
+    let mut bad = order_body("mallory", &[("TEA-01", 1)]);
+    bad["shipping_address"]["line1"] = Value::from("1 Main St\u{0}");
+    bad["shipping_address"]["city"] = Value::from("Ber\u{1b}lin");
+    for _ in 0..8 {
+        let refused = mallory
+            .post(platform.url("/v1/orders"))
+            .json(&bad)
+            .send()
+            .await?;
+        assert_eq!(refused.status(), 422);
+        let error: Value = refused.json().await?;
+        let message = error["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("shipping_address.line1") && message.contains("shipping_address.city"),
+            "{message}"
+        );
+    }
+    // Everyone else still orders: the order breaker is closed.
+    let id = platform.place("alice", &[("TEA-01", 1)]).await?;
+    platform.wait_for_status(&id, "CONFIRMED").await?;
+    let ready: Value = reqwest::get(platform.url("/health/ready"))
+        .await?
+        .json()
+        .await?;
+    assert_eq!(ready["breakers"]["order"], "closed", "{ready}");
+
+    // Behind the edge, a value the database cannot store is a 422 too, not
+    // a 500 that a breaker would count.
+    let nul_wallet = platform
+        .service_client("payment")?
+        .put(format!("{}/wallets/mal%00lory", platform.payment))
+        .json(&serde_json::json!({"balance_cents": 1}))
+        .send()
+        .await?;
+    let (status, code) = status_and_code(nul_wallet).await?;
+    assert_eq!((status, code.as_str()), (422, "invalid_request"));
+    platform.assert_audit_clean().await?;
+    platform.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_services_behind_the_edge_take_only_signed_calls() -> anyhow::Result<()> {
+    let platform = Platform::start().await?;
+    platform.set_product("TEA-01", 500, 100).await?;
+    let anonymous = reqwest::Client::new();
+    let mint = serde_json::json!({"balance_cents": 999_999_999});
+
+    // Whoever reaches a service without a credential gets nothing: no
+    // money, no prices, no one's orders.
+    let wallet = format!("{}/wallets/mallory", platform.payment);
+    let refused = [
+        anonymous.put(&wallet).json(&mint),
+        anonymous
+            .put(format!("{}/products/TEA-01", platform.inventory))
+            .json(&serde_json::json!({"name": "Tea", "price_cents": 1, "available": 1})),
+        anonymous.get(format!("{}/orders", platform.order)),
+        anonymous.get(format!("{}/stats", platform.shipping)),
+    ];
+    for request in refused {
+        let (status, code) = status_and_code(request.send().await?).await?;
+        assert_eq!((status, code.as_str()), (401, "unauthenticated"));
+    }
+    // A credential made for another service, or signed with another key,
+    // is no credential.
+    let for_inventory = platform.service_client("inventory")?;
+    assert_eq!(
+        for_inventory
+            .put(&wallet)
+            .json(&mint)
+            .send()
+            .await?
+            .status(),
+        401
+    );
+    let stranger =
+        choreo_kit::internal_auth::Signer::service(&choreo_kit::internal_auth::generate(), "edge")?;
+    let forged = anonymous
+        .put(&wallet)
+        .header("authorization", stranger.authorization("payment"))
+        .json(&mint)
+        .send()
+        .await?;
+    assert_eq!(forged.status(), 401);
+    let unminted = platform
+        .service_client("payment")?
+        .get(&wallet)
+        .send()
+        .await?;
+    assert_eq!(unminted.status(), 404, "no refused call made a wallet");
+    assert_eq!(platform.product("TEA-01").await?["price_cents"], 500);
+
+    // The edge's key calls the API but cannot arm a fail point, which
+    // kills the process; the operator's admin key can.
+    let points = format!("{}/admin/fail-points", platform.payment);
+    let arm = platform
+        .service_client("payment")?
+        .put(format!("{points}/relay.after-publish"))
+        .body("1*return")
+        .send()
+        .await?;
+    assert_eq!(arm.status(), 403);
+    let operator = choreo_testkit::operator_client("payment");
+    let listed: Value = operator.get(&points).send().await?.json().await?;
+    assert_eq!(listed["configured"], serde_json::json!([]), "{listed}");
+
+    // Probes and the scrape stay open.
+    for open in ["/health/live", "/health/ready", "/metrics"] {
+        let answer = anonymous
+            .get(format!("{}{open}", platform.payment))
+            .send()
+            .await?;
+        assert_eq!(answer.status(), 200, "{open}");
+    }
+    platform.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_holds_only_so_many_long_polls_and_plain_reads_always_pass() -> anyhow::Result<()>
+{
+    // Payment is down: the order stays pending, and every long-poll on it
+    // waits its whole time.
+    let platform = Platform::start_with(Options {
+        down: vec!["payment"],
+        waits: choreo_edge::WaitSettings {
+            per_customer: 1,
+            total: 8,
+        },
+        ..Options::default()
+    })
+    .await?;
+    platform.set_product("TEA-01", 500, 100).await?;
+    let id = platform.place("alice", &[("TEA-01", 1)]).await?;
+    let alice = platform.customer("alice")?;
+    let order = platform.url(&format!("/v1/orders/{id}"));
+    let held = tokio::spawn(alice.get(format!("{order}?wait=10")).send());
+
+    // Once it is held, alice's next long-poll is refused at once...
+    let refused = choreo_testkit::wait_until(
+        "alice's second long-poll to be refused",
+        std::time::Duration::from_secs(10),
+        || async {
+            let answer = alice.get(format!("{order}?wait=0.2")).send().await.ok()?;
+            (answer.status() == 429).then_some(answer)
+        },
+    )
+    .await?;
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let (_, code) = status_and_code(refused).await?;
+    assert_eq!(code, "too_many_waits");
+    // ...while she may still read it plainly, and others may wait.
+    assert_eq!(alice.get(&order).send().await?.status(), 200);
+    let admin = platform
+        .http
+        .get(format!("{order}?wait=0.2"))
+        .send()
+        .await?;
+    assert_eq!(admin.status(), 200);
+    // Her held poll answers in the end, and makes room again.
+    assert_eq!(held.await??.status(), 200);
+    assert_eq!(
+        alice
+            .get(format!("{order}?wait=0.2"))
+            .send()
+            .await?
+            .status(),
+        200
+    );
     platform.stop().await
 }

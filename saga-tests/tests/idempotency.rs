@@ -100,6 +100,7 @@ async fn two_hundred_concurrent_retries_of_one_keyed_post_place_one_order() -> a
                 hs256_secret: Some(platform.token_secret.clone()),
                 ..Default::default()
             },
+            internal_auth: platform.internal_auth.clone(),
             ..Default::default()
         },
         shutdown.clone(),

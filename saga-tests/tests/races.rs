@@ -91,7 +91,7 @@ async fn a_shipment_scheduled_for_a_cancelled_order_is_cancelled() -> anyhow::Re
     let order = platform.wait_for_event(&id, "ShipmentCancelled").await?;
     assert_eq!(order["status"], "CANCELLED");
     let shipment: serde_json::Value = platform
-        .http
+        .service_client("shipping")?
         .get(format!("{}/shipments/{id}", platform.shipping))
         .send()
         .await?

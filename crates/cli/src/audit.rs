@@ -15,7 +15,7 @@ pub(crate) struct AuditArgs {
     )]
     pg_admin_url: String,
     /// The service databases are `<prefix>order`, `<prefix>inventory`, ….
-    #[arg(long, env = "CHOREO_DB_PREFIX", default_value = "choreo_")]
+    #[arg(long, env = "CHOREO_DB_PREFIX", default_value = "choreo_", value_parser = crate::setup::db_prefix)]
     db_prefix: String,
     /// Each service's database URL, overriding the two options above.
     #[arg(long)]

@@ -39,6 +39,10 @@ enum DlqCommand {
             default_value = "http://127.0.0.1:8081"
         )]
         registry_url: String,
+        /// Where `choreo up` keeps the admin key the registry is called
+        /// with (unless `CHOREO_INTERNAL_AUTH__ADMIN_SECRET` is set).
+        #[arg(long, env = "CHOREO_DATA_DIR", default_value = ".choreo")]
+        data_dir: std::path::PathBuf,
         #[arg(long)]
         json: bool,
     },
@@ -86,6 +90,7 @@ pub(crate) async fn run(args: DlqArgs) -> anyhow::Result<()> {
         DlqCommand::Show {
             id,
             registry_url,
+            data_dir,
             json,
         } => {
             let letters = read(&kafka, None).await?;
@@ -94,11 +99,14 @@ pub(crate) async fn run(args: DlqArgs) -> anyhow::Result<()> {
                 .find(|l| l.id == id)
                 .with_context(|| format!("no dead letter {id}"))?;
             let decoded = match letter.value() {
-                Some(value) => Decoder::new(RegistryClient::new(&registry_url))
-                    .decode(value)
-                    .await
-                    .and_then(|d| d.to_json())
-                    .map_err(|e| choreo_telemetry::error_chain(&e)),
+                Some(value) => Decoder::new(RegistryClient::new(
+                    &registry_url,
+                    crate::keys::operator(&data_dir)?,
+                ))
+                .decode(value)
+                .await
+                .and_then(|d| d.to_json())
+                .map_err(|e| choreo_telemetry::error_chain(&e)),
                 None => Err("no value".to_owned()),
             };
             if json {

@@ -5,6 +5,7 @@ mod bench;
 mod chaos;
 mod client;
 mod dlq;
+mod keys;
 mod offsets;
 mod rebuild;
 mod replay;

@@ -99,7 +99,10 @@ async fn order_timeline(args: TimelineArgs) -> anyhow::Result<()> {
     let mut scan = replay::Scan::open(
         kafka,
         &format!("{group}-rebuild"),
-        RegistryClient::new(&service.registry_url),
+        RegistryClient::new(
+            &service.registry_url,
+            crate::keys::for_service_tool(&service.internal_auth, &args.data_dir)?,
+        ),
         Phase::Inputs,
         ranges,
     )?;

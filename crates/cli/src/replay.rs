@@ -109,7 +109,9 @@ pub(crate) async fn run(args: ReplayArgs) -> anyhow::Result<()> {
                      replayed charges are decided by the wallet alone, as by a payment service without one"
                 );
             }
-            let handler = choreo_payment::handler_with_provider(&settings.provider)
+            let signer =
+                crate::keys::for_service_tool(&settings.service.internal_auth, &args.data_dir)?;
+            let handler = choreo_payment::handler_with_provider(&settings.provider, signer)
                 .context("building the payment provider's client")?;
             let own = (
                 choreo_payment::OWN_TOPIC,
@@ -295,7 +297,10 @@ async fn replay_into<H: Handler, R: Handler>(
     let pool = choreo_service::connect(settings, migrations)
         .await
         .with_context(|| format!("connecting to {}'s database", args.service))?;
-    let registry = RegistryClient::new(&settings.registry_url);
+    let registry = RegistryClient::new(
+        &settings.registry_url,
+        crate::keys::for_service_tool(&settings.internal_auth, &args.data_dir)?,
+    );
     let stop = stop_on_ctrl_c();
     let total: i64 = planned.iter().map(|p| p.range.len()).sum();
     let mut display = Display::new(total);

@@ -64,6 +64,10 @@ pub(crate) struct SchemasArgs {
     registry_url: String,
     #[arg(long, env = "CHOREO_KAFKA__TOPIC_PREFIX", default_value = "")]
     topic_prefix: String,
+    /// Where `choreo up` keeps the admin key the registry is called with
+    /// (unless `CHOREO_INTERNAL_AUTH__ADMIN_SECRET` is set).
+    #[arg(long, env = "CHOREO_DATA_DIR", default_value = ".choreo")]
+    data_dir: std::path::PathBuf,
 }
 
 pub(crate) async fn topics(args: TopicsArgs) -> anyhow::Result<()> {
@@ -76,7 +80,7 @@ pub(crate) async fn topics(args: TopicsArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn schemas(args: SchemasArgs) -> anyhow::Result<()> {
-    let registry = RegistryClient::new(args.registry_url);
+    let registry = RegistryClient::new(args.registry_url, crate::keys::operator(&args.data_dir)?);
     register_schemas(&registry, &choreo_events::Topics::new(args.topic_prefix)).await
 }
 
@@ -110,6 +114,12 @@ pub(crate) async fn register_schemas(
 
 /// Creates each database that does not exist yet.
 pub(crate) async fn create_databases(admin_url: &str, names: &[String]) -> anyhow::Result<()> {
+    for name in names {
+        anyhow::ensure!(
+            is_identifier(name),
+            "{name:?} is not a database name Choreo makes: 1-63 letters, digits and '_', not starting with a digit"
+        );
+    }
     let mut conn = PgConnection::connect(admin_url)
         .await
         .with_context(|| format!("connecting to PostgreSQL at {admin_url}"))?;
@@ -128,6 +138,26 @@ pub(crate) async fn create_databases(admin_url: &str, names: &[String]) -> anyho
         }
     }
     Ok(())
+}
+
+/// A plain SQL identifier, which needs no quoting and fits PostgreSQL's
+/// 63 bytes: what a database name built from `CHOREO_DB_PREFIX` must be.
+pub(crate) fn is_identifier(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// `--db-prefix`: the start of an identifier, leaving room for the longest
+/// service name (`inventory`, `registry`).
+pub(crate) fn db_prefix(prefix: &str) -> Result<String, String> {
+    if prefix.is_empty() || is_identifier(&format!("{prefix}inventory")) {
+        Ok(prefix.to_owned())
+    } else {
+        Err(format!(
+            "{prefix:?}: a database prefix is letters, digits and '_', not starting with a digit, at most 54 long"
+        ))
+    }
 }
 
 /// Whether the database `name` exists on the server at `admin_url`.
@@ -162,5 +192,30 @@ pub(crate) fn database_url(admin_url: &str, name: &str) -> String {
     match admin_url.rfind('/') {
         Some(i) if i > "postgres://".len() => format!("{}/{name}", &admin_url[..i]),
         _ => format!("{admin_url}/{name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_names_are_plain_identifiers() {
+        for good in ["choreo_order", "t_1a2b_order", "_x"] {
+            assert!(is_identifier(good), "{good}");
+        }
+        for bad in [
+            "",
+            "1order",
+            "order-db",
+            "x\"; DROP DATABASE postgres; --",
+            &"a".repeat(64),
+        ] {
+            assert!(!is_identifier(bad), "{bad}");
+        }
+        assert!(db_prefix("choreo_").is_ok());
+        assert!(db_prefix("").is_ok());
+        assert!(db_prefix("shop\"").is_err());
+        assert!(db_prefix(&"p".repeat(55)).is_err());
     }
 }

@@ -16,13 +16,18 @@ pub(crate) struct TokenArgs {
     /// Grant the admin scope (catalog, wallets, every customer's orders).
     #[arg(long)]
     admin: bool,
-    /// How long the token stays valid.
+    /// How long the token stays valid; the edge accepts at most 24 hours
+    /// unless its `auth.max_token_seconds` says more.
     #[arg(long, default_value_t = 24)]
     ttl_hours: u64,
     /// The edge's HS256 secret; by default the one `choreo up` keeps in its
     /// data folder.
     #[arg(long, env = "CHOREO_AUTH__HS256_SECRET", hide_env_values = true)]
     secret: Option<String>,
+    /// Read the secret from standard input instead (as the chart's notes
+    /// hand it to a pod: never in an argument or the environment).
+    #[arg(long, conflicts_with = "secret")]
+    secret_stdin: bool,
     #[arg(long, env = "CHOREO_DATA_DIR", default_value = ".choreo")]
     data_dir: PathBuf,
 }
@@ -30,6 +35,14 @@ pub(crate) struct TokenArgs {
 pub(crate) fn run(args: TokenArgs) -> anyhow::Result<()> {
     let secret = match args.secret {
         Some(secret) => secret,
+        None if args.secret_stdin => {
+            let mut secret = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut secret)
+                .context("reading the secret from standard input")?;
+            let secret = secret.trim().to_owned();
+            anyhow::ensure!(!secret.is_empty(), "standard input held no secret");
+            secret
+        }
         None => {
             let file = secret_file(&args.data_dir);
             std::fs::read_to_string(&file)
@@ -80,21 +93,22 @@ pub(crate) fn local_secret(data_dir: &Path) -> anyhow::Result<String> {
         );
         return Ok(secret);
     }
-    let file = secret_file(data_dir);
-    if let Ok(secret) = std::fs::read_to_string(&file) {
+    kept_secret(&secret_file(data_dir))
+}
+
+/// The secret kept in `file`: read when it is there, else made (256 random
+/// bits, as hex) and written readable only by its owner, so that what was
+/// signed with it stays valid across restarts.
+pub(crate) fn kept_secret(file: &Path) -> anyhow::Result<String> {
+    if let Ok(secret) = std::fs::read_to_string(file) {
         return Ok(secret.trim().to_owned());
     }
-    // 244 random bits from the OS generator, as 64 hex characters.
-    let secret = format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
+    let secret = choreo_kit::internal_auth::random_secret();
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&file)
+        .open(file)
         .and_then(|mut f| f.write_all(secret.as_bytes()))
         .with_context(|| format!("writing {}", file.display()))?;
     Ok(secret)

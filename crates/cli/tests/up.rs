@@ -1257,6 +1257,22 @@ impl Platform<'_> {
         self.edge_port + offset
     }
 
+    /// The keys `choreo up` gave its services, as a service's
+    /// configuration holds them.
+    fn internal_keys(&self) -> anyhow::Result<[(&'static str, String); 2]> {
+        let key = |file: &str| std::fs::read_to_string(self.data.join(file));
+        Ok([
+            (
+                "CHOREO_INTERNAL_AUTH__SERVICE_SECRET",
+                key("internal-service-secret")?,
+            ),
+            (
+                "CHOREO_INTERNAL_AUTH__ADMIN_SECRET",
+                key("internal-admin-secret")?,
+            ),
+        ])
+    }
+
     /// `choreo replay` as an operator runs it: with the service's own
     /// configuration in the environment.
     async fn replay(&self, service: &str, args: &[&str]) -> anyhow::Result<std::process::Output> {
@@ -1294,6 +1310,7 @@ impl Platform<'_> {
                 format!("http://127.0.0.1:{}", self.edge_port + 6),
             )
             .env("CHOREO_DATA_DIR", self.data.join("not-a-choreo-up"))
+            .envs(self.internal_keys()?)
             .output()
             .await?)
     }

@@ -40,9 +40,23 @@ pub enum CodecError {
     Unnamed { schema_id: u32 },
     #[error("record {record} (schema id {schema_id}) has no readable `meta` envelope")]
     NoEnvelope { schema_id: u32, record: String },
+    #[error("message is {len} bytes; the most this consumer decodes is {max}")]
+    TooLarge { len: usize, max: usize },
     #[error(transparent)]
     Registry(#[from] RegistryError),
 }
+
+/// The most bytes one Avro value being decoded may claim (a string's, an
+/// array's length), for the whole process: a datum that claims more is an
+/// error instead of an allocation. Set once, by the first caller; returns
+/// the limit in force.
+pub fn limit_allocations(bytes: usize) -> usize {
+    apache_avro::util::max_allocation_bytes(bytes)
+}
+
+/// What [`Decoder`] decodes at most when not told otherwise: Apache Kafka's
+/// own default message size (`message.max.bytes`).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
 
 /// Encodes `event` as an Avro binary datum (no framing) with its own schema.
 ///
@@ -172,24 +186,51 @@ impl Decoded {
 #[derive(Debug, Clone)]
 pub struct Decoder {
     registry: RegistryClient,
+    max_message_bytes: usize,
 }
 
 impl Decoder {
     pub fn new(registry: RegistryClient) -> Self {
-        Self { registry }
+        Self {
+            registry,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
+
+    /// Refuses messages longer than `bytes` before reading them.
+    #[must_use]
+    pub fn with_max_message_bytes(self, bytes: usize) -> Self {
+        Self {
+            max_message_bytes: bytes,
+            ..self
+        }
     }
 
     /// # Errors
-    /// A framing error, an unknown schema id, or a registry that cannot be
-    /// reached ([`RegistryError::is_transient`] tells those apart).
+    /// A message over the size limit, a framing error, an unknown schema
+    /// id, or a registry that cannot be reached
+    /// ([`RegistryError::is_transient`] tells those apart).
     pub async fn decode(&self, bytes: &[u8]) -> Result<Decoded, CodecError> {
+        if bytes.len() > self.max_message_bytes {
+            return Err(CodecError::TooLarge {
+                len: bytes.len(),
+                max: self.max_message_bytes,
+            });
+        }
         let (schema_id, datum) = unframe(bytes)?;
         let writer = self.registry.schema_by_id(schema_id).await?;
         let full_name = match writer.name() {
             Some(name) => name.fullname(None),
             None => return Err(CodecError::Unnamed { schema_id }),
         };
-        let meta = read_meta(&writer, datum).ok_or_else(|| CodecError::NoEnvelope {
+        let value = apache_avro::from_avro_datum(&writer, &mut &datum[..], None).map_err(|e| {
+            CodecError::Decode {
+                schema_id,
+                record: full_name.clone(),
+                source: Box::new(e),
+            }
+        })?;
+        let meta = read_meta(value).ok_or_else(|| CodecError::NoEnvelope {
             schema_id,
             record: full_name.clone(),
         })?;
@@ -203,10 +244,10 @@ impl Decoder {
     }
 }
 
-/// Reads the `meta` field with the writer's own schema, so the runtime can
-/// deduplicate and trace any record, including ones no handler will parse.
-fn read_meta(writer: &Schema, datum: &[u8]) -> Option<EventMeta> {
-    let value = apache_avro::from_avro_datum(writer, &mut &datum[..], None).ok()?;
+/// The `meta` field of a datum read with the writer's own schema, so the
+/// runtime can deduplicate and trace any record, including ones no handler
+/// will parse.
+fn read_meta(value: apache_avro::types::Value) -> Option<EventMeta> {
     let apache_avro::types::Value::Record(fields) = value else {
         return None;
     };

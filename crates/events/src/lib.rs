@@ -14,7 +14,10 @@ mod registry;
 mod topic;
 mod uuid_text;
 
-pub use codec::{CodecError, Decoded, Decoder, encode_datum, frame, unframe};
+pub use codec::{
+    CodecError, DEFAULT_MAX_MESSAGE_BYTES, Decoded, Decoder, encode_datum, frame,
+    limit_allocations, unframe,
+};
 pub use meta::EventMeta;
 pub use records::*;
 pub use registry::{RegistryClient, RegistryError};

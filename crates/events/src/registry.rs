@@ -5,6 +5,7 @@
 //! the life of the process.
 
 use apache_avro::Schema;
+use choreo_kit::internal_auth::{REGISTRY as AUDIENCE, Signer};
 use serde::Deserialize;
 use std::{
     collections::HashMap,
@@ -51,6 +52,8 @@ impl RegistryError {
 pub struct RegistryClient {
     base_url: String,
     http: reqwest::Client,
+    /// Every call carries a credential: the registry trusts no address.
+    signer: Signer,
     ids: Arc<RwLock<HashMap<String, u32>>>,
     schemas: Arc<RwLock<HashMap<u32, Arc<Schema>>>>,
 }
@@ -74,7 +77,9 @@ struct ErrorBody {
 }
 
 impl RegistryClient {
-    pub fn new(base_url: impl Into<String>) -> Self {
+    /// A client of the registry at `base_url`, signing its calls with
+    /// `signer`.
+    pub fn new(base_url: impl Into<String>, signer: Signer) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -82,6 +87,7 @@ impl RegistryClient {
         Self {
             base_url: base_url.into().trim_end_matches('/').to_owned(),
             http,
+            signer,
             ids: Arc::default(),
             schemas: Arc::default(),
         }
@@ -101,6 +107,10 @@ impl RegistryClient {
         let response = self
             .http
             .get(&url)
+            .header(
+                reqwest::header::AUTHORIZATION,
+                self.signer.authorization(AUDIENCE),
+            )
             .timeout(timeout)
             .send()
             .await
@@ -128,6 +138,10 @@ impl RegistryClient {
         let response = self
             .http
             .post(&url)
+            .header(
+                reqwest::header::AUTHORIZATION,
+                self.signer.authorization(AUDIENCE),
+            )
             .header("content-type", "application/vnd.schemaregistry.v1+json")
             .json(&body)
             .send()
@@ -157,15 +171,19 @@ impl RegistryClient {
             return Ok(s);
         }
         let url = format!("{}/schemas/ids/{schema_id}", self.base_url);
-        let response =
-            self.http
-                .get(&url)
-                .send()
-                .await
-                .map_err(|source| RegistryError::Unreachable {
-                    url: url.clone(),
-                    source,
-                })?;
+        let response = self
+            .http
+            .get(&url)
+            .header(
+                reqwest::header::AUTHORIZATION,
+                self.signer.authorization(AUDIENCE),
+            )
+            .send()
+            .await
+            .map_err(|source| RegistryError::Unreachable {
+                url: url.clone(),
+                source,
+            })?;
         let SchemaBody { schema } = read_json(&url, response).await?;
         let parsed = Schema::parse_str(&schema).map_err(|e| RegistryError::BadSchema {
             schema_id,

@@ -51,8 +51,9 @@ where
 const KAFKA_PROPERTIES: &str = "CHOREO_KAFKA__PROPERTIES__";
 
 /// Renders a configuration as pretty JSON with secrets redacted: any key whose
-/// name contains `password`, `secret` or `token`, and the password part of any
-/// URL-looking string value.
+/// name contains `password`, `secret`, `token`, `key` (TLS keys), `sasl` or
+/// `credential`, and the password of any URL-looking string value, in its
+/// user part or its query (`?password=`, `&sslpassword=`).
 pub fn print_config<T: Serialize>(config: &T) -> String {
     let mut value = serde_json::to_value(config).unwrap_or(serde_json::Value::Null);
     redact(&mut value, "");
@@ -61,7 +62,7 @@ pub fn print_config<T: Serialize>(config: &T) -> String {
 
 fn redact(value: &mut serde_json::Value, key: &str) {
     use serde_json::Value;
-    let sensitive = ["password", "secret", "token"]
+    let sensitive = ["password", "secret", "token", "key", "sasl", "credential"]
         .iter()
         .any(|s| key.to_ascii_lowercase().contains(s));
     match value {
@@ -73,11 +74,28 @@ fn redact(value: &mut serde_json::Value, key: &str) {
     }
 }
 
-/// `postgres://user:pw@host/db` becomes `postgres://user:[redacted]@host/db`.
+/// `postgres://user:pw@host/db` becomes `postgres://user:[redacted]@host/db`,
+/// and `…/db?password=pw` `…/db?password=[redacted]`.
 fn redact_url_password(s: &str) -> String {
     let Some(scheme_end) = s.find("://") else {
         return s.to_owned();
     };
+    if let Some(query) = s.find('?') {
+        let redacted: Vec<String> = s[query + 1..]
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if name.to_ascii_lowercase().contains("password") => {
+                    format!("{name}=[redacted]")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        return format!(
+            "{}?{}",
+            redact_url_password(&s[..query]),
+            redacted.join("&")
+        );
+    }
     let rest = &s[scheme_end + 3..];
     let Some(at) = rest.find('@') else {
         return s.to_owned();
@@ -108,6 +126,31 @@ mod tests {
             "postgres://app@db/order"
         );
         assert_eq!(redact_url_password("127.0.0.1:9092"), "127.0.0.1:9092");
+        assert_eq!(
+            redact_url_password("postgres://app@db/order?sslmode=require&password=hunter2"),
+            "postgres://app@db/order?sslmode=require&password=[redacted]"
+        );
+        assert_eq!(
+            redact_url_password("postgres://app:pw@db/order?sslmode=verify-full"),
+            "postgres://app:[redacted]@db/order?sslmode=verify-full"
+        );
+    }
+
+    #[test]
+    fn tls_keys_and_sasl_settings_are_redacted() {
+        let settings = serde_json::json!({
+            "kafka": {"properties": {
+                "ssl.key.pem": "-----BEGIN PRIVATE KEY-----",
+                "sasl.username": "svc",
+                "sasl.oauthbearer.client.secret": "s3",
+                "linger.ms": "5",
+            }},
+        });
+        let out = print_config(&settings);
+        for hidden in ["BEGIN PRIVATE", "\"svc\"", "s3"] {
+            assert!(!out.contains(hidden), "{hidden} shown in {out}");
+        }
+        assert!(out.contains("\"5\""), "{out}");
     }
 
     #[test]

@@ -4,14 +4,20 @@
 use axum::{
     Json, Router,
     body::Body,
-    extract::{MatchedPath, Request},
+    extract::{ConnectInfo, MatchedPath, Request, State},
     http::StatusCode,
+    middleware::Next,
     response::{IntoResponse, Response},
 };
-use std::{net::SocketAddr, time::Duration};
-use tokio::{net::TcpListener, task::JoinHandle};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto::Builder as ConnectionBuilder, graceful::GracefulShutdown},
+};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+use tokio::{net::TcpListener, sync::Semaphore, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
-use tower_http::trace::TraceLayer;
+use tower_http::{timeout::RequestBodyTimeoutLayer, trace::TraceLayer};
 use tracing::{Span, field::Empty};
 
 /// Binds `addr` (port 0 picks a free port) and serves `router` until `shutdown`
@@ -25,34 +31,136 @@ pub async fn serve(
     addr: SocketAddr,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
-    let router = router.layer(
-        TraceLayer::new_for_http()
-            .make_span_with(server_span)
-            .on_request(())
-            .on_response(|response: &Response, _: Duration, span: &Span| {
-                choreo_telemetry::attribute(
-                    span,
-                    "http.response.status_code",
-                    i64::from(response.status().as_u16()),
-                );
-                if response.status().is_server_error() {
-                    span.record("otel.status_code", "ERROR");
-                }
-            })
-            .on_failure(()),
-    );
+    serve_with(router, addr, shutdown, CallerTraces::Continue).await
+}
+
+/// Whether a request's `traceparent` is continued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallerTraces {
+    /// Its span joins the caller's trace: for callers that sign their
+    /// calls (the processes behind the edge), or a developer's own client.
+    Continue,
+    /// Every request starts a trace of its own: for callers from the
+    /// internet, who could otherwise graft their requests onto any trace
+    /// (or force sampling) in the platform's tracing backend.
+    Ignore,
+}
+
+/// How long a client may take to send a request's headers, and then its
+/// body: one that trickles them (slowloris) holds a connection and a task
+/// for no longer.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requests one process works on at once, probes and scrapes aside; the
+/// next is answered `503 overloaded` at once rather than queued behind
+/// them (a long-poll counts for as long as it waits).
+pub const MAX_CONCURRENT_REQUESTS: usize = 1024;
+
+/// [`serve`], choosing whether callers' traces are continued.
+///
+/// # Errors
+/// Fails when the address cannot be bound.
+pub async fn serve_with(
+    router: Router,
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    traces: CallerTraces,
+) -> std::io::Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
+    let in_flight = Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS));
+    let router = router
+        .layer(axum::middleware::from_fn_with_state(in_flight, admit))
+        .layer(RequestBodyTimeoutLayer::new(BODY_READ_TIMEOUT))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(move |request: &Request<Body>| server_span(request, traces))
+                .on_request(())
+                .on_response(|response: &Response, _: Duration, span: &Span| {
+                    choreo_telemetry::attribute(
+                        span,
+                        "http.response.status_code",
+                        i64::from(response.status().as_u16()),
+                    );
+                    if response.status().is_server_error() {
+                        span.record("otel.status_code", "ERROR");
+                    }
+                })
+                .on_failure(()),
+        );
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        // With the peer's address, for handlers that limit per client.
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-    });
+    let task = tokio::spawn(accept_until(listener, router, shutdown));
     Ok((bound, task))
+}
+
+/// Serves each connection `listener` accepts until `shutdown`, then lets
+/// the requests in flight finish. HTTP/1 connections get a header read
+/// timeout, which `axum::serve` does not set.
+async fn accept_until(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let mut builder = ConnectionBuilder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, say: the listener is fine.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let router = router.clone();
+        // With the peer's address, for handlers that limit per client.
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let mut request = request.map(Body::new);
+            request.extensions_mut().insert(ConnectInfo(peer));
+            tower::ServiceExt::oneshot(router.clone(), request)
+        });
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Admits a request while fewer than [`MAX_CONCURRENT_REQUESTS`] are in
+/// flight; probes and scrapes always, so that an overloaded process is not
+/// also restarted for failing its liveness probe.
+async fn admit(State(in_flight): State<Arc<Semaphore>>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if path.starts_with("/health/") || path == "/metrics" {
+        return next.run(request).await;
+    }
+    match in_flight.try_acquire_owned() {
+        Ok(_permit) => next.run(request).await,
+        Err(_) => (
+            [(axum::http::header::RETRY_AFTER, "1")],
+            HttpError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                format!("{MAX_CONCURRENT_REQUESTS} requests are in flight; retry in a second"),
+            ),
+        )
+            .into_response(),
+    }
 }
 
 /// A `/metrics` answer: `registry` in the text format Prometheus scrapes
@@ -76,7 +184,7 @@ pub fn metrics(registry: &prometheus_client::registry::Registry) -> Response {
 /// conventions ask (`POST /orders/{id}/cancel`, not one name per order).
 /// Probes and scrapes get none: a trace per second per service would bury
 /// the sagas.
-fn server_span(request: &Request<Body>) -> Span {
+fn server_span(request: &Request<Body>, traces: CallerTraces) -> Span {
     let path = request.uri().path();
     if path.starts_with("/health/") || path == "/metrics" {
         return Span::none();
@@ -98,7 +206,8 @@ fn server_span(request: &Request<Body>) -> Span {
     let traceparent = request
         .headers()
         .get(choreo_telemetry::TRACEPARENT)
-        .and_then(|v| v.to_str().ok());
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| traces == CallerTraces::Continue);
     choreo_telemetry::continue_trace(&span, traceparent);
     span
 }
@@ -132,8 +241,17 @@ impl HttpError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
     }
 
-    /// Logs `cause` with its whole source chain and returns an opaque 500.
+    /// What a failed handler answers: 422 when the database refused a value
+    /// the caller sent (SQLSTATE class 22, "data exception": a NUL in text,
+    /// a number out of range), since repeating it cannot help and it is no
+    /// fault of the service's; otherwise an opaque 500, with `cause` and
+    /// its whole source chain logged.
     pub fn internal(cause: &(dyn std::error::Error + 'static)) -> Self {
+        if let Some(refused) = data_exception(cause) {
+            return Self::invalid(format!(
+                "the database refused a value in the request: {refused}"
+            ));
+        }
         let mut chain = cause.to_string();
         let mut source = cause.source();
         while let Some(s) = source {
@@ -148,6 +266,16 @@ impl HttpError {
             "internal error; the cause is in the service log",
         )
     }
+}
+
+/// The database's message when `cause`, or any error it wraps, is a
+/// data exception.
+fn data_exception(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
+    std::iter::successors(Some(cause), |e| e.source())
+        .filter_map(|e| e.downcast_ref::<sqlx::Error>())
+        .filter_map(sqlx::Error::as_database_error)
+        .find(|db| db.code().is_some_and(|code| code.starts_with("22")))
+        .map(|db| db.message().to_owned())
 }
 
 impl IntoResponse for HttpError {

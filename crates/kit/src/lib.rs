@@ -7,9 +7,13 @@
 
 pub mod config;
 pub mod http;
+pub mod internal_auth;
 pub mod shutdown;
 
 pub use config::{ConfigError, load_config, print_config};
-pub use http::{HttpError, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, idempotency_key, serve};
+pub use http::{
+    CallerTraces, HttpError, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, idempotency_key, serve,
+    serve_with,
+};
 pub use shutdown::{shutdown_on_signals, wait_for_signal};
 pub use tokio_util::sync::CancellationToken;

@@ -8,7 +8,7 @@
 use crate::{KafkaSettings, MessagingError};
 use rdkafka::{
     Message, Offset, TopicPartitionList,
-    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication},
     client::DefaultClientContext,
     consumer::{BaseConsumer, Consumer},
     error::RDKafkaErrorCode,
@@ -34,15 +34,33 @@ pub async fn ensure_topics(
     names: &[String],
 ) -> Result<(), MessagingError> {
     let existing = existing_topics(settings).await?;
+    let dead_letter_topics: Vec<String> = choreo_events::SAGA_SERVICES
+        .iter()
+        .map(|s| settings.topics().dead_letters(s))
+        .collect();
+    let min_insync = settings
+        .min_insync_replicas
+        .clamp(1, settings.replication_factor.max(1))
+        .to_string();
     let topics: Vec<NewTopic<'_>> = names
         .iter()
         .filter(|n| !existing.contains(*n))
         .map(|n| {
-            NewTopic::new(
+            let mut topic = NewTopic::new(
                 n,
                 settings.partitions,
                 TopicReplication::Fixed(settings.replication_factor),
-            )
+            );
+            if dead_letter_topics.contains(n) {
+                // A dead letter waits for an operator, however long that
+                // takes: the broker's default retention (a week) would
+                // delete it unseen.
+                topic = topic.set("retention.ms", "-1");
+            }
+            if settings.replication_factor > 1 {
+                topic = topic.set("min.insync.replicas", &min_insync);
+            }
+            topic
         })
         .collect();
     if topics.is_empty() {
@@ -77,6 +95,40 @@ pub async fn ensure_topics(
     Ok(())
 }
 
+/// Each topic's `retention.ms` as the cluster reports it (-1: forever);
+/// `None` where it does not say.
+///
+/// # Errors
+/// When the broker cannot be reached or does not describe topic configs.
+pub async fn topic_retention(
+    settings: &KafkaSettings,
+    names: &[String],
+) -> Result<BTreeMap<String, Option<i64>>, MessagingError> {
+    let admin: AdminClient<DefaultClientContext> = settings
+        .client_config_with_overrides()
+        .create()
+        .map_err(MessagingError::kafka("creating admin client"))?;
+    let resources: Vec<ResourceSpecifier<'_>> =
+        names.iter().map(|n| ResourceSpecifier::Topic(n)).collect();
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    let described = admin
+        .describe_configs(&resources, &options)
+        .await
+        .map_err(MessagingError::kafka("describing topic configs"))?;
+    let mut retention = BTreeMap::new();
+    for (name, result) in names.iter().zip(described) {
+        let resource = result.map_err(|code| MessagingError::Kafka {
+            context: format!("describing topic {name}"),
+            source: rdkafka::error::KafkaError::AdminOp(code),
+        })?;
+        let ms = resource
+            .get("retention.ms")
+            .and_then(|entry| entry.value.as_deref()?.parse::<i64>().ok());
+        retention.insert(name.clone(), ms);
+    }
+    Ok(retention)
+}
+
 /// The topics the cluster holds.
 async fn existing_topics(
     settings: &KafkaSettings,
@@ -96,6 +148,30 @@ async fn existing_topics(
             .filter(|t| t.error().is_none())
             .map(|t| t.name().to_owned())
             .collect())
+    })
+    .await
+    .map_err(|e| MessagingError::Blocking(e.to_string()))?
+}
+
+/// How many partitions `topics` have together; a topic that does not
+/// exist counts 0.
+///
+/// # Errors
+/// When the broker cannot be reached.
+pub async fn total_partitions(
+    settings: &KafkaSettings,
+    topics: &[String],
+) -> Result<i32, MessagingError> {
+    let config = settings.client_config_with_overrides();
+    let topics = topics.to_vec();
+    // A metadata read blocks for up to its timeout while the broker is away.
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = config
+            .create()
+            .map_err(MessagingError::kafka("creating a metadata client"))?;
+        topics.iter().try_fold(0, |sum, topic| {
+            Ok(sum + partition_count(&consumer, topic, METADATA_TIMEOUT)?)
+        })
     })
     .await
     .map_err(|e| MessagingError::Blocking(e.to_string()))?

@@ -4,7 +4,9 @@
 //! The consumer's partition workers and the relay report here when they are
 //! stuck retrying (the database is down, the broker is away) and when they
 //! recover; the consumer also reports which partitions it has paused because
-//! their handler is behind. A service is ready only while nothing is stuck.
+//! their handler is behind. A service with something stuck still takes
+//! requests (its outbox holds what it cannot publish): it reads as
+//! degraded, with what and why.
 
 use crate::RuntimeMetrics;
 use std::{
@@ -52,11 +54,14 @@ impl Health {
         self.state()
             .stalled
             .insert(component.to_owned(), error.to_owned());
+        self.metrics().set_stalled(component, true);
     }
 
     /// `component` made progress again.
     pub fn recover(&self, component: &str) {
-        self.state().stalled.remove(component);
+        if self.state().stalled.remove(component).is_some() {
+            self.metrics().set_stalled(component, false);
+        }
     }
 
     pub(crate) fn set_paused(&self, partition: &str, paused: bool) {

@@ -38,6 +38,13 @@ struct ComponentLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StalledLabels {
+    /// What is stuck: `broker`, `registry`, `relay`, a partition
+    /// (`order.events/2`), ...
+    component: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TopicLabels {
     topic: String,
 }
@@ -78,6 +85,7 @@ pub struct RuntimeMetrics {
     consumer_lag: Family<LagLabels, Gauge>,
     commit_failures: Family<PartitionLabels, Counter>,
     rejoins: Counter,
+    stalled: Family<StalledLabels, Gauge>,
     outbox_backlog: Gauge,
     outbox_oldest_age: Gauge<f64, AtomicU64>,
     /// The same numbers as a plain snapshot, for `/stats` (a Prometheus
@@ -122,6 +130,7 @@ impl Default for RuntimeMetrics {
             consumer_lag: Family::default(),
             commit_failures: Family::default(),
             rejoins: Counter::default(),
+            stalled: Family::default(),
             outbox_backlog: Gauge::default(),
             outbox_oldest_age: Gauge::default(),
             dead_letters_total: AtomicU64::new(0),
@@ -187,6 +196,11 @@ impl RuntimeMetrics {
             self.commit_failures.clone(),
         );
         registry.register(
+            "choreo_stalled",
+            "1 while a part of the service cannot make progress (the broker or the registry unreachable, a partition retrying an event, the relay unable to publish), by component; 0 once it has recovered",
+            self.stalled.clone(),
+        );
+        registry.register(
             "choreo_consumer_rejoins",
             "Times the consumer replaced its group member because the group no longer took its progress",
             self.rejoins.clone(),
@@ -217,6 +231,14 @@ impl RuntimeMetrics {
                 outcome,
             })
             .observe(seconds);
+    }
+
+    pub(crate) fn set_stalled(&self, component: &str, stalled: bool) {
+        self.stalled
+            .get_or_create(&StalledLabels {
+                component: component.to_owned(),
+            })
+            .set(i64::from(stalled));
     }
 
     pub(crate) fn retried(&self, component: &'static str) {

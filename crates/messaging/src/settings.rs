@@ -18,6 +18,11 @@ pub struct KafkaSettings {
     /// Partitions for topics this process creates.
     pub partitions: i32,
     pub replication_factor: i32,
+    /// With a replication factor above 1, the replicas that must hold a
+    /// write before the broker acknowledges it (`min.insync.replicas` of the
+    /// topics this process creates; at most the replication factor), so
+    /// that an acknowledged event survives the loss of a broker.
+    pub min_insync_replicas: i32,
     /// Extra librdkafka properties (SASL, TLS, tuning), applied last; `_`
     /// in a key stands for `.`. Numbers and booleans (`linger_ms = 5` in a
     /// TOML file) are taken as their text; from the environment
@@ -35,6 +40,7 @@ impl Default for KafkaSettings {
             topic_prefix: String::new(),
             partitions: 4,
             replication_factor: 1,
+            min_insync_replicas: 2,
             properties: BTreeMap::new(),
         }
     }

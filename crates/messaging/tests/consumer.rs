@@ -36,6 +36,8 @@ struct Recorder {
     slow_order: Uuid,
     open: watch::Receiver<bool>,
     ignored: Option<i32>,
+    /// A bug: the handler panics on this sequence.
+    panics_on: Option<i32>,
 }
 
 impl Recorder {
@@ -48,6 +50,7 @@ impl Recorder {
                 slow_order: Uuid::nil(),
                 open,
                 ignored: None,
+                panics_on: None,
             },
             gate,
         )
@@ -74,6 +77,7 @@ impl Handler for Recorder {
             let mut open = self.open.clone();
             let _ = open.wait_for(|open| *open).await;
         }
+        assert_ne!(self.panics_on, Some(seq), "a bug in the handler");
         if self.ignored == Some(seq) {
             return Ok(Outcome::Ignored);
         }
@@ -304,6 +308,105 @@ async fn poison_messages_are_dead_lettered_and_redriven_once_after_the_fix() -> 
 
     inventory.stop().await?;
     shipping.stop().await?;
+    env.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_messages_and_values_claiming_too_much_memory_are_dead_lettered_unread()
+-> anyhow::Result<()> {
+    let env = Env::start().await?;
+    let topic = env.kafka.topics().name(Topic::Order);
+    let (handler, _) = Recorder::new();
+    let settings = ConsumerSettings {
+        max_message_bytes: 4096,
+        ..ConsumerSettings::default()
+    };
+    let inventory = Running::start(&env, "inventory", settings, handler).await?;
+    let order = Uuid::new_v4();
+    let producer = RawProducer::new(&env.kafka.bootstrap_servers)?;
+
+    // A well-formed event, but larger than the consumer takes.
+    let mut large = numbered_event(order, 7);
+    large.shipping_address.line1 = "x".repeat(8 * 1024);
+    let large = framed(&env.kafka.topics(), &env.registry(), &large).await?;
+    // A real schema id, then a datum whose first string says it is 4 GiB
+    // long (zigzag varint 2^33): decoded blindly, it would be allocated.
+    let valid = framed(
+        &env.kafka.topics(),
+        &env.registry(),
+        &numbered_event(order, 1),
+    )
+    .await?;
+    let mut greedy = valid[..5].to_vec();
+    greedy.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x40]);
+    for value in [&large, &greedy, &valid] {
+        producer
+            .send(&topic, Some(0), &order.to_string(), value, &[])
+            .await?;
+    }
+
+    // Both are dead-lettered, saying why, and the partition goes on.
+    inventory.wait_applied(order, &[1]).await?;
+    let letters = wait_letters(&env, "inventory", 2).await?;
+    assert_eq!(letters.len(), 2, "{letters:#?}");
+    assert!(
+        letters[0]
+            .error
+            .contains("the most this consumer decodes is 4096"),
+        "{}",
+        letters[0].error
+    );
+    assert_eq!(letters[0].value(), Some(large.as_slice()));
+    assert!(
+        letters[1].error.contains("Unable to allocate"),
+        "{}",
+        letters[1].error
+    );
+    assert!(inventory.health.snapshot().stalled.is_empty());
+    inventory.stop().await?;
+    env.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_panics_stops_the_consumer_for_a_restart_and_names_its_partition()
+-> anyhow::Result<()> {
+    let env = Env::start().await?;
+    let topic = env.kafka.topics().name(Topic::Order);
+    let (mut handler, _) = Recorder::new();
+    handler.panics_on = Some(2);
+    let inventory = Running::start(&env, "inventory", ConsumerSettings::default(), handler).await?;
+    let order = Uuid::new_v4();
+    let producer = RawProducer::new(&env.kafka.bootstrap_servers)?;
+    for seq in [1, 2, 3] {
+        let value = framed(
+            &env.kafka.topics(),
+            &env.registry(),
+            &numbered_event(order, seq),
+        )
+        .await?;
+        producer
+            .send(&topic, Some(0), &order.to_string(), &value, &[])
+            .await?;
+    }
+    // Not a partition that silently stops while the rest goes on: the
+    // consumer ends, which ends the service (its supervisor restarts it,
+    // and the event is delivered again), and readiness says where.
+    wait_until("the consumer to stop", DEADLINE, || async {
+        inventory.task.is_finished().then_some(())
+    })
+    .await?;
+    let stalled = inventory.health.snapshot().stalled;
+    let reason = stalled
+        .get(&format!("{topic}/0"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        reason.contains("panicked") && reason.contains("a bug in the handler"),
+        "{stalled:?}"
+    );
+    assert_eq!(inventory.applied(order).await?, vec![1]);
+    assert!(dead_letter::list(&env.kafka, "inventory").await?.is_empty());
+    inventory.stop().await?;
     env.stop().await
 }
 

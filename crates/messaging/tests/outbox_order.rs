@@ -51,7 +51,10 @@ async fn consume(
         .create()
         .context("creating the test consumer")?;
     consumer.subscribe(&[topic])?;
-    let decoder = Decoder::new(RegistryClient::new(registry_url));
+    let decoder = Decoder::new(RegistryClient::new(
+        registry_url,
+        choreo_testkit::operator(),
+    ));
     let deadline = tokio::time::Instant::now() + DEADLINE;
     let mut received = Vec::with_capacity(count);
     while received.len() < count {

@@ -17,10 +17,15 @@ use choreo_kit::HttpError;
 use choreo_messaging::fail_points::{self, FailPointError};
 use serde_json::{Value, json};
 
+/// Only operators' tools, with the admin key, may arm a fail point: it
+/// kills the process.
 pub(crate) fn routes() -> Router {
     Router::new()
         .route("/admin/fail-points", get(list))
         .route("/admin/fail-points/{name}", put(arm))
+        .route_layer(axum::middleware::from_fn(
+            choreo_kit::internal_auth::admin_only,
+        ))
 }
 
 async fn list() -> Json<Value> {

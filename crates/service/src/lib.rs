@@ -16,7 +16,10 @@ mod metrics;
 
 use axum::Router;
 use choreo_events::{RegistryClient, Topic};
-use choreo_kit::CancellationToken;
+use choreo_kit::{
+    CancellationToken,
+    internal_auth::{Gate, InternalAuthError, InternalAuthSettings, Signer},
+};
 use choreo_messaging::{
     Consumer, ConsumerSettings, Handler, Health, KafkaSettings, Relay, RetentionSettings,
     admin::BrokerProbe, retention,
@@ -49,6 +52,9 @@ pub struct ServiceSettings {
     /// crate's syntax, see `choreo_messaging::fail_points`). Empty: none.
     /// Refused in a build without fail points.
     pub fail_points: String,
+    /// The keys calls between Choreo processes are signed with
+    /// (`choreo_kit::internal_auth`); the service needs both.
+    pub internal_auth: InternalAuthSettings,
 }
 
 impl ServiceSettings {
@@ -67,7 +73,41 @@ impl ServiceSettings {
             shutdown_grace_seconds: 30.0,
             log_format: LogFormat::Text,
             fail_points: String::new(),
+            internal_auth: InternalAuthSettings::default(),
         }
+    }
+}
+
+/// Says so when an input topic keeps events longer than the inbox
+/// remembers them: a redelivery or replay of an event older than the
+/// inbox window would find no record of it and apply it again.
+async fn compare_retention(kafka: KafkaSettings, topics: Vec<String>, inbox_days: f64) {
+    let window = Duration::from_secs_f64(inbox_days.max(0.0) * 86_400.0);
+    match choreo_messaging::admin::topic_retention(&kafka, &topics).await {
+        Ok(retention) => {
+            for (topic, ms) in retention {
+                // Negative: forever. Unreported: nothing to compare.
+                let kept = match ms {
+                    None => continue,
+                    Some(ms) => u64::try_from(ms).ok().map(Duration::from_millis),
+                };
+                if kept.is_none_or(|kept| kept > window) {
+                    let kept = kept.map_or("forever".to_owned(), |k| {
+                        format!("{:.1} days", k.as_secs_f64() / 86_400.0)
+                    });
+                    tracing::warn!(
+                        %topic,
+                        %kept,
+                        inbox_days,
+                        "the topic keeps events longer than the inbox remembers them: an event redelivered or replayed after {inbox_days} days would be applied again. Raise retention.inbox_days to the topic's retention, or replay only from within the window"
+                    );
+                }
+            }
+        }
+        Err(e) => tracing::info!(
+            error = %choreo_telemetry::error_chain(&e),
+            "could not read the input topics' retention to compare it with the inbox window"
+        ),
     }
 }
 
@@ -87,6 +127,8 @@ pub enum LaunchError {
         #[source]
         source: std::io::Error,
     },
+    #[error("checking the internal credentials")]
+    InternalAuth(#[source] InternalAuthError),
     /// A part of the service's own (its provider client, say).
     #[error("setting up {what}")]
     Setup {
@@ -311,7 +353,11 @@ pub async fn launch<H: Handler>(
         choreo_messaging::fail_points::configure_all(&settings.fail_points)
             .map_err(LaunchError::FailPoints)?;
     }
-    let registry = RegistryClient::new(&settings.registry_url);
+    let name = spec.name;
+    let gate = Gate::new(&settings.internal_auth, name).map_err(LaunchError::InternalAuth)?;
+    let signer =
+        Signer::service(&settings.internal_auth, name).map_err(LaunchError::InternalAuth)?;
+    let registry = RegistryClient::new(&settings.registry_url, signer);
     let runtime = Health::default();
     let mut tasks = JoinSet::new();
     // Every client of the process names it to the broker: each replica by
@@ -340,6 +386,15 @@ pub async fn launch<H: Handler>(
     )
     .map_err(LaunchError::Messaging)?;
     tasks.spawn(consumer.run(shutdown.clone()));
+    // Once, in the background: only ever a warning.
+    tokio::spawn(compare_retention(
+        kafka.clone(),
+        spec.inputs
+            .iter()
+            .map(|t| kafka.topics().name(*t))
+            .collect(),
+        settings.retention.inbox_days,
+    ));
     tasks.spawn(retention::purge_until(
         pool.clone(),
         settings.retention.clone(),
@@ -349,14 +404,14 @@ pub async fn launch<H: Handler>(
         tasks.spawn(task);
     }
 
-    let name = spec.name;
-    let probes = health::Probes {
+    let probes = std::sync::Arc::new(health::Probes {
         service: name,
         pool: pool.clone(),
         broker: BrokerProbe::new(&kafka).map_err(LaunchError::Messaging)?,
         registry,
         runtime,
-    };
+    });
+    tasks.spawn(health::watch_dependencies(probes.clone(), shutdown.clone()));
     let router = spec
         .router
         .merge(metrics::routes(
@@ -368,12 +423,13 @@ pub async fn launch<H: Handler>(
         ))
         .merge(health::routes(probes))
         .merge(fail_points::routes());
-    let (addr, server) = choreo_kit::serve(router, settings.http_addr, shutdown.clone())
-        .await
-        .map_err(|source| LaunchError::Bind {
-            addr: settings.http_addr,
-            source,
-        })?;
+    let (addr, server) =
+        choreo_kit::serve(gate.protect(router), settings.http_addr, shutdown.clone())
+            .await
+            .map_err(|source| LaunchError::Bind {
+                addr: settings.http_addr,
+                source,
+            })?;
     tasks.spawn(async move {
         if let Ok(Err(e)) = server.await {
             tracing::error!(error = %e, "http server failed");

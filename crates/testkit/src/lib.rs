@@ -23,6 +23,38 @@ pub use mock_broker::MockBroker;
 pub use publish::{RawProducer, framed, publish_event};
 pub use wait::wait_until;
 
+/// The internal keys of this test process (`choreo_kit::internal_auth`),
+/// made once: every process a test starts checks them, and every call a
+/// test makes signs with them.
+pub fn internal_auth() -> choreo_kit::internal_auth::InternalAuthSettings {
+    static KEYS: std::sync::OnceLock<choreo_kit::internal_auth::InternalAuthSettings> =
+        std::sync::OnceLock::new();
+    KEYS.get_or_init(choreo_kit::internal_auth::generate)
+        .clone()
+}
+
+/// Signs a test's calls as an operator's tool does (the admin key), which
+/// every route takes.
+pub fn operator() -> choreo_kit::internal_auth::Signer {
+    choreo_kit::internal_auth::Signer::admin(&internal_auth(), "test")
+        .unwrap_or_else(|e| panic!("the test's own keys: {e}"))
+}
+
+/// A client of the process `audience` (`order`, `provider`, `registry`, …)
+/// whose every call carries the operator's credential, valid for the
+/// minute after this call.
+pub fn operator_client(audience: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        operator().authorization(audience),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap_or_else(|e| panic!("a plain HTTP client: {e}"))
+}
+
 /// A short random name, unique per call, for databases, topics and groups, so
 /// that concurrent test runs on one machine never collide.
 pub fn unique_name(prefix: &str) -> String {

@@ -62,6 +62,30 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-%s-job" (include "choreo.fullname" .root) .component -}}
 {{- end -}}
 
+{{/*
+An internal key (README, Security model): the value, else the one a previous
+release made, else a new one, made once per render so that the Secret and
+the jobs' copy agree: (dict "root" $ "key" "internal-admin-secret" "value" "adminSecret").
+*/}}
+{{- define "choreo.internalKey" -}}
+{{- $auth := .root.Values.internalAuth -}}
+{{- $made := $auth.generated | default dict -}}
+{{- if not (hasKey $made .key) -}}
+{{- $value := index $auth .value -}}
+{{- if not $value -}}
+{{- $existing := lookup "v1" "Secret" .root.Release.Namespace (include "choreo.secretName" .root) -}}
+{{- if and $existing (index ($existing.data | default dict) .key) -}}
+{{- $value = index $existing.data .key | b64dec -}}
+{{- else -}}
+{{- $value = randAlphaNum 64 -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $made .key $value -}}
+{{- $_ := set $auth "generated" $made -}}
+{{- end -}}
+{{- index $made .key -}}
+{{- end -}}
+
 {{/* The HS256 secret: the value, else the one a previous release made, else a new one. */}}
 {{- define "choreo.hs256Secret" -}}
 {{- if .Values.auth.hs256Secret -}}
@@ -104,6 +128,11 @@ CHOREO_AUTH__ISSUER: {{ . | quote }}
 {{- with $v.auth.audience }}
 CHOREO_AUTH__AUDIENCE: {{ . | quote }}
 {{- end }}
+{{- if $v.edge.ingress.enabled }}
+{{- /* Behind the ingress every client arrives from the ingress
+controller's pods: the per-address limit reads X-Forwarded-For from them. */}}
+CHOREO_RATE_LIMIT__TRUSTED_PROXIES: {{ required "edge.ingress.trustedProxies (the ingress controller pods' CIDR ranges) is required with edge.ingress.enabled" $v.edge.ingress.trustedProxies | quote }}
+{{- end }}
 {{- else }}
 {{- include "choreo.kafkaSettings" .root }}
 CHOREO_REGISTRY_URL: {{ $v.schemaRegistry.url | quote }}
@@ -112,6 +141,12 @@ CHOREO_DATABASE_URL: {{ printf "postgres://%s@%s:%v/%s?sslmode=%s%s" ($v.postgre
 {{- end }}
 {{- if and (eq .component "payment") $v.payment.providerUrl }}
 CHOREO_PROVIDER__URL: {{ $v.payment.providerUrl | quote }}
+{{- end }}
+{{- if and (eq .component "payment") (not (hasKey $v.payment.env "CHOREO_DATABASE_MAX_CONNECTIONS")) }}
+{{- /* Payment holds a connection through each provider call, one per
+partition it consumes (two input topics): a replica holding them all must
+still have connections for its API and relay; it refuses a smaller pool. */}}
+CHOREO_DATABASE_MAX_CONNECTIONS: {{ add (mul 2 $v.kafka.partitions) 4 | quote }}
 {{- end }}
 {{- end }}
 {{- if ne .component "choreo" }}
@@ -128,6 +163,7 @@ CHOREO_KAFKA__BOOTSTRAP_SERVERS: {{ $k.bootstrapServers | quote }}
 CHOREO_KAFKA__TOPIC_PREFIX: {{ $k.topicPrefix | quote }}
 CHOREO_KAFKA__PARTITIONS: {{ $k.partitions | quote }}
 CHOREO_KAFKA__REPLICATION_FACTOR: {{ $k.replicationFactor | quote }}
+CHOREO_KAFKA__MIN_INSYNC_REPLICAS: {{ $k.minInsyncReplicas | quote }}
 {{- if or $k.sasl.enabled $k.tls.enabled }}
 CHOREO_KAFKA__PROPERTIES__SECURITY_PROTOCOL: {{ ternary (ternary "SASL_SSL" "SASL_PLAINTEXT" $k.tls.enabled) "SSL" $k.sasl.enabled | quote }}
 {{- end }}
@@ -150,6 +186,23 @@ The secrets a component reads, as env entries from the Secret `secret`:
 {{- define "choreo.secretEnv" -}}
 {{- $v := .root.Values -}}
 {{- $secret := .secret -}}
+{{- /* Every process signs with the service key but the setup job, an
+operator's tool; all check the admin key but the edge, which the internet
+reaches and so must not hold it. */}}
+{{- if ne .component "choreo" }}
+- name: CHOREO_INTERNAL_AUTH__SERVICE_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: internal-service-secret
+{{- end }}
+{{- if ne .component "edge" }}
+- name: CHOREO_INTERNAL_AUTH__ADMIN_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: internal-admin-secret
+{{- end }}
 {{- if eq .component "edge" }}
 {{- if not $v.auth.rs256PublicKey }}
 - name: CHOREO_AUTH__HS256_SECRET
@@ -243,6 +296,8 @@ volumeMounts:
 {{/* The passwords, in the Secret and in the jobs' copy of it. */}}
 {{- define "choreo.secretData" -}}
 postgresql-password: {{ .Values.postgresql.password | quote }}
+internal-service-secret: {{ include "choreo.internalKey" (dict "root" . "key" "internal-service-secret" "value" "serviceSecret") | quote }}
+internal-admin-secret: {{ include "choreo.internalKey" (dict "root" . "key" "internal-admin-secret" "value" "adminSecret") | quote }}
 {{- if .Values.kafka.sasl.enabled }}
 kafka-sasl-password: {{ required "kafka.sasl.password (or secrets.existingSecret) is required with kafka.sasl.enabled" .Values.kafka.sasl.password | quote }}
 {{- end }}
@@ -253,5 +308,5 @@ Rolls the pods when a secret they read changes (the HS256 secret the chart
 makes itself is kept across upgrades, so it does not count).
 */}}
 {{- define "choreo.secretChecksum" -}}
-{{- list .Values.secrets.existingSecret .Values.postgresql.password .Values.kafka.sasl.password .Values.auth.hs256Secret | toJson | sha256sum -}}
+{{- list .Values.secrets.existingSecret .Values.postgresql.password .Values.kafka.sasl.password .Values.auth.hs256Secret .Values.internalAuth.serviceSecret .Values.internalAuth.adminSecret | toJson | sha256sum -}}
 {{- end -}}

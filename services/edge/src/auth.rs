@@ -1,10 +1,14 @@
 //! Who is calling: a bearer JWT on every route but the health probes.
 //!
-//! Tokens are HS256 with a shared secret (the default) or RS256 with a
-//! public key, never both and never none: an edge without a key refuses to
-//! start rather than let anyone in. `sub` is the customer; a `scope` claim
-//! (space-separated, as in OAuth 2) containing `admin` grants the admin
-//! routes. `exp` is required.
+//! Tokens are HS256 with a shared secret (the default) or RS256 with an
+//! issuer's public key, never both and never none: an edge without a key
+//! refuses to start rather than let anyone in. With RS256, where the
+//! tokens come from an identity provider that serves other applications
+//! too, `iss` and `aud` must be configured, and are required. `sub` is the
+//! customer; a `scope` claim (space-separated, as in OAuth 2) containing
+//! the admin scope (`choreo:admin` unless configured) grants the admin
+//! routes. `exp` is required, `nbf` is honoured, and a token may live at
+//! most `max_token_seconds` (from `iat`, or from now without one).
 //!
 //! A request without a usable token is answered 401 before any handler
 //! runs; what a valid caller may do is decided by the handlers (`Caller`).
@@ -20,21 +24,39 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-/// The scope that grants the admin routes.
-pub const ADMIN_SCOPE: &str = "admin";
+/// The scope that grants the admin routes unless configured otherwise,
+/// namespaced so that no other application's `admin` scope grants it.
+pub const ADMIN_SCOPE: &str = "choreo:admin";
 
 /// How tokens are checked.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AuthSettings {
     /// HS256: the shared secret tokens are signed with (32 bytes or more).
     pub hs256_secret: Option<String>,
     /// RS256: the issuer's public key, PEM.
     pub rs256_public_key: Option<String>,
-    /// When set, tokens must carry this `iss`.
+    /// Tokens must carry this `iss`; required with RS256.
     pub issuer: Option<String>,
-    /// When set, tokens must carry this `aud`.
+    /// Tokens must carry this `aud`; required with RS256.
     pub audience: Option<String>,
+    /// The scope that grants the admin routes.
+    pub admin_scope: String,
+    /// The longest a token may be valid for, in seconds (`exp` - `iat`).
+    pub max_token_seconds: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            hs256_secret: None,
+            rs256_public_key: None,
+            issuer: None,
+            audience: None,
+            admin_scope: ADMIN_SCOPE.to_owned(),
+            max_token_seconds: 24 * 3600,
+        }
+    }
 }
 
 /// The configuration cannot check any token.
@@ -50,12 +72,19 @@ pub enum AuthConfigError {
     ShortSecret(usize),
     #[error("auth.rs256_public_key is not an RSA public key in PEM")]
     BadPublicKey(#[source] jsonwebtoken::errors::Error),
+    #[error(
+        "with RS256, set auth.issuer and auth.audience (CHOREO_AUTH__ISSUER, CHOREO_AUTH__AUDIENCE): an identity provider signs tokens for other applications too"
+    )]
+    Rs256Unscoped,
+    #[error("auth.admin_scope is empty")]
+    NoAdminScope,
 }
 
 /// The claims `hs256_token` signs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
+    pub iat: u64,
     pub exp: u64,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub scope: String,
@@ -70,6 +99,10 @@ struct Identity {
     sub: String,
     #[serde(default)]
     scope: String,
+    /// Seconds, whole or not, as issuers write them.
+    exp: f64,
+    #[serde(default)]
+    iat: Option<f64>,
 }
 
 /// The authenticated caller, as handlers see it.
@@ -101,7 +134,14 @@ impl Caller {
 
 /// Checks tokens against the configured key.
 #[derive(Clone)]
-pub(crate) struct Verifier(Arc<(DecodingKey, Validation)>);
+pub(crate) struct Verifier(Arc<Checks>);
+
+struct Checks {
+    key: DecodingKey,
+    validation: Validation,
+    admin_scope: String,
+    max_token_seconds: u64,
+}
 
 impl Verifier {
     pub(crate) fn new(settings: &AuthSettings) -> Result<Self, AuthConfigError> {
@@ -117,11 +157,20 @@ impl Verifier {
                     Algorithm::HS256,
                 )
             }
-            (None, Some(pem)) => (
-                DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(AuthConfigError::BadPublicKey)?,
-                Algorithm::RS256,
-            ),
+            (None, Some(pem)) => {
+                if settings.issuer.is_none() || settings.audience.is_none() {
+                    return Err(AuthConfigError::Rs256Unscoped);
+                }
+                (
+                    DecodingKey::from_rsa_pem(pem.as_bytes())
+                        .map_err(AuthConfigError::BadPublicKey)?,
+                    Algorithm::RS256,
+                )
+            }
         };
+        if settings.admin_scope.trim().is_empty() {
+            return Err(AuthConfigError::NoAdminScope);
+        }
         // One algorithm only: a token cannot choose how it is checked.
         let mut validation = Validation::new(algorithm);
         // A configured issuer or audience is only compared when the token
@@ -142,14 +191,30 @@ impl Verifier {
             Some(audience) => validation.set_audience(&[audience]),
             None => validation.validate_aud = false,
         }
-        Ok(Self(Arc::new((key, validation))))
+        validation.validate_nbf = true;
+        Ok(Self(Arc::new(Checks {
+            key,
+            validation,
+            admin_scope: settings.admin_scope.clone(),
+            max_token_seconds: settings.max_token_seconds,
+        })))
     }
 
     fn caller(&self, token: &str) -> Result<Caller, String> {
-        let (key, validation) = &*self.0;
-        let claims = jsonwebtoken::decode::<Identity>(token, key, validation)
+        let checks = &*self.0;
+        let claims = jsonwebtoken::decode::<Identity>(token, &checks.key, &checks.validation)
             .map_err(|e| e.to_string())?
             .claims;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let lifetime = claims.exp - claims.iat.unwrap_or(now);
+        if lifetime > checks.max_token_seconds as f64 {
+            return Err(format!(
+                "the token is valid for {lifetime:.0} s; at most {} s are accepted",
+                checks.max_token_seconds
+            ));
+        }
         // `sub` is the customer id everywhere behind the edge.
         if !crate::validate::is_customer_id(&claims.sub) {
             return Err(
@@ -157,7 +222,10 @@ impl Verifier {
             );
         }
         Ok(Caller {
-            admin: claims.scope.split_whitespace().any(|s| s == ADMIN_SCOPE),
+            admin: claims
+                .scope
+                .split_whitespace()
+                .any(|s| s == checks.admin_scope),
             customer: claims.sub,
         })
     }
@@ -227,6 +295,7 @@ pub fn hs256_token(
         .map_or(0, |d| d.as_secs());
     let claims = Claims {
         sub: customer.to_owned(),
+        iat: now,
         exp: now.saturating_add(ttl_seconds),
         scope: if admin {
             ADMIN_SCOPE.to_owned()
@@ -288,6 +357,7 @@ mod tests {
             &Header::new(Algorithm::HS256),
             &Claims {
                 sub: "alice".into(),
+                iat: now - 660,
                 exp: now - 600,
                 scope: String::new(),
             },
@@ -307,13 +377,20 @@ mod tests {
 
     #[test]
     fn rs256_checks_the_issuers_signature_and_refuses_hs256_signed_with_the_public_key() {
-        let verifier = Verifier::new(&AuthSettings {
+        let unscoped = Verifier::new(&AuthSettings {
             rs256_public_key: Some(RS256_PUBLIC.into()),
             issuer: Some("https://id.example".into()),
             ..Default::default()
+        });
+        assert!(matches!(unscoped, Err(AuthConfigError::Rs256Unscoped)));
+        let verifier = Verifier::new(&AuthSettings {
+            rs256_public_key: Some(RS256_PUBLIC.into()),
+            issuer: Some("https://id.example".into()),
+            audience: Some("choreo".into()),
+            ..Default::default()
         })
         .expect("valid settings");
-        let claims = |iss: &str| serde_json::json!({"sub": "alice", "exp": u64::MAX / 2, "scope": "orders admin", "iss": iss});
+        let claims = |iss: &str| serde_json::json!({"sub": "alice", "exp": in_a_minute(), "scope": "orders choreo:admin", "iss": iss, "aud": "choreo"});
         let private = EncodingKey::from_rsa_pem(RS256_PRIVATE.as_bytes()).expect("test key");
         let signed = jsonwebtoken::encode(
             &Header::new(Algorithm::RS256),
@@ -361,17 +438,60 @@ mod tests {
             )
             .expect("signs")
         };
-        let far = u64::MAX / 2;
+        let far = in_a_minute();
         let without_iss = sign(serde_json::json!({"sub": "alice", "exp": far}));
         assert!(verifier.caller(&without_iss).is_err());
         // A float exp and an aud list, as some issuers send them, are fine.
         let with_iss = sign(serde_json::json!({
-            "sub": "alice", "exp": 9_999_999_999.5, "iss": "https://id.example", "aud": ["a", "b"]
+            "sub": "alice", "exp": far as f64 + 0.5, "iss": "https://id.example", "aud": ["a", "b"]
         }));
         assert!(verifier.caller(&with_iss).is_ok());
         let odd_sub =
             sign(serde_json::json!({"sub": "auth0|123", "exp": far, "iss": "https://id.example"}));
         assert!(verifier.caller(&odd_sub).is_err());
+    }
+
+    fn in_a_minute() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs()
+            + 60
+    }
+
+    #[test]
+    fn long_lived_and_not_yet_valid_tokens_are_refused_and_admin_is_namespaced() {
+        let sign = |claims: serde_json::Value| {
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(SECRET.as_bytes()),
+            )
+            .expect("signs")
+        };
+        let soon = in_a_minute();
+        let now = soon - 60;
+        // A year-long token, with or without iat.
+        let year = sign(serde_json::json!({"sub": "alice", "iat": now, "exp": now + 365 * 86_400}));
+        let refused = verifier().caller(&year).expect_err("too long");
+        assert!(refused.contains("at most 86400 s"), "{refused}");
+        let no_iat = sign(serde_json::json!({"sub": "alice", "exp": now + 365 * 86_400}));
+        assert!(verifier().caller(&no_iat).is_err());
+        // Not valid for another hour (past the leeway).
+        let later =
+            sign(serde_json::json!({"sub": "alice", "nbf": now + 3600, "exp": soon + 7200}));
+        assert!(verifier().caller(&later).is_err());
+        // Another application's bare `admin` scope grants nothing here.
+        let bare = sign(serde_json::json!({"sub": "alice", "exp": soon, "scope": "admin"}));
+        assert!(verifier().caller(&bare).is_ok_and(|c| !c.admin));
+        let configured = Verifier::new(&AuthSettings {
+            hs256_secret: Some(SECRET.into()),
+            admin_scope: "shop/ops".into(),
+            ..Default::default()
+        })
+        .expect("valid settings");
+        let ops = sign(serde_json::json!({"sub": "alice", "exp": soon, "scope": "read shop/ops"}));
+        assert!(configured.caller(&ops).is_ok_and(|c| c.admin));
     }
 
     #[test]
@@ -398,6 +518,8 @@ mod tests {
         assert!(matches!(
             Verifier::new(&AuthSettings {
                 rs256_public_key: Some("not a key".into()),
+                issuer: Some("https://id.example".into()),
+                audience: Some("choreo".into()),
                 ..Default::default()
             }),
             Err(AuthConfigError::BadPublicKey(_))

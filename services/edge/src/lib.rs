@@ -21,14 +21,16 @@ mod openapi;
 mod routes;
 mod upstream;
 mod validate;
+mod waits;
 
 pub use auth::{ADMIN_SCOPE, AuthConfigError, AuthSettings, Claims, hs256_token};
-use choreo_kit::CancellationToken;
+use choreo_kit::{CancellationToken, internal_auth::InternalAuthSettings};
 use choreo_telemetry::LogFormat;
 pub use limit::RateLimitSettings;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use tokio::task::JoinHandle;
+pub use waits::WaitSettings;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -47,7 +49,16 @@ pub struct Settings {
     pub breaker: BreakerSettings,
     pub auth: AuthSettings,
     pub rate_limit: RateLimitSettings,
+    /// Caps on `?wait=` long-polls in flight.
+    pub waits: WaitSettings,
     pub log_format: LogFormat,
+    /// Whether a client's `traceparent` is continued. Off: the internet
+    /// cannot graft requests onto the platform's traces; `choreo up` turns
+    /// it on, where the client is the developer.
+    pub continue_client_traces: bool,
+    /// The key the edge signs its calls to the services with
+    /// (`internal_auth.service_secret`); it holds no admin key.
+    pub internal_auth: InternalAuthSettings,
 }
 
 impl Default for Settings {
@@ -62,7 +73,10 @@ impl Default for Settings {
             breaker: BreakerSettings::default(),
             auth: AuthSettings::default(),
             rate_limit: RateLimitSettings::default(),
+            waits: WaitSettings::default(),
             log_format: LogFormat::Text,
+            continue_client_traces: false,
+            internal_auth: InternalAuthSettings::default(),
         }
     }
 }
@@ -103,6 +117,10 @@ impl Running {
 pub enum StartError {
     #[error("checking tokens")]
     Auth(#[from] AuthConfigError),
+    #[error("signing calls to the services")]
+    InternalAuth(#[from] choreo_kit::internal_auth::InternalAuthError),
+    #[error("reading the rate limits")]
+    RateLimit(#[from] limit::BadProxy),
     #[error("reading the services' URLs")]
     Upstream(#[from] upstream::BadUpstream),
     #[error("binding {addr}")]
@@ -119,12 +137,23 @@ pub enum StartError {
 /// When no token key is configured or the address cannot be bound.
 pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Running, StartError> {
     let verifier = auth::Verifier::new(&settings.auth)?;
-    let limits = limit::Limits::new(&settings.rate_limit);
+    let limits = limit::Limits::new(&settings.rate_limit)?;
     tokio::spawn(limits.clone().forget_idle_until(shutdown.clone()));
-    let upstreams = upstream::Upstreams::new(&settings)?;
-    let router =
-        routes::router(upstreams.clone(), verifier, limits).merge(metrics::routes(upstreams));
-    let (addr, task) = choreo_kit::serve(router, settings.http_addr, shutdown)
+    let signer = choreo_kit::internal_auth::Signer::service(&settings.internal_auth, "edge")?;
+    let upstreams = upstream::Upstreams::new(&settings, signer)?;
+    let router = routes::router(
+        upstreams.clone(),
+        verifier,
+        limits,
+        waits::Waits::new(&settings.waits),
+    )
+    .merge(metrics::routes(upstreams));
+    let traces = if settings.continue_client_traces {
+        choreo_kit::CallerTraces::Continue
+    } else {
+        choreo_kit::CallerTraces::Ignore
+    };
+    let (addr, task) = choreo_kit::serve_with(router, settings.http_addr, shutdown, traces)
         .await
         .map_err(|source| StartError::Bind {
             addr: settings.http_addr,

@@ -4,9 +4,11 @@
 //! from `governor`) refilled at a steady rate with room for a burst; a
 //! request over the limit is answered `429` with `Retry-After`.
 //!
-//! The address is the TCP peer: behind a proxy every client shares the
-//! proxy's bucket, so raise the address limit there (or set it to 0, off)
-//! and rely on the per-customer one.
+//! The address is the TCP peer's, unless the peer is one of the trusted
+//! proxies (`rate_limit.trusted_proxies`, the ingress's ranges): then it is
+//! the address that proxy says it forwarded for, the right-most one in
+//! `X-Forwarded-For` that is not a trusted proxy itself. Anyone else's
+//! `X-Forwarded-For` is ignored, so a client cannot pick its own bucket.
 
 use crate::auth::Caller;
 use axum::{
@@ -17,6 +19,7 @@ use axum::{
 };
 use choreo_kit::{CancellationToken, HttpError};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::{
     hash::Hash,
@@ -36,6 +39,10 @@ pub struct RateLimitSettings {
     /// Requests one client address may make per minute; 0 turns it off.
     pub address_per_minute: u32,
     pub address_burst: u32,
+    /// The proxies whose `X-Forwarded-For` names the client, as
+    /// comma-separated addresses or CIDR ranges (`10.0.0.0/8,fd00::/8`);
+    /// empty: none, the peer is the client.
+    pub trusted_proxies: String,
 }
 
 impl Default for RateLimitSettings {
@@ -45,6 +52,7 @@ impl Default for RateLimitSettings {
             customer_burst: 60,
             address_per_minute: 6_000,
             address_burst: 300,
+            trusted_proxies: String::new(),
         }
     }
 }
@@ -54,6 +62,26 @@ impl Default for RateLimitSettings {
 pub(crate) struct Limits {
     customer: Option<Arc<DefaultKeyedRateLimiter<String>>>,
     address: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
+    trusted: Arc<[IpNet]>,
+}
+
+/// `rate_limit.trusted_proxies` names something that is no address or range.
+#[derive(Debug, thiserror::Error)]
+#[error("rate_limit.trusted_proxies: {0:?} is not an IP address or CIDR range")]
+pub struct BadProxy(String);
+
+/// The ranges of `listed`, comma-separated; a bare address is its own range.
+fn trusted_proxies(listed: &str) -> Result<Vec<IpNet>, BadProxy> {
+    listed
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| BadProxy(s.to_owned()))
+        })
+        .collect()
 }
 
 fn limiter<K: Clone + Hash + Eq>(
@@ -68,11 +96,48 @@ fn limiter<K: Clone + Hash + Eq>(
 }
 
 impl Limits {
-    pub(crate) fn new(settings: &RateLimitSettings) -> Self {
-        Self {
+    /// # Errors
+    /// When a trusted proxy is not an address or range.
+    pub(crate) fn new(settings: &RateLimitSettings) -> Result<Self, BadProxy> {
+        Ok(Self {
             customer: limiter(settings.customer_per_minute, settings.customer_burst),
             address: limiter(settings.address_per_minute, settings.address_burst),
+            trusted: trusted_proxies(&settings.trusted_proxies)?.into(),
+        })
+    }
+
+    fn trusts(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.trusted.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Who sent `request`: the peer, or, when the peer is a trusted proxy,
+    /// the right-most address in `X-Forwarded-For` that is not one (each
+    /// proxy appends the address it was reached from; only the entries
+    /// trusted proxies appended can be believed). Unreadable entries end
+    /// the walk at the last address believed.
+    fn client_of(&self, peer: IpAddr, headers: &axum::http::HeaderMap) -> IpAddr {
+        if !self.trusts(peer) {
+            return peer;
         }
+        let forwarded: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect();
+        let mut client = peer;
+        for entry in forwarded.iter().rev() {
+            let Ok(ip) = entry.parse::<IpAddr>() else {
+                break;
+            };
+            client = ip;
+            if !self.trusts(ip) {
+                break;
+            }
+        }
+        client
     }
 
     /// Forgets clients whose buckets are full again, every minute until
@@ -140,7 +205,7 @@ pub(crate) async fn by_address(
         let peer = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| client(addr.ip()));
+            .map(|ConnectInfo(addr)| client(limits.client_of(addr.ip(), request.headers())));
         if let Some(wait) = peer.and_then(|ip| check(limiter, &ip)) {
             return too_many(wait, "client address");
         }
@@ -166,6 +231,51 @@ pub(crate) async fn by_customer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("an address");
+        let limits = Limits::new(&RateLimitSettings {
+            trusted_proxies: "10.0.0.0/8, 192.0.2.1".into(),
+            ..Default::default()
+        })
+        .expect("valid ranges");
+        let mut headers = axum::http::HeaderMap::new();
+        // The client's own claim first, then what two proxies appended.
+        headers.append(
+            "x-forwarded-for",
+            "6.6.6.6, 203.0.113.9".parse().expect("ascii"),
+        );
+        headers.append("x-forwarded-for", "10.1.2.3".parse().expect("ascii"));
+        assert_eq!(
+            limits.client_of(ip("10.9.9.9"), &headers),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            limits.client_of(ip("192.0.2.1"), &headers),
+            ip("203.0.113.9")
+        );
+        // From anyone else the header is the client's own word.
+        assert_eq!(
+            limits.client_of(ip("198.51.100.4"), &headers),
+            ip("198.51.100.4")
+        );
+        // A proxy that forwarded nothing readable is the client.
+        let junk: axum::http::HeaderMap = [(
+            header::HeaderName::from_static("x-forwarded-for"),
+            "unknown".parse().expect("ascii"),
+        )]
+        .into_iter()
+        .collect();
+        assert_eq!(limits.client_of(ip("10.9.9.9"), &junk), ip("10.9.9.9"));
+        assert!(
+            Limits::new(&RateLimitSettings {
+                trusted_proxies: "10.0.0.0/33".into(),
+                ..Default::default()
+            })
+            .is_err()
+        );
+    }
 
     #[test]
     fn addresses_count_per_ipv4_address_and_per_ipv6_64() {

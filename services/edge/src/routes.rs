@@ -20,6 +20,7 @@ use crate::{
     openapi::{self, ErrorBody},
     upstream::{Retry, Service, Upstreams},
     validate::{PlaceOrder, PutProduct, PutWallet, is_customer_id, is_sku},
+    waits::Waits,
 };
 use axum::{
     Json, Router,
@@ -46,7 +47,12 @@ const BODY_LIMIT: usize = 64 * 1024;
 /// The longest `?wait=` the edge passes on.
 const MAX_WAIT_SECONDS: f64 = 30.0;
 
-pub(crate) fn router(upstreams: Upstreams, verifier: Verifier, limits: Limits) -> Router {
+pub(crate) fn router(
+    upstreams: Upstreams,
+    verifier: Verifier,
+    limits: Limits,
+    waits: Waits,
+) -> Router {
     // Each `routes!` registers handlers with their OpenAPI entries, so the
     // document lists exactly the routes served.
     let api = OpenApiRouter::new()
@@ -95,6 +101,7 @@ pub(crate) fn router(upstreams: Upstreams, verifier: Verifier, limits: Limits) -
         )
     })
     .layer(DefaultBodyLimit::max(BODY_LIMIT))
+    .layer(Extension(waits))
     .with_state(upstreams)
 }
 
@@ -224,14 +231,15 @@ fn json_body<T: DeserializeOwned>(
             "send the body as JSON with Content-Type: application/json",
         ));
     }
-    serde_json::from_slice(&body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => HttpError::invalid(e.to_string()),
-        _ => HttpError::new(
+    let document: Value = serde_json::from_slice(&body).map_err(|e| {
+        HttpError::new(
             StatusCode::BAD_REQUEST,
             "malformed_json",
             format!("the body is not valid JSON: {e}"),
-        ),
-    })
+        )
+    })?;
+    crate::validate::no_control_characters(&document)?;
+    serde_json::from_value(document).map_err(|e| HttpError::invalid(e.to_string()))
 }
 
 /// The order service's owner filter: a customer sees only its own orders
@@ -452,10 +460,12 @@ async fn list_orders(
 async fn get_order(
     State(up): State<Upstreams>,
     Extension(caller): Extension<Caller>,
+    Extension(waits): Extension<Waits>,
     Segment(id): Segment,
     Params(query): Params<WaitQuery>,
-) -> Result<Response, HttpError> {
-    let id = Uuid::parse_str(&id).map_err(|_| HttpError::not_found(format!("no order {id}")))?;
+) -> Result<Response, Response> {
+    let id = Uuid::parse_str(&id)
+        .map_err(|_| HttpError::not_found(format!("no order {id}")).into_response())?;
     let wait = match query.wait.as_deref() {
         None => 0.0,
         Some(w) => match w.parse::<f64>() {
@@ -463,9 +473,20 @@ async fn get_order(
             _ => {
                 return Err(HttpError::invalid(format!(
                     "wait must be a number of seconds between 0 and {MAX_WAIT_SECONDS}"
-                )));
+                ))
+                .into_response());
             }
         },
+    };
+    // Held until the answer is in.
+    let _held = if wait > 0.0 {
+        Some(
+            waits
+                .enter(&caller.customer)
+                .map_err(IntoResponse::into_response)?,
+        )
+    } else {
+        None
     };
     let answer = up
         .call(
@@ -477,7 +498,8 @@ async fn get_order(
                 .query(&owner(&caller))
                 .timeout(up.timeout + Duration::from_secs_f64(wait)),
         )
-        .await?;
+        .await
+        .map_err(IntoResponse::into_response)?;
     Ok(json(answer.status, answer.body))
 }
 
@@ -709,6 +731,7 @@ async fn platform(
         let request = up
             .http
             .get(format!("{url}/stats"))
+            .header(header::AUTHORIZATION, up.signer.authorization(name))
             .timeout(Duration::from_secs(1));
         async move {
             let answer = async { request.send().await?.error_for_status()?.json::<Value>().await };

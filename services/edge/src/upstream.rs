@@ -25,7 +25,7 @@ use crate::{
     breaker::{Breaker, Permit, Refused},
 };
 use axum::http::StatusCode;
-use choreo_kit::HttpError;
+use choreo_kit::{HttpError, internal_auth::Signer};
 use serde_json::Value;
 use std::{
     sync::{
@@ -134,12 +134,14 @@ pub(crate) struct Upstreams {
     /// Indexed by `Service`, then by replica.
     breakers: Arc<[Vec<Breaker>; 3]>,
     pub(crate) timeout: Duration,
+    /// Signs every call: the services trust no address.
+    pub(crate) signer: Signer,
 }
 
 impl Upstreams {
     /// # Errors
     /// When a service's URL setting lists no valid URL.
-    pub(crate) fn new(settings: &Settings) -> Result<Self, BadUpstream> {
+    pub(crate) fn new(settings: &Settings, signer: Signer) -> Result<Self, BadUpstream> {
         let cooldown = Duration::from_millis(settings.breaker.cooldown_ms);
         let breaker = || Breaker::new(settings.breaker.failures, cooldown);
         let parse = |service: &'static str, listed: &str| {
@@ -166,6 +168,7 @@ impl Upstreams {
             replicas: Arc::new(replicas),
             breakers: Arc::new(breakers),
             timeout: Duration::from_millis(settings.upstream_timeout_ms),
+            signer,
         })
     }
 
@@ -233,6 +236,10 @@ impl Upstreams {
                 HttpError::internal(&std::io::Error::other("a streamed request body"))
             })?;
             let replica = replicas.nth(turn);
+            let this = this.header(
+                reqwest::header::AUTHORIZATION,
+                self.signer.authorization(name),
+            );
             let result = attempt_once(name, this, replica).await;
             let breaker = &breakers[turn % count];
             match &result {
@@ -411,6 +418,19 @@ async fn send(
                 StatusCode::BAD_GATEWAY,
                 "upstream_failed",
                 format!("the {name} service failed; the cause is in its log"),
+            ),
+        ));
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        // The service refused the edge's own credential: the two were given
+        // different service keys. The platform's fault, not the caller's.
+        tracing::error!(service = name, body = %String::from_utf8_lossy(&bytes), "the service refused the edge's credential; check internal_auth.service_secret on both");
+        return Err(CallError::ServerError(
+            status,
+            HttpError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_failed",
+                format!("the {name} service failed; the cause is in the edge's log"),
             ),
         ));
     }

@@ -53,6 +53,7 @@ async fn edge_before(inventory: &str, shutdown: &CancellationToken) -> anyhow::R
                 hs256_secret: Some(SECRET.into()),
                 ..Default::default()
             },
+            internal_auth: choreo_kit::internal_auth::generate(),
             ..Default::default()
         },
         shutdown.clone(),
@@ -162,6 +163,7 @@ async fn an_upstream_setting_that_is_not_a_url_stops_the_edge_at_start() {
                 hs256_secret: Some(SECRET.into()),
                 ..Default::default()
             },
+            internal_auth: choreo_kit::internal_auth::generate(),
             ..Default::default()
         },
         CancellationToken::new(),

@@ -45,7 +45,13 @@ pub(crate) struct State {
     pub(crate) max_wait: Duration,
     pub(crate) idempotency_key_lifetime: Duration,
     pub(crate) sagas: SagaMetrics,
+    /// Long-polls in flight (`?wait=`), at most [`MAX_WAITING`].
+    pub(crate) waiting: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// Long-polls one process holds at once; past them, a read answers at once
+/// (`wait` is an upper bound). The edge caps them per customer.
+pub(crate) const MAX_WAITING: usize = 512;
 
 pub(crate) fn router(state: State) -> Router {
     Router::new()
@@ -308,6 +314,16 @@ async fn get_order(
                 "wait must be a non-negative number of seconds",
             ));
         }
+    };
+    let permit = if wait.is_zero() {
+        None
+    } else {
+        state.waiting.clone().try_acquire_owned().ok()
+    };
+    let wait = if permit.is_some() {
+        wait
+    } else {
+        Duration::ZERO
     };
     let deadline = tokio::time::Instant::now() + wait;
     let watch = state.changes.watch(id);

@@ -112,6 +112,7 @@ pub async fn start(
             max_wait: Duration::from_secs(settings.max_wait_seconds),
             idempotency_key_lifetime: key_lifetime,
             sagas: sagas.clone(),
+            waiting: std::sync::Arc::new(tokio::sync::Semaphore::new(api::MAX_WAITING)),
         }),
         metrics: registry,
         background: vec![

@@ -21,6 +21,7 @@ async fn an_order_whose_shipment_is_seen_before_its_prices_is_confirmed_with_its
         choreo_schema_registry::Settings {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_url: registry_db.url.clone(),
+            internal_auth: choreo_testkit::internal_auth(),
             ..Default::default()
         },
         shutdown.clone(),
@@ -49,6 +50,7 @@ async fn an_order_whose_shipment_is_seen_before_its_prices_is_confirmed_with_its
                 database_max_connections: 5,
                 registry_url: registry_url.clone(),
                 kafka: kafka.clone(),
+                internal_auth: choreo_testkit::internal_auth(),
                 ..ServiceSettings::local("order", 0)
             },
             max_wait_seconds: 30,
@@ -59,7 +61,7 @@ async fn an_order_whose_shipment_is_seen_before_its_prices_is_confirmed_with_its
     )
     .await?;
     let base = format!("http://{}", order_service.addr);
-    let http = reqwest::Client::new();
+    let http = choreo_testkit::operator_client("order");
 
     let placed: Value = http
         .post(format!("{base}/orders"))
@@ -112,7 +114,7 @@ async fn an_order_whose_shipment_is_seen_before_its_prices_is_confirmed_with_its
         country: "FR".into(),
         payment: Some(paid.meta.clone()),
     };
-    let client = RegistryClient::new(&registry_url);
+    let client = RegistryClient::new(&registry_url, choreo_testkit::operator());
     publish_event(&kafka.bootstrap_servers, &topics, &client, &shipped).await?;
     wait_until(
         "the shipment to reach the timeline",

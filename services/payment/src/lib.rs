@@ -59,15 +59,17 @@ pub fn handler() -> impl choreo_messaging::Handler {
     }
 }
 
-/// As [`handler`], charging through the provider `settings` name.
+/// As [`handler`], charging through the provider `settings` name, with
+/// calls signed by `signer`.
 ///
 /// # Errors
 /// When the provider's HTTP client cannot be built.
 pub fn handler_with_provider(
     settings: &ProviderSettings,
+    signer: choreo_kit::internal_auth::Signer,
 ) -> Result<impl choreo_messaging::Handler, reqwest::Error> {
     Ok(handlers::PaymentHandler {
-        provider: provider::Provider::new(settings)?,
+        provider: provider::Provider::new(settings, signer)?,
     })
 }
 
@@ -81,6 +83,43 @@ pub fn recovery_handler() -> impl choreo_messaging::Handler {
 /// The topic [`recovery_handler`] reads.
 pub const OWN_TOPIC: Topic = Topic::Payment;
 
+/// The pool cannot serve a replica that holds every input partition.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "database_max_connections is {pool}, but a replica may hold all {partitions} partitions of its input topics, each keeping a connection through its provider call: the API and the relay would wait for connections. Set CHOREO_DATABASE_MAX_CONNECTIONS above {partitions}"
+)]
+pub struct PoolTooSmall {
+    pub pool: u32,
+    pub partitions: i32,
+}
+
+/// Refuses a pool no larger than the partitions payment consumes: each
+/// partition's worker holds a connection for the whole of its transaction,
+/// provider call included. A broker that cannot be asked now is no reason
+/// not to start; the check is then skipped, and says so.
+async fn enough_connections(settings: &ServiceSettings) -> Result<(), LaunchError> {
+    let topics: Vec<String> = INPUTS
+        .iter()
+        .map(|t| settings.kafka.topics().name(*t))
+        .collect();
+    match choreo_messaging::admin::total_partitions(&settings.kafka, &topics).await {
+        Ok(partitions) if i64::from(settings.database_max_connections) <= i64::from(partitions) => {
+            Err(LaunchError::Setup {
+                what: "the database pool",
+                source: Box::new(PoolTooSmall {
+                    pool: settings.database_max_connections,
+                    partitions,
+                }),
+            })
+        }
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::warn!(error = %choreo_telemetry::error_chain(&e), "cannot count the input partitions; the pool size is not checked");
+            Ok(())
+        }
+    }
+}
+
 /// Starts the service; it runs until `shutdown` is cancelled.
 ///
 /// # Errors
@@ -89,10 +128,15 @@ pub async fn start(
     settings: Settings,
     shutdown: CancellationToken,
 ) -> Result<Running, LaunchError> {
-    let provider = provider::Provider::new(&settings.provider).map_err(|e| LaunchError::Setup {
-        what: "the payment provider client",
-        source: Box::new(e),
-    })?;
+    let signer =
+        choreo_kit::internal_auth::Signer::service(&settings.service.internal_auth, "payment")
+            .map_err(LaunchError::InternalAuth)?;
+    let provider =
+        provider::Provider::new(&settings.provider, signer).map_err(|e| LaunchError::Setup {
+            what: "the payment provider client",
+            source: Box::new(e),
+        })?;
+    enough_connections(&settings.service).await?;
     let pool = choreo_service::connect(&settings.service, migrations()).await?;
     let spec = Spec {
         name: "payment",

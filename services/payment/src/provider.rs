@@ -13,7 +13,9 @@
 //! Without a provider URL (tests, a platform without one) the wallet alone
 //! decides and nothing leaves the service.
 
+use choreo_kit::internal_auth::{PROVIDER, Signer};
 use choreo_messaging::{HandlerError, fail_points};
+use reqwest::header::AUTHORIZATION;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use uuid::Uuid;
@@ -97,6 +99,8 @@ pub(crate) struct Provider(Option<Http>);
 struct Http {
     client: reqwest::Client,
     url: String,
+    /// Signs each call: the provider trusts no address.
+    signer: Signer,
 }
 
 #[derive(Deserialize)]
@@ -110,7 +114,7 @@ impl Provider {
         Self(None)
     }
 
-    pub(crate) fn new(settings: &ProviderSettings) -> Result<Self, reqwest::Error> {
+    pub(crate) fn new(settings: &ProviderSettings, signer: Signer) -> Result<Self, reqwest::Error> {
         let Some(url) = &settings.url else {
             return Ok(Self::none());
         };
@@ -120,6 +124,7 @@ impl Provider {
         Ok(Self(Some(Http {
             client,
             url: url.trim_end_matches('/').to_owned(),
+            signer,
         })))
     }
 
@@ -146,6 +151,7 @@ impl Provider {
         let response = http
             .client
             .post(format!("{}/v1/charges", http.url))
+            .header(AUTHORIZATION, http.signer.authorization(PROVIDER))
             .header(choreo_kit::IDEMPOTENCY_KEY, key.to_string())
             .json(&serde_json::json!({
                 "order_id": order_id,
@@ -191,6 +197,7 @@ impl Provider {
         let response = http
             .client
             .post(format!("{}/v1/charges/{payment_id}/refund", http.url))
+            .header(AUTHORIZATION, http.signer.authorization(PROVIDER))
             .json(&serde_json::json!({ "order_id": order_id }))
             .send()
             .await

@@ -21,7 +21,13 @@ async fn records_payment_does_not_act_on_are_passed_over_without_the_database() 
         ..ServiceSettings::local("payment", 0)
     };
     let pool = choreo_service::connect(&settings, choreo_payment::migrations()).await?;
-    let handler = choreo_payment::handler_with_provider(&Default::default())?;
+    let handler = choreo_payment::handler_with_provider(
+        &Default::default(),
+        choreo_kit::internal_auth::Signer::service(
+            &choreo_kit::internal_auth::generate(),
+            "payment",
+        )?,
+    )?;
     // From here on, anything that asks the pool for a connection fails.
     pool.close().await;
 

@@ -3,10 +3,12 @@
 
 mod support;
 
+use choreo_kit::internal_auth::{self, Signer};
 use choreo_messaging::{HandlerError, apply};
 use choreo_payment::ProviderSettings;
 use choreo_service::ServiceSettings;
 use choreo_testkit::TestDatabase;
+use reqwest::header::AUTHORIZATION;
 use serde_json::{Value, json};
 use support::reserved;
 use uuid::Uuid;
@@ -16,10 +18,12 @@ async fn a_charge_whose_answer_was_lost_is_given_back_when_the_retry_declines() 
 {
     let ledger = TestDatabase::create("provider_ledger").await?;
     let shutdown = choreo_provider::CancellationToken::new();
+    let keys = internal_auth::generate();
     let provider = choreo_provider::start(
         choreo_provider::Settings {
             http_addr: "127.0.0.1:0".parse()?,
             database_url: ledger.url.clone(),
+            internal_auth: keys.clone(),
             ..Default::default()
         },
         shutdown.clone(),
@@ -35,14 +39,23 @@ async fn a_charge_whose_answer_was_lost_is_given_back_when_the_retry_declines() 
     sqlx::query("INSERT INTO wallets (customer_id, balance_cents) VALUES ('alice', 1000)")
         .execute(&pool)
         .await?;
-    let handler = choreo_payment::handler_with_provider(&ProviderSettings {
-        url: Some(base.clone()),
-        timeout_ms: 300,
-    })?;
+    let handler = choreo_payment::handler_with_provider(
+        &ProviderSettings {
+            url: Some(base.clone()),
+            timeout_ms: 300,
+        },
+        Signer::service(&keys, "payment")?,
+    )?;
+    // The test's drills, as an operator's tool makes them.
+    let operator = Signer::admin(&keys, "test")?;
     let http = reqwest::Client::new();
 
     // The provider takes the first charge but answers after payment gave up.
     http.put(format!("{base}/admin/faults/timeout"))
+        .header(
+            AUTHORIZATION,
+            operator.authorization(internal_auth::PROVIDER),
+        )
         .json(&json!({"share": 1.0, "hold_ms": 2000}))
         .send()
         .await?
@@ -54,6 +67,10 @@ async fn a_charge_whose_answer_was_lost_is_given_back_when_the_retry_declines() 
         "a lost answer is retried: {lost:?}"
     );
     http.delete(format!("{base}/admin/faults/timeout"))
+        .header(
+            AUTHORIZATION,
+            operator.authorization(internal_auth::PROVIDER),
+        )
         .send()
         .await?
         .error_for_status()?;
@@ -70,6 +87,10 @@ async fn a_charge_whose_answer_was_lost_is_given_back_when_the_retry_declines() 
     let key = Uuid::new_v5(&first, b"payment");
     let charge: Value = http
         .get(format!("{base}/v1/charges/{key}"))
+        .header(
+            AUTHORIZATION,
+            operator.authorization(internal_auth::PROVIDER),
+        )
         .send()
         .await?
         .json()

@@ -39,14 +39,24 @@ struct App {
     faults: Arc<Faults>,
 }
 
+/// Faults and the declined list are for operators' drills: the admin key
+/// only.
+fn admin_routes() -> Router<App> {
+    Router::new()
+        .route("/admin/faults", get(get_faults))
+        .route("/admin/faults/{kind}", put(put_fault).delete(delete_fault))
+        .route("/admin/declined", get(declined))
+        .route_layer(axum::middleware::from_fn(
+            choreo_kit::internal_auth::admin_only,
+        ))
+}
+
 pub(crate) fn router(pool: PgPool) -> Router {
     Router::new()
         .route("/v1/charges", post(charge))
         .route("/v1/charges/{id}", get(get_charge))
         .route("/v1/charges/{id}/refund", post(refund))
-        .route("/admin/faults", get(get_faults))
-        .route("/admin/faults/{kind}", put(put_fault).delete(delete_fault))
-        .route("/admin/declined", get(declined))
+        .merge(admin_routes())
         .route(
             "/health/live",
             get(|| async { Json(json!({"status": "live", "service": "provider"})) }),

@@ -27,6 +27,7 @@ mod ledger;
 
 pub use choreo_kit::CancellationToken;
 
+use choreo_kit::internal_auth::{self, Gate, InternalAuthSettings};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgPoolOptions;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -42,6 +43,8 @@ pub struct Settings {
     /// The ledger's database; migrations are applied at start.
     pub database_url: String,
     pub log_format: choreo_telemetry::LogFormat,
+    /// The keys every call must be signed with (`choreo_kit::internal_auth`).
+    pub internal_auth: InternalAuthSettings,
 }
 
 impl Default for Settings {
@@ -50,6 +53,7 @@ impl Default for Settings {
             http_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 8086)),
             database_url: "postgres://postgres@127.0.0.1:5432/choreo_provider".into(),
             log_format: choreo_telemetry::LogFormat::default(),
+            internal_auth: InternalAuthSettings::default(),
         }
     }
 }
@@ -57,6 +61,8 @@ impl Default for Settings {
 /// Why the stand-in could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("checking the internal credentials")]
+    InternalAuth(#[source] choreo_kit::internal_auth::InternalAuthError),
     #[error("connecting to the ledger database")]
     Connect(#[source] sqlx::Error),
     #[error("migrating the ledger database")]
@@ -98,7 +104,9 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
         .run(&pool)
         .await
         .map_err(Error::Migrate)?;
-    let router = api::router(pool.clone());
+    let gate =
+        Gate::new(&settings.internal_auth, internal_auth::PROVIDER).map_err(Error::InternalAuth)?;
+    let router = gate.protect(api::router(pool.clone()));
     let (addr, server) = choreo_kit::serve(router, settings.http_addr, shutdown)
         .await
         .map_err(|source| Error::Bind {

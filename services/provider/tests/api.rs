@@ -2,9 +2,11 @@
 //! over a fresh ledger database, driven as the payment service drives it.
 
 use anyhow::Context;
+use choreo_kit::internal_auth::Signer;
 use choreo_provider::{CancellationToken, Running, Settings, start};
 use choreo_testkit::TestDatabase;
 use reqwest::StatusCode;
+use reqwest::header::AUTHORIZATION;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -22,13 +24,15 @@ impl Provider {
         let settings = Settings {
             http_addr: "127.0.0.1:0".parse()?,
             database_url: db.url.clone(),
+            internal_auth: choreo_testkit::internal_auth(),
             ..Settings::default()
         };
         let shutdown = CancellationToken::new();
         let running = start(settings, shutdown.clone()).await?;
         Ok(Self {
             base: format!("http://{}", running.addr),
-            http: reqwest::Client::new(),
+            // The tests' own drills need the admin key.
+            http: choreo_testkit::operator_client("provider"),
             db,
             shutdown,
             running,
@@ -247,5 +251,66 @@ async fn an_error_does_nothing_and_a_timeout_does_it_late() -> anyhow::Result<()
                 .delete(format!("{}/admin/faults/timeout", provider.base)),
         )
         .await?;
+    provider.stop().await
+}
+
+#[tokio::test]
+async fn only_signed_calls_get_in_and_only_the_admin_key_sets_faults() -> anyhow::Result<()> {
+    let provider = Provider::start("provider_trust").await?;
+    let keys = choreo_testkit::internal_auth();
+    let charge = |http: &reqwest::Client| {
+        http.post(format!("{}/v1/charges", provider.base))
+            .header("idempotency-key", "pay-trust")
+            .json(&json!({"order_id": ORDER, "customer_id": "mallory", "amount_cents": 100, "currency": "EUR"}))
+    };
+    // No credential, or one for another service or from another cluster:
+    // 401, and nothing charged.
+    let anonymous = reqwest::Client::new();
+    let (status, error) = provider.send(charge(&anonymous)).await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{error}");
+    assert_eq!(error["error"]["code"], "unauthenticated");
+    let service = Signer::service(&keys, "payment")?;
+    let for_order = charge(&anonymous).header(AUTHORIZATION, service.authorization("order"));
+    assert_eq!(provider.send(for_order).await?.0, StatusCode::UNAUTHORIZED);
+    let stranger = Signer::service(&choreo_kit::internal_auth::generate(), "payment")?;
+    let forged = charge(&anonymous).header(AUTHORIZATION, stranger.authorization("provider"));
+    assert_eq!(provider.send(forged).await?.0, StatusCode::UNAUTHORIZED);
+    let (status, _) = provider
+        .send(anonymous.get(format!("{}/v1/charges/pay-trust", provider.base)))
+        .await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = provider
+        .send(
+            provider
+                .http
+                .get(format!("{}/v1/charges/pay-trust", provider.base)),
+        )
+        .await?;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the refused charges took nothing"
+    );
+
+    // The service key charges but cannot switch faults on.
+    let signed = charge(&anonymous).header(AUTHORIZATION, service.authorization("provider"));
+    assert_eq!(provider.send(signed).await?.0, StatusCode::CREATED);
+    let fault = anonymous
+        .put(format!("{}/admin/faults/decline", provider.base))
+        .header(AUTHORIZATION, service.authorization("provider"))
+        .json(&json!({"share": 1.0}));
+    let (status, error) = provider.send(fault).await?;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{error}");
+    let (_, faults) = provider
+        .send(provider.http.get(format!("{}/admin/faults", provider.base)))
+        .await?;
+    assert!(faults["decline"].is_null(), "{faults}");
+
+    // Probes stay open.
+    let ready = anonymous
+        .get(format!("{}/health/ready", provider.base))
+        .send()
+        .await?;
+    assert_eq!(ready.status(), StatusCode::OK);
     provider.stop().await
 }

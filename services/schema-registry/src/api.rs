@@ -35,6 +35,22 @@ struct AppState {
     default_level: Compatibility,
 }
 
+/// The compatibility levels decide which schema changes every producer may
+/// make: only an operator, with the admin key, may read or set them.
+fn config_routes() -> Router<AppState> {
+    Router::new()
+        .route("/config", get(get_global_config).put(put_global_config))
+        .route(
+            "/config/{subject}",
+            get(get_subject_config)
+                .put(put_subject_config)
+                .delete(delete_subject_config),
+        )
+        .route_layer(axum::middleware::from_fn(
+            choreo_kit::internal_auth::admin_only,
+        ))
+}
+
 pub(crate) fn router(pool: PgPool, default_level: Compatibility) -> Router {
     Router::new()
         .route("/subjects", get(list_subjects))
@@ -58,13 +74,7 @@ pub(crate) fn router(pool: PgPool, default_level: Compatibility) -> Router {
             "/compatibility/subjects/{subject}/versions/{version}",
             post(check_version),
         )
-        .route("/config", get(get_global_config).put(put_global_config))
-        .route(
-            "/config/{subject}",
-            get(get_subject_config)
-                .put(put_subject_config)
-                .delete(delete_subject_config),
-        )
+        .merge(config_routes())
         .route(
             "/health/live",
             get(|| async { Reply(json!({"status": "live", "service": "schema-registry"})) }),

@@ -17,6 +17,8 @@ use std::net::SocketAddr;
 /// Why the registry could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("checking the internal credentials")]
+    InternalAuth(#[source] choreo_kit::internal_auth::InternalAuthError),
     #[error("cannot connect to the registry database")]
     Connect(#[source] sqlx::Error),
     #[error("cannot apply the registry's database migrations")]

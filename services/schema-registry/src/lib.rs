@@ -21,6 +21,7 @@ pub use choreo_kit::CancellationToken;
 pub use compat::{Compatibility, UnknownCompatibility};
 pub use error::Error;
 
+use choreo_kit::internal_auth::{self, Gate, InternalAuthSettings};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgPoolOptions;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -37,6 +38,8 @@ pub struct Settings {
     pub database_url: String,
     /// The level used until `PUT /config` sets one.
     pub default_compatibility: Compatibility,
+    /// The keys every call must be signed with (`choreo_kit::internal_auth`).
+    pub internal_auth: InternalAuthSettings,
 }
 
 impl Default for Settings {
@@ -45,6 +48,7 @@ impl Default for Settings {
             http_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 8081)),
             database_url: "postgres://postgres@127.0.0.1:5432/choreo_registry".into(),
             default_compatibility: Compatibility::Backward,
+            internal_auth: InternalAuthSettings::default(),
         }
     }
 }
@@ -77,7 +81,9 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     migrator.set_ignore_missing(true);
     migrator.run(&pool).await.map_err(Error::Migrate)?;
 
-    let router = api::router(pool.clone(), settings.default_compatibility);
+    let gate =
+        Gate::new(&settings.internal_auth, internal_auth::REGISTRY).map_err(Error::InternalAuth)?;
+    let router = gate.protect(api::router(pool.clone(), settings.default_compatibility));
     let (addr, server) = choreo_kit::serve(router, settings.http_addr, shutdown)
         .await
         .map_err(|source| Error::Bind {

@@ -5,7 +5,10 @@
 use anyhow::Context;
 use choreo_schema_registry::{CancellationToken, Running, Settings, start};
 use choreo_testkit::TestDatabase;
-use reqwest::{StatusCode, header::CONTENT_TYPE};
+use reqwest::{
+    StatusCode,
+    header::{AUTHORIZATION, CONTENT_TYPE},
+};
 use serde_json::{Value, json};
 
 const MEDIA_TYPE: &str = "application/vnd.schemaregistry.v1+json";
@@ -34,13 +37,15 @@ impl Registry {
         let settings = Settings {
             http_addr: "127.0.0.1:0".parse()?,
             database_url: db.url.clone(),
+            internal_auth: choreo_testkit::internal_auth(),
             ..Settings::default()
         };
         let shutdown = CancellationToken::new();
         let running = start(settings, shutdown.clone()).await?;
         Ok(Self {
             base: format!("http://{}", running.addr),
-            http: reqwest::Client::new(),
+            // The tests' own drills need the admin key.
+            http: choreo_testkit::operator_client("registry"),
             db,
             shutdown,
             running,
@@ -616,5 +621,51 @@ async fn ready_while_the_database_answers() -> anyhow::Result<()> {
             json!({"status": "live", "service": "schema-registry"})
         )
     );
+    registry.stop().await
+}
+
+#[tokio::test]
+async fn schemas_need_a_credential_and_compatibility_the_admin_key() -> anyhow::Result<()> {
+    let registry = Registry::start("registry_trust").await?;
+    let service =
+        choreo_kit::internal_auth::Signer::service(&choreo_testkit::internal_auth(), "order")?;
+    let as_service = |request: reqwest::RequestBuilder| {
+        request.header(AUTHORIZATION, service.authorization("registry"))
+    };
+    let anonymous = reqwest::Client::new();
+    // No credential: nothing read, nothing registered.
+    let (status, _) = registry
+        .send(anonymous.get(format!("{}/subjects", registry.base)))
+        .await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let register = |http: &reqwest::Client| {
+        http.post(format!("{}/subjects/orders-value/versions", registry.base))
+            .json(&json!({"schema": ORDER_V1}))
+    };
+    assert_eq!(
+        registry.send(register(&anonymous)).await?.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(registry.get("/subjects").await?.1, json!([]));
+    // A service registers and reads schemas, but cannot loosen the rules
+    // every producer is held to.
+    assert_eq!(
+        registry.send(as_service(register(&anonymous))).await?.0,
+        StatusCode::OK
+    );
+    let (status, _) = registry
+        .send(as_service(
+            anonymous
+                .put(format!("{}/config", registry.base))
+                .json(&json!({"compatibility": "NONE"})),
+        ))
+        .await?;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, config) = registry.get("/config").await?;
+    assert_eq!(config["compatibilityLevel"], "BACKWARD", "{config}");
+    let (status, _) = registry
+        .put("/config", json!({"compatibility": "FULL"}))
+        .await?;
+    assert_eq!(status, StatusCode::OK, "the operator's admin key sets it");
     registry.stop().await
 }

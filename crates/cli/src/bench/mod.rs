@@ -491,6 +491,7 @@ async fn own_platform(args: &RunArgs, side: &Side, tag: &str) -> anyhow::Result<
         topic_prefix: String::new(),
         partitions: args.partitions,
         token_secret: secret.clone(),
+        internal_auth: choreo_kit::internal_auth::generate(),
         env,
         replicas,
     };

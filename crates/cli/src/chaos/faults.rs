@@ -13,7 +13,9 @@ use super::{
 };
 use crate::up::supervisor::replica_pid_files;
 use anyhow::Context;
+use choreo_kit::internal_auth::{self, Signer};
 use nix::{sys::signal::Signal, unistd::Pid};
+use reqwest::header::AUTHORIZATION;
 use std::{
     path::{Path, PathBuf},
     time::Duration,
@@ -119,6 +121,8 @@ pub(crate) struct Target {
     pub(crate) broker: Option<std::sync::Arc<super::broker_proxy::BrokerProxy>>,
     /// The payment provider stand-in's API, for provider faults.
     pub(crate) provider: String,
+    /// Signs the calls to the services' and the provider's admin routes.
+    pub(crate) operator: Signer,
     /// The suite's seed, which provider faults draw their hits from.
     pub(crate) seed: u64,
     /// Drawn with the seed for this injection: which replica a
@@ -186,11 +190,17 @@ async fn scaled_away(target: &Target, name: &str) -> bool {
 /// is final.
 pub(crate) async fn admin(
     what: &str,
+    operator: &Signer,
+    audience: &str,
     build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
 ) -> anyhow::Result<reqwest::Response> {
     let http = reqwest::Client::new();
     let answer = persist(what, || async {
-        let answer = build(&http).timeout(Duration::from_secs(10)).send().await?;
+        let answer = build(&http)
+            .header(AUTHORIZATION, operator.authorization(audience))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await?;
         let status = answer.status();
         if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
             anyhow::bail!("{status} {}", answer.text().await.unwrap_or_default());
@@ -211,11 +221,16 @@ pub(crate) async fn admin(
 /// Arms `point` in the service at `url` to kill it the next time it passes
 /// there. Armed once (`1*return`), so the restarted process runs clean;
 /// a build without fail points refuses.
-async fn arm(url: &str, point: &str) -> anyhow::Result<()> {
-    admin(&format!("arming {point} at {url}"), |http| {
-        http.put(format!("{url}/admin/fail-points/{point}"))
-            .body("1*return")
-    })
+async fn arm(operator: &Signer, service: &str, url: &str, point: &str) -> anyhow::Result<()> {
+    admin(
+        &format!("arming {point} at {url}"),
+        operator,
+        service,
+        |http| {
+            http.put(format!("{url}/admin/fail-points/{point}"))
+                .body("1*return")
+        },
+    )
     .await
     .map(drop)
 }
@@ -247,9 +262,10 @@ async fn ready(url: &str) -> anyhow::Result<()> {
 /// Disarms `point` in the replica at `url`, which did not pass it. A
 /// replica that does not answer (it died meanwhile, of another fault) is
 /// restarted clean anyway, so a failure is only logged.
-async fn disarm(url: &str, point: &str) {
+async fn disarm(operator: &Signer, service: &str, url: &str, point: &str) {
     let sent = reqwest::Client::new()
         .put(format!("{url}/admin/fail-points/{point}"))
+        .header(AUTHORIZATION, operator.authorization(service))
         .body("off")
         .timeout(Duration::from_secs(5))
         .send()
@@ -261,6 +277,7 @@ async fn disarm(url: &str, point: &str) {
 
 /// Switches the provider fault `kind` on with `setting`, or off.
 async fn provider_fault(
+    operator: &Signer,
     url: &str,
     kind: &str,
     setting: Option<&serde_json::Value>,
@@ -268,6 +285,8 @@ async fn provider_fault(
     let route = format!("{url}/admin/faults/{kind}");
     admin(
         &format!("switching the provider's {kind} fault"),
+        operator,
+        internal_auth::PROVIDER,
         |http| match setting {
             Some(setting) => http.put(&route).json(setting),
             None => http.delete(&route),
@@ -383,7 +402,7 @@ pub(crate) async fn inject(
             for (replica, pid) in processes(data_dir, &name).await? {
                 if let Some(url) = target.url(&name, &replica).await {
                     name_drilled(data_dir, &replica, pid)?;
-                    arm(&url, point).await?;
+                    arm(&target.operator, &name, &url, point).await?;
                     armed.push((replica, pid, url));
                 }
             }
@@ -405,7 +424,7 @@ pub(crate) async fn inject(
             };
             injected_at = started.elapsed().as_secs_f64();
             for (replica, pid, url) in armed.iter().filter(|(r, ..)| *r != dead) {
-                disarm(url, point).await;
+                disarm(&target.operator, &name, url, point).await;
                 crate::up::supervisor::undrill(&pid_file(data_dir, replica), *pid);
             }
             restarted(&target, &dead, pid).await?;
@@ -471,9 +490,9 @@ pub(crate) async fn inject(
             }
             // Held in the stand-in's memory: a provider killed meanwhile
             // comes back healthy, as a real one would after a restart.
-            provider_fault(&target.provider, kind, Some(&setting)).await?;
+            provider_fault(&target.operator, &target.provider, kind, Some(&setting)).await?;
             tokio::time::sleep(Duration::from_secs_f64(fault.seconds.unwrap_or(1.0))).await;
-            provider_fault(&target.provider, kind, None).await?;
+            provider_fault(&target.operator, &target.provider, kind, None).await?;
         }
         FaultKind::Pause | FaultKind::BrokerPause => {
             // The same processes are woken that were stopped: a stopped

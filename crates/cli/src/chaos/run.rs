@@ -13,6 +13,7 @@ use crate::{
     up::{self, Config, replicas::Pool, supervisor::Supervised},
 };
 use anyhow::Context;
+use choreo_kit::internal_auth::{self, Signer};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::Value;
 use std::{
@@ -118,6 +119,7 @@ pub(crate) async fn run(suite: &Suite, workspace: &Workspace) -> anyhow::Result<
         topic_prefix: String::new(),
         partitions: suite.platform.partitions,
         token_secret: secret.clone(),
+        internal_auth: choreo_kit::internal_auth::generate(),
         env: up::unlimited_edge()
             .into_iter()
             .chain([
@@ -275,6 +277,7 @@ async fn drive(
                 kafka: kafka.clone(),
                 data_dir: workspace.data_dir.clone(),
                 provider: endpoints.provider.clone(),
+                operator: endpoints.operator.clone(),
                 seed: suite.seed,
                 // Drawn only for the faults that use it, so that adding
                 // one leaves the other faults' moments as they were.
@@ -397,7 +400,7 @@ async fn drive(
         });
     }
     // Judged once every order is decided, so that every decline is known.
-    let declined = declined_by_provider(&endpoints.provider).await?;
+    let declined = declined_by_provider(&endpoints.provider, &endpoints.operator).await?;
     for (order, kind) in orders.iter_mut().zip(&kinds) {
         order.right = kind.allows(
             &order.status,
@@ -613,14 +616,19 @@ async fn cancel(client: &reqwest::Client, edge: &str, id: &str) -> anyhow::Resul
 /// The orders the provider declined a charge of (as `GET /admin/declined`
 /// lists them): their right end includes PAYMENT_DECLINED. A provider
 /// restarting (a fault's) is waited for.
-async fn declined_by_provider(provider: &str) -> anyhow::Result<std::collections::HashSet<String>> {
-    let listed: Value =
-        super::faults::admin("asking the provider which charges it declined", |http| {
-            http.get(format!("{provider}/admin/declined"))
-        })
-        .await?
-        .json()
-        .await?;
+async fn declined_by_provider(
+    provider: &str,
+    operator: &Signer,
+) -> anyhow::Result<std::collections::HashSet<String>> {
+    let listed: Value = super::faults::admin(
+        "asking the provider which charges it declined",
+        operator,
+        internal_auth::PROVIDER,
+        |http| http.get(format!("{provider}/admin/declined")),
+    )
+    .await?
+    .json()
+    .await?;
     Ok(listed["order_ids"]
         .as_array()
         .into_iter()

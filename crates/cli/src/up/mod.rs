@@ -64,7 +64,7 @@ pub(crate) struct UpArgs {
     #[arg(long, env = "CHOREO_EDGE_PORT", default_value_t = 8080)]
     edge_port: u16,
     /// Prefix of the databases created, one per service (`<prefix>order`, …).
-    #[arg(long, env = "CHOREO_DB_PREFIX", default_value = "choreo_")]
+    #[arg(long, env = "CHOREO_DB_PREFIX", default_value = "choreo_", value_parser = crate::setup::db_prefix)]
     db_prefix: String,
     /// Prepended to every topic and consumer group name.
     #[arg(long, env = "CHOREO_KAFKA__TOPIC_PREFIX", default_value = "")]
@@ -97,11 +97,17 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let data_dir = std::path::absolute(&args.data_dir)?;
     std::fs::create_dir_all(data_dir.join("logs"))?;
     let token_secret = crate::token::local_secret(&data_dir)?;
-    // The demo's tokens: a month, so a running demo does not lock its user
-    // out; `choreo token` signs others.
+    // The demo customer's token for a day, the longest the edge accepts;
+    // the operator's, which can change prices and wallets, for an hour.
+    // `choreo token` signs more.
     let tokens = Tokens {
-        customer: choreo_edge::hs256_token(&token_secret, seed::DEMO_CUSTOMER, false, TOKEN_TTL)?,
-        admin: choreo_edge::hs256_token(&token_secret, "operator", true, TOKEN_TTL)?,
+        customer: choreo_edge::hs256_token(
+            &token_secret,
+            seed::DEMO_CUSTOMER,
+            false,
+            CUSTOMER_TOKEN_TTL,
+        )?,
+        admin: choreo_edge::hs256_token(&token_secret, "operator", true, ADMIN_TOKEN_TTL)?,
     };
     let config = Config {
         data_dir: data_dir.clone(),
@@ -115,6 +121,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         topic_prefix: args.topic_prefix.clone(),
         partitions: args.partitions,
         token_secret,
+        internal_auth: crate::keys::local(&data_dir)?,
         env: held_sessions(),
         replicas: Replicas::from_pairs(args.replicas.iter().copied()),
     };
@@ -172,6 +179,9 @@ pub(crate) struct Config {
     pub(crate) topic_prefix: String,
     pub(crate) partitions: i32,
     pub(crate) token_secret: String,
+    /// The keys calls between the processes are signed with; the tools
+    /// sign with its admin key.
+    pub(crate) internal_auth: choreo_kit::internal_auth::InternalAuthSettings,
     /// Extra settings for one process (`"edge"`, `"order"`, …; every
     /// replica of a service), or for every Choreo process with `"*"`.
     pub(crate) env: Vec<(&'static str, String, String)>,
@@ -190,6 +200,9 @@ pub(crate) struct Endpoints {
     pub(crate) saga: SagaProcesses,
     /// The payment provider stand-in's API.
     pub(crate) provider: String,
+    /// The operator's credential for the services, the provider and the
+    /// registry (signed with the platform's admin key).
+    pub(crate) operator: choreo_kit::internal_auth::Signer,
 }
 
 /// The folder of the running `choreo`, where the service binaries are
@@ -227,6 +240,7 @@ pub(crate) async fn start(
         topic_prefix,
         partitions,
         token_secret,
+        internal_auth,
         env: extra,
         replicas,
     } = config;
@@ -255,7 +269,24 @@ pub(crate) async fn start(
     let log = |name: &str| data_dir.join("logs").join(format!("{name}.log"));
     let pid_file = |name: &str| supervisor::pid_file(&data_dir.join("run"), name);
     let hold_file = |name: &str| supervisor::hold_file(&data_dir.join("run"), name);
+    // Every process but the edge checks both keys; the edge, which the
+    // internet reaches, only signs with the service key.
+    let keys = |name: &str| {
+        let secret = |s: &Option<String>| s.clone().unwrap_or_default();
+        let mut env = vec![(
+            "CHOREO_INTERNAL_AUTH__SERVICE_SECRET".to_owned(),
+            secret(&internal_auth.service_secret),
+        )];
+        if name != "edge" {
+            env.push((
+                "CHOREO_INTERNAL_AUTH__ADMIN_SECRET".to_owned(),
+                secret(&internal_auth.admin_secret),
+            ));
+        }
+        env
+    };
     let with_extra = |name: &str, mut env: Vec<(String, String)>| {
+        env.extend(keys(name));
         env.extend(
             extra
                 .iter()
@@ -315,7 +346,12 @@ pub(crate) async fn start(
         ..Default::default()
     };
     setup::create_topics(&kafka).await?;
-    setup::register_schemas(&RegistryClient::new(&registry_url), &kafka.topics()).await?;
+    let operator = choreo_kit::internal_auth::Signer::admin(internal_auth, "choreo")?;
+    setup::register_schemas(
+        &RegistryClient::new(&registry_url, operator.clone()),
+        &kafka.topics(),
+    )
+    .await?;
 
     // The provider before payment, which charges through it.
     let provider_url = format!("http://127.0.0.1:{}", ports.provider);
@@ -407,6 +443,9 @@ pub(crate) async fn start(
                 ("CHOREO_PAYMENT_URL".into(), joined("payment")),
                 ("CHOREO_SHIPPING_URL".into(), joined("shipping")),
                 ("CHOREO_AUTH__HS256_SECRET".into(), token_secret.clone()),
+                // Locally the client is the developer, whose own traces the
+                // sagas join.
+                ("CHOREO_CONTINUE_CLIENT_TRACES".into(), "true".into()),
             ],
         ),
         cwd: None,
@@ -427,6 +466,7 @@ pub(crate) async fn start(
         replicas: urls,
         saga,
         provider: provider_url,
+        operator,
     })
 }
 
@@ -541,7 +581,8 @@ async fn wait_for_health(base: &str, what: &str) -> anyhow::Result<()> {
     }
 }
 
-const TOKEN_TTL: u64 = 30 * 24 * 3600;
+const CUSTOMER_TOKEN_TTL: u64 = 24 * 3600;
+const ADMIN_TOKEN_TTL: u64 = 3600;
 
 /// Bearer tokens for the demo customer and an operator.
 struct Tokens {
@@ -574,7 +615,7 @@ Choreo is running.
   logs                {logs}
   pids                {pids}
 
-Bearer tokens (valid 30 days; `choreo token --customer NAME [--admin]` signs more):
+Bearer tokens (the customer's valid a day, the admin's an hour; `choreo token --customer NAME [--admin]` signs more):
 
   customer {customer}     {customer_token}
   admin (operator)   {admin_token}

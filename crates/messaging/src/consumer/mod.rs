@@ -98,6 +98,14 @@ pub struct ConsumerSettings {
     /// Longer than a commit takes in a slow moment (commits go out every
     /// second), shorter than an operator's patience.
     pub group_stall_seconds: f64,
+    /// The longest message value decoded, in bytes; a longer one is
+    /// dead-lettered unread. Apache Kafka's default `message.max.bytes`.
+    pub max_message_bytes: usize,
+    /// The most memory one value in a message may claim (a string's or an
+    /// array's length), in bytes: a message that claims more is
+    /// dead-lettered instead of allocated. For the whole process, set by
+    /// its first consumer.
+    pub max_allocation_bytes: usize,
 }
 
 impl Default for ConsumerSettings {
@@ -109,6 +117,8 @@ impl Default for ConsumerSettings {
             batch_max: 1,
             group_check_seconds: 5.0,
             group_stall_seconds: 30.0,
+            max_message_bytes: choreo_events::DEFAULT_MAX_MESSAGE_BYTES,
+            max_allocation_bytes: 8 << 20,
         }
     }
 }
@@ -144,6 +154,10 @@ enum Ended {
     Shutdown,
     /// The group watch found the group no longer takes its progress.
     Unhealthy(String),
+    /// A partition's worker panicked: its events would go unapplied, so
+    /// the consumer stops, and with it the service, for its supervisor to
+    /// restart (a Kubernetes pod, `choreo up`'s process).
+    WorkerPanicked(String),
 }
 
 /// A partition's worker as the reader sees it.
@@ -199,12 +213,20 @@ impl<H: Handler> Consumer<H> {
             config.set("group.instance.id", instance);
         }
         kafka.apply_overrides(&mut config);
+        let limit = choreo_events::limit_allocations(settings.max_allocation_bytes);
+        if limit != settings.max_allocation_bytes {
+            tracing::warn!(
+                configured = settings.max_allocation_bytes,
+                in_force = limit,
+                "another consumer of this process set the allocation limit first"
+            );
+        }
         let mut consumer = Self {
             processor: Arc::new(Processor {
                 service: service.to_owned(),
                 group: group.clone(),
                 pool,
-                decoder: Decoder::new(registry),
+                decoder: Decoder::new(registry).with_max_message_bytes(settings.max_message_bytes),
                 topics: topics.clone(),
                 handler,
                 dead_letters: DeadLetters::new(kafka, service)?,
@@ -285,6 +307,10 @@ impl<H: Handler> Consumer<H> {
                     tracing::error!(%service, group = %self.group, %reason, "the consumer group no longer takes this member's progress; joining with a new member");
                     health.metrics().rejoined();
                 }
+                Ended::WorkerPanicked(reason) => {
+                    tracing::error!(%service, %reason, "stopping the consumer, and the service with it, to be restarted");
+                    return;
+                }
             }
         }
         tracing::info!(%service, "consumer stopped");
@@ -320,6 +346,7 @@ impl<H: Handler> Consumer<H> {
         ));
         let mut lanes: HashMap<Key, Lane> = HashMap::new();
         let mut workers = JoinSet::new();
+        let (panicked_tx, mut panicked) = mpsc::unbounded_channel();
         let mut retry_parked = tokio::time::interval(Duration::from_millis(20));
         retry_parked.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failures = 0u32;
@@ -329,6 +356,11 @@ impl<H: Handler> Consumer<H> {
                 biased;
                 _ = shutdown.cancelled() => break Ended::Shutdown,
                 Some(reason) = unhealthy.recv() => break Ended::Unhealthy(reason),
+                Some((key, why)) = panicked.recv() => {
+                    let reason = format!("the worker of {} panicked: {why}", label(&key));
+                    self.processor.health.stall(&label(&key), &reason);
+                    break Ended::WorkerPanicked(reason);
+                }
                 Some(rebalanced) = rebalances.recv() => {
                     self.rebalanced(&shared, &mut lanes, rebalanced);
                 }
@@ -349,7 +381,7 @@ impl<H: Handler> Consumer<H> {
                         }
                         let key = (message.topic().to_owned(), message.partition());
                         let lane = lanes.entry(key.clone()).or_insert_with(|| {
-                            self.spawn_worker(&shared, &mut workers, key.clone(), &session)
+                            self.spawn_worker(&shared, &mut workers, key.clone(), &session, &panicked_tx)
                         });
                         self.dispatch(&shared, &key, lane, message);
                     }
@@ -442,22 +474,36 @@ impl<H: Handler> Consumer<H> {
         }
     }
 
+    /// Starts the worker of the partition `key`; should it panic, `panicked`
+    /// hears which partition and why.
     fn spawn_worker(
         &self,
         shared: &Arc<Shared<H>>,
         workers: &mut JoinSet<()>,
         key: Key,
         session: &CancellationToken,
+        panicked: &mpsc::UnboundedSender<(Key, String)>,
     ) -> Lane {
         let (queue, receiver) = mpsc::channel(self.settings.partition_queue.max(1));
         let stop = session.child_token();
         let worker = Partition {
             shared: shared.clone(),
-            topic: key.0,
+            topic: key.0.clone(),
             partition: key.1,
             batch_max: self.settings.batch_max.max(1),
         };
-        workers.spawn(worker.run(receiver, stop.clone()));
+        let panicked = panicked.clone();
+        let run = std::panic::AssertUnwindSafe(worker.run(receiver, stop.clone()));
+        workers.spawn(async move {
+            if let Err(payload) = futures::FutureExt::catch_unwind(run).await {
+                let why = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic without a message".to_owned());
+                let _ = panicked.send((key, why));
+            }
+        });
         Lane {
             queue,
             parked: VecDeque::new(),

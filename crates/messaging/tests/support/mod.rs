@@ -37,6 +37,7 @@ impl Env {
             choreo_schema_registry::Settings {
                 http_addr: "127.0.0.1:0".parse()?,
                 database_url: registry_db.url.clone(),
+                internal_auth: choreo_testkit::internal_auth(),
                 ..Default::default()
             },
             registry_stop.clone(),
@@ -69,7 +70,7 @@ impl Env {
     }
 
     pub fn registry(&self) -> RegistryClient {
-        RegistryClient::new(&self.registry_url)
+        RegistryClient::new(&self.registry_url, choreo_testkit::operator())
     }
 
     pub async fn stop(self) -> anyhow::Result<()> {
