@@ -21,17 +21,26 @@ SCHEMATHESIS_ROOT ?= $(HOME)/.cache/choreo/schemathesis-$(SCHEMATHESIS_VERSION)
 SCHEMATHESIS_BIN := $(SCHEMATHESIS_ROOT)/bin/st
 CHOREO_SCHEMATHESIS_BIN ?= $(SCHEMATHESIS_BIN)
 export CHOREO_SCHEMATHESIS_BIN
+# cargo-deny checks advisories, bans and licenses (deny.toml) against the
+# RustSec database snapshot in third_party/advisory-db, placed as a git
+# repository dated as the snapshot (scripts/advisory-db.sh).
+CARGO_DENY_VERSION := 0.20.2
+CARGO_DENY_ROOT ?= $(HOME)/.cache/choreo/cargo-deny-$(CARGO_DENY_VERSION)
+CARGO_DENY_BIN := $(CARGO_DENY_ROOT)/bin/cargo-deny
+ADVISORY_DB_DATE := 2026-08-21T08:28:40+02:00
+# cargo-deny's folder for the database's URL (its name and an xxHash of it).
+ADVISORY_DB := $(HOME)/.cache/choreo/advisory-db/advisory-db-3157b0e258782691
 # The deployment checks' tools (compose, Helm's SDK, kubernetes-validate,
 # yamllint, hadolint) share a virtual environment named after their pins.
 DEPLOY_TOOLS_ROOT ?= $(HOME)/.cache/choreo/deploy-tools-$(shell sha256sum scripts/deploy-tools.txt | cut -c1-12)
 DEPLOY_TOOLS_STAMP := $(DEPLOY_TOOLS_ROOT)/.installed
 
-.PHONY: run test chaos bench check fmt clippy build tansu tansu-stock schemathesis chromium postgres deploy-tools deploy-check clean-test-dbs
+.PHONY: run test chaos bench check fmt clippy build deny tansu tansu-stock schemathesis chromium postgres deploy-tools deploy-check clean-test-dbs
 
 run: tansu postgres build ## Set up and start the whole platform; Ctrl-C stops it.
 	./target/debug/choreo up
 
-test: tansu schemathesis chromium postgres deploy-tools ## Every test, on a real Tansu broker and real PostgreSQL.
+test: tansu schemathesis chromium postgres deploy-tools deny ## Every test, on a real Tansu broker and real PostgreSQL.
 	# The `choreo up` test runs the real service binaries; `cargo test` alone
 	# builds bin targets only as test harnesses, so build them first.
 	$(CARGO) build --workspace --bins
@@ -40,6 +49,15 @@ test: tansu schemathesis chromium postgres deploy-tools ## Every test, on a real
 	# The messaging runtime's and the saga tests again on a second
 	# implementation of the protocol: librdkafka's mock cluster.
 	CHOREO_TEST_BROKER=mock $(CARGO) test -p choreo-messaging -p choreo-saga-tests -p choreo-order
+
+deny: $(CARGO_DENY_BIN) ## Known advisories, banned crates and licenses (cargo deny, deny.toml).
+	scripts/advisory-db.sh third_party/advisory-db $(ADVISORY_DB) "$(ADVISORY_DB_DATE)"
+	# The crates' metadata is fetched first: the check itself runs offline.
+	$(CARGO) fetch --locked
+	$(CARGO_DENY_BIN) --offline check --hide-inclusion-graph
+
+$(CARGO_DENY_BIN):
+	$(CARGO) install cargo-deny --version $(CARGO_DENY_VERSION) --locked --root $(CARGO_DENY_ROOT)
 
 deploy-check: deploy-tools build ## Dockerfile, compose and the Helm chart, by the real tools (no engine, no cluster).
 	$(DEPLOY_TOOLS_ROOT)/bin/python scripts/check-deploy.py target/debug target/deploy

@@ -220,8 +220,9 @@ def compose(bin_dir: Path, image_env: dict[str, dict[str, str]]) -> None:
             f"compose: the edge does not wait for a healthy {name}",
         )
 
-    init = (ROOT / "compose" / "postgres" / "init-databases.sql").read_text()
-    created = set(re.findall(r"CREATE DATABASE (\w+)", init))
+    init = (ROOT / "compose" / "postgres" / "init-databases.sh").read_text()
+    listed = re.search(r"for name in ([\w ]+); do", init)
+    created = {f"choreo_{name}" for name in (listed.group(1).split() if listed else [])}
     prometheus = yaml.safe_load((ROOT / "compose" / "prometheus" / "prometheus.yml").read_text())
     scraped = {t for job in prometheus["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]}
     for name, target in COMPOSE_CHOREO.items():
@@ -232,6 +233,8 @@ def compose(bin_dir: Path, image_env: dict[str, dict[str, str]]) -> None:
         if url := env.get("CHOREO_DATABASE_URL"):
             database = url.rsplit("/", 1)[1].split("?")[0]
             check(database in created, f"compose: {name}'s database {database} is not created by the init script")
+            role = url.split("://", 1)[1].split("@", 1)[0]
+            check(role == database, f"compose: {name} connects as {role}, not as its database's own role")
         check(
             bool(env.get("CHOREO_INTERNAL_AUTH__SERVICE_SECRET")),
             f"compose: {name} has no service key (CHOREO_INTERNAL_AUTH__SERVICE_SECRET)",

@@ -743,3 +743,40 @@ async fn a_customer_holds_only_so_many_long_polls_and_plain_reads_always_pass() 
     );
     platform.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_traceparent_does_not_graft_its_order_onto_another_trace() -> anyhow::Result<()> {
+    let platform = Platform::start().await?;
+    platform.set_product("TEA-01", 500, 100).await?;
+    // A trace id someone else's requests use: the internet must not be
+    // able to add spans to it (or force sampling) through the edge.
+    let foreign = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let placed = platform
+        .customer("alice")?
+        .post(platform.url("/v1/orders"))
+        .header("traceparent", format!("00-{foreign}-00f067aa0ba902b7-01"))
+        .json(&order_body("alice", &[("TEA-01", 1)]))
+        .send()
+        .await?;
+    assert_eq!(placed.status(), 201);
+    let placed: Value = placed.json().await?;
+    let id = placed["id"].as_str().unwrap_or_default().to_owned();
+    // The OrderPlaced the order service wrote carries the trace it went out
+    // in: the edge's own, not the client's.
+    let order_db = sqlx::PgPool::connect(&platform.databases.order.url).await?;
+    let traces: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT traceparent FROM outbox WHERE message_key = $1")
+            .bind(&id)
+            .fetch_all(&order_db)
+            .await?;
+    order_db.close().await;
+    assert!(!traces.is_empty(), "no outbox row for {id}");
+    for trace in &traces {
+        let trace = trace.as_deref().unwrap_or_default();
+        assert!(
+            trace.starts_with("00-") && !trace.contains(foreign),
+            "{trace}"
+        );
+    }
+    platform.stop().await
+}

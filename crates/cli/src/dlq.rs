@@ -98,16 +98,18 @@ pub(crate) async fn run(args: DlqArgs) -> anyhow::Result<()> {
                 .iter()
                 .find(|l| l.id == id)
                 .with_context(|| format!("no dead letter {id}"))?;
-            let decoded = match letter.value() {
-                Some(value) => Decoder::new(RegistryClient::new(
-                    &registry_url,
-                    crate::keys::operator(&data_dir)?,
-                ))
-                .decode(value)
-                .await
-                .and_then(|d| d.to_json())
-                .map_err(|e| choreo_telemetry::error_chain(&e)),
-                None => Err("no value".to_owned()),
+            // Without the admin key the registry cannot be asked: the
+            // letter is still shown, its value undecoded, saying why.
+            let decoded = match (letter.value(), crate::keys::operator(&data_dir)) {
+                (Some(value), Ok(operator)) => {
+                    Decoder::new(RegistryClient::new(&registry_url, operator))
+                        .decode(value)
+                        .await
+                        .and_then(|d| d.to_json())
+                        .map_err(|e| choreo_telemetry::error_chain(&e))
+                }
+                (Some(_), Err(no_key)) => Err(format!("{no_key:#}")),
+                (None, _) => Err("no value".to_owned()),
             };
             if json {
                 let mut out = serde_json::to_value(letter)?;

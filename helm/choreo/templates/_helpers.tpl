@@ -137,7 +137,7 @@ CHOREO_RATE_LIMIT__TRUSTED_PROXIES: {{ required "edge.ingress.trustedProxies (th
 {{- include "choreo.kafkaSettings" .root }}
 CHOREO_REGISTRY_URL: {{ $v.schemaRegistry.url | quote }}
 {{- if ne .component "choreo" }}
-CHOREO_DATABASE_URL: {{ printf "postgres://%s@%s:%v/%s?sslmode=%s%s" ($v.postgresql.username | urlquery) $v.postgresql.host $v.postgresql.port (index $v.postgresql.databases .component) $v.postgresql.sslMode (ternary "&sslrootcert=/etc/choreo/postgres-ca/ca.crt" "" (ne $v.postgresql.caSecret "")) | quote }}
+CHOREO_DATABASE_URL: {{ printf "postgres://%s@%s:%v/%s?sslmode=%s%s" (index $v.postgresql.roles .component | urlquery) $v.postgresql.host $v.postgresql.port (index $v.postgresql.databases .component) $v.postgresql.sslMode (ternary "&sslrootcert=/etc/choreo/postgres-ca/ca.crt" "" (ne $v.postgresql.caSecret "")) | quote }}
 {{- end }}
 {{- if and (eq .component "payment") $v.payment.providerUrl }}
 CHOREO_PROVIDER__URL: {{ $v.payment.providerUrl | quote }}
@@ -217,7 +217,7 @@ reaches and so must not hold it. */}}
   valueFrom:
     secretKeyRef:
       name: {{ $secret }}
-      key: postgresql-password
+      key: postgresql-password-{{ .component }}
 {{- end }}
 {{- if $v.kafka.sasl.enabled }}
 - name: CHOREO_KAFKA__PROPERTIES__SASL_PASSWORD
@@ -295,7 +295,9 @@ volumeMounts:
 
 {{/* The passwords, in the Secret and in the jobs' copy of it. */}}
 {{- define "choreo.secretData" -}}
-postgresql-password: {{ .Values.postgresql.password | quote }}
+{{- range $service := splitList " " (include "choreo.sagaServices" .) }}
+postgresql-password-{{ $service }}: {{ index $.Values.postgresql.passwords $service | quote }}
+{{- end }}
 internal-service-secret: {{ include "choreo.internalKey" (dict "root" . "key" "internal-service-secret" "value" "serviceSecret") | quote }}
 internal-admin-secret: {{ include "choreo.internalKey" (dict "root" . "key" "internal-admin-secret" "value" "adminSecret") | quote }}
 {{- if .Values.kafka.sasl.enabled }}
@@ -308,5 +310,5 @@ Rolls the pods when a secret they read changes (the HS256 secret the chart
 makes itself is kept across upgrades, so it does not count).
 */}}
 {{- define "choreo.secretChecksum" -}}
-{{- list .Values.secrets.existingSecret .Values.postgresql.password .Values.kafka.sasl.password .Values.auth.hs256Secret .Values.internalAuth.serviceSecret .Values.internalAuth.adminSecret | toJson | sha256sum -}}
+{{- list .Values.secrets.existingSecret .Values.postgresql.passwords .Values.kafka.sasl.password .Values.auth.hs256Secret .Values.internalAuth.serviceSecret .Values.internalAuth.adminSecret | toJson | sha256sum -}}
 {{- end -}}
