@@ -93,6 +93,11 @@ impl RegistryClient {
         }
     }
 
+    /// A fresh credential for one call: the registry trusts no address.
+    fn credential(&self) -> reqwest::header::HeaderValue {
+        self.signer.authorization(AUDIENCE)
+    }
+
     pub fn base_url(&self) -> &str {
         &self.base_url
     }
@@ -107,10 +112,7 @@ impl RegistryClient {
         let response = self
             .http
             .get(&url)
-            .header(
-                reqwest::header::AUTHORIZATION,
-                self.signer.authorization(AUDIENCE),
-            )
+            .header(reqwest::header::AUTHORIZATION, self.credential())
             .timeout(timeout)
             .send()
             .await
@@ -138,10 +140,7 @@ impl RegistryClient {
         let response = self
             .http
             .post(&url)
-            .header(
-                reqwest::header::AUTHORIZATION,
-                self.signer.authorization(AUDIENCE),
-            )
+            .header(reqwest::header::AUTHORIZATION, self.credential())
             .header("content-type", "application/vnd.schemaregistry.v1+json")
             .json(&body)
             .send()
@@ -174,10 +173,7 @@ impl RegistryClient {
         let response = self
             .http
             .get(&url)
-            .header(
-                reqwest::header::AUTHORIZATION,
-                self.signer.authorization(AUDIENCE),
-            )
+            .header(reqwest::header::AUTHORIZATION, self.credential())
             .send()
             .await
             .map_err(|source| RegistryError::Unreachable {

@@ -430,14 +430,6 @@ mod tests {
             ..Default::default()
         })
         .expect("valid settings");
-        let sign = |claims: serde_json::Value| {
-            jsonwebtoken::encode(
-                &Header::new(Algorithm::HS256),
-                &claims,
-                &EncodingKey::from_secret(SECRET.as_bytes()),
-            )
-            .expect("signs")
-        };
         let far = in_a_minute();
         let without_iss = sign(serde_json::json!({"sub": "alice", "exp": far}));
         assert!(verifier.caller(&without_iss).is_err());
@@ -451,6 +443,16 @@ mod tests {
         assert!(verifier.caller(&odd_sub).is_err());
     }
 
+    /// `claims` signed with the test secret, as a caller would.
+    fn sign(claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .expect("signs")
+    }
+
     fn in_a_minute() -> u64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -461,14 +463,6 @@ mod tests {
 
     #[test]
     fn long_lived_and_not_yet_valid_tokens_are_refused_and_admin_is_namespaced() {
-        let sign = |claims: serde_json::Value| {
-            jsonwebtoken::encode(
-                &Header::new(Algorithm::HS256),
-                &claims,
-                &EncodingKey::from_secret(SECRET.as_bytes()),
-            )
-            .expect("signs")
-        };
         let soon = in_a_minute();
         let now = soon - 60;
         // A year-long token, with or without iat.
