@@ -93,9 +93,24 @@ impl RegistryClient {
         }
     }
 
-    /// A fresh credential for one call: the registry trusts no address.
-    fn credential(&self) -> reqwest::header::HeaderValue {
-        self.signer.authorization(AUDIENCE)
+    /// Sends `request` to `url` with a fresh credential (the registry
+    /// trusts no address); no answer is [`RegistryError::Unreachable`].
+    async fn send(
+        &self,
+        url: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, RegistryError> {
+        request
+            .header(
+                reqwest::header::AUTHORIZATION,
+                self.signer.authorization(AUDIENCE),
+            )
+            .send()
+            .await
+            .map_err(|source| RegistryError::Unreachable {
+                url: url.to_owned(),
+                source,
+            })
     }
 
     pub fn base_url(&self) -> &str {
@@ -110,16 +125,8 @@ impl RegistryClient {
     pub async fn ping(&self, timeout: Duration) -> Result<(), RegistryError> {
         let url = format!("{}/subjects", self.base_url);
         let response = self
-            .http
-            .get(&url)
-            .header(reqwest::header::AUTHORIZATION, self.credential())
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|source| RegistryError::Unreachable {
-                url: url.clone(),
-                source,
-            })?;
+            .send(&url, self.http.get(&url).timeout(timeout))
+            .await?;
         read_json::<serde_json::Value>(&url, response).await?;
         Ok(())
     }
@@ -137,18 +144,12 @@ impl RegistryClient {
         }
         let url = format!("{}/subjects/{subject}/versions", self.base_url);
         let body = serde_json::json!({ "schema": schema_text });
-        let response = self
+        let request = self
             .http
             .post(&url)
-            .header(reqwest::header::AUTHORIZATION, self.credential())
             .header("content-type", "application/vnd.schemaregistry.v1+json")
-            .json(&body)
-            .send()
-            .await
-            .map_err(|source| RegistryError::Unreachable {
-                url: url.clone(),
-                source,
-            })?;
+            .json(&body);
+        let response = self.send(&url, request).await?;
         let IdBody { id } = read_json(&url, response).await?;
         if let Ok(mut ids) = self.ids.write() {
             ids.insert(subject.to_owned(), id);
@@ -170,16 +171,7 @@ impl RegistryClient {
             return Ok(s);
         }
         let url = format!("{}/schemas/ids/{schema_id}", self.base_url);
-        let response = self
-            .http
-            .get(&url)
-            .header(reqwest::header::AUTHORIZATION, self.credential())
-            .send()
-            .await
-            .map_err(|source| RegistryError::Unreachable {
-                url: url.clone(),
-                source,
-            })?;
+        let response = self.send(&url, self.http.get(&url)).await?;
         let SchemaBody { schema } = read_json(&url, response).await?;
         let parsed = Schema::parse_str(&schema).map_err(|e| RegistryError::BadSchema {
             schema_id,
