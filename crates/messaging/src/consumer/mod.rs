@@ -94,7 +94,8 @@ pub struct ConsumerSettings {
     /// How long the group may refuse the member's commits, leave its
     /// committed offsets standing while the member applies events, or
     /// leave a partition with events without an owner while the member
-    /// holds none, before the member reports not ready and is replaced.
+    /// holds none, before the member reports it (the service reads as
+    /// degraded) and is replaced.
     /// Longer than a commit takes in a slow moment (commits go out every
     /// second), shorter than an operator's patience.
     pub group_stall_seconds: f64,

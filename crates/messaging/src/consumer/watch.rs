@@ -20,7 +20,7 @@
 //! - it held no partition while some partition of its topics had events
 //!   and a committed offset that stood still: nobody owns it.
 //!
-//! An unhealthy member reports not ready, with the reason, and the consumer
+//! An unhealthy member reports itself stalled (degraded), with the reason, and the consumer
 //! replaces it with a new one (see `Consumer::run`), without a process
 //! restart. Each check also records the lag by the group's committed offsets
 //! and by the member's position, for `/metrics` and `/stats`.
