@@ -769,33 +769,16 @@ impl Platform {
         .await
     }
 
-    /// Signs calls to the services as the edge does (`admin` false) or as
-    /// an operator's tool does.
-    pub fn signer(&self, admin: bool) -> anyhow::Result<Signer> {
-        Ok(if admin {
-            Signer::admin(&self.internal_auth, "saga-tests")?
-        } else {
-            Signer::service(&self.internal_auth, "saga-tests")?
-        })
-    }
-
     /// A client of the service `audience` (`order`, …, `registry`) behind
-    /// the edge, as the edge calls it (a minute's credential).
+    /// the edge, as the edge calls it: with the service key, a minute's
+    /// credential.
     pub fn service_client(&self, audience: &str) -> anyhow::Result<reqwest::Client> {
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(
-            reqwest::header::AUTHORIZATION,
-            self.signer(false)?.authorization(audience),
-        );
-        Ok(reqwest::Client::builder()
-            .default_headers(headers)
-            .build()?)
+        let signer = Signer::service(&self.internal_auth, "saga-tests")?;
+        Ok(choreo_testkit::signed_client(&signer, audience))
     }
 
     pub fn registry_client(&self) -> choreo_events::RegistryClient {
-        let signer = Signer::admin(&self.internal_auth, "saga-tests")
-            .unwrap_or_else(|e| panic!("the platform's own keys: {e}"));
-        choreo_events::RegistryClient::new(&self.registry, signer)
+        choreo_events::RegistryClient::new(&self.registry, choreo_testkit::operator())
     }
 
     /// Publishes `event` to its topic as its producing service would.

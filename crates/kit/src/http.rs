@@ -241,6 +241,19 @@ impl HttpError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
     }
 
+    /// `401 unauthenticated` saying why, with the `WWW-Authenticate`
+    /// `challenge` that names the scheme the caller should use.
+    pub fn unauthenticated(message: impl Into<String>, challenge: &'static str) -> Response {
+        (
+            [(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static(challenge),
+            )],
+            Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", message),
+        )
+            .into_response()
+    }
+
     /// What a failed handler answers: 422 when the database refused a value
     /// the caller sent (SQLSTATE class 22, "data exception": a NUL in text,
     /// a number out of range), since repeating it cannot help and it is no

@@ -314,14 +314,7 @@ async fn authenticate(State(gate): State<Gate>, mut request: Request, next: Next
 }
 
 fn unauthenticated(message: String) -> Response {
-    (
-        [(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"choreo-internal\""),
-        )],
-        HttpError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message),
-    )
-        .into_response()
+    HttpError::unauthenticated(message, "Bearer realm=\"choreo-internal\"")
 }
 
 /// A route layer: 403 unless the call was signed with the admin key.

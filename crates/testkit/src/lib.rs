@@ -44,10 +44,19 @@ pub fn operator() -> choreo_kit::internal_auth::Signer {
 /// whose every call carries the operator's credential, valid for the
 /// minute after this call.
 pub fn operator_client(audience: &str) -> reqwest::Client {
+    signed_client(&operator(), audience)
+}
+
+/// A client of `audience` whose every call carries a credential `signer`
+/// made now, valid for the minute after.
+pub fn signed_client(
+    signer: &choreo_kit::internal_auth::Signer,
+    audience: &str,
+) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
         reqwest::header::AUTHORIZATION,
-        operator().authorization(audience),
+        signer.authorization(audience),
     );
     reqwest::Client::builder()
         .default_headers(headers)

@@ -15,9 +15,9 @@
 
 use axum::{
     extract::{Request, State},
-    http::{HeaderValue, StatusCode, header},
+    http::{StatusCode, header},
     middleware::Next,
-    response::{IntoResponse, Response},
+    response::Response,
 };
 use choreo_kit::HttpError;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -248,7 +248,7 @@ pub(crate) async fn authenticate(
         })
         .map(str::trim);
     let Some(token) = token else {
-        return unauthenticated(
+        return HttpError::unauthenticated(
             "send a token: Authorization: Bearer <JWT>",
             "Bearer realm=\"choreo\"",
         );
@@ -260,23 +260,12 @@ pub(crate) async fn authenticate(
         }
         Err(why) => {
             tracing::info!(%why, "token refused");
-            unauthenticated(
-                &format!("the token is not valid: {why}"),
+            HttpError::unauthenticated(
+                format!("the token is not valid: {why}"),
                 "Bearer realm=\"choreo\", error=\"invalid_token\"",
             )
         }
     }
-}
-
-fn unauthenticated(message: &str, challenge: &'static str) -> Response {
-    (
-        [(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static(challenge),
-        )],
-        HttpError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message),
-    )
-        .into_response()
 }
 
 /// Signs an HS256 token for `customer`, valid for `ttl_seconds`, with the
