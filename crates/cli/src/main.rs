@@ -9,6 +9,7 @@ mod keys;
 mod offsets;
 mod rebuild;
 mod replay;
+mod saga;
 mod setup;
 mod token;
 mod up;
@@ -52,6 +53,8 @@ enum Command {
     Rebuild(rebuild::RebuildArgs),
     /// Sign a bearer token for the local edge.
     Token(token::TokenArgs),
+    /// The saga's choreography: `choreo saga graph` draws it.
+    Saga(saga::SagaArgs),
     /// Failure-injection suites: run the platform under faults and judge it.
     Chaos(chaos::ChaosArgs),
     /// Measure the platform against the machine's own limits.
@@ -76,6 +79,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Replay(args) => replay::run(args).await,
         Command::Rebuild(args) => rebuild::run(args).await,
         Command::Token(args) => token::run(args),
+        Command::Saga(args) => {
+            saga::run(args);
+            Ok(())
+        }
         Command::Bench(args) => bench::run(args).await,
         Command::Chaos(args) => {
             if !chaos::run(args).await.context("choreo chaos")? {

@@ -225,10 +225,17 @@ impl ReplayArgs {
 struct NoRecovery;
 
 impl Handler for NoRecovery {
+    type Input = choreo_events::ShippingEvent;
+
+    fn reacts_to(&self, _: choreo_events::Record) -> bool {
+        false
+    }
+
     async fn handle(
         &self,
         _: &mut sqlx::PgConnection,
         _: &choreo_messaging::Delivery,
+        _: choreo_events::ShippingEvent,
     ) -> Result<choreo_messaging::Outcome, choreo_messaging::HandlerError> {
         Ok(choreo_messaging::Outcome::Ignored)
     }

@@ -134,6 +134,12 @@ impl Decoded {
         &self.meta
     }
 
+    /// Which of Choreo's records this is; `None` for a record Choreo does
+    /// not know (a newer producer's).
+    pub fn record(&self) -> Option<crate::Record> {
+        crate::Record::from_full_name(&self.full_name)
+    }
+
     /// The writer record's simple name, e.g. `OrderPlaced`.
     pub fn name(&self) -> &str {
         self.full_name.rsplit('.').next().unwrap_or(&self.full_name)

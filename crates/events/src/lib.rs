@@ -7,11 +7,14 @@
 //! subject `<topic>-<record full name>`, so any Confluent-compatible consumer
 //! can read Choreo's topics.
 
+pub mod choreography;
 mod codec;
+pub mod graph;
 mod meta;
 mod records;
 mod registry;
 mod topic;
+mod typed;
 mod uuid_text;
 
 pub use codec::{
@@ -21,7 +24,8 @@ pub use codec::{
 pub use meta::EventMeta;
 pub use records::*;
 pub use registry::{RegistryClient, RegistryError};
-pub use topic::{SAGA_SERVICES, SUBSCRIPTIONS, Topic, Topics, inputs};
+pub use topic::{SAGA_SERVICES, SUBSCRIPTIONS, Topic, Topics};
+pub use typed::{Input, InventoryEvent, OrderEvent, PaymentEvent, Record, ShippingEvent, inputs};
 
 /// The Avro namespace of every Choreo record.
 pub const NAMESPACE: &str = "io.choreo.events";

@@ -38,26 +38,10 @@ macro_rules! event {
 /// Every record Choreo publishes: (topic, simple name, `.avsc` text). Used to
 /// register schemas up front and to document the catalog.
 pub fn catalog() -> Vec<(Topic, &'static str, &'static str)> {
-    use crate::Event;
-    fn entry<E: Event>() -> (Topic, &'static str, &'static str) {
-        (E::TOPIC, E::NAME, E::schema_text())
-    }
-    vec![
-        entry::<OrderPlaced>(),
-        entry::<OrderConfirmed>(),
-        entry::<StockReserved>(),
-        entry::<PaymentCompleted>(),
-        entry::<ShipmentScheduled>(),
-        entry::<OrderCancelled>(),
-        entry::<StockRejected>(),
-        entry::<StockReleased>(),
-        entry::<PaymentFailed>(),
-        entry::<PaymentRefunded>(),
-        entry::<ShipmentFailed>(),
-        entry::<ShipmentCancelled>(),
-        entry::<ProductSet>(),
-        entry::<WalletSet>(),
-    ]
+    crate::Record::ALL
+        .iter()
+        .map(|r| (r.topic(), r.name(), r.schema_text()))
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
 //! The four saga topics. Each service publishes on exactly one, keyed by order
 //! id so that one order's events stay in order on one partition.
 
+use crate::inputs;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -34,20 +35,6 @@ impl Topic {
 /// The services that consume saga events, each with its own consumer group
 /// and dead-letter topic.
 pub const SAGA_SERVICES: [&str; 4] = ["order", "inventory", "payment", "shipping"];
-
-/// The topics each saga service consumes: the choreography at a glance.
-pub mod inputs {
-    use super::Topic::{self, *};
-
-    /// Order follows every other service's outcome.
-    pub const ORDER: &[Topic] = &[Inventory, Payment, Shipping];
-    /// Inventory reserves on a placed order and releases on a cancelled one.
-    pub const INVENTORY: &[Topic] = &[Order];
-    /// Payment charges on reserved stock and refunds on a cancelled order.
-    pub const PAYMENT: &[Topic] = &[Inventory, Order];
-    /// Shipping schedules on a payment and cancels on a cancelled order.
-    pub const SHIPPING: &[Topic] = &[Order, Payment];
-}
 
 /// Each saga service (its consumer group's name, before any prefix) with
 /// the topics it consumes.

@@ -2,7 +2,7 @@
 //! [`Delivery`] inside the transaction that also records it in the inbox.
 
 use crate::{inbox, outbox::OutboxError, relay::error_chain};
-use choreo_events::{CodecError, Decoded, Event, EventMeta, Topic};
+use choreo_events::{CodecError, Decoded, Event, EventMeta, Input, Record, Topic};
 use sqlx::{PgConnection, PgPool};
 use std::future::Future;
 use tracing::Instrument;
@@ -35,17 +35,19 @@ impl Delivery {
         self.message.meta()
     }
 
-    /// The message as the record `E`.
+    /// The message as the handler's input, if it is one of its records.
     ///
     /// # Errors
     /// [`HandlerError::Permanent`]: a message that does not decode as the
     /// record its schema names will not decode on a retry either.
-    pub fn parse<E: Event>(&self) -> Result<E, HandlerError> {
-        self.message
-            .parse::<E>()
-            .map_err(|e| HandlerError::Permanent {
-                reason: format!("cannot decode as {}: {}", E::NAME, error_chain(&e)),
-            })
+    fn decode<I: Input>(&self) -> Result<Option<I>, HandlerError> {
+        I::decode(&self.message).map_err(|e| HandlerError::Permanent {
+            reason: format!(
+                "cannot decode as {}: {}",
+                self.message.name(),
+                error_chain(&e)
+            ),
+        })
     }
 }
 
@@ -120,24 +122,32 @@ impl Outcome {
 
 /// A service's reaction to the events it consumes.
 pub trait Handler: Send + Sync + 'static {
-    /// Applies the event inside `tx`, which the runtime commits together with
+    /// What the handler consumes, decoded once before [`Handler::handle`]:
+    /// an enum of its input topics' records, which the handler matches
+    /// exhaustively. A message that is none of its records (a newer
+    /// producer's) is passed over as [`Effect::Ignored`].
+    type Input: Input;
+
+    /// Applies `event` inside `tx`, which the runtime commits together with
     /// the inbox entry (or rolls back, for [`Outcome::Ignored`]). Events the
     /// handler emits go to the outbox in the same transaction.
     fn handle<'a>(
         &'a self,
         tx: &'a mut PgConnection,
         delivery: &'a Delivery,
+        event: Self::Input,
     ) -> impl Future<Output = Result<Outcome, HandlerError>> + Send + 'a;
 
-    /// Whether the handler may act on records named `record` (the Avro
-    /// record's name, `OrderPlaced`). The runtime asks before it opens a
-    /// transaction: a record the service never acts on is passed over
-    /// without touching the database, where recording it in the inbox and
-    /// rolling back would still cost a write transaction (the
-    /// topics carry many records each consumer ignores: three per saga).
+    /// Whether the handler may act on `record`. The runtime asks before it
+    /// decodes the datum or opens a transaction: a record the service never
+    /// acts on is passed over without touching the database, where recording
+    /// it in the inbox and rolling back would still cost a write transaction
+    /// (the topics carry many records each consumer ignores: three per
+    /// saga). Services answer from their part of
+    /// [`choreo_events::choreography`].
     /// `true` sends every record to [`Handler::handle`], which may still
     /// answer [`Outcome::Ignored`].
-    fn reacts_to(&self, _record: &str) -> bool {
+    fn reacts_to(&self, _record: Record) -> bool {
         true
     }
 
@@ -186,13 +196,13 @@ pub async fn apply_effect<H: Handler>(
     handler: &H,
     delivery: &Delivery,
 ) -> Result<Effect, HandlerError> {
-    if !handler.reacts_to(delivery.message.name()) {
+    let Some(event) = input_for(handler, delivery)? else {
         return Ok(Effect::Ignored);
-    }
+    };
     let transaction = choreo_telemetry::db_transaction_span();
     async {
         let mut tx = pool.begin().await?;
-        match record_and_handle(&mut tx, handler, delivery).await? {
+        match record_and_handle(&mut tx, handler, delivery, event).await? {
             Effect::Applied => {
                 crate::fail_points::crash_point(crate::fail_points::HANDLER_BEFORE_COMMIT);
                 tx.commit().await?;
@@ -222,14 +232,14 @@ pub(crate) async fn apply_in_batch<H: Handler>(
     handler: &H,
     delivery: &Delivery,
 ) -> Result<Effect, HandlerError> {
-    if !handler.reacts_to(delivery.message.name()) {
+    let Some(event) = input_for(handler, delivery)? else {
         return Ok(Effect::Ignored);
-    }
+    };
     let transaction = choreo_telemetry::db_transaction_span();
     async {
         // sqlx makes a nested begin a SAVEPOINT.
         let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
-        let effect = record_and_handle(&mut savepoint, handler, delivery).await?;
+        let effect = record_and_handle(&mut savepoint, handler, delivery, event).await?;
         if effect == Effect::Applied {
             savepoint.commit().await?;
         } else {
@@ -241,11 +251,27 @@ pub(crate) async fn apply_in_batch<H: Handler>(
     .await
 }
 
+/// The delivery as `handler`'s input, when the handler acts on its record:
+/// `None` for a record it passes over or does not know.
+///
+/// # Errors
+/// [`HandlerError::Permanent`] for a record it acts on that does not decode.
+fn input_for<H: Handler>(
+    handler: &H,
+    delivery: &Delivery,
+) -> Result<Option<H::Input>, HandlerError> {
+    match delivery.message.record() {
+        Some(record) if handler.reacts_to(record) => delivery.decode(),
+        _ => Ok(None),
+    }
+}
+
 /// The inbox entry and the handler's effect, in `tx`, not committed.
 async fn record_and_handle<H: Handler>(
     tx: &mut PgConnection,
     handler: &H,
     delivery: &Delivery,
+    event: H::Input,
 ) -> Result<Effect, HandlerError> {
     let meta = delivery.meta();
     let source = inbox::Source {
@@ -262,7 +288,11 @@ async fn record_and_handle<H: Handler>(
         otel.name = %format_args!("handle {}", meta.event_type),
     );
     Ok(
-        match handler.handle(tx, delivery).instrument(handle).await? {
+        match handler
+            .handle(tx, delivery, event)
+            .instrument(handle)
+            .await?
+        {
             Outcome::Applied => Effect::Applied,
             Outcome::Ignored => Effect::Ignored,
         },

@@ -9,7 +9,7 @@
 mod support;
 
 use anyhow::Context;
-use choreo_events::{OrderPlaced, Topic, encode_datum, frame};
+use choreo_events::{Input, OrderEvent, Topic, encode_datum, frame};
 use choreo_messaging::{
     Consumer, ConsumerSettings, Delivery, Handler, HandlerError, Health, Outcome, dead_letter,
 };
@@ -58,12 +58,19 @@ impl Recorder {
 }
 
 impl Handler for Recorder {
+    type Input = OrderEvent;
+
     async fn handle(
         &self,
         tx: &mut PgConnection,
-        delivery: &Delivery,
+        _: &Delivery,
+        event: OrderEvent,
     ) -> Result<Outcome, HandlerError> {
-        let event: OrderPlaced = delivery.parse()?;
+        let OrderEvent::Placed(event) = event else {
+            return Err(HandlerError::Permanent {
+                reason: format!("{} is not an OrderPlaced", event.record()),
+            });
+        };
         let seq = seq_of(&event).unwrap_or_default();
         if seq < 0 && !self.accept_negative.load(Ordering::SeqCst) {
             return Err(HandlerError::Permanent {

@@ -12,6 +12,7 @@ mod delivery_order;
 mod events;
 mod mock_broker;
 mod publish;
+mod reactions;
 mod wait;
 
 pub use broker::{Broker, TestBroker};
@@ -21,6 +22,7 @@ pub use delivery_order::{interleave, redeliver};
 pub use events::{order_placed, shipping_address};
 pub use mock_broker::MockBroker;
 pub use publish::{RawProducer, framed, publish_event};
+pub use reactions::Emissions;
 pub use wait::wait_until;
 
 /// The internal keys of this test process (`choreo_kit::internal_auth`),

@@ -3,10 +3,11 @@
 //! any may arrive again after a restart. With enough stock for every order,
 //! every such delivery leaves the same stock and the same reservations.
 
+use choreo_events::choreography::INVENTORY;
 use choreo_events::*;
-use choreo_messaging::{Delivery, apply};
+use choreo_messaging::Delivery;
 use choreo_service::ServiceSettings;
-use choreo_testkit::{TestDatabase, interleave, order_placed, redeliver};
+use choreo_testkit::{Emissions, TestDatabase, interleave, order_placed, redeliver};
 use proptest::prelude::*;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -81,6 +82,35 @@ async fn state(pool: &PgPool) -> anyhow::Result<(Vec<(String, i32, i32, i32, i32
     Ok((products, statuses))
 }
 
+/// Delivered in the order they happened, the fixture takes every branch:
+/// inventory does all the choreography says it does, and nothing else.
+#[tokio::test]
+async fn inventory_emits_what_the_choreography_says() -> anyhow::Result<()> {
+    let db = TestDatabase::create("inventory_reactions").await?;
+    let settings = ServiceSettings {
+        database_url: db.url.clone(),
+        ..ServiceSettings::local("inventory", 0)
+    };
+    let pool = choreo_service::connect(&settings, choreo_inventory::migrations()).await?;
+    stock(&pool).await?;
+    let (events, _) = fixture();
+    let handler = choreo_inventory::handler();
+    let mut emissions = Emissions::default();
+    for event in &events {
+        emissions.apply(&pool, &handler, event).await?;
+    }
+    pool.close().await;
+    db.drop_db().await?;
+    emissions.matches(&INVENTORY)
+}
+
+async fn stock(pool: &PgPool) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO products (sku, name, price_cents, available, stocked_total) VALUES ('A', 'a', 100, 10, 10), ('B', 'b', 100, 3, 3)")
+        .execute(pool)
+        .await
+        .map(drop)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
 
@@ -94,15 +124,13 @@ proptest! {
             let db = TestDatabase::create("inventory_prop").await.expect("database");
             let settings = ServiceSettings { database_url: db.url.clone(), ..ServiceSettings::local("inventory", 0) };
             let pool = choreo_service::connect(&settings, choreo_inventory::migrations()).await.expect("migrates");
-            sqlx::query("INSERT INTO products (sku, name, price_cents, available, stocked_total) VALUES ('A', 'a', 100, 10, 10), ('B', 'b', 100, 3, 3)")
-                .execute(&pool)
-                .await
-                .expect("stock");
+            stock(&pool).await.expect("stock");
             let (events, lanes) = fixture();
             let sequence = redeliver(interleave(&lanes, &permutation), &copies);
             let handler = choreo_inventory::handler();
+            let mut emissions = Emissions::default();
             for i in &sequence {
-                apply(&pool, &handler, &events[*i]).await.expect("applies");
+                emissions.apply(&pool, &handler, &events[*i]).await.expect("applies");
             }
             let (products, statuses) = state(&pool).await.expect("reads");
             pool.close().await;
@@ -113,6 +141,9 @@ proptest! {
                 "stock after {:?}", sequence
             );
             prop_assert_eq!(statuses, vec!["REJECTED", "RELEASED", "RESERVED", "SHIPPED"], "after {:?}", sequence);
+            if let Err(e) = emissions.within(&INVENTORY) {
+                prop_assert!(false, "{e:#} after {:?}", sequence);
+            }
             Ok(())
         })?;
     }

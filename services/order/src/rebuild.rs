@@ -19,33 +19,33 @@
 //! replay's work, `choreo replay --service order`).
 
 use crate::db;
-use choreo_events::{
-    Event, OrderCancelled, OrderConfirmed, OrderPlaced, PaymentCompleted, PaymentFailed,
-    PaymentRefunded, ShipmentCancelled, ShipmentFailed, ShipmentScheduled, StockRejected,
-    StockReleased, StockReserved,
-};
+use choreo_events::Record;
 use choreo_messaging::Delivery;
 use serde::Serialize;
 use sqlx::{PgPool, Postgres, Transaction};
 use std::collections::BTreeSet;
 use uuid::Uuid;
 
-/// The events a timeline shows: the service's own, which it records as it
-/// publishes them (`api`, `saga`), and every one its handlers record.
-const STEPS: &[&str] = &[
-    OrderPlaced::NAME,
-    OrderConfirmed::NAME,
-    OrderCancelled::NAME,
-    StockReserved::NAME,
-    StockRejected::NAME,
-    StockReleased::NAME,
-    PaymentCompleted::NAME,
-    PaymentFailed::NAME,
-    PaymentRefunded::NAME,
-    ShipmentScheduled::NAME,
-    ShipmentFailed::NAME,
-    ShipmentCancelled::NAME,
-];
+/// Whether a timeline shows `record`: every saga event, the service's own,
+/// which it records as it publishes them (`api`, `saga`), and every one its
+/// handlers record; not the catalog's and wallets' changes.
+fn is_step(record: Record) -> bool {
+    match record {
+        Record::ProductSet | Record::WalletSet => false,
+        Record::OrderPlaced
+        | Record::OrderConfirmed
+        | Record::OrderCancelled
+        | Record::StockReserved
+        | Record::StockRejected
+        | Record::StockReleased
+        | Record::PaymentCompleted
+        | Record::PaymentFailed
+        | Record::PaymentRefunded
+        | Record::ShipmentScheduled
+        | Record::ShipmentFailed
+        | Record::ShipmentCancelled => true,
+    }
+}
 
 /// The topics a rebuild reads: the service's own and its inputs.
 pub fn topics() -> Vec<choreo_events::Topic> {
@@ -122,10 +122,9 @@ impl TimelineRebuild {
     /// # Errors
     /// When the database fails.
     pub async fn add(&mut self, delivery: &Delivery) -> Result<(), sqlx::Error> {
-        let name = delivery.message.name();
-        if !STEPS.contains(&name) {
+        let Some(record) = delivery.message.record().filter(|r| is_step(*r)) else {
             return Ok(());
-        }
+        };
         self.steps_read += 1;
         let meta = delivery.message.meta();
         if db::customer_of(&mut self.tx, meta.correlation_id)
@@ -136,7 +135,7 @@ impl TimelineRebuild {
             return Ok(());
         }
         db::insert_step(&mut self.tx, "timeline_read", meta).await?;
-        if name == OrderPlaced::NAME {
+        if record == Record::OrderPlaced {
             sqlx::query("INSERT INTO placed_read (order_id) VALUES ($1) ON CONFLICT DO NOTHING")
                 .bind(meta.correlation_id)
                 .execute(&mut *self.tx)

@@ -2,11 +2,13 @@
 //! interleaving across them, and any may arrive again. Every such delivery
 //! decides each order the same way, once.
 
+use choreo_events::choreography::ORDER;
 use choreo_events::*;
-use choreo_messaging::{Delivery, apply};
+use choreo_messaging::Delivery;
 use choreo_service::ServiceSettings;
-use choreo_testkit::{TestDatabase, redeliver};
+use choreo_testkit::{Emissions, TestDatabase, redeliver};
 use proptest::prelude::*;
+use sqlx::PgPool;
 use uuid::Uuid;
 
 fn root(order_id: Uuid) -> EventMeta {
@@ -96,6 +98,105 @@ fn unshippable(order_id: Uuid) -> Delivery {
     .expect("the event matches its schema")
 }
 
+fn released(order_id: Uuid) -> Delivery {
+    Delivery::of(&StockReleased {
+        meta: EventMeta::caused_by::<StockReleased>(&root(order_id), "inventory"),
+        order_id,
+        reason: cancel_reason::PAYMENT_DECLINED.into(),
+        lines: vec![OrderLine {
+            sku: "A".into(),
+            quantity: 2,
+        }],
+    })
+    .expect("the event matches its schema")
+}
+
+fn refunded(order_id: Uuid) -> Delivery {
+    Delivery::of(&PaymentRefunded {
+        meta: EventMeta::caused_by::<PaymentRefunded>(&root(order_id), "payment"),
+        order_id,
+        payment_id: Uuid::new_v4(),
+        customer_id: "c".into(),
+        amount_cents: 1_000,
+        currency: "EUR".into(),
+        reason: cancel_reason::SHIPPING_UNAVAILABLE.into(),
+        payment: Some(payment(order_id)),
+    })
+    .expect("the event matches its schema")
+}
+
+fn shipment_cancelled(order_id: Uuid) -> Delivery {
+    Delivery::of(&ShipmentCancelled {
+        meta: EventMeta::caused_by::<ShipmentCancelled>(&root(order_id), "shipping"),
+        order_id,
+        shipment_id: Uuid::new_v4(),
+        reason: cancel_reason::CUSTOMER_CANCELLED.into(),
+    })
+    .expect("the event matches its schema")
+}
+
+/// PENDING orders of one line each.
+async fn seed(pool: &PgPool, orders: &[Uuid]) -> sqlx::Result<()> {
+    for id in orders {
+        sqlx::query("INSERT INTO orders (id, customer_id, status, shipping_address) VALUES ($1, 'c', 'PENDING', '{}')")
+            .bind(id)
+            .execute(pool)
+            .await?;
+        sqlx::query(
+            "INSERT INTO order_lines (order_id, line_no, sku, quantity) VALUES ($1, 0, 'A', 2)",
+        )
+        .bind(id)
+        .execute(pool)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Every branch in turn, the shipment before the prices once: order does
+/// all the choreography says it does, and nothing else.
+#[tokio::test]
+async fn order_emits_what_the_choreography_says() -> anyhow::Result<()> {
+    let db = TestDatabase::create("order_reactions").await?;
+    let settings = ServiceSettings {
+        database_url: db.url.clone(),
+        ..ServiceSettings::local("order", 0)
+    };
+    let pool = choreo_service::connect(&settings, choreo_order::migrations()).await?;
+    let orders = [(); 6].map(|()| Uuid::new_v4());
+    seed(&pool, &orders).await?;
+    let [
+        prices_first,
+        shipment_first,
+        decline,
+        reject,
+        unship,
+        cancel,
+    ] = orders;
+    let events = [
+        reserved(prices_first),
+        paid(prices_first),
+        scheduled(prices_first),
+        scheduled(shipment_first),
+        reserved(shipment_first),
+        reserved(decline),
+        declined(decline),
+        released(decline),
+        rejected(reject),
+        reserved(unship),
+        unshippable(unship),
+        refunded(unship),
+        shipment_cancelled(cancel),
+    ];
+    let handler = choreo_order::handler();
+    let mut emissions = Emissions::default();
+    for event in &events {
+        emissions.apply(&pool, &handler, event).await?;
+    }
+    pool.close().await;
+    db.drop_db().await?;
+    emissions.matches(&ORDER)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
 
@@ -110,18 +211,7 @@ proptest! {
             let settings = ServiceSettings { database_url: db.url.clone(), ..ServiceSettings::local("order", 0) };
             let pool = choreo_service::connect(&settings, choreo_order::migrations()).await.expect("migrates");
             let orders = [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
-            for id in orders {
-                sqlx::query("INSERT INTO orders (id, customer_id, status, shipping_address) VALUES ($1, 'c', 'PENDING', '{}')")
-                    .bind(id)
-                    .execute(&pool)
-                    .await
-                    .expect("order");
-                sqlx::query("INSERT INTO order_lines (order_id, line_no, sku, quantity) VALUES ($1, 0, 'A', 2)")
-                    .bind(id)
-                    .execute(&pool)
-                    .await
-                    .expect("line");
-            }
+            seed(&pool, &orders).await.expect("orders");
             let [confirm, decline, reject, unship] = orders;
             // Each event is on its own topic for its order, so every
             // permutation is a valid delivery order.
@@ -133,8 +223,9 @@ proptest! {
             ];
             let sequence = redeliver(permutation.clone(), &copies);
             let handler = choreo_order::handler();
+            let mut emissions = Emissions::default();
             for i in &sequence {
-                apply(&pool, &handler, &events[*i]).await.expect("applies");
+                emissions.apply(&pool, &handler, &events[*i]).await.expect("applies");
             }
             let mut outcomes = Vec::new();
             for id in orders {
@@ -167,6 +258,9 @@ proptest! {
                 ],
                 "after {:?}", sequence
             );
+            if let Err(e) = emissions.within(&ORDER) {
+                prop_assert!(false, "{e:#} after {:?}", sequence);
+            }
             Ok(())
         })?;
     }

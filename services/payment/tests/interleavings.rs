@@ -6,10 +6,11 @@
 
 mod support;
 
+use choreo_events::choreography::PAYMENT;
 use choreo_events::*;
-use choreo_messaging::{Delivery, apply};
+use choreo_messaging::Delivery;
 use choreo_service::ServiceSettings;
-use choreo_testkit::{TestDatabase, redeliver};
+use choreo_testkit::{Emissions, TestDatabase, redeliver};
 use proptest::prelude::*;
 use sqlx::PgPool;
 use support::reserved;
@@ -87,6 +88,22 @@ async fn money(pool: &PgPool, orders: &[Uuid]) -> anyhow::Result<(Vec<i64>, Vec<
     Ok((balances, kept))
 }
 
+/// Delivered in the order they happened, the fixture takes every branch:
+/// payment does all the choreography says it does, and nothing else.
+#[tokio::test]
+async fn payment_emits_what_the_choreography_says() -> anyhow::Result<()> {
+    let (pool, db) = database().await;
+    reset(&pool).await?;
+    let handler = choreo_payment::handler();
+    let mut emissions = Emissions::default();
+    for event in &fixture().events {
+        emissions.apply(&pool, &handler, event).await?;
+    }
+    pool.close().await;
+    db.drop_db().await?;
+    emissions.matches(&PAYMENT)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
 
@@ -104,14 +121,18 @@ proptest! {
             let sequence = redeliver(order.clone(), &copies);
             reset(&pool).await.expect("reset");
             let handler = choreo_payment::handler();
+            let mut emissions = Emissions::default();
             for i in &sequence {
-                apply(&pool, &handler, &fixture.events[*i]).await.expect("applies");
+                emissions.apply(&pool, &handler, &fixture.events[*i]).await.expect("applies");
             }
             let (balances, kept) = money(&pool, &fixture.orders).await.expect("reads");
             pool.close().await;
             db.drop_db().await.expect("drops");
             prop_assert_eq!(balances, vec![ALICE - 1_000, BOB], "wallets after {:?}", sequence);
             prop_assert_eq!(kept, vec![1_000, 0, 0, 0], "charged − refunded per order after {:?}", sequence);
+            if let Err(e) = emissions.within(&PAYMENT) {
+                prop_assert!(false, "{e:#} after {:?}", sequence);
+            }
             Ok(())
         })?;
     }

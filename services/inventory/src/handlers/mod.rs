@@ -5,28 +5,29 @@ mod order_cancelled;
 mod order_confirmed;
 mod order_placed;
 
+use choreo_events::{OrderEvent, Record, choreography};
 use choreo_messaging::{Delivery, Handler, HandlerError, Outcome};
 use sqlx::PgConnection;
 
 pub(crate) struct InventoryHandler;
 
 impl Handler for InventoryHandler {
-    // The records `handle` has an arm for: the rest of the topics' records
-    // are passed over without a transaction.
-    fn reacts_to(&self, record: &str) -> bool {
-        matches!(record, "OrderPlaced" | "OrderCancelled" | "OrderConfirmed")
+    type Input = OrderEvent;
+
+    fn reacts_to(&self, record: Record) -> bool {
+        choreography::INVENTORY.reacts_to(record)
     }
 
     async fn handle(
         &self,
         tx: &mut PgConnection,
-        delivery: &Delivery,
+        _: &Delivery,
+        event: OrderEvent,
     ) -> Result<Outcome, HandlerError> {
-        match delivery.message.name() {
-            "OrderPlaced" => order_placed::handle(tx, delivery).await?,
-            "OrderCancelled" => order_cancelled::handle(tx, delivery).await?,
-            "OrderConfirmed" => order_confirmed::handle(tx, delivery).await?,
-            _ => return Ok(Outcome::Ignored),
+        match event {
+            OrderEvent::Placed(e) => order_placed::handle(tx, e).await?,
+            OrderEvent::Cancelled(e) => order_cancelled::handle(tx, e).await?,
+            OrderEvent::Confirmed(e) => order_confirmed::handle(tx, e).await?,
         }
         Ok(Outcome::Applied)
     }

@@ -4,12 +4,14 @@
 
 use crate::db::{self, Settlement};
 use choreo_events::{EventMeta, OrderCancelled, OrderLine, StockReleased};
-use choreo_messaging::{Delivery, HandlerError, outbox};
+use choreo_messaging::{HandlerError, outbox};
 use sqlx::PgConnection;
 
 #[tracing::instrument(skip_all, fields(order_id = tracing::field::Empty), err)]
-pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
-    let cancelled: OrderCancelled = delivery.parse()?;
+pub(super) async fn handle(
+    tx: &mut PgConnection,
+    cancelled: OrderCancelled,
+) -> Result<(), HandlerError> {
     tracing::Span::current().record("order_id", tracing::field::display(cancelled.order_id));
     match db::lock_reservation(tx, cancelled.order_id)
         .await?

@@ -3,12 +3,14 @@
 
 use crate::db::{self, Settlement};
 use choreo_events::OrderConfirmed;
-use choreo_messaging::{Delivery, HandlerError};
+use choreo_messaging::HandlerError;
 use sqlx::PgConnection;
 
 #[tracing::instrument(skip_all, fields(order_id = tracing::field::Empty), err)]
-pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
-    let confirmed: OrderConfirmed = delivery.parse()?;
+pub(super) async fn handle(
+    tx: &mut PgConnection,
+    confirmed: OrderConfirmed,
+) -> Result<(), HandlerError> {
     tracing::Span::current().record("order_id", tracing::field::display(confirmed.order_id));
     if db::lock_reservation(tx, confirmed.order_id)
         .await?

@@ -6,13 +6,12 @@ use crate::db::{self, Reserved};
 use choreo_events::{
     EventMeta, OrderPlaced, PricedLine, StockRejected, StockReserved, StockShortage,
 };
-use choreo_messaging::{Delivery, HandlerError, outbox};
+use choreo_messaging::{HandlerError, outbox};
 use sqlx::PgConnection;
 use std::collections::BTreeMap;
 
 #[tracing::instrument(skip_all, fields(order_id = tracing::field::Empty), err)]
-pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
-    let order: OrderPlaced = delivery.parse()?;
+pub(super) async fn handle(tx: &mut PgConnection, order: OrderPlaced) -> Result<(), HandlerError> {
     tracing::Span::current().record("order_id", tracing::field::display(order.order_id));
     // One decision per order, even if the event's id differed (a replay from
     // another producer instance): the order is the business key.

@@ -16,23 +16,26 @@ mod stock_rejected;
 mod stock_released;
 mod stock_reserved;
 
+use choreo_events::InventoryEvent;
 use choreo_messaging::{Delivery, Handler, HandlerError, Outcome};
 use sqlx::PgConnection;
 
 pub(crate) struct Recovery;
 
 impl Handler for Recovery {
+    type Input = InventoryEvent;
+
     async fn handle(
         &self,
         tx: &mut PgConnection,
-        delivery: &Delivery,
+        _: &Delivery,
+        event: InventoryEvent,
     ) -> Result<Outcome, HandlerError> {
-        let applied = match delivery.message.name() {
-            "ProductSet" => product_set::handle(tx, delivery).await?,
-            "StockReserved" => stock_reserved::handle(tx, delivery).await?,
-            "StockRejected" => stock_rejected::handle(tx, delivery).await?,
-            "StockReleased" => stock_released::handle(tx, delivery).await?,
-            _ => false,
+        let applied = match event {
+            InventoryEvent::ProductSet(e) => product_set::handle(tx, e).await?,
+            InventoryEvent::StockReserved(e) => stock_reserved::handle(tx, e).await?,
+            InventoryEvent::StockRejected(e) => stock_rejected::handle(tx, e).await?,
+            InventoryEvent::StockReleased(e) => stock_released::handle(tx, e).await?,
         };
         Ok(Outcome::applied_if(applied))
     }

@@ -2,14 +2,13 @@
 
 use crate::db;
 use choreo_events::ProductSet;
-use choreo_messaging::{Delivery, HandlerError};
+use choreo_messaging::HandlerError;
 use sqlx::PgConnection;
 
 pub(super) async fn handle(
     tx: &mut PgConnection,
-    delivery: &Delivery,
+    change: ProductSet,
 ) -> Result<bool, HandlerError> {
-    let change: ProductSet = delivery.parse()?;
     if !db::record_product_change(tx, change.meta.event_id, &change.sku, change.stock_delta).await?
     {
         return Ok(false);

@@ -3,14 +3,13 @@
 
 use crate::db;
 use choreo_events::StockRejected;
-use choreo_messaging::{Delivery, HandlerError};
+use choreo_messaging::HandlerError;
 use sqlx::PgConnection;
 
 pub(super) async fn handle(
     tx: &mut PgConnection,
-    delivery: &Delivery,
+    rejected: StockRejected,
 ) -> Result<bool, HandlerError> {
-    let rejected: StockRejected = delivery.parse()?;
     if db::lock_reservation(tx, rejected.order_id).await?.is_some() {
         return Ok(false);
     }

@@ -2,14 +2,13 @@
 
 use crate::db::{self, Settlement};
 use choreo_events::StockReleased;
-use choreo_messaging::{Delivery, HandlerError};
+use choreo_messaging::HandlerError;
 use sqlx::PgConnection;
 
 pub(super) async fn handle(
     tx: &mut PgConnection,
-    delivery: &Delivery,
+    released: StockReleased,
 ) -> Result<bool, HandlerError> {
-    let released: StockReleased = delivery.parse()?;
     if db::lock_reservation(tx, released.order_id)
         .await?
         .as_deref()

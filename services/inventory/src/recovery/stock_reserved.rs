@@ -2,14 +2,13 @@
 
 use crate::db::{self, Reserved};
 use choreo_events::StockReserved;
-use choreo_messaging::{Delivery, HandlerError};
+use choreo_messaging::HandlerError;
 use sqlx::PgConnection;
 
 pub(super) async fn handle(
     tx: &mut PgConnection,
-    delivery: &Delivery,
+    reserved: StockReserved,
 ) -> Result<bool, HandlerError> {
-    let reserved: StockReserved = delivery.parse()?;
     if db::lock_reservation(tx, reserved.order_id).await?.is_some() {
         return Ok(false);
     }

@@ -11,7 +11,10 @@ mod stock_released;
 mod stock_reserved;
 
 use crate::{changes::OrderChanges, db, metrics::SagaMetrics, saga};
-use choreo_events::{Event, EventMeta, PaymentCompleted};
+use choreo_events::{
+    Event, EventMeta, InventoryEvent, PaymentCompleted, PaymentEvent, Record, ShippingEvent,
+    choreography, inputs::OrderInput,
+};
 use choreo_messaging::{Delivery, Handler, HandlerError, Outcome};
 use sqlx::PgConnection;
 
@@ -27,37 +30,44 @@ impl OrderHandler {
 }
 
 impl Handler for OrderHandler {
-    // The records `handle` has an arm for: the rest of the topics' records
-    // are passed over without a transaction.
-    fn reacts_to(&self, record: &str) -> bool {
-        matches!(
-            record,
-            "StockReserved"
-                | "StockRejected"
-                | "StockReleased"
-                | "PaymentFailed"
-                | "PaymentRefunded"
-                | "ShipmentScheduled"
-                | "ShipmentFailed"
-                | "ShipmentCancelled"
-        )
+    type Input = OrderInput;
+
+    fn reacts_to(&self, record: Record) -> bool {
+        choreography::ORDER.reacts_to(record)
     }
 
     async fn handle(
         &self,
         tx: &mut PgConnection,
-        delivery: &Delivery,
+        _: &Delivery,
+        event: OrderInput,
     ) -> Result<Outcome, HandlerError> {
-        match delivery.message.name() {
-            "StockReserved" => stock_reserved::handle(tx, delivery, &self.sagas).await?,
-            "StockRejected" => stock_rejected::handle(tx, delivery, &self.sagas).await?,
-            "StockReleased" => stock_released::handle(tx, delivery).await?,
-            "PaymentFailed" => payment_failed::handle(tx, delivery, &self.sagas).await?,
-            "PaymentRefunded" => payment_refunded::handle(tx, delivery).await?,
-            "ShipmentScheduled" => shipment_scheduled::handle(tx, delivery, &self.sagas).await?,
-            "ShipmentFailed" => shipment_failed::handle(tx, delivery, &self.sagas).await?,
-            "ShipmentCancelled" => shipment_cancelled::handle(tx, delivery).await?,
-            _ => return Ok(Outcome::Ignored),
+        use {InventoryEvent as Inventory, PaymentEvent as Payment, ShippingEvent as Shipping};
+        let sagas = &self.sagas;
+        match event {
+            OrderInput::Inventory(Inventory::StockReserved(e)) => {
+                stock_reserved::handle(tx, e, sagas).await?;
+            }
+            OrderInput::Inventory(Inventory::StockRejected(e)) => {
+                stock_rejected::handle(tx, e, sagas).await?;
+            }
+            OrderInput::Inventory(Inventory::StockReleased(e)) => {
+                stock_released::handle(tx, e).await?;
+            }
+            OrderInput::Payment(Payment::Failed(e)) => payment_failed::handle(tx, e, sagas).await?,
+            OrderInput::Payment(Payment::Refunded(e)) => payment_refunded::handle(tx, e).await?,
+            OrderInput::Shipping(Shipping::Scheduled(e)) => {
+                shipment_scheduled::handle(tx, e, sagas).await?;
+            }
+            OrderInput::Shipping(Shipping::Failed(e)) => {
+                shipment_failed::handle(tx, e, sagas).await?;
+            }
+            OrderInput::Shipping(Shipping::Cancelled(e)) => {
+                shipment_cancelled::handle(tx, e).await?;
+            }
+            // Passed over, each for the reason `choreography::ORDER` gives.
+            OrderInput::Payment(Payment::Completed(_) | Payment::WalletSet(_))
+            | OrderInput::Inventory(Inventory::ProductSet(_)) => return Ok(Outcome::Ignored),
         }
         Ok(Outcome::Applied)
     }

@@ -3,15 +3,14 @@
 
 use crate::metrics::SagaMetrics;
 use choreo_events::{PaymentFailed, cancel_reason::PAYMENT_DECLINED};
-use choreo_messaging::{Delivery, HandlerError};
+use choreo_messaging::HandlerError;
 use sqlx::PgConnection;
 
 pub(super) async fn handle(
     tx: &mut PgConnection,
-    delivery: &Delivery,
+    event: PaymentFailed,
     sagas: &SagaMetrics,
 ) -> Result<(), HandlerError> {
-    let event: PaymentFailed = delivery.parse()?;
     let detail = format!("{} for {} cents", event.reason, event.amount_cents);
     super::step_failed(tx, &event.meta, PAYMENT_DECLINED, &detail, sagas).await
 }

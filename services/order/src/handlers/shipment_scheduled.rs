@@ -4,15 +4,14 @@
 use crate::metrics::SagaMetrics;
 use crate::saga;
 use choreo_events::ShipmentScheduled;
-use choreo_messaging::{Delivery, HandlerError};
+use choreo_messaging::HandlerError;
 use sqlx::PgConnection;
 
 pub(super) async fn handle(
     tx: &mut PgConnection,
-    delivery: &Delivery,
+    event: ShipmentScheduled,
     sagas: &SagaMetrics,
 ) -> Result<(), HandlerError> {
-    let event: ShipmentScheduled = delivery.parse()?;
     super::record(tx, &event.meta).await?;
     super::record_payment(tx, &event.meta, event.payment.as_ref()).await?;
     saga::confirm_if_ready(tx, event.order_id, sagas).await?;

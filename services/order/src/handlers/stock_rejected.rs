@@ -3,15 +3,14 @@
 
 use crate::metrics::SagaMetrics;
 use choreo_events::{StockRejected, cancel_reason::OUT_OF_STOCK};
-use choreo_messaging::{Delivery, HandlerError};
+use choreo_messaging::HandlerError;
 use sqlx::PgConnection;
 
 pub(super) async fn handle(
     tx: &mut PgConnection,
-    delivery: &Delivery,
+    event: StockRejected,
     sagas: &SagaMetrics,
 ) -> Result<(), HandlerError> {
-    let event: StockRejected = delivery.parse()?;
     let detail = event
         .shortages
         .iter()

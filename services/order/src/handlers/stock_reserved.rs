@@ -4,15 +4,14 @@
 use crate::metrics::SagaMetrics;
 use crate::{db, saga};
 use choreo_events::StockReserved;
-use choreo_messaging::{Delivery, HandlerError};
+use choreo_messaging::HandlerError;
 use sqlx::PgConnection;
 
 pub(super) async fn handle(
     tx: &mut PgConnection,
-    delivery: &Delivery,
+    event: StockReserved,
     sagas: &SagaMetrics,
 ) -> Result<(), HandlerError> {
-    let event: StockReserved = delivery.parse()?;
     super::record(tx, &event.meta).await?;
     db::set_prices(
         tx,

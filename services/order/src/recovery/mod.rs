@@ -16,6 +16,7 @@ mod order_confirmed;
 mod order_placed;
 
 use crate::db::{self, OrderStatus};
+use choreo_events::OrderEvent;
 use choreo_messaging::{Delivery, Handler, HandlerError, Outcome};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -23,16 +24,18 @@ use uuid::Uuid;
 pub(crate) struct Recovery;
 
 impl Handler for Recovery {
+    type Input = OrderEvent;
+
     async fn handle(
         &self,
         tx: &mut PgConnection,
-        delivery: &Delivery,
+        _: &Delivery,
+        event: OrderEvent,
     ) -> Result<Outcome, HandlerError> {
-        let applied = match delivery.message.name() {
-            "OrderPlaced" => order_placed::handle(tx, delivery).await?,
-            "OrderConfirmed" => order_confirmed::handle(tx, delivery).await?,
-            "OrderCancelled" => order_cancelled::handle(tx, delivery).await?,
-            _ => false,
+        let applied = match event {
+            OrderEvent::Placed(e) => order_placed::handle(tx, e).await?,
+            OrderEvent::Confirmed(e) => order_confirmed::handle(tx, e).await?,
+            OrderEvent::Cancelled(e) => order_cancelled::handle(tx, e).await?,
         };
         Ok(Outcome::applied_if(applied))
     }

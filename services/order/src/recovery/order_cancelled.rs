@@ -2,14 +2,13 @@
 
 use crate::db;
 use choreo_events::OrderCancelled;
-use choreo_messaging::{Delivery, HandlerError};
+use choreo_messaging::HandlerError;
 use sqlx::PgConnection;
 
 pub(super) async fn handle(
     tx: &mut PgConnection,
-    delivery: &Delivery,
+    cancelled: OrderCancelled,
 ) -> Result<bool, HandlerError> {
-    let cancelled: OrderCancelled = delivery.parse()?;
     if !super::undecided(tx, cancelled.order_id, "OrderCancelled").await? {
         return Ok(false);
     }

@@ -2,14 +2,13 @@
 
 use crate::db::{self, OrderStatus};
 use choreo_events::OrderConfirmed;
-use choreo_messaging::{Delivery, HandlerError};
+use choreo_messaging::HandlerError;
 use sqlx::PgConnection;
 
 pub(super) async fn handle(
     tx: &mut PgConnection,
-    delivery: &Delivery,
+    confirmed: OrderConfirmed,
 ) -> Result<bool, HandlerError> {
-    let confirmed: OrderConfirmed = delivery.parse()?;
     if !super::undecided(tx, confirmed.order_id, "OrderConfirmed").await? {
         return Ok(false);
     }

@@ -3,14 +3,13 @@
 
 use crate::{api::PlaceOrder, db, idempotency};
 use choreo_events::OrderPlaced;
-use choreo_messaging::{Delivery, HandlerError};
+use choreo_messaging::HandlerError;
 use sqlx::PgConnection;
 
 pub(super) async fn handle(
     tx: &mut PgConnection,
-    delivery: &Delivery,
+    placed: OrderPlaced,
 ) -> Result<bool, HandlerError> {
-    let placed: OrderPlaced = delivery.parse()?;
     if db::customer_of(tx, placed.order_id).await?.is_some() {
         return Ok(false);
     }

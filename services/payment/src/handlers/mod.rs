@@ -5,6 +5,7 @@ mod order_cancelled;
 mod stock_reserved;
 
 use crate::provider::Provider;
+use choreo_events::{InventoryEvent, OrderEvent, Record, choreography, inputs::PaymentInput};
 use choreo_messaging::{Delivery, Handler, HandlerError, Outcome};
 use sqlx::PgConnection;
 
@@ -13,21 +14,33 @@ pub(crate) struct PaymentHandler {
 }
 
 impl Handler for PaymentHandler {
-    // The records `handle` has an arm for: the rest of the topics' records
-    // are passed over without a transaction.
-    fn reacts_to(&self, record: &str) -> bool {
-        matches!(record, "StockReserved" | "OrderCancelled")
+    type Input = PaymentInput;
+
+    fn reacts_to(&self, record: Record) -> bool {
+        choreography::PAYMENT.reacts_to(record)
     }
 
     async fn handle(
         &self,
         tx: &mut PgConnection,
-        delivery: &Delivery,
+        _: &Delivery,
+        event: PaymentInput,
     ) -> Result<Outcome, HandlerError> {
-        match delivery.message.name() {
-            "StockReserved" => stock_reserved::handle(tx, delivery, &self.provider).await?,
-            "OrderCancelled" => order_cancelled::handle(tx, delivery, &self.provider).await?,
-            _ => return Ok(Outcome::Ignored),
+        use InventoryEvent as Inventory;
+        match event {
+            PaymentInput::Inventory(Inventory::StockReserved(e)) => {
+                stock_reserved::handle(tx, e, &self.provider).await?;
+            }
+            PaymentInput::Order(OrderEvent::Cancelled(e)) => {
+                order_cancelled::handle(tx, e, &self.provider).await?;
+            }
+            // Passed over, each for the reason `choreography::PAYMENT` gives.
+            PaymentInput::Order(OrderEvent::Placed(_) | OrderEvent::Confirmed(_))
+            | PaymentInput::Inventory(
+                Inventory::StockRejected(_)
+                | Inventory::StockReleased(_)
+                | Inventory::ProductSet(_),
+            ) => return Ok(Outcome::Ignored),
         }
         Ok(Outcome::Applied)
     }

@@ -6,16 +6,15 @@
 
 use crate::{db, provider::Provider};
 use choreo_events::{EventMeta, OrderCancelled, PaymentRefunded};
-use choreo_messaging::{Delivery, HandlerError, outbox};
+use choreo_messaging::{HandlerError, outbox};
 use sqlx::PgConnection;
 
 #[tracing::instrument(skip_all, fields(order_id = tracing::field::Empty), err)]
 pub(super) async fn handle(
     tx: &mut PgConnection,
-    delivery: &Delivery,
+    cancelled: OrderCancelled,
     provider: &Provider,
 ) -> Result<(), HandlerError> {
-    let cancelled: OrderCancelled = delivery.parse()?;
     let order_id = cancelled.order_id;
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
     let Some(payment) = db::lock_payment(tx, order_id).await? else {

@@ -9,16 +9,15 @@ use crate::{
     provider::{Capture, Provider},
 };
 use choreo_events::{EventMeta, PaymentCompleted, PaymentFailed, StockReserved};
-use choreo_messaging::{Delivery, HandlerError, outbox};
+use choreo_messaging::{HandlerError, outbox};
 use sqlx::PgConnection;
 
 #[tracing::instrument(skip_all, fields(order_id = tracing::field::Empty), err)]
 pub(super) async fn handle(
     tx: &mut PgConnection,
-    delivery: &Delivery,
+    reserved: StockReserved,
     provider: &Provider,
 ) -> Result<(), HandlerError> {
-    let reserved: StockReserved = delivery.parse()?;
     let order_id = reserved.order_id;
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
     // One decision per order: the order is the business key. A VOIDED row

@@ -16,23 +16,26 @@ mod payment_failed;
 mod payment_refunded;
 mod wallet_set;
 
+use choreo_events::PaymentEvent;
 use choreo_messaging::{Delivery, Handler, HandlerError, Outcome};
 use sqlx::PgConnection;
 
 pub(crate) struct Recovery;
 
 impl Handler for Recovery {
+    type Input = PaymentEvent;
+
     async fn handle(
         &self,
         tx: &mut PgConnection,
-        delivery: &Delivery,
+        _: &Delivery,
+        event: PaymentEvent,
     ) -> Result<Outcome, HandlerError> {
-        let applied = match delivery.message.name() {
-            "WalletSet" => wallet_set::handle(tx, delivery).await?,
-            "PaymentCompleted" => payment_completed::handle(tx, delivery).await?,
-            "PaymentFailed" => payment_failed::handle(tx, delivery).await?,
-            "PaymentRefunded" => payment_refunded::handle(tx, delivery).await?,
-            _ => false,
+        let applied = match event {
+            PaymentEvent::WalletSet(e) => wallet_set::handle(tx, e).await?,
+            PaymentEvent::Completed(e) => payment_completed::handle(tx, e).await?,
+            PaymentEvent::Failed(e) => payment_failed::handle(tx, e).await?,
+            PaymentEvent::Refunded(e) => payment_refunded::handle(tx, e).await?,
         };
         Ok(Outcome::applied_if(applied))
     }

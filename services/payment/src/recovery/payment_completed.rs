@@ -3,14 +3,13 @@
 
 use crate::db;
 use choreo_events::PaymentCompleted;
-use choreo_messaging::{Delivery, HandlerError};
+use choreo_messaging::HandlerError;
 use sqlx::PgConnection;
 
 pub(super) async fn handle(
     tx: &mut PgConnection,
-    delivery: &Delivery,
+    completed: PaymentCompleted,
 ) -> Result<bool, HandlerError> {
-    let completed: PaymentCompleted = delivery.parse()?;
     if db::lock_payment(tx, completed.order_id).await?.is_some() {
         return Ok(false);
     }

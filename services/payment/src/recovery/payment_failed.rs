@@ -3,14 +3,13 @@
 
 use crate::db;
 use choreo_events::PaymentFailed;
-use choreo_messaging::{Delivery, HandlerError};
+use choreo_messaging::HandlerError;
 use sqlx::PgConnection;
 
 pub(super) async fn handle(
     tx: &mut PgConnection,
-    delivery: &Delivery,
+    failed: PaymentFailed,
 ) -> Result<bool, HandlerError> {
-    let failed: PaymentFailed = delivery.parse()?;
     if db::lock_payment(tx, failed.order_id).await?.is_some() {
         return Ok(false);
     }

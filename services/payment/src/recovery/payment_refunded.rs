@@ -3,14 +3,13 @@
 
 use crate::db;
 use choreo_events::PaymentRefunded;
-use choreo_messaging::{Delivery, HandlerError};
+use choreo_messaging::HandlerError;
 use sqlx::PgConnection;
 
 pub(super) async fn handle(
     tx: &mut PgConnection,
-    delivery: &Delivery,
+    refunded: PaymentRefunded,
 ) -> Result<bool, HandlerError> {
-    let refunded: PaymentRefunded = delivery.parse()?;
     let Some(payment) = db::lock_payment(tx, refunded.order_id).await? else {
         return Ok(false);
     };

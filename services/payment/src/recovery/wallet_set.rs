@@ -2,14 +2,10 @@
 
 use crate::db;
 use choreo_events::WalletSet;
-use choreo_messaging::{Delivery, HandlerError};
+use choreo_messaging::HandlerError;
 use sqlx::PgConnection;
 
-pub(super) async fn handle(
-    tx: &mut PgConnection,
-    delivery: &Delivery,
-) -> Result<bool, HandlerError> {
-    let change: WalletSet = delivery.parse()?;
+pub(super) async fn handle(tx: &mut PgConnection, change: WalletSet) -> Result<bool, HandlerError> {
     if !db::record_wallet_change(
         tx,
         change.meta.event_id,

@@ -4,6 +4,7 @@
 mod order_cancelled;
 mod payment_completed;
 
+use choreo_events::{OrderEvent, PaymentEvent, Record, choreography, inputs::ShippingInput};
 use choreo_messaging::{Delivery, Handler, HandlerError, Outcome};
 use sqlx::PgConnection;
 use std::sync::Arc;
@@ -25,21 +26,30 @@ impl ShippingHandler {
 }
 
 impl Handler for ShippingHandler {
-    // The records `handle` has an arm for: the rest of the topics' records
-    // are passed over without a transaction.
-    fn reacts_to(&self, record: &str) -> bool {
-        matches!(record, "PaymentCompleted" | "OrderCancelled")
+    type Input = ShippingInput;
+
+    fn reacts_to(&self, record: Record) -> bool {
+        choreography::SHIPPING.reacts_to(record)
     }
 
     async fn handle(
         &self,
         tx: &mut PgConnection,
-        delivery: &Delivery,
+        _: &Delivery,
+        event: ShippingInput,
     ) -> Result<Outcome, HandlerError> {
-        match delivery.message.name() {
-            "PaymentCompleted" => payment_completed::handle(self, tx, delivery).await?,
-            "OrderCancelled" => order_cancelled::handle(tx, delivery).await?,
-            _ => return Ok(Outcome::Ignored),
+        match event {
+            ShippingInput::Payment(PaymentEvent::Completed(e)) => {
+                payment_completed::handle(self, tx, e).await?;
+            }
+            ShippingInput::Order(OrderEvent::Cancelled(e)) => {
+                order_cancelled::handle(tx, e).await?;
+            }
+            // Passed over, each for the reason `choreography::SHIPPING` gives.
+            ShippingInput::Order(OrderEvent::Placed(_) | OrderEvent::Confirmed(_))
+            | ShippingInput::Payment(
+                PaymentEvent::Failed(_) | PaymentEvent::Refunded(_) | PaymentEvent::WalletSet(_),
+            ) => return Ok(Outcome::Ignored),
         }
         Ok(Outcome::Applied)
     }

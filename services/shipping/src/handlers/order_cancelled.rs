@@ -3,12 +3,14 @@
 
 use crate::db;
 use choreo_events::{EventMeta, OrderCancelled, ShipmentCancelled};
-use choreo_messaging::{Delivery, HandlerError, outbox};
+use choreo_messaging::{HandlerError, outbox};
 use sqlx::PgConnection;
 
 #[tracing::instrument(skip_all, fields(order_id = tracing::field::Empty), err)]
-pub(super) async fn handle(tx: &mut PgConnection, delivery: &Delivery) -> Result<(), HandlerError> {
-    let cancelled: OrderCancelled = delivery.parse()?;
+pub(super) async fn handle(
+    tx: &mut PgConnection,
+    cancelled: OrderCancelled,
+) -> Result<(), HandlerError> {
     let order_id = cancelled.order_id;
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
     let shipment = db::lock_or_tombstone(tx, order_id).await?;

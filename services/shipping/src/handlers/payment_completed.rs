@@ -6,15 +6,14 @@
 use super::ShippingHandler;
 use crate::db;
 use choreo_events::{EventMeta, PaymentCompleted, ShipmentFailed, ShipmentScheduled};
-use choreo_messaging::{Delivery, HandlerError, outbox};
+use choreo_messaging::{HandlerError, outbox};
 use sqlx::PgConnection;
 
 pub(super) async fn handle(
     handler: &ShippingHandler,
     tx: &mut PgConnection,
-    delivery: &Delivery,
+    paid: PaymentCompleted,
 ) -> Result<(), HandlerError> {
-    let paid: PaymentCompleted = delivery.parse()?;
     let order_id = paid.order_id;
     let shipment = db::record_paid(tx, order_id, paid.shipping_address.as_ref()).await?;
     // Only a WAITING shipment moves: CANCELLED is a cancel seen first.
