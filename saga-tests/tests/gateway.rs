@@ -708,18 +708,31 @@ async fn a_customer_holds_only_so_many_long_polls_and_plain_reads_always_pass() 
     let id = platform.place("alice", &[("TEA-01", 1)]).await?;
     let alice = platform.customer("alice")?;
     let order = platform.url(&format!("/v1/orders/{id}"));
-    let held = tokio::spawn(alice.get(format!("{order}?wait=10")).send());
+    let hold = || tokio::spawn(alice.get(format!("{order}?wait=10")).send());
+    let held = std::sync::Mutex::new(hold());
 
     // Once it is held, alice's next long-poll is refused at once...
     let refused = choreo_testkit::wait_until(
         "alice's second long-poll to be refused",
         std::time::Duration::from_secs(10),
         || async {
+            {
+                // The held poll is sent from a task of its own: a probe sent
+                // first takes the one slot, and the held poll is the one
+                // refused. Then it is sent again.
+                let mut held = held.lock().ok()?;
+                if held.is_finished() {
+                    *held = hold();
+                }
+            }
             let answer = alice.get(format!("{order}?wait=0.2")).send().await.ok()?;
             (answer.status() == 429).then_some(answer)
         },
     )
     .await?;
+    let held = held
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("the held poll's lock"))?;
     assert_eq!(refused.headers()["retry-after"], "1");
     let (_, code) = status_and_code(refused).await?;
     assert_eq!(code, "too_many_waits");
