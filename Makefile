@@ -35,7 +35,7 @@ ADVISORY_DB := $(HOME)/.cache/choreo/advisory-db/advisory-db-3157b0e258782691
 DEPLOY_TOOLS_ROOT ?= $(HOME)/.cache/choreo/deploy-tools-$(shell sha256sum scripts/deploy-tools.txt | cut -c1-12)
 DEPLOY_TOOLS_STAMP := $(DEPLOY_TOOLS_ROOT)/.installed
 
-.PHONY: run test chaos bench check fmt clippy build deny tansu tansu-stock schemathesis chromium postgres deploy-tools deploy-check clean-test-dbs saga-graph
+.PHONY: run test chaos bench check fmt clippy build deny tansu tansu-stock schemathesis chromium postgres deploy-tools deploy-check clean-test-dbs saga-graph architecture
 
 run: tansu postgres build ## Set up and start the whole platform; Ctrl-C stops it.
 	./target/debug/choreo up
@@ -79,6 +79,10 @@ check: fmt clippy test ## What to run before every commit.
 
 saga-graph: ## Write `choreo saga graph` into the README's flow diagram (a test fails when they drift).
 	CHOREO_BLESS=1 $(CARGO) test -p choreo-events --test readme_graph
+	CHOREO_BLESS=1 $(CARGO) test -p choreo-cli --test architecture the_architecture_map_shows_the_choreography
+
+architecture: ## Write the generated crate and saga graphs into ARCHITECTURE.md (a test fails when they drift).
+	CHOREO_BLESS=1 $(CARGO) test -p choreo-cli --test architecture
 
 fmt:
 	$(CARGO) fmt --all -- --check

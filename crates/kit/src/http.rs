@@ -281,6 +281,18 @@ impl HttpError {
     }
 }
 
+/// Any error a handler does not answer otherwise is the service's, so `?`
+/// turns it into [`HttpError::internal`]: an opaque, logged 500, or a 422
+/// for a value the database refused. (`HttpError` is itself no
+/// `std::error::Error`, which is what lets this impl exist, as with
+/// `anyhow::Error`.) A handler that means a 4xx says so with the
+/// constructors above before it reaches for `?`.
+impl<E: std::error::Error + 'static> From<E> for HttpError {
+    fn from(cause: E) -> Self {
+        Self::internal(&cause)
+    }
+}
+
 /// The database's message when `cause`, or any error it wraps, is a
 /// data exception.
 fn data_exception(cause: &(dyn std::error::Error + 'static)) -> Option<String> {

@@ -14,7 +14,11 @@
 //! [`list`] shows it as redriven. A redriven event carries its original event
 //! id, so the inbox applies it once even if it is redriven twice.
 
-use crate::{KafkaSettings, MessagingError, admin, relay::producer};
+use crate::{
+    KafkaSettings, MessagingError, admin,
+    headers::header_text,
+    producer::{self, Producer},
+};
 use chrono::{DateTime, Utc};
 use rdkafka::{
     Message,
@@ -51,16 +55,6 @@ pub fn letter_id(service: &str, topic: &str, partition: i32, offset: i64) -> Uui
     )
 }
 
-/// The value of header `name`, as text.
-pub(crate) fn header_text<'a>(message: &'a OwnedMessage, name: &str) -> Option<&'a str> {
-    message
-        .headers()?
-        .iter()
-        .find(|h| h.key == name)
-        .and_then(|h| h.value)
-        .and_then(|v| std::str::from_utf8(v).ok())
-}
-
 /// The message's headers minus the runtime's own dead-letter and redrive
 /// headers, which describe one trip through the dead-letter topic and are
 /// replaced on the next.
@@ -83,7 +77,7 @@ fn original_headers(message: &OwnedMessage) -> OwnedHeaders {
 pub(crate) struct DeadLetters {
     pub(crate) service: String,
     pub(crate) topic: String,
-    producer: crate::producer::Producer,
+    producer: Producer,
 }
 
 impl DeadLetters {
@@ -91,7 +85,7 @@ impl DeadLetters {
         Ok(Self {
             service: service.to_owned(),
             topic: settings.topics().dead_letters(service),
-            producer: producer(settings)?,
+            producer: producer::idempotent(settings)?,
         })
     }
 
@@ -265,7 +259,7 @@ pub async fn redrive(
     settings: &KafkaSettings,
     letters: &[DeadLetter],
 ) -> Result<(), MessagingError> {
-    let producer = producer(settings)?;
+    let producer = producer::idempotent(settings)?;
     let timeout = Timeout::After(std::time::Duration::from_secs(30));
     for letter in letters {
         let headers = original_headers(&letter.message).insert(Header {

@@ -1,8 +1,9 @@
 //! What a service plugs into the consumer: a [`Handler`] that applies one
 //! [`Delivery`] inside the transaction that also records it in the inbox.
 
-use crate::{inbox, outbox::OutboxError, relay::error_chain};
+use crate::{inbox, outbox::OutboxError};
 use choreo_events::{CodecError, Decoded, Event, EventMeta, Input, Record, Topic};
+use choreo_telemetry::error_chain;
 use sqlx::{PgConnection, PgPool};
 use std::future::Future;
 use tracing::Instrument;

@@ -24,11 +24,13 @@
 //! runs against Apache Kafka and the Tansu broker used locally.
 
 pub mod admin;
+mod backoff;
 pub mod consumer;
 pub mod dead_letter;
 mod delivery;
 mod error;
 pub mod fail_points;
+pub mod headers;
 mod health;
 pub mod inbox;
 mod metrics;

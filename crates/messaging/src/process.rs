@@ -5,13 +5,14 @@
 
 use crate::{
     Delivery, Effect, Handler, HandlerError, Health, apply_effect,
-    dead_letter::{DeadLetters, header, header_text},
+    backoff::backoff,
+    dead_letter::{DeadLetters, header},
     delivery::apply_in_batch,
+    headers::{EVENT_ID_HEADER, header_text},
     metrics::Attempt,
-    relay::{backoff, error_chain},
 };
 use choreo_events::{CodecError, Decoder, Topics};
-use choreo_telemetry::{TRACEPARENT, attribute};
+use choreo_telemetry::{TRACEPARENT, attribute, error_chain};
 use rdkafka::{Message, message::OwnedMessage};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -277,7 +278,7 @@ impl<H: Handler> Processor<H> {
         if let Some(key) = message.key().and_then(|k| std::str::from_utf8(k).ok()) {
             attribute(&span, "messaging.kafka.message.key", key.to_owned());
         }
-        if let Some(id) = header_text(message, crate::relay::EVENT_ID_HEADER) {
+        if let Some(id) = header_text(message, EVENT_ID_HEADER) {
             attribute(&span, "messaging.message.id", id.to_owned());
         }
         choreo_telemetry::continue_trace(&span, header_text(message, TRACEPARENT));

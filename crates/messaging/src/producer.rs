@@ -31,6 +31,8 @@ use std::{
 };
 use tokio::sync::oneshot;
 
+use crate::{KafkaSettings, MessagingError};
+
 /// How long the acknowledgement thread waits in one poll; also how long it
 /// outlives its producer at most.
 const POLL: Duration = Duration::from_secs(1);
@@ -175,4 +177,26 @@ impl Future for Acknowledged {
             .poll(cx)
             .map(|answer| answer.unwrap_or(Err(KafkaError::Canceled)))
     }
+}
+
+/// Builds the producer every Choreo process publishes with: idempotent, so a
+/// retried send cannot duplicate or reorder within a partition, and `acks=all`,
+/// so an acknowledged event survives the loss of the partition leader.
+///
+/// # Errors
+/// When librdkafka rejects the configuration.
+pub fn idempotent(settings: &KafkaSettings) -> Result<Producer, MessagingError> {
+    let mut config = settings.client_config();
+    config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        // Never give up on a message: a timed-out message followed by later
+        // ones that succeed would put one key's events out of order when the
+        // relay publishes the timed-out row again. While the broker is away
+        // the relay simply waits; shutdown interrupts the wait, and the
+        // unmarked rows go out again after the restart.
+        .set("message.timeout.ms", "0");
+    settings.apply_overrides(&mut config);
+    Producer::from_config(&config).map_err(MessagingError::kafka("creating producer"))
 }

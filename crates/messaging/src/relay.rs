@@ -24,10 +24,12 @@
 
 use crate::{
     Health, KafkaSettings, MessagingError,
-    producer::{Acknowledged, Producer},
+    backoff::backoff,
+    headers::{EVENT_ID_HEADER, EVENT_TYPE_HEADER, OUTBOX_ID_HEADER},
+    producer::{self, Acknowledged, Producer},
 };
 use choreo_events::{RegistryClient, Topics, catalog, frame, subject};
-pub(crate) use choreo_telemetry::error_chain;
+use choreo_telemetry::error_chain;
 use rdkafka::{
     message::{Header, OwnedHeaders},
     producer::FutureRecord,
@@ -39,9 +41,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Span, field::Empty};
 
 const BATCH: i64 = 256;
-/// The event's id and its record's short name, on every published event.
-pub const EVENT_ID_HEADER: &str = "choreo-event-id";
-pub(crate) const EVENT_TYPE_HEADER: &str = "choreo-event-type";
 /// The fallback when a notification is missed or the listener is down.
 const POLL: Duration = Duration::from_millis(500);
 /// The longest acknowledged rows wait in memory before they are marked.
@@ -80,28 +79,6 @@ impl Row_ {
     }
 }
 
-/// Builds the producer every Choreo process publishes with: idempotent, so a
-/// retried send cannot duplicate or reorder within a partition, and `acks=all`,
-/// so an acknowledged event survives the loss of the partition leader.
-///
-/// # Errors
-/// When librdkafka rejects the configuration.
-pub fn producer(settings: &KafkaSettings) -> Result<Producer, MessagingError> {
-    let mut config = settings.client_config();
-    config
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "2")
-        // Never give up on a message: a timed-out message followed by later
-        // ones that succeed would put one key's events out of order when the
-        // relay publishes the timed-out row again. While the broker is away
-        // the relay simply waits; shutdown interrupts the wait, and the
-        // unmarked rows go out again after the restart.
-        .set("message.timeout.ms", "0");
-    settings.apply_overrides(&mut config);
-    Producer::from_config(&config).map_err(MessagingError::kafka("creating producer"))
-}
-
 impl Relay {
     /// # Errors
     /// When the producer cannot be created.
@@ -117,7 +94,7 @@ impl Relay {
             .collect();
         Ok(Self {
             pool,
-            producer: producer(settings)?,
+            producer: producer::idempotent(settings)?,
             registry,
             topics: settings.topics(),
             schemas,
@@ -412,7 +389,7 @@ impl Relay {
             // partitions: a replay of the service's own topic re-applies
             // them in this order (`replay`).
             .insert(Header {
-                key: crate::replay::OUTBOX_ID_HEADER,
+                key: OUTBOX_ID_HEADER,
                 value: Some(outbox_id.as_str()),
             });
         // The consumer's span is a child of this send, itself a child of
@@ -507,15 +484,4 @@ async fn wait_notification(listener: &mut Option<PgListener>) -> bool {
         Some(l) => l.recv().await.is_ok(),
         None => std::future::pending().await,
     }
-}
-
-/// Exponential backoff with full jitter, capped at ten seconds.
-pub(crate) fn backoff(attempt: u32) -> Duration {
-    use rand::Rng;
-    let cap = Duration::from_secs(10);
-    let base = Duration::from_millis(100).saturating_mul(1u32 << attempt.min(10));
-    let ceiling = base.min(cap);
-    let millis =
-        rand::rng().random_range(ceiling.as_millis() as u64 / 2..=ceiling.as_millis() as u64);
-    Duration::from_millis(millis)
 }

@@ -29,6 +29,7 @@
 use crate::{
     Handler, Health, KafkaSettings, MessagingError, Processed,
     dead_letter::DeadLetters,
+    headers::{OUTBOX_ID_HEADER, header_text},
     process::{Abandoned, Processor},
 };
 use choreo_events::{Decoder, RegistryClient};
@@ -44,10 +45,6 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The header carrying an event's outbox row id: the order its service
-/// committed it in, across all partitions.
-pub const OUTBOX_ID_HEADER: &str = "choreo-outbox-id";
 
 /// Which of a service's topics a replay reads, which decides the order it
 /// applies them in and whether it moves the group's offsets.
@@ -705,8 +702,7 @@ async fn apply_one<H: Handler>(
 /// the broker's timestamp where there is none (events published before the
 /// header existed), then the position.
 fn commit_order(message: &OwnedMessage) -> (i64, i64, i32, i64) {
-    let outbox_id = crate::dead_letter::header_text(message, OUTBOX_ID_HEADER)
-        .and_then(|v| v.parse::<i64>().ok());
+    let outbox_id = header_text(message, OUTBOX_ID_HEADER).and_then(|v| v.parse::<i64>().ok());
     let timestamp = message.timestamp().to_millis().unwrap_or(0);
     (
         outbox_id.unwrap_or(i64::MAX),

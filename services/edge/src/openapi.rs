@@ -12,7 +12,7 @@
 
 use chrono::{DateTime, Utc};
 use utoipa::{
-    Modify, OpenApi, ToSchema,
+    IntoResponses, Modify, OpenApi, ToSchema,
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 use uuid::Uuid;
@@ -65,6 +65,66 @@ pub(crate) struct Error {
     code: String,
     /// For people: what went wrong and what to do.
     message: String,
+}
+
+// The error answers routes share, each described once; a route's
+// `responses(...)` names the sets that apply to it.
+
+/// What any route under `/v1` answers without a valid token.
+#[derive(IntoResponses)]
+#[response(status = 401, description = "no token, or a bad one")]
+pub(crate) struct Unauthenticated(ErrorBody);
+
+/// What a route answers a token without the right to call it.
+#[derive(IntoResponses)]
+#[response(status = 403, description = "the token may not do this")]
+pub(crate) struct Forbidden(ErrorBody);
+
+/// What a route answers for something that is not there.
+#[derive(IntoResponses)]
+#[response(status = 404, description = "no such thing (or not the caller's)")]
+pub(crate) struct NotFound(ErrorBody);
+
+/// What a route answers a request it understood but refuses.
+#[derive(IntoResponses)]
+#[response(status = 422, description = "invalid request: every problem, by field")]
+pub(crate) struct Invalid(ErrorBody);
+
+/// What any route under `/v1` answers over a rate limit.
+#[derive(IntoResponses)]
+#[response(
+    status = 429,
+    description = "over a rate limit; see Retry-After",
+    headers(("retry-after" = u64, description = "seconds"))
+)]
+pub(crate) struct RateLimited(ErrorBody);
+
+/// What a route taking a JSON body answers when the body itself is wrong.
+#[derive(IntoResponses)]
+pub(crate) enum BadBody {
+    #[response(status = 400, description = "malformed JSON")]
+    Malformed(ErrorBody),
+    #[response(status = 413, description = "body over 64 KiB")]
+    TooLarge(ErrorBody),
+    #[response(status = 415, description = "body not JSON")]
+    NotJson(ErrorBody),
+}
+
+/// What a route that calls a service behind answers when that call fails.
+#[derive(IntoResponses)]
+pub(crate) enum Upstream {
+    #[response(status = 502, description = "the service behind failed")]
+    Failed(ErrorBody),
+    #[response(
+        status = 503,
+        description = "the service behind is unavailable or its breaker is open"
+    )]
+    Unavailable(ErrorBody),
+    #[response(
+        status = 504,
+        description = "the service behind did not answer in time"
+    )]
+    TimedOut(ErrorBody),
 }
 
 #[derive(ToSchema)]

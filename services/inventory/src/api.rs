@@ -22,22 +22,17 @@ pub(crate) fn router(pool: PgPool) -> Router {
 }
 
 async fn list_products(State(pool): State<PgPool>) -> Result<Json<Vec<Product>>, HttpError> {
-    let mut conn = pool.acquire().await.map_err(|e| HttpError::internal(&e))?;
-    Ok(Json(
-        db::list_products(&mut conn)
-            .await
-            .map_err(|e| HttpError::internal(&e))?,
-    ))
+    let mut conn = pool.acquire().await?;
+    Ok(Json(db::list_products(&mut conn).await?))
 }
 
 async fn get_product(
     State(pool): State<PgPool>,
     Path(sku): Path<String>,
 ) -> Result<Json<Product>, HttpError> {
-    let mut conn = pool.acquire().await.map_err(|e| HttpError::internal(&e))?;
+    let mut conn = pool.acquire().await?;
     db::get_product(&mut conn, &sku)
-        .await
-        .map_err(|e| HttpError::internal(&e))?
+        .await?
         .map(Json)
         .ok_or_else(|| HttpError::not_found(format!("no product {sku}")))
 }
@@ -67,7 +62,7 @@ async fn put_product(
     }
     // The change and its event commit together: a replay of the inventory
     // topic after a restore re-derives it (see `recovery`).
-    let mut tx = pool.begin().await.map_err(|e| HttpError::internal(&e))?;
+    let mut tx = pool.begin().await?;
     let (product, stock_delta) = db::set_product(
         &mut tx,
         &sku,
@@ -75,8 +70,7 @@ async fn put_product(
         body.price_cents,
         body.available,
     )
-    .await
-    .map_err(|e| HttpError::internal(&e))?;
+    .await?;
     let event = ProductSet {
         meta: EventMeta::first::<ProductSet>(Uuid::new_v4(), "inventory"),
         sku: product.sku.clone(),
@@ -86,13 +80,9 @@ async fn put_product(
         available: product.available,
         stock_delta,
     };
-    db::record_product_change(&mut tx, event.meta.event_id, &sku, stock_delta)
-        .await
-        .map_err(|e| HttpError::internal(&e))?;
-    outbox::enqueue(&mut tx, &event)
-        .await
-        .map_err(|e| HttpError::internal(&e))?;
-    tx.commit().await.map_err(|e| HttpError::internal(&e))?;
+    db::record_product_change(&mut tx, event.meta.event_id, &sku, stock_delta).await?;
+    outbox::enqueue(&mut tx, &event).await?;
+    tx.commit().await?;
     tracing::info!(sku = %sku, available = product.available, stock_delta, price_cents = product.price_cents, "product set");
     Ok(Json(product))
 }

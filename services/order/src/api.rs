@@ -108,15 +108,14 @@ async fn place_order(
         )));
     }
     let order_id = Uuid::new_v4();
-    let internal = |e: &(dyn std::error::Error + 'static)| HttpError::internal(e);
     let key = idempotency_key(&headers)?;
     // The transaction in a span of its own, as the consumers' are.
     let request_span = tracing::Span::current();
     let transaction = choreo_telemetry::db_transaction_span();
     async {
-        let mut tx = state.pool.begin().await.map_err(|e| internal(&e))?;
+        let mut tx = state.pool.begin().await?;
         if let Some(key) = key {
-            let request = body.request().map_err(|e| internal(&e))?;
+            let request = body.request()?;
             let claim = idempotency::claim(
                 &mut tx,
                 &body.customer_id,
@@ -125,14 +124,12 @@ async fn place_order(
                 order_id,
                 state.idempotency_key_lifetime,
             )
-            .await
-            .map_err(|e| internal(&e))?;
+            .await?;
             match claim {
                 Claim::New => {}
                 Claim::Replay(earlier) => {
                     let order = db::fetch_order(&mut tx, earlier)
-                        .await
-                        .map_err(|e| internal(&e))?
+                        .await?
                         .ok_or_else(|| HttpError::not_found(format!("no order {earlier}")))?;
                     tracing::info!(order_id = %earlier, "idempotent retry; answering with the order it placed");
                     return Ok(placed(order, true));
@@ -157,19 +154,15 @@ async fn place_order(
             idempotency_key: key.map(str::to_owned),
         };
         db::insert_order(&mut tx, &event)
-            .await
-            .map_err(|e| internal(&e))?;
+            .await?;
         db::append_timeline(&mut tx, &event.meta)
-            .await
-            .map_err(|e| internal(&e))?;
+            .await?;
         choreo_messaging::outbox::enqueue(&mut tx, &event)
-            .await
-            .map_err(|e| internal(&e))?;
+            .await?;
         let order = db::fetch_order(&mut tx, order_id)
-            .await
-            .map_err(|e| internal(&e))?
+            .await?
             .ok_or_else(|| HttpError::not_found("order vanished inside its own transaction"))?;
-        tx.commit().await.map_err(|e| internal(&e))?;
+        tx.commit().await?;
         state.sagas.started();
         tracing::info!(order_id = %order_id, "order placed");
         Ok(placed(order, false))
@@ -276,14 +269,8 @@ async fn list_orders(
         // One more than asked, to know whether another page follows.
         limit: limit + 1,
     };
-    let mut conn = state
-        .pool
-        .acquire()
-        .await
-        .map_err(|e| HttpError::internal(&e))?;
-    let mut orders = db::list_orders(&mut conn, &filter)
-        .await
-        .map_err(|e| HttpError::internal(&e))?;
+    let mut conn = state.pool.acquire().await?;
+    let mut orders = db::list_orders(&mut conn, &filter).await?;
     let more = orders.len() as i64 > limit;
     orders.truncate(limit as usize);
     let next_cursor = more.then(|| orders.last().map(cursor_of)).flatten();
@@ -331,14 +318,9 @@ async fn get_order(
         // Asked before the read, so a commit between the read and the wait
         // is not missed.
         let changed = watch.next_change();
-        let mut conn = state
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| HttpError::internal(&e))?;
+        let mut conn = state.pool.acquire().await?;
         let order = db::fetch_order(&mut conn, id)
-            .await
-            .map_err(|e| HttpError::internal(&e))?
+            .await?
             .filter(|o| visible_to(query.customer.as_deref(), &o.customer_id))
             .ok_or_else(|| HttpError::not_found(format!("no order {id}")))?;
         drop(conn);
@@ -365,13 +347,10 @@ async fn cancel_order(
     Path(id): Path<Uuid>,
     Query(query): Query<OwnerQuery>,
 ) -> Result<impl IntoResponse, HttpError> {
-    let internal = |e: &(dyn std::error::Error + 'static)| HttpError::internal(e);
-    let mut tx = state.pool.begin().await.map_err(|e| internal(&e))?;
+    let mut tx = state.pool.begin().await?;
     // An order's customer never changes, so checking before the cancel's
     // own lock is enough.
-    let owner = db::customer_of(&mut tx, id)
-        .await
-        .map_err(|e| internal(&e))?;
+    let owner = db::customer_of(&mut tx, id).await?;
     if !owner.is_some_and(|o| visible_to(query.customer.as_deref(), &o)) {
         return Err(HttpError::not_found(format!("no order {id}")));
     }
@@ -383,8 +362,7 @@ async fn cancel_order(
         None,
         &state.sagas,
     )
-    .await
-    .map_err(|e| internal(&e))?;
+    .await?;
     match outcome {
         Cancel::NoSuchOrder => Err(HttpError::not_found(format!("no order {id}"))),
         Cancel::AlreadyDecided(status) => Err(HttpError::new(
@@ -397,10 +375,9 @@ async fn cancel_order(
         )),
         Cancel::Cancelled => {
             let order = db::fetch_order(&mut tx, id)
-                .await
-                .map_err(|e| internal(&e))?
+                .await?
                 .ok_or_else(|| HttpError::not_found(format!("no order {id}")))?;
-            tx.commit().await.map_err(|e| internal(&e))?;
+            tx.commit().await?;
             state.changes.committed(id);
             Ok((StatusCode::ACCEPTED, Json(order)))
         }

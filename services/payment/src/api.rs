@@ -24,10 +24,9 @@ async fn get_wallet(
     State(pool): State<PgPool>,
     Path(customer_id): Path<String>,
 ) -> Result<Json<Wallet>, HttpError> {
-    let mut conn = pool.acquire().await.map_err(|e| HttpError::internal(&e))?;
+    let mut conn = pool.acquire().await?;
     db::get_wallet(&mut conn, &customer_id)
-        .await
-        .map_err(|e| HttpError::internal(&e))?
+        .await?
         .map(Json)
         .ok_or_else(|| HttpError::not_found(format!("no wallet for customer {customer_id}")))
 }
@@ -49,10 +48,8 @@ async fn put_wallet(
     }
     // The change and its event commit together: a replay of the payment
     // topic after a restore re-derives it (see `recovery`).
-    let mut tx = pool.begin().await.map_err(|e| HttpError::internal(&e))?;
-    let (wallet, delta_cents) = db::set_wallet(&mut tx, &customer_id, body.balance_cents)
-        .await
-        .map_err(|e| HttpError::internal(&e))?;
+    let mut tx = pool.begin().await?;
+    let (wallet, delta_cents) = db::set_wallet(&mut tx, &customer_id, body.balance_cents).await?;
     let event = WalletSet {
         meta: EventMeta::first::<WalletSet>(Uuid::new_v4(), "payment"),
         customer_id: wallet.customer_id.clone(),
@@ -60,13 +57,9 @@ async fn put_wallet(
         currency: wallet.currency.clone(),
         delta_cents,
     };
-    db::record_wallet_change(&mut tx, event.meta.event_id, &customer_id, delta_cents)
-        .await
-        .map_err(|e| HttpError::internal(&e))?;
-    outbox::enqueue(&mut tx, &event)
-        .await
-        .map_err(|e| HttpError::internal(&e))?;
-    tx.commit().await.map_err(|e| HttpError::internal(&e))?;
+    db::record_wallet_change(&mut tx, event.meta.event_id, &customer_id, delta_cents).await?;
+    outbox::enqueue(&mut tx, &event).await?;
+    tx.commit().await?;
     tracing::info!(customer_id = %customer_id, balance_cents = wallet.balance_cents, delta_cents, "wallet set");
     Ok(Json(wallet))
 }

@@ -117,9 +117,7 @@ async fn charge(
         return Err(unavailable());
     }
     let decline = app.faults.declines(&key);
-    let (charge, new) = ledger::charge(&app.pool, &key, &request, decline)
-        .await
-        .map_err(|e| HttpError::internal(&e))?;
+    let (charge, new) = ledger::charge(&app.pool, &key, &request, decline).await?;
     let same = charge.order_id == request.order_id
         && charge.amount_cents == request.amount_cents
         && charge.currency == request.currency
@@ -147,8 +145,7 @@ async fn get_charge(
     Path(id): Path<String>,
 ) -> Result<Json<Charge>, HttpError> {
     ledger::get(&app.pool, &id)
-        .await
-        .map_err(|e| HttpError::internal(&e))?
+        .await?
         .map(Json)
         .ok_or_else(|| HttpError::not_found(format!("no charge {id}")))
 }
@@ -169,9 +166,7 @@ async fn refund(
     if app.faults.errs() {
         return Err(unavailable());
     }
-    let charge = ledger::refund(&app.pool, &id, request.order_id)
-        .await
-        .map_err(|e| HttpError::internal(&e))?;
+    let charge = ledger::refund(&app.pool, &id, request.order_id).await?;
     if charge.order_id != request.order_id {
         return Err(HttpError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -226,9 +221,7 @@ async fn delete_fault(
 }
 
 async fn declined(State(app): State<App>) -> Result<Json<serde_json::Value>, HttpError> {
-    let orders = ledger::declined_orders(&app.pool)
-        .await
-        .map_err(|e| HttpError::internal(&e))?;
+    let orders = ledger::declined_orders(&app.pool).await?;
     Ok(Json(json!({ "order_ids": orders })))
 }
 

@@ -8,6 +8,7 @@
 //! ever reaching a topic that saga participants read.
 
 use crate::{
+    CONTENT_TYPE,
     avro::{self, ParsedSchema},
     compat::{self, Compatibility, Registered},
     error::ApiError,
@@ -24,9 +25,6 @@ use axum::{
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::json;
 use sqlx::{PgExecutor, PgPool};
-
-/// The media type Confluent answers with; clients also accept it on errors.
-pub(crate) const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
 #[derive(Clone)]
 struct AppState {

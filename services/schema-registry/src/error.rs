@@ -7,7 +7,7 @@
 //! serializers and tools branch on `error_code` and must work unchanged
 //! against this registry or the real one.
 
-use crate::api::CONTENT_TYPE;
+use crate::CONTENT_TYPE;
 use axum::{
     http::{StatusCode, header},
     response::{IntoResponse, Response},

@@ -21,6 +21,9 @@ pub use choreo_kit::CancellationToken;
 pub use compat::{Compatibility, UnknownCompatibility};
 pub use error::Error;
 
+/// The media type Confluent answers with; clients also accept it on errors.
+pub(crate) const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+
 use choreo_kit::internal_auth::{self, Gate, InternalAuthSettings};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgPoolOptions;

@@ -20,10 +20,9 @@ async fn get_shipment(
     State(pool): State<PgPool>,
     Path(order_id): Path<Uuid>,
 ) -> Result<Json<Shipment>, HttpError> {
-    let mut conn = pool.acquire().await.map_err(|e| HttpError::internal(&e))?;
+    let mut conn = pool.acquire().await?;
     db::get_shipment(&mut conn, order_id)
-        .await
-        .map_err(|e| HttpError::internal(&e))?
+        .await?
         .map(Json)
         .ok_or_else(|| HttpError::not_found(format!("no shipment for order {order_id}")))
 }

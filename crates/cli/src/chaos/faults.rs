@@ -608,7 +608,7 @@ impl<'a> Publisher<'a> {
     fn new(kafka: &'a choreo_messaging::KafkaSettings) -> anyhow::Result<Self> {
         Ok(Self {
             kafka,
-            producer: tokio::sync::Mutex::new(choreo_messaging::relay::producer(kafka)?),
+            producer: tokio::sync::Mutex::new(choreo_messaging::producer::idempotent(kafka)?),
         })
     }
 
@@ -634,7 +634,7 @@ impl<'a> Publisher<'a> {
                 record = record.headers(headers.clone());
             }
             if let Err(e) = producer.send(record, Duration::from_secs(30)).await {
-                *producer = choreo_messaging::relay::producer(self.kafka)?;
+                *producer = choreo_messaging::producer::idempotent(self.kafka)?;
                 anyhow::bail!("{e}");
             }
             Ok(())

@@ -694,7 +694,7 @@ async fn read_topics(kafka: &choreo_messaging::KafkaSettings) -> anyhow::Result<
             .filter_map(|m| {
                 m.headers()?
                     .iter()
-                    .find(|h| h.key == choreo_messaging::relay::EVENT_ID_HEADER)?
+                    .find(|h| h.key == choreo_messaging::headers::EVENT_ID_HEADER)?
                     .value
             })
             .collect();

@@ -28,8 +28,8 @@ mod partition;
 mod watch;
 
 use crate::{
-    Handler, Health, KafkaSettings, MessagingError, admin, dead_letter::DeadLetters,
-    process::Processor, relay::backoff,
+    Handler, Health, KafkaSettings, MessagingError, admin, backoff::backoff,
+    dead_letter::DeadLetters, process::Processor,
 };
 use choreo_events::{Decoder, RegistryClient, Topic};
 use group::{Commit, GroupConsumer, GroupContext, Key, Progress, Rebalanced, label};
@@ -292,7 +292,7 @@ impl<H: Handler> Consumer<H> {
                 Ok(member) => member,
                 Err(e) => {
                     attempt += 1;
-                    let error = crate::relay::error_chain(&e);
+                    let error = choreo_telemetry::error_chain(&e);
                     tracing::warn!(%error, attempt, %service, "cannot join the consumer group; retrying");
                     health.stall(watch::COMPONENT, &error);
                     tokio::select! {
@@ -463,7 +463,7 @@ impl<H: Handler> Consumer<H> {
                 }
                 Err(e) => {
                     attempt += 1;
-                    let error = crate::relay::error_chain(&e);
+                    let error = choreo_telemetry::error_chain(&e);
                     tracing::warn!(%error, attempt, topic = %name, "cannot create the dead-letter topic; retrying");
                     self.processor.health.stall("dead-letter topic", &error);
                 }

@@ -246,7 +246,7 @@ pub(crate) async fn watch(
                 let view = match read_view(consumer.clone(), settings.clone()).await {
                     Ok(view) => view,
                     Err(e) => {
-                        tracing::debug!(error = %crate::relay::error_chain(&e), "group watch: cannot read the member's view");
+                        tracing::debug!(error = %choreo_telemetry::error_chain(&e), "group watch: cannot read the member's view");
                         continue;
                     }
                 };

@@ -1,0 +1,639 @@
+//! What the scenarios share: the platform `choreo up` started, its
+//! processes and databases, and the calls a user makes to it.
+
+use anyhow::Context;
+use choreo_testkit::wait_until;
+use nix::{sys::signal::Signal, unistd::Pid};
+use serde_json::Value;
+use std::{
+    path::{Path, PathBuf},
+    sync::Mutex,
+    time::Duration,
+};
+use tokio::process::Command;
+
+pub(crate) const DEADLINE: Duration = Duration::from_secs(120);
+
+/// A base port with the seven after it free too (edge, registry, services,
+/// provider, and inventory's second replica).
+pub(crate) fn free_port_block() -> u16 {
+    // Below Linux's ephemeral range (32768 and up): a port probed free
+    // there can be taken by an outgoing connection (a Kafka client's)
+    // before the service binds it, and stay taken (seen once: payment
+    // failed to start seven times in a chaos run).
+    loop {
+        let base = 20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16;
+        if (base..base + 8).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return base;
+        }
+    }
+}
+
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(19_092)
+}
+
+/// A GET's JSON answer; `None` while there is none (for `wait_until`).
+pub(crate) async fn get_json(client: &reqwest::Client, url: String) -> Option<Value> {
+    client.get(url).send().await.ok()?.json().await.ok()
+}
+
+pub(crate) fn pid_of(data: &Path, name: &str) -> Option<i32> {
+    std::fs::read_to_string(data.join("run").join(format!("{name}.pid")))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// When an assertion fails mid-test, `choreo up` is killed on drop without
+/// a chance to stop its children, which run in process groups of their own:
+/// kill them from their pid files, so a failed run leaves no broker or
+/// service holding ports and database connections.
+pub(crate) struct Reaper(pub(crate) PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let Ok(files) = std::fs::read_dir(&self.0) else {
+            return;
+        };
+        for file in files.flatten() {
+            let pid = std::fs::read_to_string(file.path())
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok());
+            if let Some(pid) = pid {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+pub(crate) fn alive(pid: i32) -> bool {
+    nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok()
+}
+
+/// The JSON body of the `curl -d '…'` line `choreo up` printed.
+/// The bearer token in the printed `curl -H 'authorization: Bearer …'`.
+pub(crate) fn printed_token(output: &[String]) -> Option<String> {
+    let line = output.iter().find(|l| l.contains("-X POST"))?;
+    let (_, rest) = line.split_once("authorization: Bearer ")?;
+    Some(rest.split('\'').next()?.to_owned())
+}
+
+/// A client sending `token` on every request.
+pub(crate) fn bearer(token: &str) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse()?,
+    );
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?)
+}
+
+/// `choreo token` with `args`, against the platform's data folder.
+pub(crate) async fn choreo_token(data: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_choreo"))
+        .arg("token")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("CHOREO_AUTH__HS256_SECRET")
+        .output()
+        .await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "choreo token: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+pub(crate) fn printed_order_body(output: &[String]) -> Option<Value> {
+    let line = output.iter().find(|l| l.trim_start().starts_with("-d '"))?;
+    let json = line.trim().strip_prefix("-d '")?.strip_suffix('\'')?;
+    serde_json::from_str(json).ok()
+}
+
+pub(crate) async fn drop_databases(prefix: &str) -> anyhow::Result<()> {
+    choreo_testkit::drop_platform_databases(prefix).await
+}
+
+/// The running platform, for the replay drills.
+pub(crate) struct Platform<'a> {
+    pub(crate) data: &'a Path,
+    pub(crate) edge: &'a str,
+    pub(crate) edge_port: u16,
+    pub(crate) broker_port: u16,
+    pub(crate) db_prefix: &'a str,
+    pub(crate) http: &'a reqwest::Client,
+    /// Carries an admin token.
+    pub(crate) admin: &'a reqwest::Client,
+    pub(crate) body: &'a Value,
+}
+
+/// Runs the futures at once and collects their results in order.
+pub(crate) async fn all_of<T>(
+    futures: Vec<impl std::future::Future<Output = anyhow::Result<T>>>,
+) -> anyhow::Result<Vec<T>> {
+    let mut out = Vec::new();
+    for result in futures::future::join_all(futures).await {
+        out.push(result?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn pg_admin_url() -> String {
+    std::env::var("CHOREO_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// The url of database `name` on the test server.
+pub(crate) fn database_url(name: &str) -> String {
+    let admin = pg_admin_url();
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(base, _)| base);
+    format!("{base}/{name}")
+}
+
+/// Rows of a query, each rendered as one line of text, for comparing a
+/// service's state before an incident with its state after the recovery.
+pub(crate) async fn rows(db: &str, query: &str) -> anyhow::Result<Vec<String>> {
+    use sqlx::{Connection, Row};
+    let mut conn = sqlx::PgConnection::connect(&database_url(db)).await?;
+    let rows = sqlx::query(&format!("SELECT row_to_json(t)::text FROM ({query}) t"))
+        .fetch_all(&mut conn)
+        .await?;
+    rows.iter()
+        .map(|r| r.try_get::<String, _>(0).map_err(Into::into))
+        .collect()
+}
+
+/// Runs a statement on database `db`.
+pub(crate) async fn execute(db: &str, statement: &str) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&database_url(db)).await?;
+    sqlx::query(statement).execute(&mut conn).await?;
+    Ok(())
+}
+
+impl Platform<'_> {
+    pub(crate) fn port_of(&self, service: &str) -> u16 {
+        let offset = match service {
+            "order" => 2,
+            "inventory" => 3,
+            "payment" => 4,
+            _ => 5,
+        };
+        self.edge_port + offset
+    }
+
+    /// The keys `choreo up` gave its services, as a service's
+    /// configuration holds them.
+    pub(crate) fn internal_keys(&self) -> anyhow::Result<[(&'static str, String); 2]> {
+        let key = |file: &str| std::fs::read_to_string(self.data.join(file));
+        Ok([
+            (
+                "CHOREO_INTERNAL_AUTH__SERVICE_SECRET",
+                key("internal-service-secret")?,
+            ),
+            (
+                "CHOREO_INTERNAL_AUTH__ADMIN_SECRET",
+                key("internal-admin-secret")?,
+            ),
+        ])
+    }
+
+    /// `choreo replay` as an operator runs it: with the service's own
+    /// configuration in the environment.
+    pub(crate) async fn replay(
+        &self,
+        service: &str,
+        args: &[&str],
+    ) -> anyhow::Result<std::process::Output> {
+        let mut all = vec!["replay", "--service", service];
+        all.extend_from_slice(args);
+        self.as_service(service, &all).await
+    }
+
+    /// `choreo ARGS` run with `service`'s configuration in the environment.
+    pub(crate) async fn as_service(
+        &self,
+        service: &str,
+        args: &[&str],
+    ) -> anyhow::Result<std::process::Output> {
+        Ok(Command::new(env!("CARGO_BIN_EXE_choreo"))
+            .args(args)
+            .env(
+                "CHOREO_DATABASE_URL",
+                database_url(&format!("{}{service}", self.db_prefix)),
+            )
+            .env(
+                "CHOREO_KAFKA__BOOTSTRAP_SERVERS",
+                format!("127.0.0.1:{}", self.broker_port),
+            )
+            .env(
+                "CHOREO_REGISTRY_URL",
+                format!("http://127.0.0.1:{}", self.edge_port + 1),
+            )
+            .env(
+                "CHOREO_HTTP_ADDR",
+                format!("127.0.0.1:{}", self.port_of(service)),
+            )
+            .env(
+                "CHOREO_PROVIDER__URL",
+                format!("http://127.0.0.1:{}", self.edge_port + 6),
+            )
+            .env("CHOREO_DATA_DIR", self.data.join("not-a-choreo-up"))
+            .envs(self.internal_keys()?)
+            .output()
+            .await?)
+    }
+
+    /// A replay's summary (`--json`), after checking it succeeded.
+    pub(crate) async fn replayed(&self, service: &str, args: &[&str]) -> anyhow::Result<Value> {
+        let data = self.data.to_string_lossy().into_owned();
+        let mut all = vec!["--json", "--data-dir", &data];
+        all.extend_from_slice(args);
+        let out = self.replay(service, &all).await?;
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        anyhow::ensure!(out.status.success(), "choreo replay failed: {printed}");
+        let summary: Value = serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("a JSON summary: {printed}"))?;
+        anyhow::ensure!(summary["interrupted"] == false, "{printed}");
+        Ok(summary)
+    }
+
+    /// The one number `query` selects from `service`'s database.
+    pub(crate) async fn number(&self, service: &str, query: &str) -> anyhow::Result<i64> {
+        let found = rows(&format!("{}{service}", self.db_prefix), query).await?;
+        let row: serde_json::Map<String, Value> = serde_json::from_str(
+            found
+                .first()
+                .with_context(|| format!("no row for {query}"))?,
+        )?;
+        row.values()
+            .next()
+            .and_then(Value::as_i64)
+            .with_context(|| format!("no number from {query}"))
+    }
+
+    pub(crate) async fn orders(&self) -> anyhow::Result<Vec<String>> {
+        rows(
+            &format!("{}order", self.db_prefix),
+            "SELECT id, status, cancel_reason FROM orders ORDER BY id",
+        )
+        .await
+    }
+
+    /// What a recovery must bring back: the service's own state.
+    pub(crate) async fn state(&self, service: &str) -> anyhow::Result<Vec<String>> {
+        let db = format!("{}{service}", self.db_prefix);
+        let mut state = match service {
+            "inventory" => {
+                let mut s = rows(&db, "SELECT sku, available, reserved, shipped, stocked_total FROM products ORDER BY sku").await?;
+                s.extend(
+                    rows(
+                        &db,
+                        "SELECT order_id, status FROM reservations ORDER BY order_id",
+                    )
+                    .await?,
+                );
+                s
+            }
+            "order" => {
+                let mut s = rows(&db, "SELECT id, customer_id, status, cancel_reason, cancel_detail, total_cents, currency, shipping_address, created_at FROM orders").await?;
+                s.extend(rows(&db, "SELECT * FROM order_lines").await?);
+                s.extend(self.timeline().await?);
+                s.extend(
+                    rows(
+                        &db,
+                        "SELECT customer_id, key, request, order_id FROM idempotency_keys",
+                    )
+                    .await?,
+                );
+                s
+            }
+            _ => {
+                let mut s = rows(
+                    &db,
+                    "SELECT customer_id, balance_cents FROM wallets ORDER BY customer_id",
+                )
+                .await?;
+                s.extend(rows(&db, "SELECT order_id, status, charged_cents, refunded_cents FROM payments ORDER BY order_id").await?);
+                s
+            }
+        };
+        state.sort();
+        Ok(state)
+    }
+
+    /// Every order's timeline, as rows.
+    pub(crate) async fn timeline(&self) -> anyhow::Result<Vec<String>> {
+        rows(
+            &format!("{}order", self.db_prefix),
+            "SELECT order_id, event_id, event_type, service, occurred_at FROM order_timeline
+             ORDER BY order_id, occurred_at, event_id",
+        )
+        .await
+    }
+
+    /// What the payment provider holds: every charge, once.
+    pub(crate) async fn provider_ledger(&self) -> anyhow::Result<Vec<String>> {
+        rows(
+            &format!("{}provider", self.db_prefix),
+            "SELECT * FROM charges ORDER BY 1",
+        )
+        .await
+    }
+
+    pub(crate) async fn place(&self, body: &Value) -> anyhow::Result<String> {
+        self.place_as(self.http, body).await
+    }
+
+    pub(crate) async fn place_as(
+        &self,
+        client: &reqwest::Client,
+        body: &Value,
+    ) -> anyhow::Result<String> {
+        let response = client
+            .post(format!("{}/v1/orders", self.edge))
+            .json(body)
+            .send()
+            .await?;
+        anyhow::ensure!(response.status() == 201, "placing: {}", response.status());
+        Ok(response.headers()["location"].to_str()?.to_owned())
+    }
+
+    pub(crate) async fn wait_decided(&self, location: &str) -> anyhow::Result<()> {
+        wait_until(&format!("{location} to end"), DEADLINE, || async {
+            // An admin reads every customer's orders.
+            let order: Value = self
+                .admin
+                .get(format!("{}{location}?wait=5", self.edge))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            // The confirmation is the last event of the saga.
+            let complete = order["timeline"].as_array().map(Vec::len) == Some(5);
+            (order["status"] == "CANCELLED" || complete).then_some(())
+        })
+        .await
+    }
+
+    pub(crate) async fn place_and_decide(&self, count: usize) -> anyhow::Result<()> {
+        for _ in 0..count {
+            let location = self.place(self.body).await?;
+            self.wait_decided(&location).await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn set_product(
+        &self,
+        sku: &str,
+        price_cents: i64,
+        available: i64,
+    ) -> anyhow::Result<()> {
+        let response = self
+            .admin
+            .put(format!("{}/v1/admin/products/{sku}", self.edge))
+            .json(&serde_json::json!({"name": "Drill kettle", "price_cents": price_cents, "available": available}))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "setting {sku}: {}",
+            response.status()
+        );
+        Ok(())
+    }
+
+    pub(crate) async fn set_wallet(
+        &self,
+        customer: &str,
+        balance_cents: i64,
+    ) -> anyhow::Result<()> {
+        let response = self
+            .admin
+            .put(format!(
+                "{}/v1/admin/customers/{customer}/wallet",
+                self.edge
+            ))
+            .json(&serde_json::json!({ "balance_cents": balance_cents }))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "setting {customer}'s wallet: {}",
+            response.status()
+        );
+        Ok(())
+    }
+
+    /// A wallet and orders competing for the last of it, after the backup:
+    /// a new customer's wallet holding two and a half orders, three orders
+    /// at once, then a top-up. A replay that decided the charges anew, or
+    /// lost the admin changes, would not come back to the same wallet.
+    pub(crate) async fn contend_for_a_wallet(&self) -> anyhow::Result<()> {
+        let price = self
+            .number(
+                "inventory",
+                "SELECT price_cents FROM products WHERE sku = 'TEA-01'",
+            )
+            .await?;
+        self.set_wallet("drill-customer", price * 5 / 2).await?;
+        let mut body = self.body.clone();
+        body["customer_id"] = "drill-customer".into();
+        body["items"] = serde_json::json!([{"sku": "TEA-01", "quantity": 1}]);
+        let placed = all_of(
+            (0..3)
+                .map(|_| self.place_as(self.admin, &body))
+                .collect::<Vec<_>>(),
+        )
+        .await?;
+        for location in &placed {
+            self.wait_decided(location).await?;
+        }
+        let left = self
+            .number(
+                "payment",
+                "SELECT balance_cents FROM wallets WHERE customer_id = 'drill-customer'",
+            )
+            .await?;
+        self.set_wallet("drill-customer", left + 1000).await?;
+        Ok(())
+    }
+
+    /// Admin changes and orders competing for the last units, after the
+    /// backup: a new product with 3 units, 5 orders of one at once, then a
+    /// restock of 2 more at a new price. A replay that decided the orders
+    /// anew, or lost the admin changes, would not come back to the same
+    /// stock.
+    pub(crate) async fn contend(&self) -> anyhow::Result<()> {
+        self.set_product("DRILL-01", 900, 3).await?;
+        let mut body = self.body.clone();
+        body["items"] = serde_json::json!([{"sku": "DRILL-01", "quantity": 1}]);
+        let placed = all_of((0..5).map(|_| self.place(&body)).collect::<Vec<_>>()).await?;
+        for location in &placed {
+            self.wait_decided(location).await?;
+        }
+        let left = self
+            .number(
+                "inventory",
+                "SELECT available FROM products WHERE sku = 'DRILL-01'",
+            )
+            .await?;
+        self.set_product("DRILL-01", 950, left + 2).await?;
+        Ok(())
+    }
+
+    /// Orders the order service decides itself, after the backup: three at
+    /// once, one of which its customer cancels straight away (it may be
+    /// decided already), and one placed with an `Idempotency-Key`, which a
+    /// client retries after the incident. Returns the key and where the
+    /// order is.
+    pub(crate) async fn decide_in_order(&self) -> anyhow::Result<(String, String)> {
+        let placed = all_of((0..3).map(|_| self.place(self.body)).collect::<Vec<_>>()).await?;
+        let cancel = self
+            .http
+            .post(format!("{}{}/cancel", self.edge, placed[0]))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            cancel.status().is_success() || cancel.status() == 409,
+            "cancelling: {}",
+            cancel.status()
+        );
+        let key = format!("drill-{}", uuid::Uuid::new_v4());
+        let (keyed, replayed) = self.place_keyed(&key).await?;
+        anyhow::ensure!(!replayed, "a new key places a new order");
+        for location in placed.iter().chain([&keyed]) {
+            self.wait_decided(location).await?;
+        }
+        Ok((key, keyed))
+    }
+
+    /// Places the test's order under `key`: where the order is, and whether
+    /// the answer says it is a replay of an earlier request.
+    pub(crate) async fn place_keyed(&self, key: &str) -> anyhow::Result<(String, bool)> {
+        let response = self
+            .http
+            .post(format!("{}/v1/orders", self.edge))
+            .header("Idempotency-Key", key)
+            .json(self.body)
+            .send()
+            .await?;
+        anyhow::ensure!(response.status() == 201, "placing: {}", response.status());
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        Ok((
+            header("location").context("a Location")?,
+            header("idempotent-replayed").as_deref() == Some("true"),
+        ))
+    }
+
+    /// Every service through every event on its topics, nothing left in an
+    /// outbox, and nothing produced or consumed between two looks: the
+    /// sagas and their compensations have all run out (an order is decided
+    /// before the releases and refunds its cancellation causes arrive).
+    pub(crate) async fn wait_quiet(&self) -> anyhow::Result<()> {
+        let last = Mutex::new(None);
+        // What the last look found busy, for the error on a timeout.
+        let busy = Mutex::new(String::new());
+        let note = |what: String| {
+            if let Ok(mut busy) = busy.lock() {
+                *busy = what;
+            }
+        };
+        wait_until("every saga to run out", DEADLINE, || async {
+            let mut seen = Vec::new();
+            for service in ["order", "inventory", "payment", "shipping"] {
+                let unpublished = self
+                    .number(
+                        service,
+                        "SELECT count(*) FROM outbox WHERE published_at IS NULL",
+                    )
+                    .await
+                    .ok()?;
+                let newest = self
+                    .number(service, "SELECT coalesce(max(id), 0) FROM outbox")
+                    .await
+                    .ok()?;
+                let offsets = rows_of_offsets(self.broker_port, service).await.ok()?;
+                let lagging: Vec<&Value> = offsets.iter().filter(|r| r["lag"] != 0).collect();
+                if unpublished > 0 || !lagging.is_empty() {
+                    note(format!(
+                        "{service}: {unpublished} unpublished, lagging on {lagging:?}"
+                    ));
+                    return None;
+                }
+                seen.push((newest, offsets));
+            }
+            let mut last = last.lock().ok()?;
+            if last.as_ref() == Some(&seen) {
+                return Some(());
+            }
+            note("something was produced or consumed between two looks".into());
+            *last = Some(seen);
+            None
+        })
+        .await
+        .with_context(|| busy.lock().map(|b| b.clone()).unwrap_or_default())
+    }
+
+    pub(crate) fn hold_file(&self, service: &str) -> PathBuf {
+        self.data.join("run").join(format!("{service}.hold"))
+    }
+
+    pub(crate) async fn wait_running(&self, service: &str) -> anyhow::Result<()> {
+        let url = format!("http://127.0.0.1:{}/health/ready", self.port_of(service));
+        wait_until(&format!("{service} to run again"), DEADLINE, || async {
+            let ready = self
+                .http
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            (ready && pid_of(self.data, service).is_some()).then_some(())
+        })
+        .await
+    }
+}
+
+pub(crate) const SAGA_PROCESSES: [&str; 5] = ["edge", "order", "inventory", "payment", "shipping"];
+
+/// `choreo offsets --service S --json`.
+pub(crate) async fn rows_of_offsets(broker_port: u16, service: &str) -> anyhow::Result<Vec<Value>> {
+    let out = Command::new(env!("CARGO_BIN_EXE_choreo"))
+        .args(["offsets", "--service", service, "--json"])
+        .args(["--bootstrap-servers", &format!("127.0.0.1:{broker_port}")])
+        .output()
+        .await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
