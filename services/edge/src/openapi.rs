@@ -13,7 +13,10 @@
 use chrono::{DateTime, Utc};
 use utoipa::{
     IntoResponses, Modify, OpenApi, ToSchema,
-    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    openapi::{
+        RefOr, Response,
+        security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    },
 };
 use uuid::Uuid;
 
@@ -125,6 +128,42 @@ pub(crate) enum Upstream {
         description = "the service behind did not answer in time"
     )]
     TimedOut(ErrorBody),
+}
+
+/// What every `/v1` route that calls a service behind may answer besides
+/// its own responses: no valid token, a rate limit, the service failing.
+pub(crate) struct Proxied;
+
+impl IntoResponses for Proxied {
+    fn responses() -> Responses {
+        union([
+            Unauthenticated::responses(),
+            RateLimited::responses(),
+            Upstream::responses(),
+        ])
+    }
+}
+
+/// What a route taking a JSON body to change something may answer besides
+/// [`Proxied`]: a caller without the right, a body that is not JSON or too
+/// large, a value refused.
+pub(crate) struct JsonWrite;
+
+impl IntoResponses for JsonWrite {
+    fn responses() -> Responses {
+        union([
+            Forbidden::responses(),
+            BadBody::responses(),
+            Invalid::responses(),
+        ])
+    }
+}
+
+/// Responses by status code.
+type Responses = std::collections::BTreeMap<String, RefOr<Response>>;
+
+fn union<const N: usize>(sets: [Responses; N]) -> Responses {
+    sets.into_iter().flatten().collect()
 }
 
 #[derive(ToSchema)]

@@ -265,12 +265,8 @@ fn json(status: StatusCode, body: Value) -> Response {
     request_body(content = PlaceOrder, content_type = "application/json"),
     responses(
         (status = 201, description = "placed (or, for a repeated Idempotency-Key, the order it placed)", body = openapi::Order, headers(("location" = String), ("idempotent-replayed" = String, description = "true for a replay"))),
-        openapi::BadBody,
-        openapi::Unauthenticated,
-        openapi::Forbidden,
-        openapi::Invalid,
-        openapi::RateLimited,
-        openapi::Upstream,
+        openapi::Proxied,
+        openapi::JsonWrite,
     ),
     security(("bearer" = [])),
 )]
@@ -355,11 +351,9 @@ struct ListQuery {
     params(("status" = Option<openapi::Status>, Query), ("limit" = Option<u8>, Query, minimum = 1, maximum = 100), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("customer_id" = Option<String>, Query, description = "admins only: one customer's orders")),
     responses(
         (status = 200, description = "a page", body = openapi::OrderPage),
-        openapi::Unauthenticated,
+        openapi::Proxied,
         openapi::Forbidden,
         openapi::Invalid,
-        openapi::RateLimited,
-        openapi::Upstream,
     ),
     security(("bearer" = [])),
 )]
@@ -440,11 +434,9 @@ async fn list_orders(
     params(("id" = Uuid, Path), ("wait" = Option<f64>, Query, minimum = 0, maximum = 30, description = "seconds to wait for the order to be CONFIRMED or CANCELLED")),
     responses(
         (status = 200, description = "the order", body = openapi::Order),
-        openapi::Unauthenticated,
+        openapi::Proxied,
         openapi::NotFound,
         openapi::Invalid,
-        openapi::RateLimited,
-        openapi::Upstream,
     ),
     security(("bearer" = [])),
 )]
@@ -503,11 +495,9 @@ async fn get_order(
     params(("id" = Uuid, Path)),
     responses(
         (status = 202, description = "cancelled; every step taken is compensated", body = openapi::Order),
-        openapi::Unauthenticated,
+        openapi::Proxied,
         openapi::NotFound,
         (status = 409, description = "the order is already decided", body = ErrorBody),
-        openapi::RateLimited,
-        openapi::Upstream,
     ),
     security(("bearer" = [])),
 )]
@@ -538,9 +528,7 @@ async fn cancel_order(
     summary = "The catalog with stock",
     responses(
         (status = 200, description = "every product", body = Vec<openapi::Product>),
-        openapi::Unauthenticated,
-        openapi::RateLimited,
-        openapi::Upstream,
+        openapi::Proxied,
     ),
     security(("bearer" = [])),
 )]
@@ -565,10 +553,8 @@ async fn list_products(State(up): State<Upstreams>) -> Result<Response, HttpErro
     params(("sku" = String, Path)),
     responses(
         (status = 200, description = "the product", body = openapi::Product),
-        openapi::Unauthenticated,
+        openapi::Proxied,
         openapi::NotFound,
-        openapi::RateLimited,
-        openapi::Upstream,
     ),
     security(("bearer" = [])),
 )]
@@ -600,12 +586,8 @@ async fn get_product(
     request_body(content = PutProduct, content_type = "application/json"),
     responses(
         (status = 200, description = "the product", body = openapi::Product),
-        openapi::BadBody,
-        openapi::Unauthenticated,
-        openapi::Forbidden,
-        openapi::Invalid,
-        openapi::RateLimited,
-        openapi::Upstream,
+        openapi::Proxied,
+        openapi::JsonWrite,
     ),
     security(("bearer" = [])),
 )]
@@ -647,12 +629,8 @@ async fn put_product(
     request_body(content = PutWallet, content_type = "application/json"),
     responses(
         (status = 200, description = "the wallet", body = openapi::Wallet),
-        openapi::BadBody,
-        openapi::Unauthenticated,
-        openapi::Forbidden,
-        openapi::Invalid,
-        openapi::RateLimited,
-        openapi::Upstream,
+        openapi::Proxied,
+        openapi::JsonWrite,
     ),
     security(("bearer" = [])),
 )]
