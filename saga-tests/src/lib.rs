@@ -321,7 +321,7 @@ impl Platform {
             payment,
             shipping,
             databases,
-            http: bearer_client(&choreo_edge::hs256_token(
+            http: bearer_client(&choreo_kit::customer_token::hs256_token(
                 &token_secret,
                 "saga-admin",
                 true,
@@ -372,7 +372,7 @@ impl Platform {
     /// A token for `customer` (with the admin scope when `admin`), valid
     /// for an hour.
     pub fn token(&self, customer: &str, admin: bool) -> anyhow::Result<String> {
-        Ok(choreo_edge::hs256_token(
+        Ok(choreo_kit::customer_token::hs256_token(
             &self.token_secret,
             customer,
             admin,

@@ -28,7 +28,7 @@ async fn tokens_decide_who_gets_in_and_customers_see_only_their_own_orders() -> 
     );
     let error: Value = anonymous.json().await?;
     assert_eq!(error["error"]["code"], "unauthenticated");
-    let forged = bearer_client(&choreo_edge::hs256_token(
+    let forged = bearer_client(&choreo_kit::customer_token::hs256_token(
         "not-the-platform-secret-but-long-enough",
         "alice",
         true,

@@ -56,7 +56,7 @@ pub(crate) fn run(args: TokenArgs) -> anyhow::Result<()> {
                 .to_owned()
         }
     };
-    let token = choreo_edge::hs256_token(
+    let token = choreo_kit::customer_token::hs256_token(
         &secret,
         &args.customer,
         args.admin,

@@ -2,10 +2,13 @@
 //!
 //! Services are libraries with a thin `main.rs`; this crate holds what those
 //! mains and the in-process test harness both need: loading layered typed
-//! configuration, turning SIGINT/SIGTERM into a cancellation token, and
-//! serving an axum router until that token fires.
+//! configuration, turning SIGINT/SIGTERM into a cancellation token,
+//! serving an axum router until that token fires, the credentials between
+//! processes (`internal_auth`) and the signing of customers' tokens
+//! (`customer_token`).
 
 pub mod config;
+pub mod customer_token;
 pub mod http;
 pub mod internal_auth;
 pub mod shutdown;

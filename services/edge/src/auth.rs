@@ -19,14 +19,10 @@ use axum::{
     middleware::Next,
     response::Response,
 };
-use choreo_kit::HttpError;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use choreo_kit::{HttpError, customer_token::ADMIN_SCOPE};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-
-/// The scope that grants the admin routes unless configured otherwise,
-/// namespaced so that no other application's `admin` scope grants it.
-pub const ADMIN_SCOPE: &str = "choreo:admin";
 
 /// How tokens are checked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,16 +74,6 @@ pub enum AuthConfigError {
     Rs256Unscoped,
     #[error("auth.admin_scope is empty")]
     NoAdminScope,
-}
-
-/// The claims `hs256_token` signs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Claims {
-    pub sub: String,
-    pub iat: u64,
-    pub exp: u64,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub scope: String,
 }
 
 /// What the edge reads from a token once `jsonwebtoken` has checked its
@@ -268,40 +254,11 @@ pub(crate) async fn authenticate(
     }
 }
 
-/// Signs an HS256 token for `customer`, valid for `ttl_seconds`, with the
-/// admin scope when `admin`: what `choreo up` prints and tests use.
-///
-/// # Errors
-/// When the secret cannot sign (it never fails for a non-empty secret).
-pub fn hs256_token(
-    secret: &str,
-    customer: &str,
-    admin: bool,
-    ttl_seconds: u64,
-) -> Result<String, jsonwebtoken::errors::Error> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let claims = Claims {
-        sub: customer.to_owned(),
-        iat: now,
-        exp: now.saturating_add(ttl_seconds),
-        scope: if admin {
-            ADMIN_SCOPE.to_owned()
-        } else {
-            String::new()
-        },
-    };
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use choreo_kit::customer_token::{Claims, hs256_token};
+    use jsonwebtoken::{EncodingKey, Header};
 
     const SECRET: &str = "a-secret-of-at-least-thirty-two-bytes!";
 

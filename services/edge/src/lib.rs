@@ -23,7 +23,7 @@ mod upstream;
 mod validate;
 mod waits;
 
-pub use auth::{ADMIN_SCOPE, AuthConfigError, AuthSettings, Claims, hs256_token};
+pub use auth::{AuthConfigError, AuthSettings};
 use choreo_kit::{CancellationToken, internal_auth::InternalAuthSettings};
 use choreo_telemetry::LogFormat;
 pub use limit::RateLimitSettings;

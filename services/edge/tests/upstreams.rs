@@ -63,7 +63,7 @@ async fn edge_before(inventory: &str, shutdown: &CancellationToken) -> anyhow::R
 }
 
 fn admin() -> anyhow::Result<reqwest::Client> {
-    let token = choreo_edge::hs256_token(SECRET, "ops", true, 600)?;
+    let token = choreo_kit::customer_token::hs256_token(SECRET, "ops", true, 600)?;
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
         reqwest::header::AUTHORIZATION,

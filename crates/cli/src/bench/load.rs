@@ -43,7 +43,7 @@ impl Shop {
         size: usize,
         tag: &str,
     ) -> anyhow::Result<Self> {
-        let admin = client::bearer(&choreo_edge::hs256_token(
+        let admin = client::bearer(&choreo_kit::customer_token::hs256_token(
             secret,
             &format!("bench-{tag}-operator"),
             true,
@@ -56,7 +56,7 @@ impl Shop {
             client::put_product(&admin, edge, &sku, "Bench item", PRICE_CENTS, STOCK).await?;
             let customer = format!("bench-{tag}-{i}");
             client::put_wallet(&admin, edge, &customer, BALANCE_CENTS).await?;
-            let token = choreo_edge::hs256_token(secret, &customer, false, 86_400)?;
+            let token = choreo_kit::customer_token::hs256_token(secret, &customer, false, 86_400)?;
             customers.push((customer, client::bearer(&token)?));
             skus.push(sku);
         }

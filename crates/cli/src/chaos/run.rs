@@ -235,7 +235,7 @@ async fn drive(
     pool: Arc<tokio::sync::Mutex<Pool>>,
 ) -> anyhow::Result<SuiteReport> {
     let (edge, bootstrap) = (endpoints.edge.as_str(), endpoints.bootstrap.as_str());
-    let admin = client::bearer(&choreo_edge::hs256_token(
+    let admin = client::bearer(&choreo_kit::customer_token::hs256_token(
         secret,
         "chaos-operator",
         true,
@@ -318,7 +318,7 @@ async fn drive(
     // One client (and connection pool) per customer, signed for it.
     let mut clients = BTreeMap::new();
     for customer in customers.iter().chain([&BROKE.to_owned()]) {
-        let token = choreo_edge::hs256_token(secret, customer, false, 86_400)?;
+        let token = choreo_kit::customer_token::hs256_token(secret, customer, false, 86_400)?;
         clients.insert(customer.clone(), client::bearer(&token)?);
     }
     let semaphore = Arc::new(tokio::sync::Semaphore::new(suite.load.concurrency));
@@ -519,8 +519,9 @@ async fn warm_up(
         .find(|(_, p)| p.stock > 0)
         .map(|(s, _)| s.clone())
         .context("a product in stock")?;
-    let customer_client =
-        client::bearer(&choreo_edge::hs256_token(secret, &customer, false, 3_600)?)?;
+    let customer_client = client::bearer(&choreo_kit::customer_token::hs256_token(
+        secret, &customer, false, 3_600,
+    )?)?;
     let body = client::order_body(&customer, &sku, "DE");
     let id = client::place(&customer_client, edge, "chaos-warm-up", &body).await?;
     let order = client::wait_terminal(

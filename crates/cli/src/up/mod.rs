@@ -101,13 +101,18 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     // the operator's, which can change prices and wallets, for an hour.
     // `choreo token` signs more.
     let tokens = Tokens {
-        customer: choreo_edge::hs256_token(
+        customer: choreo_kit::customer_token::hs256_token(
             &token_secret,
             seed::DEMO_CUSTOMER,
             false,
             CUSTOMER_TOKEN_TTL,
         )?,
-        admin: choreo_edge::hs256_token(&token_secret, "operator", true, ADMIN_TOKEN_TTL)?,
+        admin: choreo_kit::customer_token::hs256_token(
+            &token_secret,
+            "operator",
+            true,
+            ADMIN_TOKEN_TTL,
+        )?,
     };
     let config = Config {
         data_dir: data_dir.clone(),
