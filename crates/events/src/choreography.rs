@@ -8,8 +8,8 @@
 //! which records to act on ([`Consumer::reacts_to`]), and each service's
 //! tests check that what its handlers really emit for a record is among
 //! [`Reaction::emits`] and that every listed emission happens. From it
-//! `choreo saga graph` draws the flow, as does the README's diagram (a test
-//! fails when the two drift) and the dashboard.
+//! `choreo saga graph` draws the flow, and so do the README's and
+//! ARCHITECTURE.md's diagrams (tests fail when they drift).
 
 use crate::{Record, Topic, inputs};
 
@@ -266,27 +266,6 @@ pub const SHIPPING: Consumer = Consumer {
 /// The whole choreography, service by service.
 pub const CHOREOGRAPHY: [Consumer; 4] = [ORDER, INVENTORY, PAYMENT, SHIPPING];
 
-/// The part of `service` (`payment`), if it is a saga service.
-pub fn consumer(service: &str) -> Option<&'static Consumer> {
-    CHOREOGRAPHY.iter().find(|c| c.service == service)
-}
-
-/// Every step of the saga: a service reacting to a record, as the
-/// dashboard and the graph name it (`payment` on `StockReserved`).
-pub fn steps() -> impl Iterator<Item = (&'static str, &'static Reaction)> {
-    CHOREOGRAPHY
-        .iter()
-        .flat_map(|c| c.reactions.iter().map(move |r| (c.service, r)))
-}
-
-/// The service that publishes `record`.
-pub fn publisher(record: Record) -> &'static str {
-    CHOREOGRAPHY
-        .iter()
-        .find(|c| c.publishes == record.topic())
-        .map_or("?", |c| c.service)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,7 +306,8 @@ mod tests {
         let names: Vec<_> = CHOREOGRAPHY.iter().map(|c| c.service).collect();
         assert_eq!(names, crate::SAGA_SERVICES);
         for (service, topics) in crate::SUBSCRIPTIONS {
-            assert_eq!(consumer(service).map(|c| c.inputs), Some(topics));
+            let consumer = CHOREOGRAPHY.iter().find(|c| c.service == service);
+            assert_eq!(consumer.map(|c| c.inputs), Some(topics));
         }
     }
 

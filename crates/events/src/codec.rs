@@ -103,6 +103,8 @@ pub struct Decoded {
     pub schema_id: u32,
     writer: Arc<Schema>,
     full_name: String,
+    /// Which of Choreo's records `full_name` names, looked up once.
+    record: Option<crate::Record>,
     datum: Vec<u8>,
     meta: EventMeta,
 }
@@ -123,6 +125,7 @@ impl Decoded {
         Ok(Self {
             schema_id: 0,
             writer: Arc::new(E::schema().clone()),
+            record: crate::Record::from_full_name(&E::full_name()),
             full_name: E::full_name(),
             datum: encode_datum(event)?,
             meta: event.meta().clone(),
@@ -137,7 +140,7 @@ impl Decoded {
     /// Which of Choreo's records this is; `None` for a record Choreo does
     /// not know (a newer producer's).
     pub fn record(&self) -> Option<crate::Record> {
-        crate::Record::from_full_name(&self.full_name)
+        self.record
     }
 
     /// The writer record's simple name, e.g. `OrderPlaced`.
@@ -243,6 +246,7 @@ impl Decoder {
         Ok(Decoded {
             schema_id,
             writer,
+            record: crate::Record::from_full_name(&full_name),
             full_name,
             datum: datum.to_vec(),
             meta,

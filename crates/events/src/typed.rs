@@ -5,7 +5,7 @@
 //! record added to a topic does not compile until every consumer of that
 //! topic has decided what to do with it: act, or pass it over and say why.
 
-use crate::{CodecError, Decoded, Event, EventMeta, NAMESPACE, Topic, records::*};
+use crate::{CodecError, Decoded, Event, NAMESPACE, Topic, records::*};
 
 /// What a consumer decodes its messages into: a topic's enum, or a service's
 /// enum over its input topics.
@@ -66,11 +66,6 @@ macro_rules! topics {
             impl $enum {
                 /// The topic these records travel on.
                 pub const TOPIC: Topic = Topic::$topic;
-
-                /// The envelope, whatever the record.
-                pub fn meta(&self) -> &EventMeta {
-                    match self { $(Self::$variant(e) => &e.meta,)+ }
-                }
             }
 
             impl Input for $enum {
@@ -148,13 +143,6 @@ macro_rules! input {
         #[derive(Debug, Clone, PartialEq)]
         pub enum $name { $($variant($enum),)+ }
 
-        impl $name {
-            /// The envelope, whatever the record.
-            pub fn meta(&self) -> &EventMeta {
-                match self { $(Self::$variant(e) => e.meta(),)+ }
-            }
-        }
-
         impl Input for $name {
             const TOPICS: &'static [Topic] = &[$($enum::TOPIC,)+];
 
@@ -206,16 +194,6 @@ pub mod inputs {
         }
     }
 
-    input! {
-        /// Any record on any topic: for tools that read them all.
-        AnyEvent {
-            Order(OrderEvent),
-            Inventory(InventoryEvent),
-            Payment(PaymentEvent),
-            Shipping(ShippingEvent),
-        }
-    }
-
     /// The topics order consumes.
     pub const ORDER: &[Topic] = OrderInput::TOPICS;
     /// The topics inventory consumes.
@@ -229,6 +207,7 @@ pub mod inputs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::EventMeta;
 
     #[test]
     fn every_record_is_listed_once_on_its_own_topic() {
