@@ -6,7 +6,8 @@
 #
 # Targets: order, inventory, payment, shipping, edge, provider (the payment
 # provider stand-in) and choreo (the operator's tool: topics, schemas, dlq,
-# replay, audit, token). compose/docker-compose.yml builds them all.
+# replay, audit, token; with the saga services' binaries, which replay runs).
+# compose/docker-compose.yml builds them all.
 
 ARG RUST_VERSION=1.95
 ARG DEBIAN=bookworm
@@ -20,16 +21,12 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-# The services are built apart from the `choreo` tool: the tool turns on the
-# runtime's fail points for the chaos suites, and Cargo unifies features over
-# the packages of one build, so building them together would put fail points
-# in every service.
+# No fail points: only the builds that ask for them (`make build`) have them.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked \
         -p choreo-order -p choreo-inventory -p choreo-payment -p choreo-shipping \
-        -p choreo-edge -p choreo-provider \
-    && cargo build --release --locked -p choreo-cli \
+        -p choreo-edge -p choreo-provider -p choreo-cli \
     && mkdir -p /out \
     && cp target/release/choreo target/release/choreo-order target/release/choreo-inventory \
         target/release/choreo-payment target/release/choreo-shipping target/release/choreo-edge \
@@ -85,6 +82,8 @@ ENTRYPOINT ["/usr/local/bin/choreo-provider"]
 
 # Last, so that a plain `docker build .` gives the tool.
 FROM runtime AS choreo
-COPY --from=build /out/choreo /usr/local/bin/
+# `choreo replay` and `choreo rebuild` run the saga service's own binary.
+COPY --from=build /out/choreo /out/choreo-order /out/choreo-inventory /out/choreo-payment \
+    /out/choreo-shipping /usr/local/bin/
 ENV CHOREO_LOG_FORMAT=text
 ENTRYPOINT ["/usr/local/bin/choreo"]

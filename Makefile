@@ -43,12 +43,12 @@ run: tansu postgres build ## Set up and start the whole platform; Ctrl-C stops i
 test: tansu schemathesis chromium postgres deploy-tools deny ## Every test, on a real Tansu broker and real PostgreSQL.
 	# The `choreo up` test runs the real service binaries; `cargo test` alone
 	# builds bin targets only as test harnesses, so build them first.
-	$(CARGO) build --workspace --bins
+	$(CARGO) build --workspace --bins $(FAILPOINTS)
 	$(DEPLOY_TOOLS_ROOT)/bin/python scripts/check-deploy.py target/debug target/deploy
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --all-targets $(FAILPOINTS)
 	# The messaging runtime's and the saga tests again on a second
 	# implementation of the protocol: librdkafka's mock cluster.
-	CHOREO_TEST_BROKER=mock $(CARGO) test -p choreo-messaging -p choreo-saga-tests -p choreo-order
+	CHOREO_TEST_BROKER=mock $(CARGO) test -p choreo-messaging -p choreo-saga-tests -p choreo-order $(FAILPOINTS)
 
 deny: $(CARGO_DENY_BIN) ## Known advisories, banned crates and licenses (cargo deny, deny.toml).
 	scripts/advisory-db.sh third_party/advisory-db $(ADVISORY_DB) "$(ADVISORY_DB_DATE)"
@@ -65,14 +65,11 @@ deploy-check: deploy-tools build ## Dockerfile, compose and the Helm chart, by t
 chaos: tansu postgres build ## Every failure-injection suite in saga-tests/suites; reports in target/chaos.
 	./target/debug/choreo chaos run saga-tests/suites
 
-# The services are built on their own, as users build them: in a build with
-# the `choreo` tool, Cargo's feature unification would compile the tool's
-# fail points into every service.
+# What users run, built as they build it: without fail points.
 SERVICE_PACKAGES := choreo-order choreo-inventory choreo-payment choreo-shipping choreo-edge choreo-schema-registry choreo-provider
 
 bench: tansu postgres ## The benchmark on release builds without fail points: sagas/s and latencies against this machine's ceilings; results in bench/results.
-	$(CARGO) build --release $(addprefix -p ,$(SERVICE_PACKAGES))
-	$(CARGO) build --release -p choreo-cli
+	$(CARGO) build --release $(addprefix -p ,$(SERVICE_PACKAGES)) -p choreo-cli
 	./target/release/choreo bench run $(BENCH_ARGS)
 
 check: fmt clippy test ## What to run before every commit.
@@ -88,10 +85,15 @@ fmt:
 	$(CARGO) fmt --all -- --check
 
 clippy:
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets $(FAILPOINTS) -- -D warnings
+
+# The fail points the chaos lab drives are compiled only into the builds
+# that ask for them: this one (the local platform, the suites and the
+# tests). `make bench`, the images and a plain `cargo build` have none.
+FAILPOINTS := --features choreo-messaging/failpoints
 
 build:
-	$(CARGO) build --workspace --bins
+	$(CARGO) build --workspace --bins $(FAILPOINTS)
 
 tansu: $(TANSU_BIN) ## Build the patched Tansu broker into the per-user cache.
 	@# The tools' default broker (without CHOREO_TANSU_BIN) is this link.

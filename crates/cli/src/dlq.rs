@@ -100,7 +100,7 @@ pub(crate) async fn run(args: DlqArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("no dead letter {id}"))?;
             // Without the admin key the registry cannot be asked: the
             // letter is still shown, its value undecoded, saying why.
-            let decoded = match (letter.value(), crate::keys::operator(&data_dir)) {
+            let decoded = match (letter.value(), choreo_kit::operator::operator(&data_dir)) {
                 (Some(value), Ok(operator)) => {
                     Decoder::new(RegistryClient::new(&registry_url, operator))
                         .decode(value)
@@ -108,7 +108,7 @@ pub(crate) async fn run(args: DlqArgs) -> anyhow::Result<()> {
                         .and_then(|d| d.to_json())
                         .map_err(|e| choreo_telemetry::error_chain(&e))
                 }
-                (Some(_), Err(no_key)) => Err(format!("{no_key:#}")),
+                (Some(_), Err(no_key)) => Err(choreo_telemetry::error_chain(&no_key)),
                 (None, _) => Err("no value".to_owned()),
             };
             if json {

@@ -1,18 +1,14 @@
 //! `choreo`: the operator's tool for a Choreo platform.
 
 mod audit;
-mod bench;
-mod chaos;
-mod client;
 mod dlq;
-mod keys;
 mod offsets;
-mod rebuild;
-mod replay;
+mod on_service;
 mod saga;
-mod setup;
 mod token;
-mod up;
+
+use choreo_lab::{bench, chaos};
+use choreo_platform::{setup, up};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -47,10 +43,10 @@ enum Command {
     /// Re-read a service's topics from an earlier position through its own
     /// code (after a bad deploy, a restored database): its own published
     /// facts first, then its inputs; what it had applied is skipped.
-    Replay(replay::ReplayArgs),
+    Replay(on_service::ReplayCommand),
     /// Rebuild a read model from the topics alone: `order-timeline`, the
     /// saga steps each order shows.
-    Rebuild(rebuild::RebuildArgs),
+    Rebuild(on_service::RebuildCommand),
     /// Sign a bearer token for the local edge.
     Token(token::TokenArgs),
     /// The saga's choreography: `choreo saga graph` draws it.
@@ -64,20 +60,16 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // A replay prints its own progress; a log line per event would bury
-    // it, and so would librdkafka's complaints about the local broker
-    // refusing to describe groups (RUST_LOG=info brings them back).
-    let quiet = matches!(cli.command, Command::Replay(_) | Command::Rebuild(_));
-    let _telemetry =
-        choreo_telemetry::init_tool("choreo", quiet.then_some("warn,librdkafka=off,rdkafka=off"));
+    let _telemetry = choreo_telemetry::init_tool("choreo", None);
     match cli.command {
         Command::Up(args) => up::run(args).await.context("choreo up"),
         Command::Topics(args) => setup::topics(args).await,
         Command::Schemas(args) => setup::schemas(args).await,
         Command::Dlq(args) => dlq::run(args).await,
         Command::Offsets(args) => offsets::run(args).await,
-        Command::Replay(args) => replay::run(args).await,
-        Command::Rebuild(args) => rebuild::run(args).await,
+        // Both return only when the service's binary could not be run.
+        Command::Replay(args) => Err(on_service::replay(args)),
+        Command::Rebuild(args) => Err(on_service::rebuild(args)),
         Command::Token(args) => token::run(args),
         Command::Saga(args) => {
             saga::run(args);

@@ -1,12 +1,9 @@
-//! `choreo token`: signs a bearer token the edge accepts, and keeps the
-//! secret `choreo up` gives its edge.
+//! `choreo token`: signs a bearer token the edge accepts, with the secret
+//! `choreo up` gives its edge (`choreo_platform::keys`).
 
 use anyhow::Context;
-use std::{
-    io::Write,
-    os::unix::fs::OpenOptionsExt,
-    path::{Path, PathBuf},
-};
+use choreo_platform::keys::edge_secret_file;
+use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct TokenArgs {
@@ -44,7 +41,7 @@ pub(crate) fn run(args: TokenArgs) -> anyhow::Result<()> {
             secret
         }
         None => {
-            let file = secret_file(&args.data_dir);
+            let file = edge_secret_file(&args.data_dir);
             std::fs::read_to_string(&file)
                 .with_context(|| {
                     format!(
@@ -64,52 +61,4 @@ pub(crate) fn run(args: TokenArgs) -> anyhow::Result<()> {
     )?;
     println!("{token}");
     Ok(())
-}
-
-/// A client builder that sends `token` as the bearer token of every request.
-pub(crate) fn bearer(token: &str) -> anyhow::Result<reqwest::ClientBuilder> {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {token}").parse()?,
-    );
-    Ok(reqwest::Client::builder().default_headers(headers))
-}
-
-fn secret_file(data_dir: &Path) -> PathBuf {
-    data_dir.join("edge-token-secret")
-}
-
-/// The secret the local edge signs with: `CHOREO_AUTH__HS256_SECRET` when
-/// set, else the one kept in `data_dir` (made on first use, readable only by
-/// its owner), so tokens stay valid across restarts.
-pub(crate) fn local_secret(data_dir: &Path) -> anyhow::Result<String> {
-    if let Ok(secret) = std::env::var("CHOREO_AUTH__HS256_SECRET") {
-        // The edge refuses a shorter one and would only restart in a loop.
-        anyhow::ensure!(
-            secret.len() >= 32,
-            "CHOREO_AUTH__HS256_SECRET is {} bytes; use at least 32",
-            secret.len()
-        );
-        return Ok(secret);
-    }
-    kept_secret(&secret_file(data_dir))
-}
-
-/// The secret kept in `file`: read when it is there, else made (256 random
-/// bits, as hex) and written readable only by its owner, so that what was
-/// signed with it stays valid across restarts.
-pub(crate) fn kept_secret(file: &Path) -> anyhow::Result<String> {
-    if let Ok(secret) = std::fs::read_to_string(file) {
-        return Ok(secret.trim().to_owned());
-    }
-    let secret = choreo_kit::internal_auth::random_secret();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(file)
-        .and_then(|mut f| f.write_all(secret.as_bytes()))
-        .with_context(|| format!("writing {}", file.display()))?;
-    Ok(secret)
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod customer_token;
 pub mod http;
 pub mod internal_auth;
+pub mod operator;
 pub mod shutdown;
 
 pub use config::{ConfigError, load_config, print_config};

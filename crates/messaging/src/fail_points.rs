@@ -29,8 +29,8 @@
 //! idempotency key, so a charge retried after a timeout is taken twice.
 //!
 //! The points do nothing unless the crate is built with the `failpoints`
-//! feature (the workspace build turns it on through the `choreo` tool;
-//! a service built on its own, as a release image is, has none), and a
+//! feature (`make build` and `make test` ask for it; a release build, an
+//! image and a plain `cargo build` have none), and a
 //! point does nothing until it is configured: at start-up from the
 //! `fail_points` setting, or at run time through the service's
 //! `/admin/fail-points` routes.
@@ -59,7 +59,9 @@ pub const ALL: [&str; 5] = [
 /// A fail point setting that cannot be applied.
 #[derive(Debug, thiserror::Error)]
 pub enum FailPointError {
-    #[error("this build has no fail points (build with the `failpoints` feature)")]
+    #[error(
+        "this build has no fail points (build with `--features choreo-messaging/failpoints`, as `make build` does)"
+    )]
     NotBuilt,
     #[error("no fail point named {name:?}; the points are {}", ALL.join(", "))]
     Unknown { name: String },

@@ -10,9 +10,14 @@
 //! relay finishes its batch. What has not stopped within the grace period is
 //! abandoned: its events are redelivered after the restart and deduplicated.
 
+mod binary;
 mod fail_points;
 mod health;
 mod metrics;
+pub mod replay;
+pub mod run_dir;
+
+pub use binary::{NoRecovery, SagaService, Tool, ToolRun, main};
 
 use axum::Router;
 use choreo_events::{RegistryClient, Topic};
@@ -303,39 +308,12 @@ async fn connect_once(
 
 /// Applies the outbox, inbox and the service's own migrations, then lets
 /// the database go: what a deployment's migration job runs.
-async fn migrate(settings: &ServiceSettings, migrator: Migrator) -> Result<(), LaunchError> {
+pub(crate) async fn migrate(
+    settings: &ServiceSettings,
+    migrator: Migrator,
+) -> Result<(), LaunchError> {
     connect(settings, migrator).await?.close().await;
     Ok(())
-}
-
-/// The one-shot flags every saga service binary takes instead of running:
-/// `--print-config` prints `settings` (secrets redacted); `--migrate`
-/// migrates the database (a deployment's migration job, so the schema
-/// changes once, before any replica of a new version starts). Returns
-/// whether one of them ran, in which case the process should exit.
-///
-/// # Errors
-/// When `--migrate` cannot reach the database or a migration fails.
-pub async fn one_shot<S: Serialize>(
-    name: &str,
-    settings: &S,
-    service: &ServiceSettings,
-    migrations: fn() -> Migrator,
-) -> Result<bool, LaunchError> {
-    let flag = |f: &str| std::env::args().any(|a| a == f);
-    if flag("--print-config") {
-        println!("{}", choreo_kit::print_config(settings));
-        return Ok(true);
-    }
-    if flag("--migrate") {
-        // The job's logs (a database it waits for) on stderr; stdout says
-        // what it did.
-        let _telemetry = choreo_telemetry::init_tool(name, None);
-        migrate(service, migrations()).await?;
-        println!("{name} database migrated");
-        return Ok(true);
-    }
-    Ok(false)
 }
 
 /// Starts the relay, the consumer and the HTTP API of a service whose

@@ -64,6 +64,7 @@ pub(crate) fn router(
         .routes(routes!(put_product))
         .routes(routes!(put_wallet))
         .routes(routes!(platform))
+        .routes(routes!(saga_flow))
         // On matched routes only: an unknown path is a 404 for anyone. The
         // last layer runs first: the address limit, then authentication,
         // then the customer's limit.
@@ -705,4 +706,34 @@ async fn platform(
     Ok(Json(
         serde_json::json!({"services": services, "breakers": breakers}),
     ))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/admin/saga",
+    tag = "admin",
+    summary = "Admin: the saga's steps as they run: per step, orders in the last minute, the median step latency and the orders waiting there now",
+    description = "What the saga dashboard (`/ui`) draws as its live graph: `steps` (each saga record, its topic and publishing service, `events` in the last `window_seconds`, `p50_ms` from the order's step before, and `waiting`: PENDING orders whose latest step it is), `reactions` (which service turns which step into which) and `commands` (the ways in from outside the topics), from the order service's timelines and the choreography table.",
+    responses(
+        (status = 200, description = "the steps, reactions and commands", body = Object),
+        openapi::Proxied,
+        openapi::Forbidden,
+    ),
+    security(("bearer" = [])),
+)]
+async fn saga_flow(
+    State(up): State<Upstreams>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, HttpError> {
+    caller.require_admin()?;
+    let answer = up
+        .call(
+            Service::Order,
+            Retry::Idempotent,
+            up.http
+                .get(format!("{}/saga/flow", up.url(Service::Order)))
+                .timeout(up.timeout),
+        )
+        .await?;
+    Ok(json(answer.status, answer.body))
 }

@@ -17,10 +17,14 @@ mod db;
 mod handlers;
 mod recovery;
 
-use choreo_events::Topic;
-use choreo_kit::CancellationToken;
+use choreo_events::{
+    Topic,
+    choreography::{self, Consumer},
+};
+use choreo_kit::{CancellationToken, internal_auth::Signer};
 use choreo_service::{LaunchError, Running, ServiceSettings, Spec};
 use serde::{Deserialize, Serialize};
+use std::future::Future;
 
 pub use db::Product;
 
@@ -52,15 +56,41 @@ pub fn handler() -> impl choreo_messaging::Handler {
     handlers::InventoryHandler
 }
 
-/// Re-applies the service's own published events (its decisions and
-/// admin changes) to its database, for `choreo replay`: what the database
-/// holds already is ignored.
-pub fn recovery_handler() -> impl choreo_messaging::Handler {
-    recovery::Recovery
-}
+/// The inventory service, as the skeleton runs it.
+pub struct InventoryService;
 
-/// The topic [`recovery_handler`] reads.
-pub const OWN_TOPIC: Topic = Topic::Inventory;
+impl choreo_service::SagaService for InventoryService {
+    const CHOREOGRAPHY: &'static Consumer = &choreography::INVENTORY;
+    type Settings = Settings;
+    type Handler = handlers::InventoryHandler;
+    type Recovery = recovery::Recovery;
+
+    fn service(settings: &Settings) -> &ServiceSettings {
+        &settings.service
+    }
+
+    fn migrations() -> sqlx::migrate::Migrator {
+        migrations()
+    }
+
+    fn start(
+        settings: Settings,
+        shutdown: CancellationToken,
+    ) -> impl Future<Output = Result<Running, LaunchError>> {
+        start(settings, shutdown)
+    }
+
+    fn replay_handler(_: &Settings, _: Signer) -> Result<Self::Handler, LaunchError> {
+        Ok(handlers::InventoryHandler)
+    }
+
+    /// Re-applies its own published events (its decisions and admin
+    /// changes) to its database: what the database holds already is
+    /// ignored.
+    fn recovery() -> Option<Self::Recovery> {
+        Some(recovery::Recovery)
+    }
+}
 
 /// Starts the service; it runs until `shutdown` is cancelled.
 ///

@@ -1,27 +1,6 @@
-//! The inventory service binary: configuration, telemetry, run until signalled.
+//! The inventory service binary: runs the service, or one of its commands
+//! (`choreo_service::main` lists them).
 
-use anyhow::Context;
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let settings: choreo_inventory::Settings =
-        choreo_kit::load_config().context("loading configuration")?;
-    if choreo_service::one_shot(
-        "inventory",
-        &settings,
-        &settings.service,
-        choreo_inventory::migrations,
-    )
-    .await
-    .context("migrating the inventory database")?
-    {
-        return Ok(());
-    }
-    let _telemetry = choreo_telemetry::init("inventory", settings.service.log_format);
-    let shutdown = choreo_kit::shutdown_on_signals();
-    let running = choreo_inventory::start(settings, shutdown)
-        .await
-        .context("starting the inventory service")?;
-    running.wait().await?;
-    Ok(())
+fn main() -> anyhow::Result<()> {
+    choreo_service::main::<choreo_inventory::InventoryService>()
 }

@@ -9,6 +9,7 @@
 //! the saga deadline passes (`deadline`). It calls no other service.
 //!
 //! - `api`: the HTTP API the edge calls.
+//! - `flow`: the saga's steps as they run, for the dashboard's live graph.
 //! - `handlers/`: one module per event the service reacts to.
 //! - `recovery/`: one module per event it publishes, re-applied by a replay
 //!   after its database was restored.
@@ -19,6 +20,7 @@ mod api;
 mod changes;
 mod db;
 mod deadline;
+mod flow;
 mod handlers;
 mod idempotency;
 mod metrics;
@@ -27,10 +29,10 @@ mod recovery;
 mod saga;
 
 use choreo_events::Topic;
-use choreo_kit::CancellationToken;
+use choreo_kit::{CancellationToken, internal_auth::Signer};
 use choreo_service::{LaunchError, Running, ServiceSettings, Spec};
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
+use std::{future::Future, time::Duration};
 
 pub use db::{Line, Order, OrderStatus, OrderSummary, TimelineEntry};
 
@@ -71,20 +73,57 @@ pub fn migrations() -> sqlx::migrate::Migrator {
 /// The service's reaction to its input events, for tests that feed it
 /// events directly through [`choreo_messaging::apply`].
 pub fn handler() -> impl choreo_messaging::Handler {
+    detached_handler()
+}
+
+/// The handler without a running service's change notices and metrics
+/// (nobody waits on a test's or a replay's orders).
+fn detached_handler() -> handlers::OrderHandler {
     handlers::OrderHandler::new(
         changes::OrderChanges::default(),
         metrics::SagaMetrics::default(),
     )
 }
 
-/// How the service re-applies its own published events (placements and
-/// outcomes) when `choreo replay` re-reads its topic after a restore.
-pub fn recovery_handler() -> impl choreo_messaging::Handler {
-    recovery::Recovery
-}
+/// The order service, as the skeleton runs it.
+pub struct OrderService;
 
-/// The topic [`recovery_handler`] reads.
-pub const OWN_TOPIC: Topic = Topic::Order;
+impl choreo_service::SagaService for OrderService {
+    const CHOREOGRAPHY: &'static choreo_events::choreography::Consumer =
+        &choreo_events::choreography::ORDER;
+    type Settings = Settings;
+    type Handler = handlers::OrderHandler;
+    type Recovery = recovery::Recovery;
+
+    fn service(settings: &Settings) -> &ServiceSettings {
+        &settings.service
+    }
+
+    fn migrations() -> sqlx::migrate::Migrator {
+        migrations()
+    }
+
+    fn start(
+        settings: Settings,
+        shutdown: CancellationToken,
+    ) -> impl Future<Output = Result<Running, LaunchError>> {
+        start(settings, shutdown)
+    }
+
+    fn replay_handler(_: &Settings, _: Signer) -> Result<Self::Handler, LaunchError> {
+        Ok(detached_handler())
+    }
+
+    /// Re-applies its own published events (placements and outcomes)
+    /// when a replay re-reads its topic after a restore.
+    fn recovery() -> Option<Self::Recovery> {
+        Some(recovery::Recovery)
+    }
+
+    fn tools() -> Vec<choreo_service::Tool<Settings>> {
+        vec![rebuild::command::TOOL]
+    }
+}
 
 /// Starts the service; it runs until `shutdown` is cancelled.
 ///
@@ -113,7 +152,8 @@ pub async fn start(
             idempotency_key_lifetime: key_lifetime,
             sagas: sagas.clone(),
             waiting: std::sync::Arc::new(tokio::sync::Semaphore::new(api::MAX_WAITING)),
-        }),
+        })
+        .merge(flow::router(pool.clone())),
         metrics: registry,
         background: vec![
             Box::pin(deadline::sweep_until(

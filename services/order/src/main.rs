@@ -1,27 +1,6 @@
-//! The order service binary: configuration, telemetry, run until signalled.
+//! The order service binary: runs the service, or one of its commands
+//! (`choreo_service::main` lists them).
 
-use anyhow::Context;
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let settings: choreo_order::Settings =
-        choreo_kit::load_config().context("loading configuration")?;
-    if choreo_service::one_shot(
-        "order",
-        &settings,
-        &settings.service,
-        choreo_order::migrations,
-    )
-    .await
-    .context("migrating the order database")?
-    {
-        return Ok(());
-    }
-    let _telemetry = choreo_telemetry::init("order", settings.service.log_format);
-    let shutdown = choreo_kit::shutdown_on_signals();
-    let running = choreo_order::start(settings, shutdown)
-        .await
-        .context("starting the order service")?;
-    running.wait().await?;
-    Ok(())
+fn main() -> anyhow::Result<()> {
+    choreo_service::main::<choreo_order::OrderService>()
 }

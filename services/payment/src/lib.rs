@@ -18,10 +18,14 @@ mod handlers;
 mod provider;
 mod recovery;
 
-use choreo_events::Topic;
-use choreo_kit::CancellationToken;
+use choreo_events::{
+    Topic,
+    choreography::{self, Consumer},
+};
+use choreo_kit::{CancellationToken, internal_auth::Signer};
 use choreo_service::{LaunchError, Running, ServiceSettings, Spec};
 use serde::{Deserialize, Serialize};
+use std::future::Future;
 
 pub use db::Wallet;
 pub use provider::ProviderSettings;
@@ -66,22 +70,67 @@ pub fn handler() -> impl choreo_messaging::Handler {
 /// When the provider's HTTP client cannot be built.
 pub fn handler_with_provider(
     settings: &ProviderSettings,
-    signer: choreo_kit::internal_auth::Signer,
+    signer: Signer,
 ) -> Result<impl choreo_messaging::Handler, reqwest::Error> {
     Ok(handlers::PaymentHandler {
         provider: provider::Provider::new(settings, signer)?,
     })
 }
 
-/// Re-applies the service's own published events (its decisions and
-/// admin changes) to its database, for `choreo replay`, without asking the
-/// provider: what the database holds already is ignored.
-pub fn recovery_handler() -> impl choreo_messaging::Handler {
-    recovery::Recovery
+fn provider_client(
+    settings: &ProviderSettings,
+    signer: Signer,
+) -> Result<provider::Provider, LaunchError> {
+    provider::Provider::new(settings, signer).map_err(|e| LaunchError::Setup {
+        what: "the payment provider client",
+        source: Box::new(e),
+    })
 }
 
-/// The topic [`recovery_handler`] reads.
-pub const OWN_TOPIC: Topic = Topic::Payment;
+/// The payment service, as the skeleton runs it.
+pub struct PaymentService;
+
+impl choreo_service::SagaService for PaymentService {
+    const CHOREOGRAPHY: &'static Consumer = &choreography::PAYMENT;
+    type Settings = Settings;
+    type Handler = handlers::PaymentHandler;
+    type Recovery = recovery::Recovery;
+
+    fn service(settings: &Settings) -> &ServiceSettings {
+        &settings.service
+    }
+
+    fn migrations() -> sqlx::migrate::Migrator {
+        migrations()
+    }
+
+    fn start(
+        settings: Settings,
+        shutdown: CancellationToken,
+    ) -> impl Future<Output = Result<Running, LaunchError>> {
+        start(settings, shutdown)
+    }
+
+    /// Charges through the configured provider, as the service does.
+    fn replay_handler(settings: &Settings, signer: Signer) -> Result<Self::Handler, LaunchError> {
+        if settings.provider.url.is_none() {
+            eprintln!(
+                "warning: payment has no provider configured (CHOREO_PROVIDER__URL): \
+                 replayed charges are decided by the wallet alone, as by a payment service without one"
+            );
+        }
+        Ok(handlers::PaymentHandler {
+            provider: provider_client(&settings.provider, signer)?,
+        })
+    }
+
+    /// Re-applies its own published events (its decisions and admin
+    /// changes) to its database, without asking the provider: what the
+    /// database holds already is ignored.
+    fn recovery() -> Option<Self::Recovery> {
+        Some(recovery::Recovery)
+    }
+}
 
 /// The pool cannot serve a replica that holds every input partition.
 #[derive(Debug, thiserror::Error)]
@@ -128,14 +177,9 @@ pub async fn start(
     settings: Settings,
     shutdown: CancellationToken,
 ) -> Result<Running, LaunchError> {
-    let signer =
-        choreo_kit::internal_auth::Signer::service(&settings.service.internal_auth, "payment")
-            .map_err(LaunchError::InternalAuth)?;
-    let provider =
-        provider::Provider::new(&settings.provider, signer).map_err(|e| LaunchError::Setup {
-            what: "the payment provider client",
-            source: Box::new(e),
-        })?;
+    let signer = Signer::service(&settings.service.internal_auth, "payment")
+        .map_err(LaunchError::InternalAuth)?;
+    let provider = provider_client(&settings.provider, signer)?;
     enough_connections(&settings.service).await?;
     let pool = choreo_service::connect(&settings.service, migrations()).await?;
     let spec = Spec {

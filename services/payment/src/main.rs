@@ -1,27 +1,6 @@
-//! The payment service binary: configuration, telemetry, run until signalled.
+//! The payment service binary: runs the service, or one of its commands
+//! (`choreo_service::main` lists them).
 
-use anyhow::Context;
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let settings: choreo_payment::Settings =
-        choreo_kit::load_config().context("loading configuration")?;
-    if choreo_service::one_shot(
-        "payment",
-        &settings,
-        &settings.service,
-        choreo_payment::migrations,
-    )
-    .await
-    .context("migrating the payment database")?
-    {
-        return Ok(());
-    }
-    let _telemetry = choreo_telemetry::init("payment", settings.service.log_format);
-    let shutdown = choreo_kit::shutdown_on_signals();
-    let running = choreo_payment::start(settings, shutdown)
-        .await
-        .context("starting the payment service")?;
-    running.wait().await?;
-    Ok(())
+fn main() -> anyhow::Result<()> {
+    choreo_service::main::<choreo_payment::PaymentService>()
 }

@@ -15,10 +15,14 @@ mod api;
 mod db;
 mod handlers;
 
-use choreo_events::Topic;
-use choreo_kit::CancellationToken;
+use choreo_events::{
+    Topic,
+    choreography::{self, Consumer},
+};
+use choreo_kit::{CancellationToken, internal_auth::Signer};
 use choreo_service::{LaunchError, Running, ServiceSettings, Spec};
 use serde::{Deserialize, Serialize};
+use std::future::Future;
 
 pub use db::Shipment;
 
@@ -59,6 +63,41 @@ pub fn migrations() -> sqlx::migrate::Migrator {
 /// events directly through [`choreo_messaging::apply`].
 pub fn handler(settings: &Settings) -> impl choreo_messaging::Handler {
     handlers::ShippingHandler::new(&settings.served_countries)
+}
+
+/// The shipping service, as the skeleton runs it.
+pub struct ShippingService;
+
+impl choreo_service::SagaService for ShippingService {
+    const CHOREOGRAPHY: &'static Consumer = &choreography::SHIPPING;
+    type Settings = Settings;
+    type Handler = handlers::ShippingHandler;
+    type Recovery = choreo_service::NoRecovery<choreo_events::ShippingEvent>;
+
+    fn service(settings: &Settings) -> &ServiceSettings {
+        &settings.service
+    }
+
+    fn migrations() -> sqlx::migrate::Migrator {
+        migrations()
+    }
+
+    fn start(
+        settings: Settings,
+        shutdown: CancellationToken,
+    ) -> impl Future<Output = Result<Running, LaunchError>> {
+        start(settings, shutdown)
+    }
+
+    fn replay_handler(settings: &Settings, _: Signer) -> Result<Self::Handler, LaunchError> {
+        Ok(handlers::ShippingHandler::new(&settings.served_countries))
+    }
+
+    /// None: it decides from its inputs alone (the address, the payment),
+    /// the same way every time, so its replay reads its inputs only.
+    fn recovery() -> Option<Self::Recovery> {
+        None
+    }
 }
 
 /// Starts the service; it runs until `shutdown` is cancelled.

@@ -54,7 +54,8 @@ pub(crate) async fn every_replica_is_listed(
 
 /// The saga dashboard in headless Chromium, as an operator uses it: opened
 /// with an admin token, it shows the confirmed order and the cancelled one
-/// with its reason, and a click on the confirmed one shows its five steps.
+/// with its reason, a click on the confirmed one shows its five steps, and
+/// the saga's graph shows every step with its figures and every reaction.
 /// It saves a screenshot in the test's temporary folder.
 pub(crate) async fn the_dashboard_shows_the_sagas(
     edge: &str,
@@ -139,6 +140,54 @@ pub(crate) async fn the_dashboard_shows_the_sagas(
             })
             .await?;
         }
+        // The saga's graph: a box per step with its figures, an arrow per
+        // reaction and per command, as the choreography lists them.
+        use choreo_events::{Record, choreography::CHOREOGRAPHY};
+        let is_step = |r: &Record| !matches!(r, Record::ProductSet | Record::WalletSet);
+        let arrows: usize = CHOREOGRAPHY
+            .iter()
+            .flat_map(|c| {
+                c.reactions
+                    .iter()
+                    .filter(|r| is_step(&r.on))
+                    .map(|r| r.emits)
+            })
+            .chain(
+                CHOREOGRAPHY
+                    .iter()
+                    .flat_map(|c| c.commands.iter().map(|c| c.emits)),
+            )
+            .map(|emits| emits.iter().filter(|r| is_step(r)).count())
+            .sum();
+        let steps = Record::ALL.iter().filter(|r| is_step(r)).count();
+        wait_until("the saga's graph", DEADLINE, || {
+            let browser = browser.clone();
+            async move {
+                let boxes = browser.find_all(Locator::Css("#flow g.step")).await.ok()?;
+                let lines = browser
+                    .find_all(Locator::Css("#flow path.reaction"))
+                    .await
+                    .ok()?;
+                (boxes.len() == steps && lines.len() == arrows).then_some(())
+            }
+        })
+        .await?;
+        let confirmed_box = text_of("#flow g.step[data-record='OrderConfirmed']".to_owned())
+            .await
+            .unwrap_or_default();
+        assert!(
+            confirmed_box.contains("/min · p50") && confirmed_box.contains("waiting"),
+            "{confirmed_box}"
+        );
+        let shipping_arrow = browser
+            .find(Locator::Css(
+                "#flow path.reaction[data-from='PaymentCompleted'][data-to='ShipmentScheduled']",
+            ))
+            .await?;
+        assert_eq!(
+            shipping_arrow.attr("data-by").await?.as_deref(),
+            Some("shipping")
+        );
         // The header says "live" from its own 500 ms tick after a poll
         // answered, so it may still read "connecting…" when the cards are
         // filled (seen once in a clean-clone run).

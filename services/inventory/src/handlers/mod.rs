@@ -9,7 +9,7 @@ use choreo_events::{OrderEvent, Record, choreography};
 use choreo_messaging::{Delivery, Handler, HandlerError, Outcome};
 use sqlx::PgConnection;
 
-pub(crate) struct InventoryHandler;
+pub struct InventoryHandler;
 
 impl Handler for InventoryHandler {
     type Input = OrderEvent;

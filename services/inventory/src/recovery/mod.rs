@@ -20,7 +20,7 @@ use choreo_events::InventoryEvent;
 use choreo_messaging::{Delivery, Handler, HandlerError, Outcome};
 use sqlx::PgConnection;
 
-pub(crate) struct Recovery;
+pub struct Recovery;
 
 impl Handler for Recovery {
     type Input = InventoryEvent;

@@ -18,7 +18,7 @@ use choreo_events::{
 use choreo_messaging::{Delivery, Handler, HandlerError, Outcome};
 use sqlx::PgConnection;
 
-pub(crate) struct OrderHandler {
+pub struct OrderHandler {
     changes: OrderChanges,
     sagas: SagaMetrics,
 }

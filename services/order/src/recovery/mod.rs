@@ -21,7 +21,7 @@ use choreo_messaging::{Delivery, Handler, HandlerError, Outcome};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-pub(crate) struct Recovery;
+pub struct Recovery;
 
 impl Handler for Recovery {
     type Input = OrderEvent;

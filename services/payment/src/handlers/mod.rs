@@ -9,7 +9,7 @@ use choreo_events::{InventoryEvent, OrderEvent, Record, choreography, inputs::Pa
 use choreo_messaging::{Delivery, Handler, HandlerError, Outcome};
 use sqlx::PgConnection;
 
-pub(crate) struct PaymentHandler {
+pub struct PaymentHandler {
     pub(crate) provider: Provider,
 }
 

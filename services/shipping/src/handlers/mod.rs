@@ -9,7 +9,7 @@ use choreo_messaging::{Delivery, Handler, HandlerError, Outcome};
 use sqlx::PgConnection;
 use std::sync::Arc;
 
-pub(crate) struct ShippingHandler {
+pub struct ShippingHandler {
     /// ISO 3166-1 alpha-2 codes of the countries shipped to.
     served_countries: Arc<[String]>,
 }

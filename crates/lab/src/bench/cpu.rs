@@ -1,0 +1,137 @@
+//! Where the machine's CPU goes during a phase: the processor time of each
+//! platform process (by the pid files `choreo up` keeps), of every
+//! PostgreSQL backend together, and of the bench itself, from `/proc`.
+
+use serde::{Deserialize, Serialize};
+use std::{collections::BTreeMap, path::Path, time::Instant};
+
+/// Linux reports `/proc/<pid>/stat` times in `USER_HZ` ticks, which the
+/// kernel fixes at 100 a second for user space whatever its own tick.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// The row of the bench's own process.
+pub(crate) const BENCH_PROCESS: &str = "bench (the load)";
+
+/// One process's share of a phase.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ProcessCpu {
+    pub process: String,
+    /// Processor time over the phase's wall time: 1.0 is one core busy.
+    pub cores: f64,
+    /// Processor time per ended saga.
+    pub ms_per_saga: f64,
+}
+
+/// The processor time used so far, by process.
+pub(crate) struct Sample {
+    at: Instant,
+    ticks: BTreeMap<String, u64>,
+}
+
+/// Reads the processor time of the processes whose pid files are in
+/// `run_dir` (none when it is `None`), PostgreSQL's and the bench's own.
+pub(crate) fn sample(run_dir: Option<&Path>) -> Sample {
+    let mut ticks = BTreeMap::new();
+    let pid_files = run_dir
+        .and_then(|dir| std::fs::read_dir(dir).ok())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "pid"));
+    for path in pid_files {
+        let pid = std::fs::read_to_string(&path).ok();
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+        if let (Some(pid), Some(name)) = (pid, name) {
+            if let Some((_, used)) = stat(pid.trim()) {
+                ticks.insert(name, used);
+            }
+        }
+    }
+    let mut postgres = 0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if let Some(("postgres", used)) = stat(pid).as_ref().map(|(c, u)| (c.as_str(), *u)) {
+            postgres += used;
+        }
+    }
+    ticks.insert("postgres (all backends)".to_owned(), postgres);
+    if let Some((_, used)) = stat("self") {
+        ticks.insert(BENCH_PROCESS.to_owned(), used);
+    }
+    Sample {
+        at: Instant::now(),
+        ticks,
+    }
+}
+
+/// A process's command name and user plus system time, in ticks.
+fn stat(pid: &str) -> Option<(String, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid …`: the name may hold spaces and parentheses,
+    // so the fields are counted from its last `)`.
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let comm = text.get(open + 1..close)?.to_owned();
+    let fields: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
+    // utime and stime are the 14th and 15th fields; `state` is the 3rd.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((comm, utime + stime))
+}
+
+/// What each process used between `before` and `after`, busiest first. A
+/// process seen only once (restarted, or gone) is left out: its time
+/// cannot be told.
+pub(crate) fn used(before: &Sample, after: &Sample, sagas: usize) -> Vec<ProcessCpu> {
+    let wall = after.at.duration_since(before.at).as_secs_f64().max(1e-9);
+    let mut out: Vec<ProcessCpu> = after
+        .ticks
+        .iter()
+        .filter_map(|(name, &end)| {
+            let start = *before.ticks.get(name)?;
+            let seconds = end.checked_sub(start)? as f64 / TICKS_PER_SECOND;
+            Some(ProcessCpu {
+                process: name.clone(),
+                cores: seconds / wall,
+                ms_per_saga: if sagas == 0 {
+                    0.0
+                } else {
+                    seconds * 1000.0 / sagas as f64
+                },
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| b.cores.total_cmp(&a.cores));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bench_sees_its_own_processor_time_grow() {
+        let before = sample(None);
+        let started = Instant::now();
+        let mut x = 0u64;
+        while started.elapsed().as_millis() < 200 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let after = sample(None);
+        let used = used(&before, &after, 10);
+        let bench = used
+            .iter()
+            .find(|p| p.process == BENCH_PROCESS)
+            .expect("the bench's own row");
+        // Busy for the whole 0.2 s, give or take a tick.
+        assert!(bench.cores > 0.5, "{used:?}");
+        assert!(bench.ms_per_saga >= 15.0, "{used:?}");
+    }
+}

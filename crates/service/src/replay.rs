@@ -1,0 +1,522 @@
+//! A service binary's `replay` command (`choreo-<service> replay`, which
+//! `choreo replay --service <service>` runs): re-read the service's topics
+//! from an earlier position, through the service's own code, to bring it
+//! back to the truth after an incident: first its own topic, where it can
+//! re-derive its state from it (its published decisions and admin changes,
+//! in the order it committed them), then its inputs.
+//!
+//! It runs with the service's own configuration (the same `CHOREO_CONFIG`
+//! file and `CHOREO_*` environment the service reads), so it replays into
+//! the service's database, on its broker and topics, charging through its
+//! payment provider. It refuses while the service's consumer group has live
+//! members: stop the service first. What a replay does to each event, and
+//! why it is safe, is in `choreo_messaging::replay`.
+
+use crate::{SagaService, ServiceSettings, run_dir::stop_service};
+use anyhow::Context;
+use choreo_events::{RegistryClient, Topic, choreography::Consumer};
+use choreo_kit::CancellationToken;
+use choreo_messaging::{
+    Handler,
+    replay::{self, Phase, Range, Replayed, Request, Start},
+};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::{ffi::OsString, path::PathBuf};
+
+/// What to replay: the same flags for `choreo replay --service S` and for
+/// the service binary's own `replay`, which the first runs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReplayArgs {
+    /// Only this topic: one of the service's inputs or its own topic, by
+    /// name without the deployment's prefix (`order.events`, or `order`);
+    /// repeatable. Default: its own topic (where it can re-derive its state
+    /// from it), then every topic it consumes.
+    #[arg(long = "topic")]
+    topics: Vec<String>,
+    /// Only this partition of each topic.
+    #[arg(long)]
+    partition: Option<i32>,
+    /// Re-read from the first message at or after this time (RFC 3339,
+    /// `2026-11-22T10:00:00Z`).
+    #[arg(long, group = "start", value_parser = parse_time)]
+    from_timestamp: Option<DateTime<Utc>>,
+    /// Re-read from this offset on every partition replayed.
+    #[arg(long, group = "start")]
+    from_offset: Option<i64>,
+    /// Re-read everything the broker still holds.
+    #[arg(long, group = "start")]
+    from_beginning: bool,
+    /// Stop before the first message at or after this time (RFC 3339).
+    /// Default: at the end of each partition as the replay starts.
+    #[arg(long, value_parser = parse_time)]
+    until: Option<DateTime<Utc>>,
+    /// Print what would be re-read, per partition, and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the plan and the summary as JSON.
+    #[arg(long)]
+    json: bool,
+    /// The data folder of the `choreo up` that supervises the service, if
+    /// one does: the service is held (stopped) for the replay and started
+    /// again after it.
+    #[arg(long, env = "CHOREO_DATA_DIR", default_value = ".choreo")]
+    data_dir: PathBuf,
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("{e}: expected a time such as 2026-11-22T10:00:00Z"))
+}
+
+/// Replays into the service `S` with its configuration `settings`.
+///
+/// # Errors
+/// When the arguments do not fit the service, the service runs beside the
+/// replay, the broker or the database fails, or the replay is interrupted.
+pub async fn run<S: SagaService>(args: ReplayArgs, settings: S::Settings) -> anyhow::Result<()> {
+    replay_into::<S>(&args, &settings).await
+}
+
+impl ReplayArgs {
+    /// The flags again, as the service binary's `replay` takes them: what
+    /// `choreo replay` passes on.
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = Vec::new();
+        let mut flag = |name: &str, value: Option<String>| {
+            args.push(format!("--{name}").into());
+            args.extend(value.map(OsString::from));
+        };
+        for topic in &self.topics {
+            flag("topic", Some(topic.clone()));
+        }
+        if let Some(p) = self.partition {
+            flag("partition", Some(p.to_string()));
+        }
+        if let Some(t) = self.from_timestamp {
+            flag("from-timestamp", Some(t.to_rfc3339()));
+        }
+        if let Some(o) = self.from_offset {
+            flag("from-offset", Some(o.to_string()));
+        }
+        if self.from_beginning {
+            flag("from-beginning", None);
+        }
+        if let Some(t) = self.until {
+            flag("until", Some(t.to_rfc3339()));
+        }
+        if self.dry_run {
+            flag("dry-run", None);
+        }
+        if self.json {
+            flag("json", None);
+        }
+        args.push("--data-dir".into());
+        args.push(self.data_dir.clone().into_os_string());
+        args
+    }
+
+    fn start(&self) -> anyhow::Result<Start> {
+        match (self.from_timestamp, self.from_offset, self.from_beginning) {
+            (Some(time), _, _) => Ok(Start::Timestamp(time)),
+            (_, Some(offset), _) if offset < 0 => {
+                anyhow::bail!("--from-offset must not be negative")
+            }
+            (_, Some(offset), _) => Ok(Start::Offset(offset)),
+            (_, _, true) => Ok(Start::Beginning),
+            _ => anyhow::bail!(
+                "say where to start: --from-timestamp TIME, --from-offset N or --from-beginning"
+            ),
+        }
+    }
+
+    /// The full names of the topics to replay, as (own topic, inputs): the
+    /// service's own topic, when it can re-derive its state from it, and its
+    /// inputs; or the ones asked for, which must be among them.
+    fn topics(
+        &self,
+        service: &Consumer,
+        settings: &ServiceSettings,
+        own: Option<Topic>,
+    ) -> anyhow::Result<(Option<String>, Vec<String>)> {
+        let inputs = service.inputs;
+        let names = settings.kafka.topics();
+        if self.topics.is_empty() {
+            return Ok((
+                own.map(|t| names.name(t)),
+                inputs.iter().map(|t| names.name(*t)).collect(),
+            ));
+        }
+        let readable: Vec<Topic> = own.into_iter().chain(inputs.iter().copied()).collect();
+        let mut asked_own = None;
+        let mut asked_inputs = Vec::new();
+        for asked in &self.topics {
+            let topic = readable
+                .iter()
+                .find(|t| {
+                    t.base_name() == asked
+                        || names.name(**t) == *asked
+                        || t.base_name().strip_suffix(".events") == Some(asked.as_str())
+                })
+                .with_context(|| {
+                    format!(
+                        "{} does not consume {asked:?}; it reads {}",
+                        service.service,
+                        readable
+                            .iter()
+                            .map(|t| t.base_name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })?;
+            if Some(*topic) == own {
+                asked_own = Some(names.name(*topic));
+            } else {
+                asked_inputs.push(names.name(*topic));
+            }
+        }
+        Ok((asked_own, asked_inputs))
+    }
+}
+
+/// A range with the phase that reads it, as `--dry-run --json` prints it.
+#[derive(Debug, Serialize)]
+struct Planned {
+    phase: Phase,
+    #[serde(flatten)]
+    range: Range,
+}
+
+async fn replay_into<S: SagaService>(args: &ReplayArgs, full: &S::Settings) -> anyhow::Result<()> {
+    let service = S::CHOREOGRAPHY;
+    let settings = S::service(full);
+    // Its own topic only where it can re-derive its state from it.
+    let own = S::recovery().map(|_| service.publishes);
+    let start = args.start()?;
+    if let (Start::Timestamp(from), Some(until)) = (start, args.until) {
+        anyhow::ensure!(
+            from < until,
+            "--until {until} is not after the start {from}"
+        );
+    }
+    let kafka = &settings.kafka;
+    let name = service.service;
+    let group = format!("{}{name}", kafka.topic_prefix);
+    let (own_topic, inputs) = args.topics(service, settings, own)?;
+    let request = |topics: Vec<String>| Request {
+        group: group.clone(),
+        topics,
+        partition: args.partition,
+        start,
+        until: args.until,
+    };
+    let _hold = if args.dry_run {
+        None
+    } else {
+        stop_service(&args.data_dir, name, settings, &group).await?
+    };
+    let mut planned = Vec::new();
+    for (phase, topics) in [
+        (Phase::Own, own_topic.into_iter().collect::<Vec<_>>()),
+        (Phase::Inputs, inputs),
+    ] {
+        if topics.is_empty() {
+            continue;
+        }
+        let ranges = replay::plan(kafka, &request(topics.clone()))
+            .await
+            .with_context(|| format!("planning the replay of {}", topics.join(", ")))?;
+        planned.extend(ranges.into_iter().map(|range| Planned { phase, range }));
+    }
+    if args.json && args.dry_run {
+        println!("{}", serde_json::to_string_pretty(&planned)?);
+        return Ok(());
+    }
+    if !args.json {
+        print_plan(name, &planned, args.dry_run);
+    }
+    if args.dry_run {
+        return Ok(());
+    }
+    // Built only for a replay that applies: a dry run needs no key.
+    let signer = choreo_kit::operator::for_service_tool(&settings.internal_auth, &args.data_dir)?;
+    let handler = S::replay_handler(full, signer.clone())?;
+    let pool = crate::connect(settings, S::migrations())
+        .await
+        .with_context(|| format!("connecting to {name}'s database"))?;
+    let registry = RegistryClient::new(&settings.registry_url, signer);
+    let stop = stop_on_ctrl_c();
+    let total: i64 = planned.iter().map(|p| p.range.len()).sum();
+    let mut display = Display::new(total);
+    let ranges_of = |phase: Phase| -> Vec<Range> {
+        planned
+            .iter()
+            .filter(|p| p.phase == phase)
+            .map(|p| p.range.clone())
+            .collect()
+    };
+    // The service's own facts first, so that no input is decided anew
+    // before the decisions it had published are back.
+    let phases = Phases {
+        kafka,
+        group: &group,
+        service: name,
+        pool,
+        registry,
+        until: args.until,
+        stop: &stop,
+    };
+    let mut done: Vec<Replayed> = Vec::new();
+    let mut interrupted = false;
+    if let Some(recovery) = S::recovery() {
+        interrupted = phases
+            .run(
+                Phase::Own,
+                ranges_of(Phase::Own),
+                recovery,
+                &mut display,
+                &mut done,
+            )
+            .await
+            .context("replaying the service's own topic")?;
+    }
+    if !interrupted {
+        interrupted = phases
+            .run(
+                Phase::Inputs,
+                ranges_of(Phase::Inputs),
+                handler,
+                &mut display,
+                &mut done,
+            )
+            .await
+            .context("replaying the inputs")?;
+    }
+    display.finish();
+    let summary = replay::Summary {
+        partitions: done,
+        interrupted,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_summary(name, &summary.partitions);
+    }
+    anyhow::ensure!(
+        !summary.interrupted,
+        "interrupted: what was re-read is applied and its offsets committed; run the same replay again to finish"
+    );
+    Ok(())
+}
+
+/// Cancelled on Ctrl-C: a replay or a rebuild stops between events.
+pub fn stop_on_ctrl_c() -> CancellationToken {
+    let stop = CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.cancel();
+        }
+    });
+    stop
+}
+
+/// What both phases of a replay share.
+struct Phases<'a> {
+    kafka: &'a choreo_messaging::KafkaSettings,
+    group: &'a str,
+    service: &'a str,
+    pool: sqlx::PgPool,
+    registry: RegistryClient,
+    until: Option<DateTime<Utc>>,
+    stop: &'a CancellationToken,
+}
+
+impl Phases<'_> {
+    /// Replays `ranges` through `handler`, adding their outcome to `done`
+    /// (earlier phases, which the display counts in its totals). Returns
+    /// whether it was interrupted.
+    async fn run<H: Handler>(
+        &self,
+        phase: Phase,
+        ranges: Vec<Range>,
+        handler: H,
+        display: &mut Display,
+        done: &mut Vec<Replayed>,
+    ) -> anyhow::Result<bool> {
+        if ranges.is_empty() {
+            return Ok(false);
+        }
+        let service = replay::Service {
+            name: self.service.to_owned(),
+            pool: self.pool.clone(),
+            registry: self.registry.clone(),
+            handler,
+        };
+        let earlier: &[Replayed] = done;
+        let summary = replay::run(
+            self.kafka,
+            self.group,
+            service,
+            phase,
+            ranges,
+            self.until,
+            |partitions| display.update(earlier, partitions),
+            self.stop,
+        )
+        .await?;
+        done.extend(summary.partitions);
+        Ok(summary.interrupted)
+    }
+}
+
+fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Own => "own",
+        Phase::Inputs => "inputs",
+    }
+}
+
+fn print_plan(service: &str, planned: &[Planned], dry_run: bool) {
+    let verb = if dry_run { "would re-read" } else { "re-reads" };
+    let total: i64 = planned.iter().map(|p| p.range.len()).sum();
+    println!(
+        "replay into {service}: {verb} {total} events, its own topic first (its published decisions and admin changes), then its inputs"
+    );
+    println!(
+        "{:<7} {:<24} {:>9} {:>10} {:>10} {:>8} {:>10}",
+        "PHASE", "TOPIC", "PARTITION", "FROM", "TO", "EVENTS", "COMMITTED"
+    );
+    for Planned { phase, range: r } in planned {
+        println!(
+            "{:<7} {:<24} {:>9} {:>10} {:>10} {:>8} {:>10}",
+            phase_name(*phase),
+            r.topic,
+            r.partition,
+            r.from,
+            r.to,
+            r.len(),
+            r.committed.map_or("-".to_owned(), |c| c.to_string())
+        );
+        if let Some(note) = &r.note {
+            println!("  note: {}/{}: {note}", r.topic, r.partition);
+        }
+    }
+    if dry_run {
+        println!("dry run: nothing was applied and no offset moved");
+    }
+}
+
+fn print_summary(service: &str, partitions: &[Replayed]) {
+    println!(
+        "{:<7} {:<24} {:>9} {:>8} {:>8} {:>8} {:>8} {:>13}",
+        "PHASE", "TOPIC", "PARTITION", "RE-READ", "APPLIED", "SKIPPED", "IGNORED", "DEAD-LETTERED"
+    );
+    for p in partitions {
+        let t = &p.tally;
+        println!(
+            "{:<7} {:<24} {:>9} {:>8} {:>8} {:>8} {:>8} {:>13}",
+            phase_name(p.phase),
+            p.range.topic,
+            p.range.partition,
+            t.reread,
+            t.applied,
+            t.duplicates,
+            t.ignored,
+            t.dead_lettered
+        );
+    }
+    let sum = |phase: Phase, f: fn(&replay::Tally) -> u64| {
+        partitions
+            .iter()
+            .filter(|p| p.phase == phase)
+            .map(|p| f(&p.tally))
+            .sum::<u64>()
+    };
+    if partitions.iter().any(|p| p.phase == Phase::Own) {
+        println!(
+            "own topic: {} events re-read, {} re-applied (missing from the database), {} already held",
+            sum(Phase::Own, |t| t.reread),
+            sum(Phase::Own, |t| t.applied),
+            sum(Phase::Own, |t| t.ignored + t.duplicates),
+        );
+    }
+    println!(
+        "replayed into {service}: {} events re-read, {} applied, {} skipped as already applied, \
+         {} not for {service}, {} dead-lettered",
+        sum(Phase::Inputs, |t| t.reread),
+        sum(Phase::Inputs, |t| t.applied),
+        sum(Phase::Inputs, |t| t.duplicates),
+        sum(Phase::Inputs, |t| t.ignored),
+        sum(Phase::Inputs, |t| t.dead_lettered),
+    );
+}
+
+/// Progress, on stderr: a bar on a terminal, and a line per partition as it
+/// finishes (which is all a log or a pipe gets).
+struct Display {
+    bar: indicatif::ProgressBar,
+    reported: std::collections::HashSet<(String, i32)>,
+}
+
+impl Display {
+    fn new(total: i64) -> Self {
+        let bar = indicatif::ProgressBar::new(total.max(0) as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "  replaying [{bar:30}] {pos}/{len} events  {elapsed}  {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        Self {
+            bar,
+            reported: Default::default(),
+        }
+    }
+
+    /// `before`: the partitions of an earlier phase, counted in the totals.
+    fn update(&mut self, before: &[Replayed], partitions: &[Replayed]) {
+        let (mut read, mut applied, mut skipped) = (0, 0, 0);
+        for p in before {
+            read += p.tally.reread;
+            applied += p.tally.applied;
+            skipped += p.tally.duplicates + p.tally.ignored;
+        }
+        for p in partitions {
+            read += p.tally.reread;
+            applied += p.tally.applied;
+            skipped += p.tally.duplicates;
+            let key = (p.range.topic.clone(), p.range.partition);
+            if p.tally.done && !p.range.is_empty() && self.reported.insert(key) {
+                let t = &p.tally;
+                let line = format!(
+                    "  {}/{} done: {} re-read, {} applied, {} skipped as already applied, {} ignored, {} dead-lettered",
+                    p.range.topic,
+                    p.range.partition,
+                    t.reread,
+                    t.applied,
+                    t.duplicates,
+                    t.ignored,
+                    t.dead_lettered
+                );
+                // Progress goes to stderr, so that `--json` output stays
+                // clean; without a terminal the bar is hidden and these
+                // lines are all there is.
+                if self.bar.is_hidden() {
+                    eprintln!("{line}");
+                } else {
+                    self.bar.println(line);
+                }
+            }
+        }
+        self.bar.set_position(read);
+        self.bar
+            .set_message(format!("{applied} applied, {skipped} skipped"));
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
