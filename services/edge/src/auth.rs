@@ -202,7 +202,7 @@ impl Verifier {
             ));
         }
         // `sub` is the customer id everywhere behind the edge.
-        if !crate::validate::is_customer_id(&claims.sub) {
+        if choreo_contract::field::CustomerId::parse(&*claims.sub).is_err() {
             return Err(
                 "the token's sub is not a customer id (1-64 letters, digits, '-' or '_')".into(),
             );

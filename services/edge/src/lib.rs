@@ -10,7 +10,8 @@
 //! - `limit`: rate limits per client address and per customer.
 //! - `openapi`: the OpenAPI document served at `/openapi.json`.
 //! - `routes`: the public REST API.
-//! - `validate`: what a well-formed order looks like.
+//! - `validate`: what no request may carry (control characters); the shapes
+//!   and rules of the bodies are `choreo_contract`'s.
 //! - `upstream`: calling the services.
 
 mod auth;

@@ -2,15 +2,15 @@
 //!
 //! Paths come from the handlers' `#[utoipa::path]` annotations, gathered by
 //! the router itself (`routes`), so a route cannot exist without its entry.
-//! Request bodies are the types the edge parses (`validate`). Responses are
-//! what the services behind the edge answer, which the edge passes on: they
-//! are described here, and the fuzz test (`saga-tests/tests/openapi.rs`)
-//! checks every answer against this description.
+//! Request and response bodies are the contract's (`choreo_contract`): the
+//! types the edge parses and the services behind it write. The edge passes
+//! the services' answers on; the fuzz test (`saga-tests/tests/openapi.rs`)
+//! checks every answer against this description. What is described here is
+//! the edge's own: its error answers and its probes.
 
 // The response types only describe JSON other services produce.
 #![allow(dead_code)]
 
-use chrono::{DateTime, Utc};
 use utoipa::{
     IntoResponses, Modify, OpenApi, ToSchema,
     openapi::{
@@ -18,7 +18,6 @@ use utoipa::{
         security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
     },
 };
-use uuid::Uuid;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -164,103 +163,6 @@ type Responses = std::collections::BTreeMap<String, RefOr<Response>>;
 
 fn union<const N: usize>(sets: [Responses; N]) -> Responses {
     sets.into_iter().flatten().collect()
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "SCREAMING_SNAKE_CASE")]
-pub(crate) enum Status {
-    Pending,
-    Confirmed,
-    Cancelled,
-}
-
-/// An order with its priced lines and saga timeline.
-#[derive(ToSchema)]
-pub(crate) struct Order {
-    id: Uuid,
-    customer_id: String,
-    status: Status,
-    /// When CANCELLED: OUT_OF_STOCK, PAYMENT_DECLINED, SHIPPING_UNAVAILABLE,
-    /// CUSTOMER_CANCELLED or TIMEOUT.
-    cancel_reason: Option<String>,
-    cancel_detail: Option<String>,
-    lines: Vec<Line>,
-    /// Known once inventory has priced the lines.
-    total_cents: Option<i64>,
-    currency: Option<String>,
-    shipping_address: ShippingAddress,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    timeline: Vec<TimelineEntry>,
-}
-
-#[derive(ToSchema)]
-pub(crate) struct Line {
-    sku: String,
-    quantity: i32,
-    unit_price_cents: Option<i64>,
-    line_total_cents: Option<i64>,
-}
-
-#[derive(ToSchema)]
-pub(crate) struct ShippingAddress {
-    name: String,
-    line1: String,
-    line2: Option<String>,
-    city: String,
-    postal_code: String,
-    country: String,
-}
-
-/// One saga event the order has seen.
-#[derive(ToSchema)]
-pub(crate) struct TimelineEntry {
-    event_type: String,
-    service: String,
-    occurred_at: DateTime<Utc>,
-    event_id: Uuid,
-}
-
-/// An order as lists show it.
-#[derive(ToSchema)]
-pub(crate) struct OrderSummary {
-    id: Uuid,
-    customer_id: String,
-    status: Status,
-    cancel_reason: Option<String>,
-    total_cents: Option<i64>,
-    currency: Option<String>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-/// A page of orders; `next_cursor` is null on the last one.
-#[derive(ToSchema)]
-pub(crate) struct OrderPage {
-    orders: Vec<OrderSummary>,
-    next_cursor: Option<String>,
-}
-
-/// A product with its stock.
-#[derive(ToSchema)]
-pub(crate) struct Product {
-    sku: String,
-    name: String,
-    price_cents: i64,
-    currency: String,
-    /// Free to reserve.
-    available: i32,
-    /// Held for running sagas.
-    reserved: i32,
-    /// Left the warehouse with confirmed orders.
-    shipped: i32,
-}
-
-#[derive(ToSchema)]
-pub(crate) struct Wallet {
-    customer_id: String,
-    balance_cents: i64,
-    currency: String,
 }
 
 /// A probe's answer.

@@ -19,7 +19,6 @@ use crate::{
     limit::{self, Limits},
     openapi::{self, ErrorBody},
     upstream::{Retry, Service, Upstreams},
-    validate::{PlaceOrder, PutProduct, PutWallet, is_customer_id, is_sku},
     waits::Waits,
 };
 use axum::{
@@ -32,6 +31,12 @@ use axum::{
     middleware,
     response::{IntoResponse, Response},
     routing::get,
+};
+use choreo_contract::{
+    catalog::{Product, PutProduct},
+    field::{CustomerId, Sku},
+    order::{Order, OrderPage, OrderStatus, PlaceOrder},
+    wallet::{PutWallet, Wallet},
 };
 use choreo_kit::{HttpError, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, idempotency_key};
 use serde::{Deserialize, de::DeserializeOwned};
@@ -265,7 +270,7 @@ fn json(status: StatusCode, body: Value) -> Response {
     params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters; a retry with the same key and body returns the same order")),
     request_body(content = PlaceOrder, content_type = "application/json"),
     responses(
-        (status = 201, description = "placed (or, for a repeated Idempotency-Key, the order it placed)", body = openapi::Order, headers(("location" = String), ("idempotent-replayed" = String, description = "true for a replay"))),
+        (status = 201, description = "placed (or, for a repeated Idempotency-Key, the order it placed)", body = Order, headers(("location" = String), ("idempotent-replayed" = String, description = "true for a replay"))),
         openapi::Proxied,
         openapi::JsonWrite,
     ),
@@ -278,9 +283,9 @@ async fn place_order(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HttpError> {
-    let mut order: PlaceOrder = json_body(&headers, body)?;
-    match &order.customer_id {
-        None => order.customer_id = Some(caller.customer.clone()),
+    let mut request: PlaceOrder = json_body(&headers, body)?;
+    match &request.customer_id {
+        None => request.customer_id = Some(caller.customer.clone()),
         Some(customer) if *customer != caller.customer && !caller.admin => {
             return Err(HttpError::new(
                 StatusCode::FORBIDDEN,
@@ -290,7 +295,7 @@ async fn place_order(
         }
         Some(_) => {}
     }
-    order.validate()?;
+    let order = request.parse()?;
     let mut request = up
         .http
         .post(format!("{}/orders", up.url(Service::Order)))
@@ -349,9 +354,9 @@ struct ListQuery {
     path = "/v1/orders",
     tag = "orders",
     summary = "The caller's orders, newest first, a page at a time",
-    params(("status" = Option<openapi::Status>, Query), ("limit" = Option<u8>, Query, minimum = 1, maximum = 100), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("customer_id" = Option<String>, Query, description = "admins only: one customer's orders")),
+    params(("status" = Option<OrderStatus>, Query), ("limit" = Option<u8>, Query, minimum = 1, maximum = 100), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("customer_id" = Option<String>, Query, description = "admins only: one customer's orders")),
     responses(
-        (status = 200, description = "a page", body = openapi::OrderPage),
+        (status = 200, description = "a page", body = OrderPage),
         openapi::Proxied,
         openapi::Forbidden,
         openapi::Invalid,
@@ -367,12 +372,12 @@ async fn list_orders(
     let mut problems = Vec::new();
     if let Some(status) = &query.status {
         if !["PENDING", "CONFIRMED", "CANCELLED"].contains(&status.as_str()) {
-            problems.push("status must be PENDING, CONFIRMED or CANCELLED");
+            problems.push("status must be PENDING, CONFIRMED or CANCELLED".to_owned());
         }
     }
     if let Some(limit) = &query.limit {
         if !limit.parse::<u8>().is_ok_and(|l| (1..=100).contains(&l)) {
-            problems.push("limit must be a whole number between 1 and 100");
+            problems.push("limit must be a whole number between 1 and 100".to_owned());
         }
     }
     if let Some(cursor) = &query.cursor {
@@ -381,12 +386,12 @@ async fn list_orders(
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if !shaped {
-            problems.push("cursor must be one this API gave out");
+            problems.push("cursor must be one this API gave out".to_owned());
         }
     }
     if let Some(customer) = &query.customer_id {
-        if !is_customer_id(customer) {
-            problems.push("customer_id must be 1-64 letters, digits, '-' or '_'");
+        if let Err(invalid) = CustomerId::parse(&**customer) {
+            problems.push(invalid.at("customer_id"));
         }
     }
     if !problems.is_empty() {
@@ -434,7 +439,7 @@ async fn list_orders(
     summary = "One order, with its lines and timeline",
     params(("id" = Uuid, Path), ("wait" = Option<f64>, Query, minimum = 0, maximum = 30, description = "seconds to wait for the order to be CONFIRMED or CANCELLED")),
     responses(
-        (status = 200, description = "the order", body = openapi::Order),
+        (status = 200, description = "the order", body = Order),
         openapi::Proxied,
         openapi::NotFound,
         openapi::Invalid,
@@ -495,7 +500,7 @@ async fn get_order(
     summary = "Cancel a PENDING order",
     params(("id" = Uuid, Path)),
     responses(
-        (status = 202, description = "cancelled; every step taken is compensated", body = openapi::Order),
+        (status = 202, description = "cancelled; every step taken is compensated", body = Order),
         openapi::Proxied,
         openapi::NotFound,
         (status = 409, description = "the order is already decided", body = ErrorBody),
@@ -528,7 +533,7 @@ async fn cancel_order(
     tag = "catalog",
     summary = "The catalog with stock",
     responses(
-        (status = 200, description = "every product", body = Vec<openapi::Product>),
+        (status = 200, description = "every product", body = Vec<Product>),
         openapi::Proxied,
     ),
     security(("bearer" = [])),
@@ -553,7 +558,7 @@ async fn list_products(State(up): State<Upstreams>) -> Result<Response, HttpErro
     summary = "One product",
     params(("sku" = String, Path)),
     responses(
-        (status = 200, description = "the product", body = openapi::Product),
+        (status = 200, description = "the product", body = Product),
         openapi::Proxied,
         openapi::NotFound,
     ),
@@ -563,7 +568,7 @@ async fn get_product(
     State(up): State<Upstreams>,
     Segment(sku): Segment,
 ) -> Result<Response, HttpError> {
-    if !is_sku(&sku) {
+    if Sku::parse(&*sku).is_err() {
         return Err(HttpError::not_found(format!("no product {sku}")));
     }
     let answer = up
@@ -586,7 +591,7 @@ async fn get_product(
     params(("sku" = String, Path, pattern = r"^[A-Z0-9-]{1,64}$")),
     request_body(content = PutProduct, content_type = "application/json"),
     responses(
-        (status = 200, description = "the product", body = openapi::Product),
+        (status = 200, description = "the product", body = Product),
         openapi::Proxied,
         openapi::JsonWrite,
     ),
@@ -601,13 +606,8 @@ async fn put_product(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HttpError> {
     caller.require_admin()?;
-    if !is_sku(&sku) {
-        return Err(HttpError::invalid(
-            "sku must be 1-64 characters of A-Z, 0-9 and '-'",
-        ));
-    }
-    let product: PutProduct = json_body(&headers, body)?;
-    product.validate()?;
+    let sku = Sku::parse(sku).map_err(|invalid| HttpError::invalid(invalid.at("sku")))?;
+    let product = json_body::<PutProduct>(&headers, body)?.parse()?;
     let answer = up
         .call(
             Service::Inventory,
@@ -629,7 +629,7 @@ async fn put_product(
     params(("id" = String, Path, pattern = r"^[A-Za-z0-9_-]{1,64}$")),
     request_body(content = PutWallet, content_type = "application/json"),
     responses(
-        (status = 200, description = "the wallet", body = openapi::Wallet),
+        (status = 200, description = "the wallet", body = Wallet),
         openapi::Proxied,
         openapi::JsonWrite,
     ),
@@ -644,13 +644,9 @@ async fn put_wallet(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HttpError> {
     caller.require_admin()?;
-    if !is_customer_id(&id) {
-        return Err(HttpError::invalid(
-            "customer id must be 1-64 letters, digits, '-' or '_'",
-        ));
-    }
-    let wallet: PutWallet = json_body(&headers, body)?;
-    wallet.validate()?;
+    let id =
+        CustomerId::parse(id).map_err(|invalid| HttpError::invalid(invalid.at("customer id")))?;
+    let wallet = json_body::<PutWallet>(&headers, body)?.parse()?;
     let answer = up
         .call(
             Service::Payment,

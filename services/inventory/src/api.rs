@@ -7,10 +7,10 @@ use axum::{
     extract::{Path, State},
     routing::get,
 };
+use choreo_contract::catalog::ProductUpdate;
 use choreo_events::{EventMeta, ProductSet};
 use choreo_kit::HttpError;
 use choreo_messaging::outbox;
-use serde::Deserialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -37,29 +37,12 @@ async fn get_product(
         .ok_or_else(|| HttpError::not_found(format!("no product {sku}")))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PutProduct {
-    name: String,
-    price_cents: i64,
-    available: i32,
-}
-
 #[tracing::instrument(skip_all, fields(sku = %sku), err(Debug))]
 async fn put_product(
     State(pool): State<PgPool>,
     Path(sku): Path<String>,
-    Json(body): Json<PutProduct>,
+    Json(body): Json<ProductUpdate>,
 ) -> Result<Json<Product>, HttpError> {
-    if body.name.trim().is_empty() {
-        return Err(HttpError::invalid("name must not be empty"));
-    }
-    if body.price_cents < 0 {
-        return Err(HttpError::invalid("price_cents must not be negative"));
-    }
-    if body.available < 0 {
-        return Err(HttpError::invalid("available must not be negative"));
-    }
     // The change and its event commit together: a replay of the inventory
     // topic after a restore re-derives it (see `recovery`).
     let mut tx = pool.begin().await?;
@@ -67,8 +50,8 @@ async fn put_product(
         &mut tx,
         &sku,
         body.name.trim(),
-        body.price_cents,
-        body.available,
+        body.price_cents.get(),
+        body.available.get(),
     )
     .await?;
     let event = ProductSet {

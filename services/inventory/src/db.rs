@@ -1,21 +1,9 @@
 //! The inventory service's tables: products and reservations.
 
-use serde::Serialize;
 use sqlx::{PgConnection, Row, postgres::PgRow};
 use uuid::Uuid;
 
-/// A catalog entry with its stock, as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Product {
-    pub sku: String,
-    pub name: String,
-    pub price_cents: i64,
-    pub currency: String,
-    pub available: i32,
-    pub reserved: i32,
-    /// Left the warehouse with confirmed orders.
-    pub shipped: i32,
-}
+pub use choreo_contract::catalog::Product;
 
 fn product(row: PgRow) -> Result<Product, sqlx::Error> {
     Ok(Product {

@@ -30,9 +30,10 @@ use axum::{
     response::IntoResponse,
     routing::{get, post},
 };
+use choreo_contract::order::{Address, Item, NewOrder, OrderPage, PlaceOrder, PostalAddress};
 use choreo_events::{EventMeta, OrderLine, OrderPlaced, ShippingAddress};
 use choreo_kit::{HttpError, IDEMPOTENT_REPLAYED, idempotency_key};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sqlx::PgPool;
 use std::time::Duration;
 use tracing::Instrument;
@@ -61,52 +62,46 @@ pub(crate) fn router(state: State) -> Router {
         .with_state(state)
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct PlaceOrder {
-    customer_id: String,
-    items: Vec<OrderLine>,
-    shipping_address: ShippingAddress,
+/// The request as an idempotency key remembers it: normalised JSON, the same
+/// however the client spelled it, and the same when rebuilt from the order's
+/// event after a restore ([`request_of`]).
+fn request(order: &NewOrder) -> Result<serde_json::Value, serde_json::Error> {
+    serde_json::to_value(order)
 }
 
-impl PlaceOrder {
-    /// The request that placed `placed`, as its `OrderPlaced` tells it.
-    pub(crate) fn of(placed: &OrderPlaced) -> Self {
-        Self {
-            customer_id: placed.customer_id.clone(),
-            items: placed.lines.clone(),
-            shipping_address: placed.shipping_address.clone(),
-        }
-    }
-
-    /// The request as an idempotency key remembers it: normalised JSON,
-    /// the same however the client spelled it, and the same when rebuilt
-    /// from the order's event after a restore.
-    pub(crate) fn request(&self) -> Result<serde_json::Value, serde_json::Error> {
-        serde_json::to_value(self)
-    }
+/// The request that placed `placed`, as its `OrderPlaced` tells it: the JSON
+/// [`request`] made of it when it was placed.
+pub(crate) fn request_of(placed: &OrderPlaced) -> Result<serde_json::Value, serde_json::Error> {
+    let address = &placed.shipping_address;
+    serde_json::to_value(PlaceOrder {
+        customer_id: Some(placed.customer_id.clone()),
+        items: placed
+            .lines
+            .iter()
+            .map(|line| Item {
+                sku: line.sku.clone(),
+                quantity: line.quantity,
+            })
+            .collect(),
+        shipping_address: Address {
+            name: address.name.clone(),
+            line1: address.line1.clone(),
+            line2: address.line2.clone(),
+            city: address.city.clone(),
+            postal_code: address.postal_code.clone(),
+            country: address.country.clone(),
+        },
+    })
 }
 
-#[tracing::instrument(skip_all, fields(order_id = tracing::field::Empty, customer_id = %body.customer_id))]
+/// The body parses into a [`NewOrder`] by the contract's rules, the edge's
+/// own, so nothing that bypasses the edge bypasses them.
+#[tracing::instrument(skip_all, fields(order_id = tracing::field::Empty, customer_id = %body.customer_id()))]
 async fn place_order(
     AxumState(state): AxumState<State>,
     headers: HeaderMap,
-    Json(body): Json<PlaceOrder>,
+    Json(body): Json<NewOrder>,
 ) -> Result<impl IntoResponse, HttpError> {
-    // The edge validates thoroughly; these are the invariants this service's
-    // tables rely on, checked again because nothing may bypass them.
-    if body.customer_id.trim().is_empty() {
-        return Err(HttpError::invalid("customer_id must not be empty"));
-    }
-    if body.items.is_empty() {
-        return Err(HttpError::invalid("items must list at least one line"));
-    }
-    if let Some(line) = body.items.iter().find(|l| l.quantity <= 0) {
-        return Err(HttpError::invalid(format!(
-            "quantity of {} must be positive",
-            line.sku
-        )));
-    }
     let order_id = Uuid::new_v4();
     let key = idempotency_key(&headers)?;
     // The transaction in a span of its own, as the consumers' are.
@@ -115,10 +110,10 @@ async fn place_order(
     async {
         let mut tx = state.pool.begin().await?;
         if let Some(key) = key {
-            let request = body.request()?;
+            let request = request(&body)?;
             let claim = idempotency::claim(
                 &mut tx,
-                &body.customer_id,
+                body.customer_id(),
                 key,
                 &request,
                 order_id,
@@ -145,14 +140,7 @@ async fn place_order(
         }
         request_span.record("order_id", tracing::field::display(order_id));
 
-        let event = OrderPlaced {
-            meta: EventMeta::first::<OrderPlaced>(order_id, "order"),
-            order_id,
-            customer_id: body.customer_id.clone(),
-            lines: body.items.clone(),
-            shipping_address: body.shipping_address.clone(),
-            idempotency_key: key.map(str::to_owned),
-        };
+        let event = placed_event(order_id, &body, key);
         db::insert_order(&mut tx, &event)
             .await?;
         db::append_timeline(&mut tx, &event.meta)
@@ -169,6 +157,36 @@ async fn place_order(
     }
     .instrument(transaction)
     .await
+}
+
+/// The event that tells the saga `order` was placed as `order_id`.
+fn placed_event(order_id: Uuid, order: &NewOrder, key: Option<&str>) -> OrderPlaced {
+    OrderPlaced {
+        meta: EventMeta::first::<OrderPlaced>(order_id, "order"),
+        order_id,
+        customer_id: order.customer_id().to_string(),
+        lines: order
+            .items()
+            .iter()
+            .map(|item| OrderLine {
+                sku: item.sku.to_string(),
+                quantity: item.quantity.get(),
+            })
+            .collect(),
+        shipping_address: shipping_address(order.shipping_address()),
+        idempotency_key: key.map(str::to_owned),
+    }
+}
+
+fn shipping_address(address: &PostalAddress) -> ShippingAddress {
+    ShippingAddress {
+        name: address.name.to_string(),
+        line1: address.line1.to_string(),
+        line2: address.line2.as_ref().map(|line2| line2.to_string()),
+        city: address.city.to_string(),
+        postal_code: address.postal_code.to_string(),
+        country: address.country.to_string(),
+    }
 }
 
 /// `201` with the order, as first placed or as an idempotent replay (which
@@ -211,13 +229,6 @@ pub(crate) struct ListQuery {
 const MAX_PAGE: i64 = 100;
 const DEFAULT_PAGE: i64 = 20;
 
-/// A page of orders and where the next one starts.
-#[derive(Debug, Serialize)]
-struct Page {
-    orders: Vec<db::OrderSummary>,
-    next_cursor: Option<String>,
-}
-
 /// A cursor names the last order of a page: its creation time in
 /// microseconds and its id. Clients treat it as opaque.
 fn cursor_of(order: &db::OrderSummary) -> String {
@@ -243,7 +254,7 @@ fn parse_cursor(cursor: &str) -> Option<(chrono::DateTime<chrono::Utc>, Uuid)> {
 async fn list_orders(
     AxumState(state): AxumState<State>,
     Query(query): Query<ListQuery>,
-) -> Result<Json<Page>, HttpError> {
+) -> Result<Json<OrderPage>, HttpError> {
     let mut problems = Vec::new();
     let status = query.status.as_deref().map(|s| {
         OrderStatus::parse(s).ok_or_else(|| {
@@ -274,7 +285,7 @@ async fn list_orders(
     let more = orders.len() as i64 > limit;
     orders.truncate(limit as usize);
     let next_cursor = more.then(|| orders.last().map(cursor_of)).flatten();
-    Ok(Json(Page {
+    Ok(Json(OrderPage {
         orders,
         next_cursor,
     }))
@@ -380,6 +391,32 @@ async fn cancel_order(
             tx.commit().await?;
             state.changes.committed(id);
             Ok((StatusCode::ACCEPTED, Json(order)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An idempotency key restored from the order's event after a restore
+    /// must remember the very request the key was first used with, or the
+    /// client's retry would be refused as another request.
+    #[test]
+    fn the_request_rebuilt_from_the_event_is_the_request_placed() {
+        for line2 in [None, Some(""), Some("Flat 2")] {
+            let order: NewOrder = serde_json::from_value(serde_json::json!({
+                "customer_id": "alice",
+                "items": [{"sku": "TEA-01", "quantity": 2}, {"sku": "MUG-02", "quantity": 1}],
+                "shipping_address": {"name": "Alice", "line1": "1 Main St", "line2": line2,
+                                     "city": "Berlin", "postal_code": "10115", "country": "DE"},
+            }))
+            .expect("a valid order");
+            let event = placed_event(Uuid::new_v4(), &order, Some("key-1"));
+            assert_eq!(
+                request_of(&event).expect("json"),
+                request(&order).expect("json")
+            );
         }
     }
 }

@@ -1,89 +1,10 @@
 //! The order service's tables: orders, their lines and their timeline.
 
-use choreo_events::{EventMeta, OrderPlaced, PricedLine, ShippingAddress};
+pub use choreo_contract::order::{Line, Order, OrderStatus, OrderSummary, TimelineEntry};
+use choreo_events::{EventMeta, OrderPlaced, PricedLine};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum OrderStatus {
-    Pending,
-    Confirmed,
-    Cancelled,
-}
-
-impl OrderStatus {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            OrderStatus::Pending => "PENDING",
-            OrderStatus::Confirmed => "CONFIRMED",
-            OrderStatus::Cancelled => "CANCELLED",
-        }
-    }
-
-    pub(crate) fn parse(s: &str) -> Option<Self> {
-        match s {
-            "PENDING" => Some(OrderStatus::Pending),
-            "CONFIRMED" => Some(OrderStatus::Confirmed),
-            "CANCELLED" => Some(OrderStatus::Cancelled),
-            _ => None,
-        }
-    }
-
-    pub fn is_terminal(self) -> bool {
-        self != OrderStatus::Pending
-    }
-}
-
-/// An order as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Order {
-    pub id: Uuid,
-    pub customer_id: String,
-    pub status: OrderStatus,
-    /// Set when CANCELLED: OUT_OF_STOCK, PAYMENT_DECLINED,
-    /// SHIPPING_UNAVAILABLE, CUSTOMER_CANCELLED or TIMEOUT.
-    pub cancel_reason: Option<String>,
-    pub cancel_detail: Option<String>,
-    pub lines: Vec<Line>,
-    pub total_cents: Option<i64>,
-    pub currency: Option<String>,
-    pub shipping_address: ShippingAddress,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub timeline: Vec<TimelineEntry>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Line {
-    pub sku: String,
-    pub quantity: i32,
-    pub unit_price_cents: Option<i64>,
-    pub line_total_cents: Option<i64>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct TimelineEntry {
-    pub event_type: String,
-    pub service: String,
-    pub occurred_at: DateTime<Utc>,
-    pub event_id: Uuid,
-}
-
-/// An order as lists show it: no lines, address or timeline.
-#[derive(Debug, Clone, Serialize)]
-pub struct OrderSummary {
-    pub id: Uuid,
-    pub customer_id: String,
-    pub status: OrderStatus,
-    pub cancel_reason: Option<String>,
-    pub total_cents: Option<i64>,
-    pub currency: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
 
 /// Which orders a list shows, and from where.
 pub(crate) struct ListFilter<'a> {

@@ -7,10 +7,10 @@ use axum::{
     extract::{Path, State},
     routing::get,
 };
+use choreo_contract::wallet::WalletUpdate;
 use choreo_events::{EventMeta, WalletSet};
 use choreo_kit::HttpError;
 use choreo_messaging::outbox;
-use serde::Deserialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -31,25 +31,17 @@ async fn get_wallet(
         .ok_or_else(|| HttpError::not_found(format!("no wallet for customer {customer_id}")))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PutWallet {
-    balance_cents: i64,
-}
-
 #[tracing::instrument(skip_all, fields(customer_id = %customer_id))]
 async fn put_wallet(
     State(pool): State<PgPool>,
     Path(customer_id): Path<String>,
-    Json(body): Json<PutWallet>,
+    Json(body): Json<WalletUpdate>,
 ) -> Result<Json<Wallet>, HttpError> {
-    if body.balance_cents < 0 {
-        return Err(HttpError::invalid("balance_cents must not be negative"));
-    }
     // The change and its event commit together: a replay of the payment
     // topic after a restore re-derives it (see `recovery`).
     let mut tx = pool.begin().await?;
-    let (wallet, delta_cents) = db::set_wallet(&mut tx, &customer_id, body.balance_cents).await?;
+    let (wallet, delta_cents) =
+        db::set_wallet(&mut tx, &customer_id, body.balance_cents.get()).await?;
     let event = WalletSet {
         meta: EventMeta::first::<WalletSet>(Uuid::new_v4(), "payment"),
         customer_id: wallet.customer_id.clone(),

@@ -1,16 +1,10 @@
 //! The payment service's tables: wallets and payments.
 
 use choreo_events::EventMeta;
-use serde::Serialize;
 use sqlx::{PgConnection, Row, postgres::PgRow};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Serialize)]
-pub struct Wallet {
-    pub customer_id: String,
-    pub balance_cents: i64,
-    pub currency: String,
-}
+pub use choreo_contract::wallet::Wallet;
 
 fn wallet(row: PgRow) -> Result<Wallet, sqlx::Error> {
     Ok(Wallet {

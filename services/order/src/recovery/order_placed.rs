@@ -1,7 +1,7 @@
 //! An order the service had accepted: its customer, lines and address, and
 //! the idempotency key it was placed with.
 
-use crate::{api::PlaceOrder, db, idempotency};
+use crate::{api, db, idempotency};
 use choreo_events::OrderPlaced;
 use choreo_messaging::HandlerError;
 use sqlx::PgConnection;
@@ -16,11 +16,9 @@ pub(super) async fn handle(
     db::insert_order(tx, &placed).await?;
     db::append_timeline(tx, &placed.meta).await?;
     if let Some(key) = &placed.idempotency_key {
-        let request = PlaceOrder::of(&placed)
-            .request()
-            .map_err(|e| HandlerError::Permanent {
-                reason: format!("the order's request as JSON: {e}"),
-            })?;
+        let request = api::request_of(&placed).map_err(|e| HandlerError::Permanent {
+            reason: format!("the order's request as JSON: {e}"),
+        })?;
         idempotency::restore(
             tx,
             &placed.customer_id,
