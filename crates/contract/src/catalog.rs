@@ -47,13 +47,7 @@ impl PutProduct {
     }
 }
 
-impl TryFrom<PutProduct> for ProductUpdate {
-    type Error = Problems;
-
-    fn try_from(product: PutProduct) -> Result<Self, Problems> {
-        product.parse()
-    }
-}
+parsed_from!(ProductUpdate, PutProduct);
 
 /// A product with its stock.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -16,6 +16,20 @@
 //! shape), so nothing that bypasses the edge bypasses the rules. The parsed
 //! shapes serialise to exactly the wire JSON.
 
+/// A parsed shape deserialises through its wire shape's `parse`
+/// (`#[serde(try_from = "Wire")]`), so reading one applies every rule.
+macro_rules! parsed_from {
+    ($parsed:ty, $wire:ty) => {
+        impl TryFrom<$wire> for $parsed {
+            type Error = $crate::Problems;
+
+            fn try_from(wire: $wire) -> Result<Self, $crate::Problems> {
+                wire.parse()
+            }
+        }
+    };
+}
+
 pub mod catalog;
 pub mod field;
 pub mod order;

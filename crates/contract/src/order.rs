@@ -175,13 +175,7 @@ impl Address {
     }
 }
 
-impl TryFrom<PlaceOrder> for NewOrder {
-    type Error = Problems;
-
-    fn try_from(order: PlaceOrder) -> Result<Self, Problems> {
-        order.parse()
-    }
-}
+parsed_from!(NewOrder, PlaceOrder);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

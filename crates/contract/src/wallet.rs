@@ -34,13 +34,7 @@ impl PutWallet {
     }
 }
 
-impl TryFrom<PutWallet> for WalletUpdate {
-    type Error = Problems;
-
-    fn try_from(wallet: PutWallet) -> Result<Self, Problems> {
-        wallet.parse()
-    }
-}
+parsed_from!(WalletUpdate, PutWallet);
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Wallet {
