@@ -20,7 +20,7 @@ pub mod run_dir;
 pub use binary::{NoRecovery, SagaService, Tool, ToolRun, main};
 
 use axum::Router;
-use choreo_events::{RegistryClient, Topic};
+use choreo_events::RegistryClient;
 use choreo_kit::{
     CancellationToken,
     internal_auth::{Gate, InternalAuthError, InternalAuthSettings, Signer},
@@ -238,8 +238,9 @@ impl Running {
 
 /// What a service plugs into the skeleton.
 pub struct Spec<H> {
-    pub name: &'static str,
-    pub inputs: &'static [Topic],
+    /// Its name (also its consumer group before any prefix) and its input
+    /// topics come from its entry in the choreography.
+    pub choreography: &'static choreo_events::choreography::Consumer,
     pub handler: H,
     /// The service's own routes; `/health/live`, `/health/ready` and
     /// `/metrics` are added.
@@ -331,7 +332,7 @@ pub async fn launch<H: Handler>(
         choreo_messaging::fail_points::configure_all(&settings.fail_points)
             .map_err(LaunchError::FailPoints)?;
     }
-    let name = spec.name;
+    let name = spec.choreography.service;
     let gate = Gate::new(&settings.internal_auth, name).map_err(LaunchError::InternalAuth)?;
     let signer =
         Signer::service(&settings.internal_auth, name).map_err(LaunchError::InternalAuth)?;
@@ -340,13 +341,9 @@ pub async fn launch<H: Handler>(
     let mut tasks = JoinSet::new();
     // Every client of the process names it to the broker: each replica by
     // its instance id.
-    let kafka = settings.kafka.identified_as(
-        settings
-            .consumer
-            .instance_id
-            .as_deref()
-            .unwrap_or(spec.name),
-    );
+    let kafka = settings
+        .kafka
+        .identified_as(settings.consumer.instance_id.as_deref().unwrap_or(name));
 
     let relay = Relay::new(&kafka, pool.clone(), registry.clone(), runtime.clone())
         .map_err(LaunchError::Messaging)?;
@@ -355,8 +352,8 @@ pub async fn launch<H: Handler>(
     let consumer = Consumer::new(
         &kafka,
         &settings.consumer,
-        spec.name,
-        spec.inputs,
+        name,
+        spec.choreography.inputs,
         pool.clone(),
         registry.clone(),
         spec.handler,
@@ -367,7 +364,8 @@ pub async fn launch<H: Handler>(
     // Once, in the background: only ever a warning.
     tokio::spawn(compare_retention(
         kafka.clone(),
-        spec.inputs
+        spec.choreography
+            .inputs
             .iter()
             .map(|t| kafka.topics().name(*t))
             .collect(),

@@ -17,10 +17,7 @@ mod db;
 mod handlers;
 mod recovery;
 
-use choreo_events::{
-    Topic,
-    choreography::{self, Consumer},
-};
+use choreo_events::choreography::{self, Consumer};
 use choreo_kit::{CancellationToken, internal_auth::Signer};
 use choreo_service::{LaunchError, Running, ServiceSettings, Spec};
 use serde::{Deserialize, Serialize};
@@ -41,8 +38,6 @@ impl Default for Settings {
         }
     }
 }
-
-const INPUTS: &[Topic] = choreo_events::inputs::INVENTORY;
 
 /// The service's own migrations (the outbox and inbox come with
 /// `choreo_service::connect`).
@@ -102,8 +97,7 @@ pub async fn start(
 ) -> Result<Running, LaunchError> {
     let pool = choreo_service::connect(&settings.service, migrations()).await?;
     let spec = Spec {
-        name: "inventory",
-        inputs: INPUTS,
+        choreography: <InventoryService as choreo_service::SagaService>::CHOREOGRAPHY,
         handler: handlers::InventoryHandler,
         router: api::router(pool.clone()),
         metrics: Default::default(),

@@ -28,7 +28,6 @@ pub mod rebuild;
 mod recovery;
 mod saga;
 
-use choreo_events::Topic;
 use choreo_kit::{CancellationToken, internal_auth::Signer};
 use choreo_service::{LaunchError, Running, ServiceSettings, Spec};
 use serde::{Deserialize, Serialize};
@@ -62,8 +61,6 @@ impl Default for Settings {
 }
 
 /// The events the order service follows.
-const INPUTS: &[Topic] = choreo_events::inputs::ORDER;
-
 /// The service's own migrations (the outbox and inbox come with
 /// `choreo_service::connect`).
 pub fn migrations() -> sqlx::migrate::Migrator {
@@ -142,8 +139,7 @@ pub async fn start(
     let mut registry = prometheus_client::registry::Registry::default();
     sagas.register(&mut registry);
     let spec = Spec {
-        name: "order",
-        inputs: INPUTS,
+        choreography: <OrderService as choreo_service::SagaService>::CHOREOGRAPHY,
         handler: handlers::OrderHandler::new(changes.clone(), sagas.clone()),
         router: api::router(api::State {
             pool: pool.clone(),

@@ -18,10 +18,7 @@ mod handlers;
 mod provider;
 mod recovery;
 
-use choreo_events::{
-    Topic,
-    choreography::{self, Consumer},
-};
+use choreo_events::choreography::{self, Consumer};
 use choreo_kit::{CancellationToken, internal_auth::Signer};
 use choreo_service::{LaunchError, Running, ServiceSettings, Spec};
 use serde::{Deserialize, Serialize};
@@ -46,8 +43,6 @@ impl Default for Settings {
         }
     }
 }
-
-const INPUTS: &[Topic] = choreo_events::inputs::PAYMENT;
 
 /// The service's own migrations (the outbox and inbox come with
 /// `choreo_service::connect`).
@@ -147,7 +142,8 @@ pub struct PoolTooSmall {
 /// provider call included. A broker that cannot be asked now is no reason
 /// not to start; the check is then skipped, and says so.
 async fn enough_connections(settings: &ServiceSettings) -> Result<(), LaunchError> {
-    let topics: Vec<String> = INPUTS
+    let topics: Vec<String> = <PaymentService as choreo_service::SagaService>::CHOREOGRAPHY
+        .inputs
         .iter()
         .map(|t| settings.kafka.topics().name(*t))
         .collect();
@@ -183,8 +179,7 @@ pub async fn start(
     enough_connections(&settings.service).await?;
     let pool = choreo_service::connect(&settings.service, migrations()).await?;
     let spec = Spec {
-        name: "payment",
-        inputs: INPUTS,
+        choreography: <PaymentService as choreo_service::SagaService>::CHOREOGRAPHY,
         handler: handlers::PaymentHandler { provider },
         router: api::router(pool.clone()),
         metrics: Default::default(),

@@ -15,10 +15,7 @@ mod api;
 mod db;
 mod handlers;
 
-use choreo_events::{
-    Topic,
-    choreography::{self, Consumer},
-};
+use choreo_events::choreography::{self, Consumer};
 use choreo_kit::{CancellationToken, internal_auth::Signer};
 use choreo_service::{LaunchError, Running, ServiceSettings, Spec};
 use serde::{Deserialize, Serialize};
@@ -50,8 +47,6 @@ impl Default for Settings {
         }
     }
 }
-
-const INPUTS: &[Topic] = choreo_events::inputs::SHIPPING;
 
 /// The service's own migrations (the outbox and inbox come with
 /// `choreo_service::connect`).
@@ -110,8 +105,7 @@ pub async fn start(
 ) -> Result<Running, LaunchError> {
     let pool = choreo_service::connect(&settings.service, migrations()).await?;
     let spec = Spec {
-        name: "shipping",
-        inputs: INPUTS,
+        choreography: <ShippingService as choreo_service::SagaService>::CHOREOGRAPHY,
         handler: handler(&settings),
         router: api::router(pool.clone()),
         metrics: Default::default(),

@@ -52,7 +52,7 @@ pub(crate) fn is_step(record: Record) -> bool {
 /// The topics a rebuild reads: the service's own and its inputs.
 pub fn topics() -> Vec<choreo_events::Topic> {
     std::iter::once(choreo_events::choreography::ORDER.publishes)
-        .chain(crate::INPUTS.iter().copied())
+        .chain(choreo_events::choreography::ORDER.inputs.iter().copied())
         .collect()
 }
 
