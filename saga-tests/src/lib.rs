@@ -10,7 +10,8 @@ use anyhow::Context;
 use choreo_kit::{CancellationToken, internal_auth::Signer};
 use choreo_messaging::KafkaSettings;
 use choreo_service::ServiceSettings;
-use choreo_testkit::{Broker, TestDatabase, unique_name, wait_until};
+pub use choreo_testkit::bearer_client;
+use choreo_testkit::{Broker, Edge, TestDatabase, unique_name, wait_until};
 use serde_json::{Value, json};
 use std::{net::SocketAddr, time::Duration};
 use tokio::task::JoinHandle;
@@ -22,16 +23,15 @@ pub const SAGA_DEADLINE: Duration = Duration::from_secs(60);
 pub struct Platform {
     pub broker: Broker,
     pub kafka: KafkaSettings,
-    pub edge: String,
+    /// The edge, called as an operator: the tests' own setup (catalog,
+    /// wallets, orders for any customer) goes through it like an operator's.
+    pub edge: Edge,
     pub registry: String,
     pub order: String,
     pub inventory: String,
     pub payment: String,
     pub shipping: String,
     pub databases: Databases,
-    /// Carries an admin token: the tests' own setup (catalog, wallets,
-    /// orders for any customer) goes through the edge like an operator's.
-    pub http: reqwest::Client,
     /// The secret the edge checks tokens with; see [`Platform::token`].
     pub token_secret: String,
     /// The keys the processes sign their calls to each other with.
@@ -314,19 +314,16 @@ impl Platform {
         Ok(Self {
             broker,
             kafka,
-            edge: edge_url,
+            edge: Edge::new(
+                edge_url,
+                &choreo_kit::customer_token::hs256_token(&token_secret, "saga-admin", true, 3600)?,
+            )?,
             registry: registry_url,
             order,
             inventory,
             payment,
             shipping,
             databases,
-            http: bearer_client(&choreo_kit::customer_token::hs256_token(
-                &token_secret,
-                "saga-admin",
-                true,
-                3600,
-            )?)?,
             token_secret,
             internal_auth,
             up: ["order", "inventory", "payment", "shipping"]
@@ -360,10 +357,6 @@ impl Platform {
         let _ = tokio::time::timeout(Duration::from_secs(30), &mut self.registry_task).await;
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.edge)
-    }
-
     /// Stops the schema registry for the rest of the test, as an outage.
     pub fn stop_registry(&self) {
         self.registry_shutdown.cancel();
@@ -385,53 +378,6 @@ impl Platform {
         bearer_client(&self.token(customer, false)?)
     }
 
-    /// Sets a product through the edge's admin API.
-    pub async fn set_product(
-        &self,
-        sku: &str,
-        price_cents: i64,
-        available: i32,
-    ) -> anyhow::Result<()> {
-        let response = self
-            .http
-            .put(self.url(&format!("/v1/admin/products/{sku}")))
-            .json(&json!({"name": format!("Product {sku}"), "price_cents": price_cents, "available": available}))
-            .send()
-            .await?;
-        anyhow::ensure!(
-            response.status().is_success(),
-            "set product: {}",
-            response.text().await?
-        );
-        Ok(())
-    }
-
-    /// Sets a wallet through the edge's admin API.
-    pub async fn set_wallet(&self, customer: &str, balance_cents: i64) -> anyhow::Result<()> {
-        let response = self
-            .http
-            .put(self.url(&format!("/v1/admin/customers/{customer}/wallet")))
-            .json(&json!({"balance_cents": balance_cents}))
-            .send()
-            .await?;
-        anyhow::ensure!(
-            response.status().is_success(),
-            "set wallet: {}",
-            response.text().await?
-        );
-        Ok(())
-    }
-
-    pub async fn product(&self, sku: &str) -> anyhow::Result<Value> {
-        Ok(self
-            .http
-            .get(self.url(&format!("/v1/products/{sku}")))
-            .send()
-            .await?
-            .json()
-            .await?)
-    }
-
     /// The wallet as the payment service reports it (the edge has no wallet
     /// read route yet).
     pub async fn wallet(&self, customer: &str) -> anyhow::Result<Value> {
@@ -444,33 +390,10 @@ impl Platform {
             .await?)
     }
 
-    /// Reads an order through the edge, waiting up to `wait` seconds for a
-    /// terminal status.
-    pub async fn order(&self, id: &str, wait: u64) -> anyhow::Result<Value> {
-        let response = self
-            .http
-            .get(self.url(&format!("/v1/orders/{id}?wait={wait}")))
-            .send()
-            .await?;
-        anyhow::ensure!(
-            response.status().is_success(),
-            "get order: {}",
-            response.status()
-        );
-        Ok(response.json().await?)
-    }
-
-    /// Waits until the order reaches `status`.
+    /// Waits until the order reaches `status`, for at most the saga
+    /// deadline.
     pub async fn wait_for_status(&self, id: &str, status: &str) -> anyhow::Result<Value> {
-        wait_until(
-            &format!("order {id} to be {status}"),
-            SAGA_DEADLINE,
-            || async {
-                let order = self.order(id, 5).await.ok()?;
-                (order["status"] == status).then_some(order)
-            },
-        )
-        .await
+        self.edge.wait_for_status(id, status, SAGA_DEADLINE).await
     }
 }
 
@@ -723,29 +646,15 @@ impl Platform {
     }
 
     pub async fn place_body(&self, body: Value) -> anyhow::Result<String> {
-        let response = self
-            .http
-            .post(self.url("/v1/orders"))
-            .json(&body)
-            .send()
-            .await?;
-        anyhow::ensure!(
-            response.status() == 201,
-            "placing an order: {}",
-            response.status()
-        );
-        let order: Value = response.json().await?;
-        order["id"]
-            .as_str()
-            .map(str::to_owned)
-            .context("the order has an id")
+        self.edge.place_as(self.edge.admin(), &body).await
     }
 
     /// Cancels through the edge; returns the HTTP status and body.
     pub async fn cancel(&self, id: &str) -> anyhow::Result<(u16, Value)> {
         let response = self
-            .http
-            .post(self.url(&format!("/v1/orders/{id}/cancel")))
+            .edge
+            .admin()
+            .post(self.edge.url(&format!("/v1/orders/{id}/cancel")))
             .send()
             .await?;
         let status = response.status().as_u16();
@@ -758,7 +667,7 @@ impl Platform {
             &format!("{event_type} in order {id}'s timeline"),
             SAGA_DEADLINE,
             || async {
-                let order = self.order(id, 0).await.ok()?;
+                let order = self.edge.order(id, 0).await.ok()?;
                 let seen = order["timeline"]
                     .as_array()?
                     .iter()
@@ -791,17 +700,6 @@ impl Platform {
         )
         .await
     }
-}
-
-/// A client that sends `token` as its bearer token on every request.
-pub fn bearer_client(token: &str) -> anyhow::Result<reqwest::Client> {
-    let mut headers = reqwest::header::HeaderMap::new();
-    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))?;
-    value.set_sensitive(true);
-    headers.insert(reqwest::header::AUTHORIZATION, value);
-    Ok(reqwest::Client::builder()
-        .default_headers(headers)
-        .build()?)
 }
 
 /// The event types of an order's timeline, in order.

@@ -5,8 +5,8 @@ use choreo_saga_tests::Platform;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_auditor_finds_stock_and_money_planted_in_the_databases() -> anyhow::Result<()> {
     let platform = Platform::start().await?;
-    platform.set_product("TEA-01", 1_000, 10).await?;
-    platform.set_wallet("nina", 5_000).await?;
+    platform.edge.set_product("TEA-01", 1_000, 10).await?;
+    platform.edge.set_wallet("nina", 5_000).await?;
     let id = platform.place("nina", &[("TEA-01", 2)]).await?;
     platform.wait_for_status(&id, "CONFIRMED").await?;
     platform.assert_audit_clean().await?;

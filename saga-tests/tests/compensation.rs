@@ -8,9 +8,9 @@ use std::time::Duration;
 async fn stock_is_reserved_until_it_runs_out_and_the_next_order_is_cancelled_out_of_stock()
 -> anyhow::Result<()> {
     let platform = Platform::start().await?;
-    platform.set_product("A", 100, 75).await?;
-    platform.set_product("B", 200, 1).await?;
-    platform.set_wallet("erin", 100_000).await?;
+    platform.edge.set_product("A", 100, 75).await?;
+    platform.edge.set_product("B", 200, 1).await?;
+    platform.edge.set_wallet("erin", 100_000).await?;
 
     let first = platform.place("erin", &[("A", 3)]).await?;
     assert_eq!(
@@ -34,8 +34,8 @@ async fn stock_is_reserved_until_it_runs_out_and_the_next_order_is_cancelled_out
     );
 
     platform.wait_until_consumed().await?;
-    let a = platform.product("A").await?;
-    let b = platform.product("B").await?;
+    let a = platform.edge.product("A").await?;
+    let b = platform.edge.product("B").await?;
     assert_eq!(a["available"], 72);
     assert_eq!(b["available"], 0);
     assert_eq!(
@@ -55,8 +55,8 @@ async fn stock_is_reserved_until_it_runs_out_and_the_next_order_is_cancelled_out
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_declined_payment_releases_the_stock_and_cancels_the_order() -> anyhow::Result<()> {
     let platform = Platform::start().await?;
-    platform.set_product("TEA-01", 1_000, 10).await?;
-    platform.set_wallet("frank", 500).await?;
+    platform.edge.set_product("TEA-01", 1_000, 10).await?;
+    platform.edge.set_wallet("frank", 500).await?;
 
     let poor = platform.place("frank", &[("TEA-01", 2)]).await?;
     let order = platform.wait_for_status(&poor, "CANCELLED").await?;
@@ -81,7 +81,7 @@ async fn a_declined_payment_releases_the_stock_and_cancels_the_order() -> anyhow
     platform.wait_for_event(&stranger, "StockReleased").await?;
 
     platform.wait_until_consumed().await?;
-    let tea = platform.product("TEA-01").await?;
+    let tea = platform.edge.product("TEA-01").await?;
     assert_eq!(
         (tea["available"].as_i64(), tea["reserved"].as_i64()),
         (Some(10), Some(0))
@@ -98,8 +98,8 @@ async fn a_declined_payment_releases_the_stock_and_cancels_the_order() -> anyhow
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unserved_country_refunds_the_payment_and_releases_the_stock() -> anyhow::Result<()> {
     let platform = Platform::start().await?;
-    platform.set_product("TEA-01", 1_000, 10).await?;
-    platform.set_wallet("gina", 5_000).await?;
+    platform.edge.set_product("TEA-01", 1_000, 10).await?;
+    platform.edge.set_wallet("gina", 5_000).await?;
 
     let mut body = order_body("gina", &[("TEA-01", 2)]);
     body["shipping_address"]["country"] = "AQ".into();
@@ -126,7 +126,7 @@ async fn an_unserved_country_refunds_the_payment_and_releases_the_stock() -> any
         5_000,
         "the charge was refunded"
     );
-    let tea = platform.product("TEA-01").await?;
+    let tea = platform.edge.product("TEA-01").await?;
     assert_eq!(
         (tea["available"].as_i64(), tea["reserved"].as_i64()),
         (Some(10), Some(0))
@@ -145,8 +145,8 @@ async fn a_customer_cancel_compensates_every_step_taken_and_a_decided_order_answ
         ..Default::default()
     })
     .await?;
-    platform.set_product("TEA-01", 1_000, 10).await?;
-    platform.set_wallet("hana", 5_000).await?;
+    platform.edge.set_product("TEA-01", 1_000, 10).await?;
+    platform.edge.set_wallet("hana", 5_000).await?;
 
     let id = platform.place("hana", &[("TEA-01", 3)]).await?;
     // The money is taken; the order's timeline shows the payment only with
@@ -156,7 +156,9 @@ async fn a_customer_cancel_compensates_every_step_taken_and_a_decided_order_answ
         (wallet["balance_cents"] == 2_000).then_some(())
     })
     .await?;
-    assert!(!timeline(&platform.order(&id, 0).await?).contains(&"PaymentCompleted".to_owned()));
+    assert!(
+        !timeline(&platform.edge.order(&id, 0).await?).contains(&"PaymentCompleted".to_owned())
+    );
     let (status, body) = platform.cancel(&id).await?;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["status"], "CANCELLED");
@@ -172,7 +174,7 @@ async fn a_customer_cancel_compensates_every_step_taken_and_a_decided_order_answ
         matches!((at("PaymentCompleted"), at("PaymentRefunded")), (Some(paid), Some(refunded)) if paid < refunded),
         "{steps:?}"
     );
-    let tea = platform.product("TEA-01").await?;
+    let tea = platform.edge.product("TEA-01").await?;
     assert_eq!(
         (tea["available"].as_i64(), tea["reserved"].as_i64()),
         (Some(10), Some(0))
@@ -192,8 +194,8 @@ async fn a_customer_cancel_compensates_every_step_taken_and_a_decided_order_answ
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_confirmed_order_cannot_be_cancelled() -> anyhow::Result<()> {
     let platform = Platform::start().await?;
-    platform.set_product("TEA-01", 1_000, 10).await?;
-    platform.set_wallet("ivan", 5_000).await?;
+    platform.edge.set_product("TEA-01", 1_000, 10).await?;
+    platform.edge.set_wallet("ivan", 5_000).await?;
     let id = platform.place("ivan", &[("TEA-01", 1)]).await?;
     platform.wait_for_status(&id, "CONFIRMED").await?;
     let (status, error) = platform.cancel(&id).await?;
@@ -204,7 +206,7 @@ async fn a_confirmed_order_cannot_be_cancelled() -> anyhow::Result<()> {
             .unwrap_or_default()
             .contains("CONFIRMED")
     );
-    assert_eq!(platform.order(&id, 0).await?["status"], "CONFIRMED");
+    assert_eq!(platform.edge.order(&id, 0).await?["status"], "CONFIRMED");
     platform.assert_audit_clean().await?;
     platform.stop().await
 }
@@ -217,27 +219,28 @@ async fn an_order_stuck_behind_a_down_service_is_cancelled_at_the_deadline() -> 
         ..Options::default()
     })
     .await?;
-    platform.set_product("TEA-01", 1_000, 10).await?;
+    platform.edge.set_product("TEA-01", 1_000, 10).await?;
     let id = platform.place("judy", &[("TEA-01", 4)]).await?;
     // With payment down, the edge still takes the order and answers reads:
     // the order waits (here, for its deadline) rather than failing at the
     // door, and only payment's own route is unavailable.
     let judy = platform.customer("judy")?;
     let pending = judy
-        .get(platform.url(&format!("/v1/orders/{id}")))
+        .get(platform.edge.url(&format!("/v1/orders/{id}")))
         .send()
         .await?;
     assert_eq!(pending.status(), 200);
     assert_eq!(
-        judy.get(platform.url("/v1/products"))
+        judy.get(platform.edge.url("/v1/products"))
             .send()
             .await?
             .status(),
         200
     );
     let wallet = platform
-        .http
-        .put(platform.url("/v1/admin/customers/judy/wallet"))
+        .edge
+        .admin()
+        .put(platform.edge.url("/v1/admin/customers/judy/wallet"))
         .json(&serde_json::json!({"balance_cents": 1}))
         .send()
         .await?;
@@ -266,7 +269,7 @@ async fn an_order_stuck_behind_a_down_service_is_cancelled_at_the_deadline() -> 
     let placed = trace_of(".OrderPlaced");
     assert!(placed.is_some(), "{traces:?}");
     assert_eq!(trace_of(".OrderCancelled"), placed, "{traces:?}");
-    let tea = platform.product("TEA-01").await?;
+    let tea = platform.edge.product("TEA-01").await?;
     assert_eq!(
         (tea["available"].as_i64(), tea["reserved"].as_i64()),
         (Some(10), Some(0))

@@ -22,7 +22,7 @@ async fn the_flow_shows_where_pending_sagas_wait() -> anyhow::Result<()> {
         ..Options::default()
     })
     .await?;
-    platform.set_product("TEA-01", 1_250, 10).await?;
+    platform.edge.set_product("TEA-01", 1_250, 10).await?;
     let waiting = platform.place("alice", &[("TEA-01", 1)]).await?;
     platform.wait_for_event(&waiting, "StockReserved").await?;
     // One more, refused for stock, which ends and waits nowhere.
@@ -30,13 +30,14 @@ async fn the_flow_shows_where_pending_sagas_wait() -> anyhow::Result<()> {
     platform.wait_for_status(&refused, "CANCELLED").await?;
 
     let response = platform
-        .http
-        .get(platform.url("/v1/admin/saga"))
+        .edge
+        .admin()
+        .get(platform.edge.url("/v1/admin/saga"))
         .send()
         .await?;
     assert_eq!(response.status(), 200);
     let flow: Value = response.json().await?;
-    let pending = platform.order(&waiting, 0).await?;
+    let pending = platform.edge.order(&waiting, 0).await?;
     assert_eq!(pending["status"], "PENDING", "{pending:#}");
     assert_eq!(flow["window_seconds"], 60);
     let records: Vec<&str> = flow["steps"]
@@ -100,7 +101,10 @@ async fn the_flow_shows_where_pending_sagas_wait() -> anyhow::Result<()> {
 
     // Admins only.
     let customer = bearer_client(&platform.token("alice", false)?)?;
-    let refused = customer.get(platform.url("/v1/admin/saga")).send().await?;
+    let refused = customer
+        .get(platform.edge.url("/v1/admin/saga"))
+        .send()
+        .await?;
     assert_eq!(refused.status(), 403);
     Ok(())
 }

@@ -7,8 +7,8 @@ use serde_json::Value;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_decide_who_gets_in_and_customers_see_only_their_own_orders() -> anyhow::Result<()> {
     let platform = Platform::start().await?;
-    platform.set_product("TEA-01", 500, 100).await?;
-    platform.set_wallet("alice", 100_000).await?;
+    platform.edge.set_product("TEA-01", 500, 100).await?;
+    platform.edge.set_wallet("alice", 100_000).await?;
     let alice = platform.customer("alice")?;
     let bob = platform.customer("bob")?;
 
@@ -16,7 +16,7 @@ async fn tokens_decide_who_gets_in_and_customers_see_only_their_own_orders() -> 
     // challenge, and nothing placed. (Expired tokens: the edge's unit tests.)
     let body = order_body("alice", &[("TEA-01", 1)]);
     let anonymous = reqwest::Client::new()
-        .post(platform.url("/v1/orders"))
+        .post(platform.edge.url("/v1/orders"))
         .json(&body)
         .send()
         .await?;
@@ -35,14 +35,14 @@ async fn tokens_decide_who_gets_in_and_customers_see_only_their_own_orders() -> 
         3600,
     )?)?;
     let refused = forged
-        .post(platform.url("/v1/orders"))
+        .post(platform.edge.url("/v1/orders"))
         .json(&body)
         .send()
         .await?;
     assert_eq!(refused.status(), 401);
     // The health probes need no token.
     let live = reqwest::Client::new()
-        .get(platform.url("/health/live"))
+        .get(platform.edge.url("/health/live"))
         .send()
         .await?;
     assert_eq!(live.status(), 200);
@@ -51,7 +51,7 @@ async fn tokens_decide_who_gets_in_and_customers_see_only_their_own_orders() -> 
     let mut own = body.clone();
     own.as_object_mut().map(|o| o.remove("customer_id"));
     let placed = alice
-        .post(platform.url("/v1/orders"))
+        .post(platform.edge.url("/v1/orders"))
         .json(&own)
         .send()
         .await?;
@@ -62,18 +62,22 @@ async fn tokens_decide_who_gets_in_and_customers_see_only_their_own_orders() -> 
 
     // Bob cannot place an order for Alice...
     let for_alice = bob
-        .post(platform.url("/v1/orders"))
+        .post(platform.edge.url("/v1/orders"))
         .json(&body)
         .send()
         .await?;
     assert_eq!(for_alice.status(), 403);
     // ...nor see or cancel hers: to him it does not exist, exactly like an
     // order that never did.
-    let order_url = platform.url(&format!("/v1/orders/{id}"));
+    let order_url = platform.edge.url(&format!("/v1/orders/{id}"));
     let seen_by_bob = bob.get(&order_url).send().await?;
     assert_eq!(seen_by_bob.status(), 404);
     let missing = bob
-        .get(platform.url(&format!("/v1/orders/{}", uuid::Uuid::new_v4())))
+        .get(
+            platform
+                .edge
+                .url(&format!("/v1/orders/{}", uuid::Uuid::new_v4())),
+        )
         .send()
         .await?;
     assert_eq!(missing.status(), 404);
@@ -92,25 +96,25 @@ async fn tokens_decide_who_gets_in_and_customers_see_only_their_own_orders() -> 
     // Customers read the catalog but cannot change it, or wallets.
     assert_eq!(
         alice
-            .get(platform.url("/v1/products"))
+            .get(platform.edge.url("/v1/products"))
             .send()
             .await?
             .status(),
         200
     );
     let restock = alice
-        .put(platform.url("/v1/admin/products/TEA-01"))
+        .put(platform.edge.url("/v1/admin/products/TEA-01"))
         .json(&serde_json::json!({"name": "Tea", "price_cents": 1, "available": 1_000_000}))
         .send()
         .await?;
     assert_eq!(restock.status(), 403);
     let top_up = alice
-        .put(platform.url("/v1/admin/customers/alice/wallet"))
+        .put(platform.edge.url("/v1/admin/customers/alice/wallet"))
         .json(&serde_json::json!({"balance_cents": 999_999_999}))
         .send()
         .await?;
     assert_eq!(top_up.status(), 403);
-    let tea = platform.product("TEA-01").await?;
+    let tea = platform.edge.product("TEA-01").await?;
     assert_eq!(
         tea["price_cents"], 500,
         "the refused restock changed nothing"
@@ -127,7 +131,7 @@ async fn products(
     platform: &Platform,
     client: &reqwest::Client,
 ) -> anyhow::Result<(u16, Option<u64>, String)> {
-    let response = client.get(platform.url("/v1/products")).send().await?;
+    let response = client.get(platform.edge.url("/v1/products")).send().await?;
     let status = response.status().as_u16();
     let retry_after = response
         .headers()
@@ -183,14 +187,14 @@ async fn a_customer_or_an_address_over_its_limit_is_told_when_to_retry() -> anyh
     assert_eq!(anonymous.0, 429);
     // Claiming another address is no way out: no proxy is trusted here.
     let claimed = alice
-        .get(platform.url("/v1/products"))
+        .get(platform.edge.url("/v1/products"))
         .header("x-forwarded-for", "203.0.113.7")
         .send()
         .await?;
     assert_eq!(claimed.status(), 429);
     // Health probes are never limited.
     let live = reqwest::Client::new()
-        .get(platform.url("/health/live"))
+        .get(platform.edge.url("/health/live"))
         .send()
         .await?;
     assert_eq!(live.status(), 200);
@@ -213,7 +217,7 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket() -> an
     let alice = platform.customer("alice")?;
     let from = |client: &'static str| {
         alice
-            .get(platform.url("/v1/products"))
+            .get(platform.edge.url("/v1/products"))
             // What the client claimed, then what the ingress appended.
             .header("x-forwarded-for", format!("198.51.100.1, {client}"))
     };
@@ -320,8 +324,8 @@ struct Hanging {
 impl Hanging {
     async fn start() -> anyhow::Result<Self> {
         let platform = Platform::start().await?;
-        platform.set_product("TEA-01", 500, 100).await?;
-        platform.set_wallet("alice", 100_000).await?;
+        platform.edge.set_product("TEA-01", 500, 100).await?;
+        platform.edge.set_wallet("alice", 100_000).await?;
         let id = platform.place("alice", &[("TEA-01", 1)]).await?;
         let alice = platform.customer("alice")?;
         let (hole, hole_task) = black_hole().await?;
@@ -478,7 +482,7 @@ async fn list_all(
     let mut pages = 0;
     let mut cursor: Option<String> = None;
     loop {
-        let mut url = platform.url(&format!("/v1/orders?limit=2{query}"));
+        let mut url = platform.edge.url(&format!("/v1/orders?limit=2{query}"));
         if let Some(c) = &cursor {
             url.push_str(&format!("&cursor={c}"));
         }
@@ -504,8 +508,8 @@ fn ids(orders: &[Value]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customers_list_their_own_orders_newest_first_a_page_at_a_time() -> anyhow::Result<()> {
     let platform = Platform::start().await?;
-    platform.set_product("TEA-01", 500, 100).await?;
-    platform.set_wallet("alice", 100_000).await?;
+    platform.edge.set_product("TEA-01", 500, 100).await?;
+    platform.edge.set_wallet("alice", 100_000).await?;
     let mut placed = Vec::new();
     for _ in 0..5 {
         placed.push(platform.place("alice", &[("TEA-01", 1)]).await?);
@@ -535,13 +539,13 @@ async fn customers_list_their_own_orders_newest_first_a_page_at_a_time() -> anyh
     let (his, _) = list_all(&platform, &bob, "").await?;
     assert_eq!(ids(&his), std::slice::from_ref(&bobs));
     let asked = bob
-        .get(platform.url("/v1/orders?customer_id=alice"))
+        .get(platform.edge.url("/v1/orders?customer_id=alice"))
         .send()
         .await?;
     assert_eq!(asked.status(), 403);
-    let (alices, _) = list_all(&platform, &platform.http, "&customer_id=alice").await?;
+    let (alices, _) = list_all(&platform, platform.edge.admin(), "&customer_id=alice").await?;
     assert_eq!(alices.len(), 5);
-    let (everyone, _) = list_all(&platform, &platform.http, "").await?;
+    let (everyone, _) = list_all(&platform, platform.edge.admin(), "").await?;
     assert_eq!(everyone.len(), 6);
 
     // Bad queries say what is wrong.
@@ -555,7 +559,7 @@ async fn customers_list_their_own_orders_newest_first_a_page_at_a_time() -> anyh
         "colour=red",
     ] {
         let response = alice
-            .get(platform.url(&format!("/v1/orders?{query}")))
+            .get(platform.edge.url(&format!("/v1/orders?{query}")))
             .send()
             .await?;
         assert_eq!(response.status(), 422, "{query}");
@@ -567,9 +571,9 @@ async fn customers_list_their_own_orders_newest_first_a_page_at_a_time() -> anyh
 async fn control_characters_are_the_callers_mistake_and_never_open_a_breaker() -> anyhow::Result<()>
 {
     let platform = Platform::start().await?;
-    platform.set_product("TEA-01", 500, 100).await?;
-    platform.set_wallet("mallory", 100_000).await?;
-    platform.set_wallet("alice", 100_000).await?;
+    platform.edge.set_product("TEA-01", 500, 100).await?;
+    platform.edge.set_wallet("mallory", 100_000).await?;
+    platform.edge.set_wallet("alice", 100_000).await?;
     let mallory = platform.customer("mallory")?;
 
     // More bad orders than the breaker's failure threshold: each is a 422
@@ -579,7 +583,7 @@ async fn control_characters_are_the_callers_mistake_and_never_open_a_breaker() -
     bad["shipping_address"]["city"] = Value::from("Ber\u{1b}lin");
     for _ in 0..8 {
         let refused = mallory
-            .post(platform.url("/v1/orders"))
+            .post(platform.edge.url("/v1/orders"))
             .json(&bad)
             .send()
             .await?;
@@ -594,7 +598,7 @@ async fn control_characters_are_the_callers_mistake_and_never_open_a_breaker() -
     // Everyone else still orders: the order breaker is closed.
     let id = platform.place("alice", &[("TEA-01", 1)]).await?;
     platform.wait_for_status(&id, "CONFIRMED").await?;
-    let ready: Value = reqwest::get(platform.url("/health/ready"))
+    let ready: Value = reqwest::get(platform.edge.url("/health/ready"))
         .await?
         .json()
         .await?;
@@ -617,7 +621,7 @@ async fn control_characters_are_the_callers_mistake_and_never_open_a_breaker() -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_services_behind_the_edge_take_only_signed_calls() -> anyhow::Result<()> {
     let platform = Platform::start().await?;
-    platform.set_product("TEA-01", 500, 100).await?;
+    platform.edge.set_product("TEA-01", 500, 100).await?;
     let anonymous = reqwest::Client::new();
     let mint = serde_json::json!({"balance_cents": 999_999_999});
 
@@ -663,7 +667,7 @@ async fn the_services_behind_the_edge_take_only_signed_calls() -> anyhow::Result
         .send()
         .await?;
     assert_eq!(unminted.status(), 404, "no refused call made a wallet");
-    assert_eq!(platform.product("TEA-01").await?["price_cents"], 500);
+    assert_eq!(platform.edge.product("TEA-01").await?["price_cents"], 500);
 
     // The edge's key calls the API but cannot arm a fail point, which
     // kills the process; the operator's admin key can.
@@ -704,10 +708,10 @@ async fn a_customer_holds_only_so_many_long_polls_and_plain_reads_always_pass() 
         ..Options::default()
     })
     .await?;
-    platform.set_product("TEA-01", 500, 100).await?;
+    platform.edge.set_product("TEA-01", 500, 100).await?;
     let id = platform.place("alice", &[("TEA-01", 1)]).await?;
     let alice = platform.customer("alice")?;
-    let order = platform.url(&format!("/v1/orders/{id}"));
+    let order = platform.edge.url(&format!("/v1/orders/{id}"));
     let hold = || tokio::spawn(alice.get(format!("{order}?wait=10")).send());
     let held = std::sync::Mutex::new(hold());
 
@@ -739,7 +743,8 @@ async fn a_customer_holds_only_so_many_long_polls_and_plain_reads_always_pass() 
     // ...while she may still read it plainly, and others may wait.
     assert_eq!(alice.get(&order).send().await?.status(), 200);
     let admin = platform
-        .http
+        .edge
+        .admin()
         .get(format!("{order}?wait=0.2"))
         .send()
         .await?;
@@ -760,13 +765,13 @@ async fn a_customer_holds_only_so_many_long_polls_and_plain_reads_always_pass() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clients_traceparent_does_not_graft_its_order_onto_another_trace() -> anyhow::Result<()> {
     let platform = Platform::start().await?;
-    platform.set_product("TEA-01", 500, 100).await?;
+    platform.edge.set_product("TEA-01", 500, 100).await?;
     // A trace id someone else's requests use: the internet must not be
     // able to add spans to it (or force sampling) through the edge.
     let foreign = "4bf92f3577b34da6a3ce929d0e0e4736";
     let placed = platform
         .customer("alice")?
-        .post(platform.url("/v1/orders"))
+        .post(platform.edge.url("/v1/orders"))
         .header("traceparent", format!("00-{foreign}-00f067aa0ba902b7-01"))
         .json(&order_body("alice", &[("TEA-01", 1)]))
         .send()

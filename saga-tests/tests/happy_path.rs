@@ -7,13 +7,14 @@ use choreo_saga_tests::{Platform, order_body};
 async fn an_order_placed_at_the_edge_is_confirmed_with_priced_lines_and_timeline()
 -> anyhow::Result<()> {
     let platform = Platform::start().await?;
-    platform.set_product("TEA-01", 1_250, 10).await?;
-    platform.set_product("CUP-02", 800, 5).await?;
-    platform.set_wallet("alice", 10_000).await?;
+    platform.edge.set_product("TEA-01", 1_250, 10).await?;
+    platform.edge.set_product("CUP-02", 800, 5).await?;
+    platform.edge.set_wallet("alice", 10_000).await?;
 
     let response = platform
-        .http
-        .post(platform.url("/v1/orders"))
+        .edge
+        .admin()
+        .post(platform.edge.url("/v1/orders"))
         .json(&order_body("alice", &[("TEA-01", 2), ("CUP-02", 1)]))
         .send()
         .await?;
@@ -29,7 +30,7 @@ async fn an_order_placed_at_the_edge_is_confirmed_with_priced_lines_and_timeline
     // service: payment's travels on its own topic and may arrive just after
     // the confirmation.
     platform.wait_until_consumed().await?;
-    let order = platform.order(&id, 0).await?;
+    let order = platform.edge.order(&id, 0).await?;
     assert_eq!(order["total_cents"], 2 * 1_250 + 800);
     assert_eq!(order["currency"], "EUR");
     let lines = order["lines"].as_array().expect("lines");
@@ -65,7 +66,7 @@ async fn an_order_placed_at_the_edge_is_confirmed_with_priced_lines_and_timeline
 
     // The effects behind the confirmation (every service has seen the
     // outcome): the reserved stock has left the warehouse.
-    let tea = platform.product("TEA-01").await?;
+    let tea = platform.edge.product("TEA-01").await?;
     assert_eq!(
         (
             tea["available"].as_i64(),
@@ -87,8 +88,9 @@ async fn a_malformed_order_is_rejected_with_what_to_fix_and_places_nothing() -> 
     let mut body = order_body("alice", &[("TEA-01", 0)]);
     body["shipping_address"]["country"] = "Britain".into();
     let response = platform
-        .http
-        .post(platform.url("/v1/orders"))
+        .edge
+        .admin()
+        .post(platform.edge.url("/v1/orders"))
         .json(&body)
         .send()
         .await?;
@@ -100,8 +102,9 @@ async fn a_malformed_order_is_rejected_with_what_to_fix_and_places_nothing() -> 
     assert!(message.contains("shipping_address.country"), "{message}");
 
     let response = platform
-        .http
-        .post(platform.url("/v1/orders"))
+        .edge
+        .admin()
+        .post(platform.edge.url("/v1/orders"))
         .header("content-type", "text/plain")
         .body("hello")
         .send()
@@ -111,8 +114,9 @@ async fn a_malformed_order_is_rejected_with_what_to_fix_and_places_nothing() -> 
     let mut unknown = order_body("alice", &[("TEA-01", 1)]);
     unknown["coupon"] = "FREE".into();
     let response = platform
-        .http
-        .post(platform.url("/v1/orders"))
+        .edge
+        .admin()
+        .post(platform.edge.url("/v1/orders"))
         .json(&unknown)
         .send()
         .await?;
@@ -143,8 +147,9 @@ async fn a_malformed_order_is_rejected_with_what_to_fix_and_places_nothing() -> 
     ];
     for (body, status, field) in cases {
         let response = platform
-            .http
-            .post(platform.url("/v1/orders"))
+            .edge
+            .admin()
+            .post(platform.edge.url("/v1/orders"))
             .json(&body)
             .send()
             .await?;
@@ -155,8 +160,9 @@ async fn a_malformed_order_is_rejected_with_what_to_fix_and_places_nothing() -> 
     }
     let huge = "x".repeat(70 * 1024);
     let response = platform
-        .http
-        .post(platform.url("/v1/orders"))
+        .edge
+        .admin()
+        .post(platform.edge.url("/v1/orders"))
         .header("content-type", "application/json")
         .body(format!("{{\"padding\": \"{huge}\"}}"))
         .send()

@@ -16,7 +16,7 @@ async fn place(
     body: &Value,
 ) -> anyhow::Result<(u16, Option<String>, Value)> {
     let response = client
-        .post(platform.url("/v1/orders"))
+        .post(platform.edge.url("/v1/orders"))
         .header("idempotency-key", key)
         .json(body)
         .send()
@@ -44,15 +44,15 @@ async fn orders_of(platform: &Platform, customer: &str) -> anyhow::Result<i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_retries_of_one_keyed_post_place_one_order() -> anyhow::Result<()> {
     let platform = Platform::start().await?;
-    platform.set_product("TEA-01", 500, 1_000).await?;
-    platform.set_wallet("alice", 100_000).await?;
-    platform.set_wallet("bob", 100_000).await?;
+    platform.edge.set_product("TEA-01", 500, 1_000).await?;
+    platform.edge.set_wallet("alice", 100_000).await?;
+    platform.edge.set_wallet("bob", 100_000).await?;
     let alice = platform.customer("alice")?;
     let body = order_body("alice", &[("TEA-01", 3)]);
 
     let mut retries = tokio::task::JoinSet::new();
     for _ in 0..200 {
-        let (alice, body, url) = (alice.clone(), body.clone(), platform.url("/v1/orders"));
+        let (alice, body, url) = (alice.clone(), body.clone(), platform.edge.url("/v1/orders"));
         retries.spawn(async move {
             let response = alice
                 .post(url)
@@ -157,8 +157,8 @@ async fn an_expired_key_places_a_new_order() -> anyhow::Result<()> {
         ..Options::default()
     })
     .await?;
-    platform.set_product("TEA-01", 500, 100).await?;
-    platform.set_wallet("alice", 100_000).await?;
+    platform.edge.set_product("TEA-01", 500, 100).await?;
+    platform.edge.set_wallet("alice", 100_000).await?;
     let alice = platform.customer("alice")?;
     let body = order_body("alice", &[("TEA-01", 1)]);
 

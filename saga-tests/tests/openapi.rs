@@ -29,13 +29,13 @@ async fn the_edge_answers_every_generated_request_as_its_document_says() -> anyh
     let st = schemathesis()?;
     let platform = Platform::start().await?;
     for (sku, price, stock) in [("TEA-01", 1_250, 1_000), ("CUP-02", 800, 1_000)] {
-        platform.set_product(sku, price, stock).await?;
+        platform.edge.set_product(sku, price, stock).await?;
     }
-    platform.set_wallet("alice", 1_000_000).await?;
+    platform.edge.set_wallet("alice", 1_000_000).await?;
 
     // The document itself: OpenAPI 3, every /v1 route behind the bearer
     // scheme, the probes open.
-    let document: Value = reqwest::get(platform.url("/openapi.json"))
+    let document: Value = reqwest::get(platform.edge.url("/openapi.json"))
         .await?
         .json()
         .await?;
@@ -63,7 +63,7 @@ async fn the_edge_answers_every_generated_request_as_its_document_says() -> anyh
     ] {
         let output = tokio::process::Command::new(&st)
             .args(["--no-color", "run"])
-            .arg(platform.url("/openapi.json"))
+            .arg(platform.edge.url("/openapi.json"))
             .args(["--header", &format!("Authorization: Bearer {token}")])
             .args([
                 "--checks",

@@ -9,7 +9,8 @@ use serde_json::Value;
 /// The service's readiness: its HTTP status and body.
 async fn readiness(platform: &Platform, base: &str) -> Option<(u16, Value)> {
     let response = platform
-        .http
+        .edge
+        .admin()
         .get(format!("{base}/health/ready"))
         .send()
         .await
@@ -22,8 +23,8 @@ async fn readiness(platform: &Platform, base: &str) -> Option<(u16, Value)> {
 async fn payment_database_outage_mid_stream_loses_nothing_and_recovers_without_restart()
 -> anyhow::Result<()> {
     let platform = Platform::start().await?;
-    platform.set_product("TEA-01", 500, 100).await?;
-    platform.set_wallet("alice", 1_000_000).await?;
+    platform.edge.set_product("TEA-01", 500, 100).await?;
+    platform.edge.set_wallet("alice", 1_000_000).await?;
     let (ready, _) = readiness(&platform, &platform.payment)
         .await
         .expect("payment answers");
@@ -49,7 +50,8 @@ async fn payment_database_outage_mid_stream_loses_nothing_and_recovers_without_r
     assert_eq!(body["status"], "not_ready");
     assert!(body["checks"]["database"]["error"].is_string(), "{body}");
     let live = platform
-        .http
+        .edge
+        .admin()
         .get(format!("{}/health/live", platform.payment))
         .send()
         .await?;
@@ -77,8 +79,8 @@ async fn payment_database_outage_mid_stream_loses_nothing_and_recovers_without_r
 async fn with_the_registry_down_services_are_degraded_yet_ready_and_orders_are_taken()
 -> anyhow::Result<()> {
     let platform = Platform::start().await?;
-    platform.set_product("TEA-01", 500, 100).await?;
-    platform.set_wallet("alice", 100_000).await?;
+    platform.edge.set_product("TEA-01", 500, 100).await?;
+    platform.edge.set_wallet("alice", 100_000).await?;
     platform.stop_registry();
 
     // Ready (its database answers) but degraded, naming the registry.
@@ -95,7 +97,8 @@ async fn with_the_registry_down_services_are_degraded_yet_ready_and_orders_are_t
     );
     assert!(body["stalled"]["registry"].is_string(), "{body}");
     let metrics = platform
-        .http
+        .edge
+        .admin()
         .get(format!("{}/metrics", platform.payment))
         .send()
         .await?
@@ -108,8 +111,9 @@ async fn with_the_registry_down_services_are_degraded_yet_ready_and_orders_are_t
 
     // The edge still takes an order: the order service's outbox holds it.
     let placed = platform
-        .http
-        .post(platform.url("/v1/orders"))
+        .edge
+        .admin()
+        .post(platform.edge.url("/v1/orders"))
         .json(&choreo_saga_tests::order_body("alice", &[("TEA-01", 1)]))
         .send()
         .await?;

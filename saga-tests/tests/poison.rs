@@ -12,8 +12,8 @@ use std::collections::BTreeSet;
 async fn poison_on_every_input_topic_is_dead_lettered_by_each_consumer_and_orders_go_on()
 -> anyhow::Result<()> {
     let platform = Platform::start().await?;
-    platform.set_product("TEA-01", 500, 100).await?;
-    platform.set_wallet("alice", 100_000).await?;
+    platform.edge.set_product("TEA-01", 500, 100).await?;
+    platform.edge.set_wallet("alice", 100_000).await?;
 
     // Bytes that are no event, on every partition of every saga topic, so
     // that whatever partition the next order lands on, poison is ahead of it.

@@ -21,7 +21,7 @@ async fn a_reservation_arriving_after_the_cancel_takes_no_money() -> anyhow::Res
         ..Default::default()
     })
     .await?;
-    platform.set_wallet("kim", 5_000).await?;
+    platform.edge.set_wallet("kim", 5_000).await?;
     let id = platform.place("kim", &[("TEA-01", 1)]).await?;
     let (status, _) = platform.cancel(&id).await?;
     assert_eq!(status, 202);
@@ -52,7 +52,7 @@ async fn a_reservation_arriving_after_the_cancel_takes_no_money() -> anyhow::Res
         5_000,
         "nothing charged"
     );
-    let order = platform.order(&id, 0).await?;
+    let order = platform.edge.order(&id, 0).await?;
     assert_eq!(order["status"], "CANCELLED");
     assert_eq!(order["cancel_reason"], "CUSTOMER_CANCELLED");
     assert!(!timeline(&order).contains(&"PaymentCompleted".to_owned()));
@@ -84,7 +84,7 @@ async fn a_shipment_scheduled_for_a_cancelled_order_is_cancelled() -> anyhow::Re
         .await?;
     // Scheduled, but the order has no prices yet, so it stays PENDING.
     platform.wait_for_event(&id, "ShipmentScheduled").await?;
-    assert_eq!(platform.order(&id, 0).await?["status"], "PENDING");
+    assert_eq!(platform.edge.order(&id, 0).await?["status"], "PENDING");
 
     let (status, _) = platform.cancel(&id).await?;
     assert_eq!(status, 202);
@@ -105,8 +105,8 @@ async fn a_shipment_scheduled_for_a_cancelled_order_is_cancelled() -> anyhow::Re
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_racing_the_confirmation_ends_in_exactly_one_outcome() -> anyhow::Result<()> {
     let platform = Platform::start().await?;
-    platform.set_product("TEA-01", 100, 1_000).await?;
-    platform.set_wallet("mia", 1_000_000).await?;
+    platform.edge.set_product("TEA-01", 100, 1_000).await?;
+    platform.edge.set_wallet("mia", 1_000_000).await?;
     // Cancels sent at different points of the saga: some land while it runs,
     // some after it is confirmed.
     let mut outcomes = Vec::new();
@@ -137,7 +137,7 @@ async fn a_cancel_racing_the_confirmation_ends_in_exactly_one_outcome() -> anyho
     // The audit proves the cancelled ones were compensated: no stock held,
     // no money kept, no shipment live.
     platform.assert_audit_clean().await?;
-    let tea = platform.product("TEA-01").await?;
+    let tea = platform.edge.product("TEA-01").await?;
     assert_eq!(tea["reserved"], 0);
     println!("outcomes seen: {seen:?}");
     platform.stop().await

@@ -7,11 +7,12 @@ use serde_json::Value;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_of_a_saga_redelivered_is_applied_once() -> anyhow::Result<()> {
     let platform = Platform::start().await?;
-    platform.set_product("TEA-01", 1_000, 10).await?;
-    platform.set_wallet("bob", 5_000).await?;
+    platform.edge.set_product("TEA-01", 1_000, 10).await?;
+    platform.edge.set_wallet("bob", 5_000).await?;
     let placed: Value = platform
-        .http
-        .post(platform.url("/v1/orders"))
+        .edge
+        .admin()
+        .post(platform.edge.url("/v1/orders"))
         .json(&order_body("bob", &[("TEA-01", 3)]))
         .send()
         .await?
@@ -23,7 +24,7 @@ async fn every_event_of_a_saga_redelivered_is_applied_once() -> anyhow::Result<(
     // Read once every event is consumed: the order can be CONFIRMED before
     // its timeline has recorded PaymentCompleted, which crosses with the
     // shipment on another topic.
-    let before = platform.order(&id, 0).await?;
+    let before = platform.edge.order(&id, 0).await?;
 
     // Every event of the saga, on every topic, delivered a second time
     // (the topics also carry the catalog set-up, `ProductSet`, keyed by
@@ -44,13 +45,13 @@ async fn every_event_of_a_saga_redelivered_is_applied_once() -> anyhow::Result<(
     platform.republish(&copies).await?;
     platform.wait_until_consumed().await?;
 
-    let after = platform.order(&id, 0).await?;
+    let after = platform.edge.order(&id, 0).await?;
     assert_eq!(after["status"], "CONFIRMED");
     assert_eq!(
         after["timeline"], before["timeline"],
         "no step appears twice"
     );
-    let tea = platform.product("TEA-01").await?;
+    let tea = platform.edge.product("TEA-01").await?;
     assert_eq!(
         (
             tea["available"].as_i64(),

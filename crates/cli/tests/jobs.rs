@@ -114,9 +114,7 @@ async fn a_migration_waits_for_a_database_that_comes_up() -> anyhow::Result<()> 
     let db = TestDatabase::create("migrate_waits").await?;
     // The database's address, with nothing behind it yet: a port free now,
     // where a forwarder to the real server will listen later.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = choreo_testkit::free_port();
     let real = reqwest::Url::parse(&db.url)?;
     let mut late = real.clone();
     late.set_port(Some(port))

@@ -33,7 +33,7 @@ impl TestBroker {
         );
         let dir = std::env::temp_dir().join(crate::unique_name("choreo-broker"));
         std::fs::create_dir_all(&dir)?;
-        let port = free_port()?;
+        let port = crate::free_port();
         let mut broker = Self {
             bootstrap: format!("127.0.0.1:{port}"),
             port,
@@ -110,11 +110,6 @@ impl Drop for TestBroker {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
 }
 
 /// The broker a test runs on: Tansu, or with `CHOREO_TEST_BROKER=mock`

@@ -6,9 +6,39 @@ use sqlx::{Connection, PgConnection};
 /// The server tests create their databases on. Override with
 /// `CHOREO_TEST_PG_URL` (it must point at a database the user can connect to
 /// and have the right to `CREATE DATABASE`).
-pub(crate) fn admin_url() -> String {
+pub fn admin_url() -> String {
     std::env::var("CHOREO_TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// The url of database `name` on the tests' server.
+pub fn database_url(name: &str) -> String {
+    let admin = admin_url();
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(base, _)| base);
+    format!("{base}/{name}")
+}
+
+/// Rows of a query on database `db`, each rendered as one line of text, for
+/// comparing a service's state before an incident with its state after the
+/// recovery.
+pub async fn rows(db: &str, query: &str) -> anyhow::Result<Vec<String>> {
+    use sqlx::Row;
+    let mut conn = PgConnection::connect(&database_url(db)).await?;
+    let rows = sqlx::query(&format!("SELECT row_to_json(t)::text FROM ({query}) t"))
+        .fetch_all(&mut conn)
+        .await?;
+    rows.iter()
+        .map(|r| r.try_get::<String, _>(0).map_err(Into::into))
+        .collect()
+}
+
+/// Runs a statement on database `db`.
+pub async fn execute(db: &str, statement: &str) -> anyhow::Result<()> {
+    let mut conn = PgConnection::connect(&database_url(db)).await?;
+    sqlx::query(statement).execute(&mut conn).await?;
+    Ok(())
 }
 
 /// A freshly created, empty database. Call [`TestDatabase::drop_db`] at the end
@@ -32,10 +62,10 @@ impl TestDatabase {
             .execute(&mut conn)
             .await
             .with_context(|| format!("creating database {name}"))?;
-        let url = match admin.rfind('/') {
-            Some(i) => format!("{}/{name}", &admin[..i]),
-            None => anyhow::bail!("CHOREO_TEST_PG_URL has no database part: {admin}"),
-        };
+        if !admin.contains('/') {
+            anyhow::bail!("CHOREO_TEST_PG_URL has no database part: {admin}");
+        }
+        let url = database_url(&name);
         Ok(Self { name, url })
     }
 

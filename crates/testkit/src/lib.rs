@@ -1,4 +1,7 @@
-//! Test harness pieces shared by every crate's black-box tests.
+//! The one test harness: what every crate's black-box tests share. The two
+//! platform fixtures are built on it: `saga-tests`' `Platform` (the whole
+//! platform in one process) and the `choreo up` test's (the platform as
+//! processes); both call the edge through [`Edge`].
 //!
 //! Everything here is real: a PostgreSQL database created for one test and
 //! dropped after it, a Tansu broker process on a free port with its own
@@ -7,10 +10,12 @@
 //! condition against a deadline instead of sleeping for a guessed time.
 
 mod broker;
-mod db;
+pub mod db;
 mod delivery_order;
+mod edge;
 mod events;
 mod mock_broker;
+mod ports;
 mod publish;
 mod reactions;
 mod wait;
@@ -19,8 +24,10 @@ pub use broker::{Broker, TestBroker};
 pub use choreo_telemetry::collector::{OtlpReceiver, ReceivedSpan};
 pub use db::{TestDatabase, drop_platform_databases};
 pub use delivery_order::{interleave, redeliver};
+pub use edge::{Edge, bearer_client, get_json};
 pub use events::{order_placed, shipping_address};
 pub use mock_broker::MockBroker;
+pub use ports::{free_port, free_port_block};
 pub use publish::{RawProducer, framed, publish_event};
 pub use reactions::Emissions;
 pub use wait::wait_until;

@@ -64,14 +64,7 @@ async fn edge_before(inventory: &str, shutdown: &CancellationToken) -> anyhow::R
 
 fn admin() -> anyhow::Result<reqwest::Client> {
     let token = choreo_kit::customer_token::hs256_token(SECRET, "ops", true, 600)?;
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {token}").parse()?,
-    );
-    Ok(reqwest::Client::builder()
-        .default_headers(headers)
-        .build()?)
+    choreo_testkit::bearer_client(&token)
 }
 
 #[tokio::test]

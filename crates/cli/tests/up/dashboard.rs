@@ -17,7 +17,7 @@ pub(crate) async fn every_replica_is_listed(
     admin_token: &str,
     data: &Path,
 ) -> anyhow::Result<()> {
-    let admin = bearer(admin_token)?;
+    let admin = bearer_client(admin_token)?;
     let platform: Value = wait_until(
         "both inventory replicas to hold partitions",
         DEADLINE,

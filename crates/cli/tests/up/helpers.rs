@@ -3,6 +3,11 @@
 
 use anyhow::Context;
 use choreo_testkit::wait_until;
+pub(crate) use choreo_testkit::{
+    Edge, bearer_client,
+    db::{database_url, execute, rows},
+    free_port, free_port_block, get_json,
+};
 use nix::{sys::signal::Signal, unistd::Pid};
 use serde_json::Value;
 use std::{
@@ -13,33 +18,6 @@ use std::{
 use tokio::process::Command;
 
 pub(crate) const DEADLINE: Duration = Duration::from_secs(120);
-
-/// A base port with the seven after it free too (edge, registry, services,
-/// provider, and inventory's second replica).
-pub(crate) fn free_port_block() -> u16 {
-    // Below Linux's ephemeral range (32768 and up): a port probed free
-    // there can be taken by an outgoing connection (a Kafka client's)
-    // before the service binds it, and stay taken (seen once: payment
-    // failed to start seven times in a chaos run).
-    loop {
-        let base = 20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16;
-        if (base..base + 8).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
-            return base;
-        }
-    }
-}
-
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(19_092)
-}
-
-/// A GET's JSON answer; `None` while there is none (for `wait_until`).
-pub(crate) async fn get_json(client: &reqwest::Client, url: String) -> Option<Value> {
-    client.get(url).send().await.ok()?.json().await.ok()
-}
 
 pub(crate) fn pid_of(data: &Path, name: &str) -> Option<i32> {
     std::fs::read_to_string(data.join("run").join(format!("{name}.pid")))
@@ -86,18 +64,6 @@ pub(crate) fn printed_token(output: &[String]) -> Option<String> {
     Some(rest.split('\'').next()?.to_owned())
 }
 
-/// A client sending `token` on every request.
-pub(crate) fn bearer(token: &str) -> anyhow::Result<reqwest::Client> {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {token}").parse()?,
-    );
-    Ok(reqwest::Client::builder()
-        .default_headers(headers)
-        .build()?)
-}
-
 /// `choreo token` with `args`, against the platform's data folder.
 pub(crate) async fn choreo_token(data: &Path, args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new(env!("CARGO_BIN_EXE_choreo"))
@@ -129,13 +95,12 @@ pub(crate) async fn drop_databases(prefix: &str) -> anyhow::Result<()> {
 /// The running platform, for the replay drills.
 pub(crate) struct Platform<'a> {
     pub(crate) data: &'a Path,
-    pub(crate) edge: &'a str,
+    /// The edge, called as the operator.
+    pub(crate) edge: &'a Edge,
     pub(crate) edge_port: u16,
     pub(crate) broker_port: u16,
     pub(crate) db_prefix: &'a str,
     pub(crate) http: &'a reqwest::Client,
-    /// Carries an admin token.
-    pub(crate) admin: &'a reqwest::Client,
     pub(crate) body: &'a Value,
 }
 
@@ -148,41 +113,6 @@ pub(crate) async fn all_of<T>(
         out.push(result?);
     }
     Ok(out)
-}
-
-pub(crate) fn pg_admin_url() -> String {
-    std::env::var("CHOREO_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// The url of database `name` on the test server.
-pub(crate) fn database_url(name: &str) -> String {
-    let admin = pg_admin_url();
-    let base = admin
-        .rsplit_once('/')
-        .map_or(admin.as_str(), |(base, _)| base);
-    format!("{base}/{name}")
-}
-
-/// Rows of a query, each rendered as one line of text, for comparing a
-/// service's state before an incident with its state after the recovery.
-pub(crate) async fn rows(db: &str, query: &str) -> anyhow::Result<Vec<String>> {
-    use sqlx::{Connection, Row};
-    let mut conn = sqlx::PgConnection::connect(&database_url(db)).await?;
-    let rows = sqlx::query(&format!("SELECT row_to_json(t)::text FROM ({query}) t"))
-        .fetch_all(&mut conn)
-        .await?;
-    rows.iter()
-        .map(|r| r.try_get::<String, _>(0).map_err(Into::into))
-        .collect()
-}
-
-/// Runs a statement on database `db`.
-pub(crate) async fn execute(db: &str, statement: &str) -> anyhow::Result<()> {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(&database_url(db)).await?;
-    sqlx::query(statement).execute(&mut conn).await?;
-    Ok(())
 }
 
 impl Platform<'_> {
@@ -369,7 +299,7 @@ impl Platform<'_> {
         body: &Value,
     ) -> anyhow::Result<String> {
         let response = client
-            .post(format!("{}/v1/orders", self.edge))
+            .post(format!("{}/v1/orders", self.edge.base()))
             .json(body)
             .send()
             .await?;
@@ -381,8 +311,9 @@ impl Platform<'_> {
         wait_until(&format!("{location} to end"), DEADLINE, || async {
             // An admin reads every customer's orders.
             let order: Value = self
-                .admin
-                .get(format!("{}{location}?wait=5", self.edge))
+                .edge
+                .admin()
+                .get(format!("{}{location}?wait=5", self.edge.base()))
                 .send()
                 .await
                 .ok()?
@@ -404,48 +335,6 @@ impl Platform<'_> {
         Ok(())
     }
 
-    pub(crate) async fn set_product(
-        &self,
-        sku: &str,
-        price_cents: i64,
-        available: i64,
-    ) -> anyhow::Result<()> {
-        let response = self
-            .admin
-            .put(format!("{}/v1/admin/products/{sku}", self.edge))
-            .json(&serde_json::json!({"name": "Drill kettle", "price_cents": price_cents, "available": available}))
-            .send()
-            .await?;
-        anyhow::ensure!(
-            response.status().is_success(),
-            "setting {sku}: {}",
-            response.status()
-        );
-        Ok(())
-    }
-
-    pub(crate) async fn set_wallet(
-        &self,
-        customer: &str,
-        balance_cents: i64,
-    ) -> anyhow::Result<()> {
-        let response = self
-            .admin
-            .put(format!(
-                "{}/v1/admin/customers/{customer}/wallet",
-                self.edge
-            ))
-            .json(&serde_json::json!({ "balance_cents": balance_cents }))
-            .send()
-            .await?;
-        anyhow::ensure!(
-            response.status().is_success(),
-            "setting {customer}'s wallet: {}",
-            response.status()
-        );
-        Ok(())
-    }
-
     /// A wallet and orders competing for the last of it, after the backup:
     /// a new customer's wallet holding two and a half orders, three orders
     /// at once, then a top-up. A replay that decided the charges anew, or
@@ -457,13 +346,15 @@ impl Platform<'_> {
                 "SELECT price_cents FROM products WHERE sku = 'TEA-01'",
             )
             .await?;
-        self.set_wallet("drill-customer", price * 5 / 2).await?;
+        self.edge
+            .set_wallet("drill-customer", price * 5 / 2)
+            .await?;
         let mut body = self.body.clone();
         body["customer_id"] = "drill-customer".into();
         body["items"] = serde_json::json!([{"sku": "TEA-01", "quantity": 1}]);
         let placed = all_of(
             (0..3)
-                .map(|_| self.place_as(self.admin, &body))
+                .map(|_| self.place_as(self.edge.admin(), &body))
                 .collect::<Vec<_>>(),
         )
         .await?;
@@ -476,7 +367,7 @@ impl Platform<'_> {
                 "SELECT balance_cents FROM wallets WHERE customer_id = 'drill-customer'",
             )
             .await?;
-        self.set_wallet("drill-customer", left + 1000).await?;
+        self.edge.set_wallet("drill-customer", left + 1000).await?;
         Ok(())
     }
 
@@ -486,7 +377,7 @@ impl Platform<'_> {
     /// anew, or lost the admin changes, would not come back to the same
     /// stock.
     pub(crate) async fn contend(&self) -> anyhow::Result<()> {
-        self.set_product("DRILL-01", 900, 3).await?;
+        self.edge.set_product("DRILL-01", 900, 3).await?;
         let mut body = self.body.clone();
         body["items"] = serde_json::json!([{"sku": "DRILL-01", "quantity": 1}]);
         let placed = all_of((0..5).map(|_| self.place(&body)).collect::<Vec<_>>()).await?;
@@ -499,7 +390,7 @@ impl Platform<'_> {
                 "SELECT available FROM products WHERE sku = 'DRILL-01'",
             )
             .await?;
-        self.set_product("DRILL-01", 950, left + 2).await?;
+        self.edge.set_product("DRILL-01", 950, left + 2).await?;
         Ok(())
     }
 
@@ -512,7 +403,7 @@ impl Platform<'_> {
         let placed = all_of((0..3).map(|_| self.place(self.body)).collect::<Vec<_>>()).await?;
         let cancel = self
             .http
-            .post(format!("{}{}/cancel", self.edge, placed[0]))
+            .post(format!("{}{}/cancel", self.edge.base(), placed[0]))
             .send()
             .await?;
         anyhow::ensure!(
@@ -534,7 +425,7 @@ impl Platform<'_> {
     pub(crate) async fn place_keyed(&self, key: &str) -> anyhow::Result<(String, bool)> {
         let response = self
             .http
-            .post(format!("{}/v1/orders", self.edge))
+            .post(format!("{}/v1/orders", self.edge.base()))
             .header("Idempotency-Key", key)
             .json(self.body)
             .send()

@@ -63,7 +63,7 @@ async fn choreo_up_runs_a_platform_that_confirms_the_printed_order_and_stops_cle
     }
     let data = std::env::temp_dir().join(unique_name("choreo-up"));
     let db_prefix = format!("{}_", unique_name("choreo_t_up"));
-    let edge_port = free_port_block();
+    let edge_port = free_port_block(8);
     let edge = format!("http://127.0.0.1:{edge_port}");
     let broker_port = free_port();
 
@@ -153,7 +153,7 @@ async fn choreo_up_runs_a_platform_that_confirms_the_printed_order_and_stops_cle
             .send()
             .await?;
         assert_eq!(anonymous.status(), 401, "no token, no order");
-        let http = bearer(&token)?;
+        let http = bearer_client(&token)?;
         let operator = choreo_token(&data, &["--customer", "operator", "--admin"]).await?;
         let targets = metrics_targets(&edge, &operator).await?;
         let metrics_before = scrape_all(&targets).await?;
@@ -218,8 +218,8 @@ async fn choreo_up_runs_a_platform_that_confirms_the_printed_order_and_stops_cle
 
         // `choreo token` signs for the same edge: the order is its
         // customer's to read, and invisible to another customer.
-        let alice = bearer(&choreo_token(&data, &["--customer", "alice"]).await?)?;
-        let bob = bearer(&choreo_token(&data, &["--customer", "bob"]).await?)?;
+        let alice = bearer_client(&choreo_token(&data, &["--customer", "alice"]).await?)?;
+        let bob = bearer_client(&choreo_token(&data, &["--customer", "bob"]).await?)?;
         let read = |client: reqwest::Client| {
             let url = format!("{edge}{location}");
             async move { anyhow::Ok(client.get(url).send().await?.status()) }
@@ -230,15 +230,17 @@ async fn choreo_up_runs_a_platform_that_confirms_the_printed_order_and_stops_cle
         sigterm_under_load(&data, &edge, edge_port, &http, &body, &output).await?;
         dead_letters(broker_port).await?;
         offsets(broker_port).await?;
-        let admin = bearer(&choreo_token(&data, &["--customer", "operator", "--admin"]).await?)?;
+        let operator_edge = Edge::new(
+            edge.clone(),
+            &choreo_token(&data, &["--customer", "operator", "--admin"]).await?,
+        )?;
         let platform = Platform {
             data: &data,
-            edge: &edge,
+            edge: &operator_edge,
             edge_port,
             broker_port,
             db_prefix: &db_prefix,
             http: &http,
-            admin: &admin,
             body: &body,
         };
         platform.replay_refused_beside_a_running_service().await?;

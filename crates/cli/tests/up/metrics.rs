@@ -17,7 +17,7 @@ pub(crate) async fn metrics_targets(
     edge: &str,
     admin_token: &str,
 ) -> anyhow::Result<Vec<Vec<String>>> {
-    let admin = bearer(admin_token)?;
+    let admin = bearer_client(admin_token)?;
     wait_until("every replica to answer", DEADLINE, || async {
         let platform = get_json(&admin, format!("{edge}/v1/admin/platform")).await?;
         let listed = platform["services"].as_array()?;

@@ -34,8 +34,9 @@ impl Platform<'_> {
         assert!(truth_with_it.len() > truth.len());
         let shown = |location: String| async move {
             let order: Value = self
-                .admin
-                .get(format!("{}{location}", self.edge))
+                .edge
+                .admin()
+                .get(format!("{}{location}", self.edge.base()))
                 .send()
                 .await?
                 .json()
