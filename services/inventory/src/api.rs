@@ -46,16 +46,19 @@ async fn put_product(
     // The change and its event commit together: a replay of the inventory
     // topic after a restore re-derives it (see `recovery`).
     let mut tx = pool.begin().await?;
+    // The change happens as of its event, which a replay reads back.
+    let meta = EventMeta::first::<ProductSet>(Uuid::new_v4(), "inventory");
     let (product, stock_delta) = db::set_product(
         &mut tx,
         &sku,
         body.name.trim(),
         body.price_cents.get(),
         body.available.get(),
+        meta.occurred_at,
     )
     .await?;
     let event = ProductSet {
-        meta: EventMeta::first::<ProductSet>(Uuid::new_v4(), "inventory"),
+        meta,
         sku: product.sku.clone(),
         name: product.name.clone(),
         price_cents: product.price_cents,
@@ -63,7 +66,7 @@ async fn put_product(
         available: product.available,
         stock_delta,
     };
-    db::record_product_change(&mut tx, event.meta.event_id, &sku, stock_delta).await?;
+    db::record_product_change(&mut tx, &event.meta, &sku, stock_delta).await?;
     outbox::enqueue(&mut tx, &event).await?;
     tx.commit().await?;
     tracing::info!(sku = %sku, available = product.available, stock_delta, price_cents = product.price_cents, "product set");

@@ -1,5 +1,7 @@
 //! The inventory service's tables: products and reservations.
 
+use choreo_events::EventMeta;
+use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row, postgres::PgRow};
 use uuid::Uuid;
 
@@ -42,24 +44,26 @@ pub(crate) async fn get_product(
 
 /// Creates or replaces a product's name, price and free stock. Stock held by
 /// reservations is not touched; the change in free stock is counted as stock
-/// put on (or taken off) the shelf, and returned with the product.
+/// put on (or taken off) the shelf, and returned with the product. `at` is
+/// the time of the `ProductSet` that publishes the change.
 pub(crate) async fn set_product(
     conn: &mut PgConnection,
     sku: &str,
     name: &str,
     price_cents: i64,
     available: i32,
+    at: DateTime<Utc>,
 ) -> Result<(Product, i32), sqlx::Error> {
     // A new product starts empty, so that the change is always "from the
     // locked row's free stock to `available`", whoever created it first.
-    ensure_product(conn, sku, name, price_cents).await?;
+    ensure_product(conn, sku, name, price_cents, at).await?;
     let before: i32 =
         sqlx::query_scalar("SELECT available FROM products WHERE sku = $1 FOR UPDATE")
             .bind(sku)
             .fetch_one(&mut *conn)
             .await?;
     let delta = available - before;
-    let product = update_product(conn, sku, name, price_cents, delta).await?;
+    let product = update_product(conn, sku, name, price_cents, delta, at).await?;
     Ok((product, delta))
 }
 
@@ -68,55 +72,68 @@ async fn ensure_product(
     sku: &str,
     name: &str,
     price_cents: i64,
+    at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO products (sku, name, price_cents, available, stocked_total) VALUES ($1, $2, $3, 0, 0)
+        "INSERT INTO products (sku, name, price_cents, available, stocked_total, updated_at)
+         VALUES ($1, $2, $3, 0, 0, $4)
          ON CONFLICT (sku) DO NOTHING",
     )
     .bind(sku)
     .bind(name)
     .bind(price_cents)
+    .bind(at)
     .execute(conn)
     .await?;
     Ok(())
 }
 
 /// Sets name and price and moves `delta` onto (or off) the shelf.
+///
+/// Every change to a row of this service is stamped with the time of the
+/// event that tells of it (its own, or the input it answers), never the
+/// clock's, so that a replay after a restore writes the very same rows. A
+/// product's `updated_at` is its latest change's, whatever order a replay
+/// applies them in (they come from several partitions).
 async fn update_product(
     conn: &mut PgConnection,
     sku: &str,
     name: &str,
     price_cents: i64,
     delta: i32,
+    at: DateTime<Utc>,
 ) -> Result<Product, sqlx::Error> {
     let row = sqlx::query(&format!(
         "UPDATE products SET name = $2, price_cents = $3, available = available + $4,
-             stocked_total = stocked_total + $4, updated_at = now()
+             stocked_total = stocked_total + $4, updated_at = GREATEST(updated_at, $5)
          WHERE sku = $1 RETURNING {COLUMNS}"
     ))
     .bind(sku)
     .bind(name)
     .bind(price_cents)
     .bind(delta)
+    .bind(at)
     .fetch_one(conn)
     .await?;
     product(row)
 }
 
-/// Records the admin change `event_id`; `false` when it is recorded already.
+/// Records the admin change `change` (its `ProductSet`'s envelope); `false`
+/// when it is recorded already.
 pub(crate) async fn record_product_change(
     conn: &mut PgConnection,
-    event_id: Uuid,
+    change: &EventMeta,
     sku: &str,
     stock_delta: i32,
 ) -> Result<bool, sqlx::Error> {
     let inserted = sqlx::query(
-        "INSERT INTO product_changes (event_id, sku, stock_delta) VALUES ($1, $2, $3)
+        "INSERT INTO product_changes (event_id, sku, stock_delta, applied_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (event_id) DO NOTHING",
     )
-    .bind(event_id)
+    .bind(change.event_id)
     .bind(sku)
     .bind(stock_delta)
+    .bind(change.occurred_at)
     .execute(conn)
     .await?
     .rows_affected();
@@ -131,9 +148,10 @@ pub(crate) async fn reapply_product_change(
     name: &str,
     price_cents: i64,
     stock_delta: i32,
+    at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    ensure_product(conn, sku, name, price_cents).await?;
-    update_product(conn, sku, name, price_cents, stock_delta).await?;
+    ensure_product(conn, sku, name, price_cents, at).await?;
+    update_product(conn, sku, name, price_cents, stock_delta, at).await?;
     Ok(())
 }
 
@@ -168,31 +186,36 @@ pub(crate) async fn lock_reservation(
 
 /// Records an order without reserving anything: `REJECTED` (stock was short)
 /// or `VOIDED` (cancelled before inventory saw it). The row makes any later
-/// copy of the order's events a no-op.
+/// copy of the order's events a no-op. `at`: the time of the `StockRejected`,
+/// or of the `OrderCancelled` a void answers.
 pub(crate) async fn insert_tombstone(
     conn: &mut PgConnection,
     order_id: Uuid,
     customer_id: &str,
     status: &str,
+    at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO reservations (order_id, customer_id, status, total_cents, currency)
-         VALUES ($1, $2, $3, 0, 'EUR') ON CONFLICT (order_id) DO NOTHING",
+        "INSERT INTO reservations (order_id, customer_id, status, total_cents, currency, created_at)
+         VALUES ($1, $2, $3, 0, 'EUR', $4) ON CONFLICT (order_id) DO NOTHING",
     )
     .bind(order_id)
     .bind(customer_id)
     .bind(status)
+    .bind(at)
     .execute(conn)
     .await?;
     Ok(())
 }
 
 /// Moves a RESERVED order's lines out of `reserved`: back to `available`
-/// (released) or to `shipped`. Returns the lines moved.
+/// (released) or to `shipped`, as of `at` (the `StockReleased`, or the
+/// `OrderConfirmed` a shipment answers). Returns the lines moved.
 pub(crate) async fn settle_reservation(
     conn: &mut PgConnection,
     order_id: Uuid,
     outcome: Settlement,
+    at: DateTime<Utc>,
 ) -> Result<Vec<(String, i32)>, sqlx::Error> {
     let lines: Vec<(String, i32)> = sqlx::query_as(
         "SELECT sku, quantity FROM reservation_lines WHERE order_id = $1 ORDER BY sku",
@@ -203,17 +226,20 @@ pub(crate) async fn settle_reservation(
     let (status, update) = match outcome {
         Settlement::Release => (
             "RELEASED",
-            "UPDATE products SET available = available + $2, reserved = reserved - $2, updated_at = now() WHERE sku = $1",
+            "UPDATE products SET available = available + $2, reserved = reserved - $2,
+                 updated_at = GREATEST(updated_at, $3) WHERE sku = $1",
         ),
         Settlement::Ship => (
             "SHIPPED",
-            "UPDATE products SET shipped = shipped + $2, reserved = reserved - $2, updated_at = now() WHERE sku = $1",
+            "UPDATE products SET shipped = shipped + $2, reserved = reserved - $2,
+                 updated_at = GREATEST(updated_at, $3) WHERE sku = $1",
         ),
     };
     for (sku, quantity) in &lines {
         sqlx::query(update)
             .bind(sku)
             .bind(quantity)
+            .bind(at)
             .execute(&mut *conn)
             .await?;
     }
@@ -248,15 +274,17 @@ pub(crate) async fn insert_reservation(
     total_cents: i64,
     currency: &str,
     lines: &[Reserved<'_>],
+    at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO reservations (order_id, customer_id, status, total_cents, currency)
-         VALUES ($1, $2, 'RESERVED', $3, $4)",
+        "INSERT INTO reservations (order_id, customer_id, status, total_cents, currency, created_at)
+         VALUES ($1, $2, 'RESERVED', $3, $4, $5)",
     )
     .bind(order_id)
     .bind(customer_id)
     .bind(total_cents)
     .bind(currency)
+    .bind(at)
     .execute(&mut *conn)
     .await?;
     for line in lines {
@@ -270,11 +298,13 @@ pub(crate) async fn insert_reservation(
         .execute(&mut *conn)
         .await?;
         sqlx::query(
-            "UPDATE products SET available = available - $2, reserved = reserved + $2, updated_at = now()
+            "UPDATE products SET available = available - $2, reserved = reserved + $2,
+                 updated_at = GREATEST(updated_at, $3)
              WHERE sku = $1",
         )
         .bind(line.sku)
         .bind(line.quantity)
+        .bind(at)
         .execute(&mut *conn)
         .await?;
     }

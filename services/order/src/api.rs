@@ -109,6 +109,9 @@ async fn place_order(
     let transaction = choreo_telemetry::db_transaction_span();
     async {
         let mut tx = state.pool.begin().await?;
+        // The order is placed as of its event: the key, the row and the
+        // timeline all take its time, which a replay reads back.
+        let event = placed_event(order_id, &body, key);
         if let Some(key) = key {
             let request = request(&body)?;
             let claim = idempotency::claim(
@@ -117,6 +120,7 @@ async fn place_order(
                 key,
                 &request,
                 order_id,
+                event.meta.occurred_at,
                 state.idempotency_key_lifetime,
             )
             .await?;
@@ -140,7 +144,6 @@ async fn place_order(
         }
         request_span.record("order_id", tracing::field::display(order_id));
 
-        let event = placed_event(order_id, &body, key);
         db::insert_order(&mut tx, &event)
             .await?;
         db::append_timeline(&mut tx, &event.meta)

@@ -114,7 +114,12 @@ pub(crate) async fn customer_of(
         .await
 }
 
-/// Moves the order to `status`.
+/// Moves the order to `status` as of `at` (the `OrderConfirmed`'s time).
+///
+/// Every change to an order is stamped with the time of the event that
+/// tells of it, never the clock's, so that a replay after a restore writes
+/// the very same row; `updated_at` is the latest change's, whatever order a
+/// replay applies them in (they come from several topics).
 ///
 /// Returns the order's age in seconds by the database's clock (the one the
 /// deadline sweeper uses): the saga's duration, when this decides it.
@@ -122,24 +127,28 @@ pub(crate) async fn set_status(
     conn: &mut PgConnection,
     id: Uuid,
     status: OrderStatus,
+    at: DateTime<Utc>,
 ) -> Result<f64, sqlx::Error> {
     sqlx::query_scalar(
-        "UPDATE orders SET status = $2, updated_at = now() WHERE id = $1
+        "UPDATE orders SET status = $2, updated_at = GREATEST(updated_at, $3) WHERE id = $1
          RETURNING EXTRACT(EPOCH FROM now() - created_at)::float8",
     )
     .bind(id)
     .bind(status.as_str())
+    .bind(at)
     .fetch_one(conn)
     .await
 }
 
-/// Records inventory's prices on the order's lines and its total.
+/// Records inventory's prices on the order's lines and its total, as of
+/// `at` (the `StockReserved`'s time).
 pub(crate) async fn set_prices(
     conn: &mut PgConnection,
     id: Uuid,
     lines: &[PricedLine],
     total_cents: i64,
     currency: &str,
+    at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     for line in lines {
         sqlx::query(
@@ -153,22 +162,25 @@ pub(crate) async fn set_prices(
         .execute(&mut *conn)
         .await?;
     }
-    set_total(conn, id, total_cents, currency).await
+    set_total(conn, id, total_cents, currency, at).await
 }
 
-/// Records the order's total.
+/// Records the order's total, as of `at`.
 pub(crate) async fn set_total(
     conn: &mut PgConnection,
     id: Uuid,
     total_cents: i64,
     currency: &str,
+    at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE orders SET total_cents = $2, currency = $3, updated_at = now() WHERE id = $1",
+        "UPDATE orders SET total_cents = $2, currency = $3, updated_at = GREATEST(updated_at, $4)
+         WHERE id = $1",
     )
     .bind(id)
     .bind(total_cents)
     .bind(currency)
+    .bind(at)
     .execute(conn)
     .await?;
     Ok(())
@@ -305,7 +317,8 @@ pub(crate) async fn timeline_event(
     .await
 }
 
-/// Marks the order CANCELLED with its reason.
+/// Marks the order CANCELLED with its reason, as of `at` (the
+/// `OrderCancelled`'s time).
 ///
 /// Returns the order's age in seconds, as [`set_status`] does.
 pub(crate) async fn set_cancelled(
@@ -313,14 +326,18 @@ pub(crate) async fn set_cancelled(
     id: Uuid,
     reason: &str,
     detail: &str,
+    at: DateTime<Utc>,
 ) -> Result<f64, sqlx::Error> {
     sqlx::query_scalar(
-        "UPDATE orders SET status = 'CANCELLED', cancel_reason = $2, cancel_detail = $3, updated_at = now() WHERE id = $1
+        "UPDATE orders SET status = 'CANCELLED', cancel_reason = $2, cancel_detail = $3,
+             updated_at = GREATEST(updated_at, $4)
+         WHERE id = $1
          RETURNING EXTRACT(EPOCH FROM now() - created_at)::float8",
     )
     .bind(id)
     .bind(reason)
     .bind(detail)
+    .bind(at)
     .fetch_one(conn)
     .await
 }

@@ -32,13 +32,15 @@ pub(crate) enum Claim {
 }
 
 /// Claims `key` for `customer`'s `request`, which is about to place
-/// `order_id`, inside the order's transaction.
+/// `order_id` at `placed_at` (its `OrderPlaced`'s time, which [`restore`]
+/// remembers it from after a restore), inside the order's transaction.
 pub(crate) async fn claim(
     tx: &mut PgConnection,
     customer: &str,
     key: &str,
     request: &Value,
     order_id: Uuid,
+    placed_at: DateTime<Utc>,
     lifetime: Duration,
 ) -> Result<Claim, sqlx::Error> {
     // Between our failed insert and the look-up, the purge (or a request
@@ -46,7 +48,9 @@ pub(crate) async fn claim(
     // free, and the claim starts over. Twice is plenty: a key only expires
     // once.
     for _ in 0..3 {
-        if let Some(claim) = try_claim(tx, customer, key, request, order_id, lifetime).await? {
+        if let Some(claim) =
+            try_claim(tx, customer, key, request, order_id, placed_at, lifetime).await?
+        {
             return Ok(claim);
         }
     }
@@ -97,6 +101,7 @@ async fn try_claim(
     key: &str,
     request: &Value,
     order_id: Uuid,
+    placed_at: DateTime<Utc>,
     lifetime: Duration,
 ) -> Result<Option<Claim>, sqlx::Error> {
     // An expired key is free again, whether or not the purge got to it.
@@ -110,13 +115,14 @@ async fn try_claim(
     .execute(&mut *tx)
     .await?;
     let claimed = sqlx::query(
-        "INSERT INTO idempotency_keys (customer_id, key, request, order_id)
-         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        "INSERT INTO idempotency_keys (customer_id, key, request, order_id, created_at)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
     )
     .bind(customer)
     .bind(key)
     .bind(request)
     .bind(order_id)
+    .bind(placed_at)
     .execute(&mut *tx)
     .await?
     .rows_affected()

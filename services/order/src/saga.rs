@@ -56,7 +56,13 @@ pub(crate) async fn confirm_if_ready(
         total_cents,
         currency,
     };
-    let age = db::set_status(tx, order_id, OrderStatus::Confirmed).await?;
+    let age = db::set_status(
+        tx,
+        order_id,
+        OrderStatus::Confirmed,
+        confirmed.meta.occurred_at,
+    )
+    .await?;
     db::append_timeline(tx, &confirmed.meta).await?;
     outbox::enqueue(tx, &confirmed).await?;
     sagas.confirmed(age);
@@ -99,7 +105,7 @@ pub(crate) async fn cancel(
         reason: reason.to_owned(),
         detail: detail.to_owned(),
     };
-    let age = db::set_cancelled(tx, order_id, reason, detail).await?;
+    let age = db::set_cancelled(tx, order_id, reason, detail, cancelled.meta.occurred_at).await?;
     db::append_timeline(tx, &cancelled.meta).await?;
     outbox::enqueue(tx, &cancelled).await?;
     sagas.cancelled(reason, age);

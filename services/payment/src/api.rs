@@ -40,16 +40,23 @@ async fn put_wallet(
     // The change and its event commit together: a replay of the payment
     // topic after a restore re-derives it (see `recovery`).
     let mut tx = pool.begin().await?;
-    let (wallet, delta_cents) =
-        db::set_wallet(&mut tx, &customer_id, body.balance_cents.get()).await?;
+    // The change happens as of its event, which a replay reads back.
+    let meta = EventMeta::first::<WalletSet>(Uuid::new_v4(), "payment");
+    let (wallet, delta_cents) = db::set_wallet(
+        &mut tx,
+        &customer_id,
+        body.balance_cents.get(),
+        meta.occurred_at,
+    )
+    .await?;
     let event = WalletSet {
-        meta: EventMeta::first::<WalletSet>(Uuid::new_v4(), "payment"),
+        meta,
         customer_id: wallet.customer_id.clone(),
         balance_cents: wallet.balance_cents,
         currency: wallet.currency.clone(),
         delta_cents,
     };
-    db::record_wallet_change(&mut tx, event.meta.event_id, &customer_id, delta_cents).await?;
+    db::record_wallet_change(&mut tx, &event.meta, &customer_id, delta_cents).await?;
     outbox::enqueue(&mut tx, &event).await?;
     tx.commit().await?;
     tracing::info!(customer_id = %customer_id, balance_cents = wallet.balance_cents, delta_cents, "wallet set");

@@ -1,6 +1,7 @@
 //! The payment service's tables: wallets and payments.
 
 use choreo_events::EventMeta;
+use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row, postgres::PgRow};
 use uuid::Uuid;
 
@@ -26,67 +27,84 @@ pub(crate) async fn get_wallet(
         .transpose()
 }
 
-/// Sets a wallet's balance, creating the wallet if needed; returns it with
-/// what the change added to the balance.
+/// Sets a wallet's balance as of `at` (the `WalletSet` that publishes the
+/// change), creating the wallet if needed; returns it with what the change
+/// added to the balance.
 pub(crate) async fn set_wallet(
     conn: &mut PgConnection,
     customer_id: &str,
     balance_cents: i64,
+    at: DateTime<Utc>,
 ) -> Result<(Wallet, i64), sqlx::Error> {
     // A new wallet starts empty, so that the change is always "from the
     // locked row's balance to `balance_cents`", whoever created it first.
-    ensure_wallet(conn, customer_id).await?;
+    ensure_wallet(conn, customer_id, at).await?;
     let before: i64 =
         sqlx::query_scalar("SELECT balance_cents FROM wallets WHERE customer_id = $1 FOR UPDATE")
             .bind(customer_id)
             .fetch_one(&mut *conn)
             .await?;
     let delta = balance_cents - before;
-    let wallet = credit(conn, customer_id, delta).await?;
+    let wallet = credit(conn, customer_id, delta, at).await?;
     Ok((wallet, delta))
 }
 
-async fn ensure_wallet(conn: &mut PgConnection, customer_id: &str) -> Result<(), sqlx::Error> {
+/// Creates an empty wallet as of `at`, if there is none.
+async fn ensure_wallet(
+    conn: &mut PgConnection,
+    customer_id: &str,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO wallets (customer_id, balance_cents) VALUES ($1, 0) ON CONFLICT (customer_id) DO NOTHING",
+        "INSERT INTO wallets (customer_id, balance_cents, updated_at) VALUES ($1, 0, $2)
+         ON CONFLICT (customer_id) DO NOTHING",
     )
     .bind(customer_id)
+    .bind(at)
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// Adds `delta` (negative: takes it away) to the wallet.
+/// Adds `delta` (negative: takes it away) to the wallet, changed as of
+/// `at`: the time of the event that tells of the change, never the clock's,
+/// so that a replay after a restore writes the very same row. A wallet's
+/// `updated_at` is its latest change's, whatever order a replay applies
+/// the changes in (they come from several partitions).
 async fn credit(
     conn: &mut PgConnection,
     customer_id: &str,
     delta: i64,
+    at: DateTime<Utc>,
 ) -> Result<Wallet, sqlx::Error> {
     let row = sqlx::query(
-        "UPDATE wallets SET balance_cents = balance_cents + $2, updated_at = now() WHERE customer_id = $1
+        "UPDATE wallets SET balance_cents = balance_cents + $2, updated_at = GREATEST(updated_at, $3) WHERE customer_id = $1
          RETURNING customer_id, balance_cents, currency",
     )
     .bind(customer_id)
     .bind(delta)
+    .bind(at)
     .fetch_one(conn)
     .await?;
     wallet(row)
 }
 
-/// Records the admin change `event_id`; `false` when it is recorded already.
+/// Records the admin change `change` (its `WalletSet`'s envelope); `false`
+/// when it is recorded already.
 pub(crate) async fn record_wallet_change(
     conn: &mut PgConnection,
-    event_id: Uuid,
+    change: &EventMeta,
     customer_id: &str,
     delta_cents: i64,
 ) -> Result<bool, sqlx::Error> {
     let inserted = sqlx::query(
-        "INSERT INTO wallet_changes (event_id, customer_id, delta_cents) VALUES ($1, $2, $3)
+        "INSERT INTO wallet_changes (event_id, customer_id, delta_cents, applied_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (event_id) DO NOTHING",
     )
-    .bind(event_id)
+    .bind(change.event_id)
     .bind(customer_id)
     .bind(delta_cents)
+    .bind(change.occurred_at)
     .execute(conn)
     .await?
     .rows_affected();
@@ -99,9 +117,10 @@ pub(crate) async fn reapply_wallet_change(
     conn: &mut PgConnection,
     customer_id: &str,
     delta_cents: i64,
+    at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    ensure_wallet(conn, customer_id).await?;
-    credit(conn, customer_id, delta_cents).await?;
+    ensure_wallet(conn, customer_id, at).await?;
+    credit(conn, customer_id, delta_cents, at).await?;
     Ok(())
 }
 
@@ -174,9 +193,10 @@ pub(crate) async fn charge(
     currency: &str,
     completed: &EventMeta,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE wallets SET balance_cents = balance_cents - $2, updated_at = now() WHERE customer_id = $1")
+    sqlx::query("UPDATE wallets SET balance_cents = balance_cents - $2, updated_at = GREATEST(updated_at, $3) WHERE customer_id = $1")
         .bind(customer_id)
         .bind(amount_cents)
+        .bind(completed.occurred_at)
         .execute(&mut *conn)
         .await?;
     let charged = Charged {
@@ -189,20 +209,24 @@ pub(crate) async fn charge(
         customer_id,
         amount_cents,
         "COMPLETED",
+        completed.occurred_at,
         Some(charged),
     )
     .await
 }
 
-/// Records a decision that moved no money: DECLINED or VOIDED.
+/// Records a decision that moved no money, DECLINED or VOIDED, made as of
+/// `at`: the time of the `PaymentFailed` that announces a decline, or of
+/// the event a void answers.
 pub(crate) async fn record_without_charge(
     conn: &mut PgConnection,
     order_id: Uuid,
     customer_id: &str,
     amount_cents: i64,
     status: &str,
+    at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    record(conn, order_id, customer_id, amount_cents, status, None).await
+    record(conn, order_id, customer_id, amount_cents, status, at, None).await
 }
 
 /// What a payment that moved money records besides its amount.
@@ -218,6 +242,7 @@ async fn record(
     customer_id: &str,
     amount_cents: i64,
     status: &str,
+    at: DateTime<Utc>,
     charged: Option<Charged<'_>>,
 ) -> Result<(), sqlx::Error> {
     let completed = charged
@@ -228,8 +253,8 @@ async fn record(
     let currency = charged.as_ref().map_or("EUR", |c| c.currency);
     let charged_cents = if charged.is_some() { amount_cents } else { 0 };
     sqlx::query(
-        "INSERT INTO payments (order_id, payment_id, customer_id, amount_cents, currency, status, charged_cents, completed_event)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO payments (order_id, payment_id, customer_id, amount_cents, currency, status, charged_cents, completed_event, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(order_id)
     .bind(payment_id(order_id))
@@ -239,20 +264,24 @@ async fn record(
     .bind(status)
     .bind(charged_cents)
     .bind(completed)
+    .bind(at)
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// Credits a COMPLETED payment back to its wallet and marks it REFUNDED.
+/// Credits a COMPLETED payment back to its wallet and marks it REFUNDED, as
+/// of `at` (the `PaymentRefunded` that announces it).
 pub(crate) async fn refund(
     conn: &mut PgConnection,
     order_id: Uuid,
     payment: &Payment,
+    at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE wallets SET balance_cents = balance_cents + $2, updated_at = now() WHERE customer_id = $1")
+    sqlx::query("UPDATE wallets SET balance_cents = balance_cents + $2, updated_at = GREATEST(updated_at, $3) WHERE customer_id = $1")
         .bind(&payment.customer_id)
         .bind(payment.charged_cents)
+        .bind(at)
         .execute(&mut *conn)
         .await?;
     sqlx::query("UPDATE payments SET status = 'REFUNDED', refunded_cents = charged_cents WHERE order_id = $1")

@@ -38,18 +38,24 @@ fn shipment_id(order_id: Uuid) -> Uuid {
 /// transaction. Without an address the one already stored stays: a row a
 /// shipping service older than the carried address filled from
 /// `OrderPlaced`.
+///
+/// Shipping publishes nothing a replay re-applies: after a restore it
+/// re-derives its rows from its inputs. So its rows take their inputs'
+/// times, never the clock's (a shipment is created and scheduled as of the
+/// payment it answers), and a re-derived row is the very row that was lost.
 pub(crate) async fn record_paid(
     conn: &mut PgConnection,
     order_id: Uuid,
     address: Option<&ShippingAddress>,
+    at: DateTime<Utc>,
 ) -> Result<Shipment, sqlx::Error> {
     let json = address
         .map(serde_json::to_value)
         .transpose()
         .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let row = sqlx::query(
-        "INSERT INTO shipments (order_id, shipment_id, shipping_address, country, paid, status)
-         VALUES ($1, $2, $3, $4, true, 'WAITING')
+        "INSERT INTO shipments (order_id, shipment_id, shipping_address, country, paid, status, created_at)
+         VALUES ($1, $2, $3, $4, true, 'WAITING', $5)
          ON CONFLICT (order_id) DO UPDATE SET paid = true,
              shipping_address = COALESCE($3, shipments.shipping_address),
              country = COALESCE($4, shipments.country)
@@ -59,24 +65,28 @@ pub(crate) async fn record_paid(
     .bind(shipment_id(order_id))
     .bind(json)
     .bind(address.map(|a| a.country.as_str()))
+    .bind(at)
     .fetch_one(conn)
     .await?;
     shipment(row)
 }
 
-/// Sets the shipment's status; `SCHEDULED` also stamps `scheduled_at`.
+/// Sets the shipment's status; `SCHEDULED` also stamps `scheduled_at` with
+/// `at`, the time of the payment it answers.
 pub(crate) async fn set_status(
     conn: &mut PgConnection,
     order_id: Uuid,
     status: &str,
+    at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE shipments SET status = $2,
-             scheduled_at = CASE WHEN $2 = 'SCHEDULED' THEN now() ELSE scheduled_at END
+             scheduled_at = CASE WHEN $2 = 'SCHEDULED' THEN $3 ELSE scheduled_at END
          WHERE order_id = $1",
     )
     .bind(order_id)
     .bind(status)
+    .bind(at)
     .execute(conn)
     .await?;
     Ok(())
@@ -87,14 +97,16 @@ pub(crate) async fn set_status(
 pub(crate) async fn lock_or_tombstone(
     conn: &mut PgConnection,
     order_id: Uuid,
+    at: DateTime<Utc>,
 ) -> Result<Shipment, sqlx::Error> {
     let row = sqlx::query(
-        "INSERT INTO shipments (order_id, shipment_id, status) VALUES ($1, $2, 'CANCELLED')
+        "INSERT INTO shipments (order_id, shipment_id, status, created_at) VALUES ($1, $2, 'CANCELLED', $3)
          ON CONFLICT (order_id) DO UPDATE SET order_id = EXCLUDED.order_id
          RETURNING order_id, shipment_id, status, country, paid, scheduled_at",
     )
     .bind(order_id)
     .bind(shipment_id(order_id))
+    .bind(at)
     .fetch_one(conn)
     .await?;
     shipment(row)

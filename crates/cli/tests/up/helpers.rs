@@ -233,36 +233,29 @@ impl Platform<'_> {
         let db = format!("{}{service}", self.db_prefix);
         let mut state = match service {
             "inventory" => {
-                let mut s = rows(&db, "SELECT sku, available, reserved, shipped, stocked_total FROM products ORDER BY sku").await?;
-                s.extend(
-                    rows(
-                        &db,
-                        "SELECT order_id, status FROM reservations ORDER BY order_id",
-                    )
-                    .await?,
-                );
+                // Every column, times included (a REJECTED tombstone's
+                // customer aside: `StockRejected` does not carry it).
+                let mut s = rows(&db, "SELECT * FROM products").await?;
+                s.extend(rows(&db, "SELECT order_id, status, total_cents, currency, created_at, CASE WHEN status = 'REJECTED' THEN '' ELSE customer_id END AS customer_id FROM reservations").await?);
+                s.extend(rows(&db, "SELECT * FROM reservation_lines").await?);
+                s.extend(rows(&db, "SELECT * FROM product_changes").await?);
                 s
             }
             "order" => {
-                let mut s = rows(&db, "SELECT id, customer_id, status, cancel_reason, cancel_detail, total_cents, currency, shipping_address, created_at FROM orders").await?;
+                // Every column, times included, but the trace a row was
+                // written in: a replay's is its own.
+                let mut s = rows(&db, "SELECT id, customer_id, status, cancel_reason, cancel_detail, total_cents, currency, shipping_address, created_at, updated_at FROM orders").await?;
                 s.extend(rows(&db, "SELECT * FROM order_lines").await?);
                 s.extend(self.timeline().await?);
-                s.extend(
-                    rows(
-                        &db,
-                        "SELECT customer_id, key, request, order_id FROM idempotency_keys",
-                    )
-                    .await?,
-                );
+                s.extend(rows(&db, "SELECT * FROM idempotency_keys").await?);
                 s
             }
             _ => {
-                let mut s = rows(
-                    &db,
-                    "SELECT customer_id, balance_cents FROM wallets ORDER BY customer_id",
-                )
-                .await?;
-                s.extend(rows(&db, "SELECT order_id, status, charged_cents, refunded_cents FROM payments ORDER BY order_id").await?);
+                // Every column, times included: a replay restores when
+                // things happened, not when it ran.
+                let mut s = rows(&db, "SELECT * FROM wallets").await?;
+                s.extend(rows(&db, "SELECT * FROM payments").await?);
+                s.extend(rows(&db, "SELECT * FROM wallet_changes").await?);
                 s
             }
         };

@@ -20,13 +20,27 @@ pub(super) async fn handle(
         Some("RESERVED") => {}
         Some(_) => return Ok(()),
         None => {
-            db::insert_tombstone(tx, cancelled.order_id, "", "VOIDED").await?;
+            db::insert_tombstone(
+                tx,
+                cancelled.order_id,
+                "",
+                "VOIDED",
+                cancelled.meta.occurred_at,
+            )
+            .await?;
             return Ok(());
         }
     }
-    let lines = db::settle_reservation(tx, cancelled.order_id, Settlement::Release).await?;
+    let meta = EventMeta::caused_by::<StockReleased>(&cancelled.meta, "inventory");
+    let lines = db::settle_reservation(
+        tx,
+        cancelled.order_id,
+        Settlement::Release,
+        meta.occurred_at,
+    )
+    .await?;
     let event = StockReleased {
-        meta: EventMeta::caused_by::<StockReleased>(&cancelled.meta, "inventory"),
+        meta,
         order_id: cancelled.order_id,
         reason: cancelled.reason.clone(),
         lines: lines

@@ -17,7 +17,14 @@ pub(super) async fn handle(
         .as_deref()
         == Some("RESERVED")
     {
-        db::settle_reservation(tx, confirmed.order_id, Settlement::Ship).await?;
+        // As of the confirmation: no event of this service's tells of it.
+        db::settle_reservation(
+            tx,
+            confirmed.order_id,
+            Settlement::Ship,
+            confirmed.meta.occurred_at,
+        )
+        .await?;
     }
     Ok(())
 }

@@ -76,9 +76,17 @@ pub(super) async fn handle(tx: &mut PgConnection, order: OrderPlaced) -> Result<
     };
 
     if !shortages.is_empty() {
-        db::insert_tombstone(tx, order.order_id, &order.customer_id, "REJECTED").await?;
+        let meta = EventMeta::caused_by::<StockRejected>(&order.meta, "inventory");
+        db::insert_tombstone(
+            tx,
+            order.order_id,
+            &order.customer_id,
+            "REJECTED",
+            meta.occurred_at,
+        )
+        .await?;
         let event = StockRejected {
-            meta: EventMeta::caused_by::<StockRejected>(&order.meta, "inventory"),
+            meta,
             order_id: order.order_id,
             reason: if unknown {
                 "UNKNOWN_SKU"
@@ -97,6 +105,7 @@ pub(super) async fn handle(tx: &mut PgConnection, order: OrderPlaced) -> Result<
         .first()
         .map_or("EUR", |p| p.currency.as_str())
         .to_owned();
+    let meta = EventMeta::caused_by::<StockReserved>(&order.meta, "inventory");
     db::insert_reservation(
         tx,
         order.order_id,
@@ -104,10 +113,11 @@ pub(super) async fn handle(tx: &mut PgConnection, order: OrderPlaced) -> Result<
         total_cents,
         &currency,
         &reserved,
+        meta.occurred_at,
     )
     .await?;
     let event = StockReserved {
-        meta: EventMeta::caused_by::<StockReserved>(&order.meta, "inventory"),
+        meta,
         order_id: order.order_id,
         customer_id: order.customer_id.clone(),
         lines,

@@ -9,8 +9,7 @@ pub(super) async fn handle(
     tx: &mut PgConnection,
     change: ProductSet,
 ) -> Result<bool, HandlerError> {
-    if !db::record_product_change(tx, change.meta.event_id, &change.sku, change.stock_delta).await?
-    {
+    if !db::record_product_change(tx, &change.meta, &change.sku, change.stock_delta).await? {
         return Ok(false);
     }
     db::reapply_product_change(
@@ -19,6 +18,7 @@ pub(super) async fn handle(
         &change.name,
         change.price_cents,
         change.stock_delta,
+        change.meta.occurred_at,
     )
     .await?;
     tracing::info!(sku = %change.sku, stock_delta = change.stock_delta, "product change re-applied");

@@ -15,7 +15,14 @@ pub(super) async fn handle(
     }
     // The event does not name the customer; the tombstone's customer is
     // only informative.
-    db::insert_tombstone(tx, rejected.order_id, "", "REJECTED").await?;
+    db::insert_tombstone(
+        tx,
+        rejected.order_id,
+        "",
+        "REJECTED",
+        rejected.meta.occurred_at,
+    )
+    .await?;
     tracing::info!(order_id = %rejected.order_id, "rejection re-applied");
     Ok(true)
 }

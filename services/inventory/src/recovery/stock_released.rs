@@ -16,7 +16,13 @@ pub(super) async fn handle(
     {
         return Ok(false);
     }
-    db::settle_reservation(tx, released.order_id, Settlement::Release).await?;
+    db::settle_reservation(
+        tx,
+        released.order_id,
+        Settlement::Release,
+        released.meta.occurred_at,
+    )
+    .await?;
     tracing::info!(order_id = %released.order_id, "release re-applied");
     Ok(true)
 }

@@ -28,6 +28,7 @@ pub(super) async fn handle(
         reserved.total_cents,
         &reserved.currency,
         &lines,
+        reserved.meta.occurred_at,
     )
     .await?;
     tracing::info!(order_id = %reserved.order_id, "reservation re-applied");

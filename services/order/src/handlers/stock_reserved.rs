@@ -19,6 +19,7 @@ pub(super) async fn handle(
         &event.lines,
         event.total_cents,
         &event.currency,
+        event.meta.occurred_at,
     )
     .await?;
     // Topics have no order between them: after a consumer restart the

@@ -12,7 +12,14 @@ pub(super) async fn handle(
     if !super::undecided(tx, cancelled.order_id, "OrderCancelled").await? {
         return Ok(false);
     }
-    db::set_cancelled(tx, cancelled.order_id, &cancelled.reason, &cancelled.detail).await?;
+    db::set_cancelled(
+        tx,
+        cancelled.order_id,
+        &cancelled.reason,
+        &cancelled.detail,
+        cancelled.meta.occurred_at,
+    )
+    .await?;
     db::append_timeline(tx, &cancelled.meta).await?;
     tracing::info!(order_id = %cancelled.order_id, reason = %cancelled.reason, "cancellation re-applied");
     Ok(true)

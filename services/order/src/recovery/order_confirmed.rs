@@ -19,9 +19,16 @@ pub(super) async fn handle(
         confirmed.order_id,
         confirmed.total_cents,
         &confirmed.currency,
+        confirmed.meta.occurred_at,
     )
     .await?;
-    db::set_status(tx, confirmed.order_id, OrderStatus::Confirmed).await?;
+    db::set_status(
+        tx,
+        confirmed.order_id,
+        OrderStatus::Confirmed,
+        confirmed.meta.occurred_at,
+    )
+    .await?;
     db::append_timeline(tx, &confirmed.meta).await?;
     tracing::info!(order_id = %confirmed.order_id, "confirmation re-applied");
     Ok(true)

@@ -19,7 +19,10 @@ pub(super) async fn handle(
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
     let Some(payment) = db::lock_payment(tx, order_id).await? else {
         provider.refund(db::payment_id(order_id), order_id).await?;
-        db::record_without_charge(tx, order_id, "", 0, "VOIDED").await?;
+        // As of the cancellation it answers: no event of this service's
+        // tells of it.
+        db::record_without_charge(tx, order_id, "", 0, "VOIDED", cancelled.meta.occurred_at)
+            .await?;
         return Ok(());
     };
     // DECLINED and VOIDED rows voided their key at the provider when they
@@ -30,9 +33,10 @@ pub(super) async fn handle(
     // The provider first: should the refund here then fail, the retry asks
     // the provider again, which answers with the refund it made.
     provider.refund(payment.payment_id, order_id).await?;
-    db::refund(tx, order_id, &payment).await?;
+    let meta = EventMeta::caused_by::<PaymentRefunded>(&cancelled.meta, "payment");
+    db::refund(tx, order_id, &payment, meta.occurred_at).await?;
     let event = PaymentRefunded {
-        meta: EventMeta::caused_by::<PaymentRefunded>(&cancelled.meta, "payment"),
+        meta,
         order_id,
         payment_id: payment.payment_id,
         customer_id: payment.customer_id.clone(),

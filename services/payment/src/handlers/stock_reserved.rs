@@ -55,7 +55,17 @@ pub(super) async fn handle(
                 // transaction here records the order VOIDED (or already
                 // has). Nothing to charge, nothing to announce.
                 tracing::info!(order_id = %order_id, "charge voided at the provider; not charging");
-                db::record_without_charge(tx, order_id, &reserved.customer_id, 0, "VOIDED").await?;
+                // As of the reservation it answers: no event of this
+                // service's tells of it.
+                db::record_without_charge(
+                    tx,
+                    order_id,
+                    &reserved.customer_id,
+                    0,
+                    "VOIDED",
+                    reserved.meta.occurred_at,
+                )
+                .await?;
                 return Ok(());
             }
         }
@@ -66,16 +76,18 @@ pub(super) async fn handle(
         // wallet (drained meanwhile by another order) now says no. Voiding
         // is idempotent, and a charge the provider declined stays declined.
         provider.refund(db::payment_id(order_id), order_id).await?;
+        let meta = EventMeta::caused_by::<PaymentFailed>(&reserved.meta, "payment");
         db::record_without_charge(
             tx,
             order_id,
             &reserved.customer_id,
             reserved.total_cents,
             "DECLINED",
+            meta.occurred_at,
         )
         .await?;
         let event = PaymentFailed {
-            meta: EventMeta::caused_by::<PaymentFailed>(&reserved.meta, "payment"),
+            meta,
             order_id,
             customer_id: reserved.customer_id.clone(),
             amount_cents: reserved.total_cents,

@@ -19,6 +19,7 @@ pub(super) async fn handle(
         &failed.customer_id,
         failed.amount_cents,
         "DECLINED",
+        failed.meta.occurred_at,
     )
     .await?;
     tracing::info!(order_id = %failed.order_id, "decline re-applied");

@@ -16,7 +16,7 @@ pub(super) async fn handle(
     if payment.status != "COMPLETED" {
         return Ok(false);
     }
-    db::refund(tx, refunded.order_id, &payment).await?;
+    db::refund(tx, refunded.order_id, &payment, refunded.meta.occurred_at).await?;
     tracing::info!(order_id = %refunded.order_id, "refund re-applied");
     Ok(true)
 }

@@ -13,11 +13,12 @@ pub(super) async fn handle(
 ) -> Result<(), HandlerError> {
     let order_id = cancelled.order_id;
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
-    let shipment = db::lock_or_tombstone(tx, order_id).await?;
+    let at = cancelled.meta.occurred_at;
+    let shipment = db::lock_or_tombstone(tx, order_id, at).await?;
     match shipment.status.as_str() {
-        "WAITING" => db::set_status(tx, order_id, "CANCELLED").await?,
+        "WAITING" => db::set_status(tx, order_id, "CANCELLED", at).await?,
         "SCHEDULED" => {
-            db::set_status(tx, order_id, "CANCELLED").await?;
+            db::set_status(tx, order_id, "CANCELLED", at).await?;
             let event = ShipmentCancelled {
                 meta: EventMeta::caused_by::<ShipmentCancelled>(&cancelled.meta, "shipping"),
                 order_id,

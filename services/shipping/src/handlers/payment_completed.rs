@@ -15,7 +15,8 @@ pub(super) async fn handle(
     paid: PaymentCompleted,
 ) -> Result<(), HandlerError> {
     let order_id = paid.order_id;
-    let shipment = db::record_paid(tx, order_id, paid.shipping_address.as_ref()).await?;
+    let at = paid.meta.occurred_at;
+    let shipment = db::record_paid(tx, order_id, paid.shipping_address.as_ref(), at).await?;
     // Only a WAITING shipment moves: CANCELLED is a cancel seen first.
     if shipment.status != "WAITING" {
         return Ok(());
@@ -34,7 +35,7 @@ pub(super) async fn handle(
     };
     let payment = &paid.meta;
     if !handler.served_countries.contains(&country) {
-        db::set_status(tx, order_id, "FAILED").await?;
+        db::set_status(tx, order_id, "FAILED", at).await?;
         let event = ShipmentFailed {
             meta: EventMeta::once_per_order::<ShipmentFailed>(
                 order_id,
@@ -50,7 +51,7 @@ pub(super) async fn handle(
         tracing::info!(order_id = %order_id, country = %event.country, "shipment failed: country not served");
         return Ok(());
     }
-    db::set_status(tx, order_id, "SCHEDULED").await?;
+    db::set_status(tx, order_id, "SCHEDULED", at).await?;
     let event = ShipmentScheduled {
         meta: EventMeta::once_per_order::<ShipmentScheduled>(
             order_id,
