@@ -209,6 +209,10 @@ pub struct StockRejected {
     /// `OUT_OF_STOCK` or `UNKNOWN_SKU`.
     pub reason: String,
     pub shortages: Vec<StockShortage>,
+    /// The order's customer, so that a replay re-applies the rejection as
+    /// it was recorded; `None` only from an inventory older than the field.
+    #[serde(default)]
+    pub customer_id: Option<String>,
 }
 event!(
     StockRejected,

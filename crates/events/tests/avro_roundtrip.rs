@@ -189,6 +189,7 @@ fn every_compensation_event_round_trips_through_its_avsc() {
             requested: 2,
             available: 1,
         }],
+        customer_id: Some("c-1".into()),
     };
     assert_eq!(roundtrip(&rejected), rejected);
     let released = StockReleased {

@@ -43,6 +43,7 @@ fn rejected(order_id: Uuid) -> Delivery {
             requested: 2,
             available: 0,
         }],
+        customer_id: Some("c".into()),
     })
     .expect("the event matches its schema")
 }

@@ -233,10 +233,9 @@ impl Platform<'_> {
         let db = format!("{}{service}", self.db_prefix);
         let mut state = match service {
             "inventory" => {
-                // Every column, times included (a REJECTED tombstone's
-                // customer aside: `StockRejected` does not carry it).
+                // Every column, times included.
                 let mut s = rows(&db, "SELECT * FROM products").await?;
-                s.extend(rows(&db, "SELECT order_id, status, total_cents, currency, created_at, CASE WHEN status = 'REJECTED' THEN '' ELSE customer_id END AS customer_id FROM reservations").await?);
+                s.extend(rows(&db, "SELECT * FROM reservations").await?);
                 s.extend(rows(&db, "SELECT * FROM reservation_lines").await?);
                 s.extend(rows(&db, "SELECT * FROM product_changes").await?);
                 s
@@ -250,6 +249,7 @@ impl Platform<'_> {
                 s.extend(rows(&db, "SELECT * FROM idempotency_keys").await?);
                 s
             }
+            "shipping" => rows(&db, "SELECT * FROM shipments").await?,
             _ => {
                 // Every column, times included: a replay restores when
                 // things happened, not when it ran.

@@ -247,6 +247,7 @@ async fn choreo_up_runs_a_platform_that_confirms_the_printed_order_and_stops_cle
         platform.restore_drill("inventory", true).await?;
         platform.restore_drill("payment", true).await?;
         platform.restore_drill("order", true).await?;
+        platform.restore_drill("shipping", false).await?;
         platform.rebuild_the_order_timeline().await?;
 
         // The auditor reads the same databases and finds them consistent.

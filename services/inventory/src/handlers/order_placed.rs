@@ -95,6 +95,7 @@ pub(super) async fn handle(tx: &mut PgConnection, order: OrderPlaced) -> Result<
             }
             .to_owned(),
             shortages,
+            customer_id: Some(order.customer_id.clone()),
         };
         outbox::enqueue(tx, &event).await?;
         tracing::info!(order_id = %order.order_id, reason = %event.reason, "stock rejected");

@@ -13,12 +13,12 @@ pub(super) async fn handle(
     if db::lock_reservation(tx, rejected.order_id).await?.is_some() {
         return Ok(false);
     }
-    // The event does not name the customer; the tombstone's customer is
-    // only informative.
+    // An inventory older than the field named no customer; the tombstone's
+    // customer is only informative.
     db::insert_tombstone(
         tx,
         rejected.order_id,
-        "",
+        rejected.customer_id.as_deref().unwrap_or_default(),
         "REJECTED",
         rejected.meta.occurred_at,
     )
