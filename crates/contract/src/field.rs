@@ -163,12 +163,6 @@ impl Count {
 /// The text types read as the text they hold.
 macro_rules! as_str {
     ($($name:ident),*) => {$(
-        impl $name {
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
         impl std::ops::Deref for $name {
             type Target = str;
             fn deref(&self) -> &str {
@@ -179,12 +173,6 @@ macro_rules! as_str {
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(&self.0)
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(value: $name) -> String {
-                value.0.to_string()
             }
         }
     )*};

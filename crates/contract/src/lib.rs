@@ -36,4 +36,4 @@ pub mod order;
 mod problems;
 pub mod wallet;
 
-pub use problems::Problems;
+pub use problems::{Invalid, Problems};

@@ -35,11 +35,6 @@ impl Problems {
             _ => Err(self),
         }
     }
-
-    /// The problems, one message each.
-    pub fn messages(&self) -> &[String] {
-        &self.0
-    }
 }
 
 impl fmt::Display for Problems {

@@ -45,7 +45,9 @@ pub(crate) async fn set_wallet(
             .fetch_one(&mut *conn)
             .await?;
     let delta = balance_cents - before;
-    let wallet = credit(conn, customer_id, delta, at).await?;
+    let wallet = credit(conn, customer_id, delta, at)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
     Ok((wallet, delta))
 }
 
@@ -70,23 +72,25 @@ async fn ensure_wallet(
 /// `at`: the time of the event that tells of the change, never the clock's,
 /// so that a replay after a restore writes the very same row. A wallet's
 /// `updated_at` is its latest change's, whatever order a replay applies
-/// the changes in (they come from several partitions).
+/// the changes in (they come from several partitions). `None` when the
+/// customer has no wallet: nothing changed.
 async fn credit(
     conn: &mut PgConnection,
     customer_id: &str,
     delta: i64,
     at: DateTime<Utc>,
-) -> Result<Wallet, sqlx::Error> {
-    let row = sqlx::query(
+) -> Result<Option<Wallet>, sqlx::Error> {
+    sqlx::query(
         "UPDATE wallets SET balance_cents = balance_cents + $2, updated_at = GREATEST(updated_at, $3) WHERE customer_id = $1
          RETURNING customer_id, balance_cents, currency",
     )
     .bind(customer_id)
     .bind(delta)
     .bind(at)
-    .fetch_one(conn)
-    .await?;
-    wallet(row)
+    .fetch_optional(conn)
+    .await?
+    .map(wallet)
+    .transpose()
 }
 
 /// Records the admin change `change` (its `WalletSet`'s envelope); `false`
@@ -193,12 +197,7 @@ pub(crate) async fn charge(
     currency: &str,
     completed: &EventMeta,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE wallets SET balance_cents = balance_cents - $2, updated_at = GREATEST(updated_at, $3) WHERE customer_id = $1")
-        .bind(customer_id)
-        .bind(amount_cents)
-        .bind(completed.occurred_at)
-        .execute(&mut *conn)
-        .await?;
+    credit(conn, customer_id, -amount_cents, completed.occurred_at).await?;
     let charged = Charged {
         currency,
         completed,
@@ -278,12 +277,7 @@ pub(crate) async fn refund(
     payment: &Payment,
     at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE wallets SET balance_cents = balance_cents + $2, updated_at = GREATEST(updated_at, $3) WHERE customer_id = $1")
-        .bind(&payment.customer_id)
-        .bind(payment.charged_cents)
-        .bind(at)
-        .execute(&mut *conn)
-        .await?;
+    credit(conn, &payment.customer_id, payment.charged_cents, at).await?;
     sqlx::query("UPDATE payments SET status = 'REFUNDED', refunded_cents = charged_cents WHERE order_id = $1")
         .bind(order_id)
         .execute(conn)
