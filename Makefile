@@ -35,7 +35,7 @@ ADVISORY_DB := $(HOME)/.cache/choreo/advisory-db/advisory-db-3157b0e258782691
 DEPLOY_TOOLS_ROOT ?= $(HOME)/.cache/choreo/deploy-tools-$(shell sha256sum scripts/deploy-tools.txt | cut -c1-12)
 DEPLOY_TOOLS_STAMP := $(DEPLOY_TOOLS_ROOT)/.installed
 
-.PHONY: run test chaos bench check fmt clippy build deny tansu tansu-stock schemathesis chromium postgres deploy-tools deploy-check clean-test-dbs saga-graph architecture
+.PHONY: run test chaos bench bench-replay check fmt clippy build deny tansu tansu-stock schemathesis chromium postgres deploy-tools deploy-check clean-test-dbs saga-graph architecture
 
 run: tansu postgres build ## Set up and start the whole platform; Ctrl-C stops it.
 	./target/debug/choreo up
@@ -71,6 +71,10 @@ SERVICE_PACKAGES := choreo-order choreo-inventory choreo-payment choreo-shipping
 bench: tansu postgres ## The benchmark on release builds without fail points: sagas/s and latencies against this machine's ceilings; results in bench/results.
 	$(CARGO) build --release $(addprefix -p ,$(SERVICE_PACKAGES)) -p choreo-cli
 	./target/release/choreo bench run $(BENCH_ARGS)
+
+bench-replay: tansu postgres ## How fast a service recovers: 100,000 events replayed into an empty database, then again; results in bench/results.
+	$(CARGO) build --release $(addprefix -p ,$(SERVICE_PACKAGES)) -p choreo-cli
+	./target/release/choreo bench replay $(BENCH_REPLAY_ARGS)
 
 check: fmt clippy test ## What to run before every commit.
 

@@ -11,7 +11,7 @@ use rdkafka::{
 /// traces by it before decoding the datum.
 pub const EVENT_ID_HEADER: &str = "choreo-event-id";
 /// The record's short name (`OrderPlaced`), on every published event.
-pub(crate) const EVENT_TYPE_HEADER: &str = "choreo-event-type";
+pub const EVENT_TYPE_HEADER: &str = "choreo-event-type";
 /// The event's outbox row id: the order its service committed it in,
 /// across all partitions, which a replay of the service's own topic
 /// re-applies it in.

@@ -124,8 +124,9 @@ impl<H: Handler> Processor<H> {
         .await
     }
 
-    /// Applies `messages`, consecutive messages of one partition in offset
-    /// order, in one transaction: one commit where there would be one per
+    /// Applies `messages`, in the order given (the consumer's: one
+    /// partition's, in offset order; a replay's own topic: the service's
+    /// commit order), in one transaction: one commit where there would be one per
     /// event. Each event still has a savepoint of its own, so an ignored
     /// record leaves nothing behind, and a duplicate is skipped as ever.
     ///
@@ -133,13 +134,14 @@ impl<H: Handler> Processor<H> {
     /// with another partition's batch, the commit), nothing of it is kept
     /// and each message goes through [`Self::process`] alone, with its
     /// retries and its dead letter: a batch changes the number of commits,
-    /// never what becomes of an event.
+    /// never what becomes of an event. Returns what became of each message,
+    /// in order.
     pub(crate) async fn process_batch(
         &self,
         messages: &[OwnedMessage],
         component: &str,
         stop: &CancellationToken,
-    ) -> Result<(), Abandoned> {
+    ) -> Result<Vec<Processed>, Abandoned> {
         let [message] = messages else {
             // One consumer span per message, whether the batch sticks or
             // its events go one by one: a tracing backend shows each
@@ -156,28 +158,33 @@ impl<H: Handler> Processor<H> {
                     span
                 })
                 .collect();
-            if let Err(error) = self.try_batch(messages, &spans).await {
-                tracing::debug!(
-                    %error,
-                    events = messages.len(),
-                    "batch rolled back; applying its events one at a time"
-                );
-                for (message, span) in messages.iter().zip(spans) {
-                    self.process_in(message, span, component, stop).await?;
-                }
+            let error = match self.try_batch(messages, &spans).await {
+                Ok(processed) => return Ok(processed),
+                Err(error) => error,
+            };
+            tracing::debug!(
+                %error,
+                events = messages.len(),
+                "batch rolled back; applying its events one at a time"
+            );
+            let mut processed = Vec::with_capacity(messages.len());
+            for (message, span) in messages.iter().zip(spans) {
+                processed.push(self.process_in(message, span, component, stop).await?);
             }
-            return Ok(());
+            return Ok(processed);
         };
-        self.process(message, component, stop).await.map(|_| ())
+        self.process(message, component, stop)
+            .await
+            .map(|p| vec![p])
     }
 
     /// The batch in one transaction, each message in its span of `spans`,
-    /// or the first error, with nothing committed.
+    /// and what became of each; or the first error, with nothing committed.
     async fn try_batch(
         &self,
         messages: &[OwnedMessage],
         spans: &[tracing::Span],
-    ) -> Result<(), String> {
+    ) -> Result<Vec<Processed>, String> {
         let started = std::time::Instant::now();
         let mut events = Vec::with_capacity(messages.len());
         for (message, span) in messages.iter().zip(spans) {
@@ -239,7 +246,11 @@ impl<H: Handler> Processor<H> {
                 );
             }
         }
-        Ok(())
+        // A record redriven for another service has no delivery: ignored.
+        Ok(events
+            .iter()
+            .map(|(.., effect)| effect.map_or(Processed::Ignored, Processed::from))
+            .collect())
     }
 
     /// The message's consumer span, in OpenTelemetry's messaging

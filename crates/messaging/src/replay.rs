@@ -103,6 +103,10 @@ pub struct Range {
     /// Why the range is not what the broker answered: a timestamp lookup
     /// it answered wrongly, an offset it no longer holds.
     pub note: Option<String>,
+    /// When the broker took the first event re-read (`None` for an empty
+    /// range, or a message without a timestamp): how far back the replay
+    /// reaches, to compare with how long the inbox remembers.
+    pub first_at: Option<DateTime<Utc>>,
 }
 
 impl Range {
@@ -143,7 +147,9 @@ fn reader(settings: &KafkaSettings, group: &str) -> Result<BaseConsumer, Messagi
     config
         .set("group.id", group)
         .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false");
+        .set("enable.auto.offset.store", "false")
+        // It reads single messages, and only where they are.
+        .set("fetch.wait.max.ms", "50");
     settings.apply_overrides(&mut config);
     config
         .create()
@@ -238,9 +244,65 @@ fn plan_blocking(
             to,
             committed,
             note,
+            first_at: None,
         });
     }
+    first_times(&consumer, &mut ranges)?;
     Ok(ranges)
+}
+
+/// Fills in when the broker took each range's first event: every range
+/// read at once, one message each.
+fn first_times(consumer: &BaseConsumer, ranges: &mut [Range]) -> Result<(), MessagingError> {
+    let mut list = TopicPartitionList::new();
+    for r in ranges.iter().filter(|r| !r.is_empty()) {
+        list.add_partition_offset(&r.topic, r.partition, Offset::Offset(r.from))
+            .map_err(MessagingError::kafka("building an assignment"))?;
+    }
+    if list.count() == 0 {
+        return Ok(());
+    }
+    consumer
+        .assign(&list)
+        .map_err(MessagingError::kafka("assigning the ranges' first offsets"))?;
+    let mut missing = list.count();
+    let mut seen = vec![false; ranges.len()];
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while missing > 0 {
+        if std::time::Instant::now() >= deadline {
+            return Err(MessagingError::Kafka {
+                context: format!(
+                    "reading the first event of each range: the broker sent nothing for {missing} of them"
+                ),
+                source: rdkafka::error::KafkaError::MessageConsumption(
+                    rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+                ),
+            });
+        }
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let message = message.map_err(MessagingError::kafka("reading the ranges' first events"))?;
+        let Some(i) = ranges.iter().position(|r| {
+            r.topic == message.topic() && r.partition == message.partition() && !r.is_empty()
+        }) else {
+            continue;
+        };
+        if seen[i] || message.offset() < ranges[i].from {
+            continue;
+        }
+        seen[i] = true;
+        missing -= 1;
+        ranges[i].first_at = message
+            .timestamp()
+            .to_millis()
+            .and_then(DateTime::from_timestamp_millis);
+        // One message a partition is all it needs.
+        let mut done = TopicPartitionList::new();
+        done.add_partition(message.topic(), message.partition());
+        let _ = consumer.pause(&done);
+    }
+    Ok(())
 }
 
 fn join(a: Option<String>, b: Option<String>) -> Option<String> {
@@ -564,8 +626,8 @@ pub async fn run<H: Handler>(
         match phase {
             Phase::Inputs => {
                 while partitions.iter().any(|p| !p.tally.done) {
-                    let message = match reading.next(&mut partitions).await {
-                        Ok(Some(m)) => m,
+                    let batches = match reading.batches(&mut partitions).await {
+                        Ok(Some(batches)) => batches,
                         Ok(None) => {
                             interrupted = true;
                             break;
@@ -575,14 +637,19 @@ pub async fn run<H: Handler>(
                             break;
                         }
                     };
-                    if apply_one(&processor, &message, &mut partitions, stop)
-                        .await
-                        .is_err()
-                    {
-                        interrupted = true;
+                    for batch in batches {
+                        if apply_batch(&processor, &batch, &mut partitions, stop)
+                            .await
+                            .is_err()
+                        {
+                            interrupted = true;
+                            break;
+                        }
+                        progress(&partitions);
+                    }
+                    if interrupted {
                         break;
                     }
-                    progress(&partitions);
                 }
             }
             Phase::Own => {
@@ -614,8 +681,10 @@ pub async fn run<H: Handler>(
                 }
                 if !interrupted && failure.is_none() {
                     all.sort_by_key(commit_order);
-                    for message in &all {
-                        if apply_one(&processor, message, &mut partitions, stop)
+                    // In commit order, a batch at a time: the order is
+                    // what matters here, not the partition.
+                    for batch in all.chunks(BATCH) {
+                        if apply_batch(&processor, batch, &mut partitions, stop)
                             .await
                             .is_err()
                         {
@@ -681,22 +750,32 @@ fn assigned(
     Ok(partitions)
 }
 
-/// Applies one message and counts it in its partition's tally.
-async fn apply_one<H: Handler>(
+/// Applies `batch`, consecutive messages in the order they are to be
+/// applied, in one transaction where it can (see
+/// `Processor::process_batch`), and counts each in its partition's tally.
+async fn apply_batch<H: Handler>(
     processor: &Processor<H>,
-    message: &OwnedMessage,
+    batch: &[OwnedMessage],
     partitions: &mut [Replayed],
     stop: &CancellationToken,
 ) -> Result<(), Abandoned> {
-    let Some(entry) = partitions.iter_mut().find(|p| p.is_of(message)) else {
+    let Some(first) = batch.first() else {
         return Ok(());
     };
-    let component = format!("replay {}/{}", entry.range.topic, entry.range.partition);
-    let processed = processor.process(message, &component, stop).await?;
-    entry.tally.count(processed);
-    entry.read_through(message.offset());
+    let component = format!("replay {}/{}", first.topic(), first.partition());
+    let processed = processor.process_batch(batch, &component, stop).await?;
+    for (message, processed) in batch.iter().zip(processed) {
+        if let Some(entry) = partitions.iter_mut().find(|p| p.is_of(message)) {
+            entry.tally.count(processed);
+            entry.read_through(message.offset());
+        }
+    }
     Ok(())
 }
+
+/// The most events a replay applies in one transaction. Larger batches
+/// save fewer commits each and hold their row locks longer.
+const BATCH: usize = 256;
 
 /// The service's commit order: the outbox id its relay put in the header;
 /// the broker's timestamp where there is none (events published before the
@@ -742,6 +821,58 @@ impl Reading<'_> {
                 continue;
             }
             return Ok(Some(message));
+        }
+    }
+
+    /// The next messages inside their ranges, as batches of consecutive
+    /// messages of one partition: the first message waited for, then
+    /// whatever the client already holds, up to [`BATCH`] in all. `None`
+    /// when stopped.
+    async fn batches(
+        &mut self,
+        partitions: &mut [Replayed],
+    ) -> Result<Option<Vec<Vec<OwnedMessage>>>, MessagingError> {
+        let Some(first) = self.next(partitions).await? else {
+            return Ok(None);
+        };
+        let mut batches: Vec<Vec<OwnedMessage>> = vec![vec![first]];
+        let mut count = 1;
+        while count < BATCH {
+            // Only what is already fetched: a batch never waits for more.
+            let Some(message) = self.ready() else {
+                break;
+            };
+            let Some(entry) = partitions.iter_mut().find(|p| p.is_of(&message)) else {
+                continue;
+            };
+            if entry.tally.done {
+                continue;
+            }
+            if past_end(&message, &entry.range, self.until) {
+                entry.tally.done = true;
+                pause(self.consumer, &entry.range);
+                continue;
+            }
+            count += 1;
+            match batches.iter_mut().find(|b| {
+                b.first().is_some_and(|m| {
+                    m.topic() == message.topic() && m.partition() == message.partition()
+                })
+            }) {
+                Some(batch) => batch.push(message),
+                None => batches.push(vec![message]),
+            }
+        }
+        Ok(Some(batches))
+    }
+
+    /// A message the client has fetched already, without waiting; errors
+    /// are left for [`Self::recv`] to meet and report.
+    fn ready(&self) -> Option<OwnedMessage> {
+        use futures::FutureExt;
+        match self.consumer.recv().now_or_never() {
+            Some(Ok(m)) => Some(m.detach()),
+            _ => None,
         }
     }
 

@@ -54,6 +54,11 @@ pub struct ReplayArgs {
     /// Print what would be re-read, per partition, and change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Replay even events older than the service's inbox remembers
+    /// (`retention.inbox_days`), which a replay cannot tell apart from new
+    /// ones; refused without it.
+    #[arg(long)]
+    force: bool,
     /// Print the plan and the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -108,6 +113,9 @@ impl ReplayArgs {
         }
         if self.dry_run {
             flag("dry-run", None);
+        }
+        if self.force {
+            flag("force", None);
         }
         if self.json {
             flag("json", None);
@@ -180,6 +188,81 @@ impl ReplayArgs {
     }
 }
 
+/// Ranges that reach back further than the service's inbox remembers: an
+/// event there may have been applied and its inbox row purged since, and a
+/// replay would take it for a new one.
+struct BeyondInbox {
+    service: &'static str,
+    inbox_days: f64,
+    cutoff: DateTime<Utc>,
+    /// Topic/partition and the time of its first event re-read.
+    partitions: Vec<(String, DateTime<Utc>)>,
+}
+
+impl BeyondInbox {
+    fn check(service: &'static str, planned: &[Planned], inbox_days: f64) -> Option<Self> {
+        let cutoff =
+            Utc::now() - chrono::Duration::milliseconds((inbox_days * 86_400_000.0).round() as i64);
+        let partitions: Vec<(String, DateTime<Utc>)> = planned
+            .iter()
+            .filter_map(|p| {
+                let first = p.range.first_at?;
+                (first < cutoff)
+                    .then(|| (format!("{}/{}", p.range.topic, p.range.partition), first))
+            })
+            .collect();
+        (!partitions.is_empty()).then_some(Self {
+            service,
+            inbox_days,
+            cutoff,
+            partitions,
+        })
+    }
+}
+
+impl std::fmt::Display for BeyondInbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            service,
+            inbox_days,
+            cutoff,
+            partitions,
+        } = self;
+        let at = |t: &DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let oldest = at(partitions.iter().map(|(_, t)| t).min().unwrap_or(cutoff));
+        let cutoff = at(cutoff);
+        writeln!(
+            f,
+            "the replay reaches back to {oldest} on {}, further than {service}'s inbox remembers \
+             (retention.inbox_days = {inbox_days}: events applied before {cutoff} have had their \
+             inbox rows purged).",
+            partitions
+                .iter()
+                .map(|(p, _)| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        )?;
+        writeln!(
+            f,
+            "What could be applied twice: any event from before {cutoff} that {service} had applied; \
+             the replay can no longer tell it from a new one, so it goes to the handler again."
+        )?;
+        writeln!(
+            f,
+            "What still protects it: the business keys. Each saga service keeps one row per order \
+             (inventory its reservation, payment the payment, shipping the shipment, order the \
+             saga's state) and does nothing to an order already past the step an event asks for; \
+             admin changes are kept by event id in change logs that are never purged. An event \
+             whose order's row is gone, or was never written, is applied as if new."
+        )?;
+        write!(
+            f,
+            "Start later (--from-timestamp after {cutoff}), or pass --force to replay the window \
+             anyway."
+        )
+    }
+}
+
 /// A range with the phase that reads it, as `--dry-run --json` prints it.
 #[derive(Debug, Serialize)]
 struct Planned {
@@ -211,24 +294,40 @@ async fn replay_into<S: SagaService>(args: &ReplayArgs, full: &S::Settings) -> a
         start,
         until: args.until,
     };
-    let _hold = if args.dry_run {
-        None
-    } else {
-        stop_service(&args.data_dir, name, settings, &group).await?
-    };
-    let mut planned = Vec::new();
-    for (phase, topics) in [
-        (Phase::Own, own_topic.into_iter().collect::<Vec<_>>()),
-        (Phase::Inputs, inputs),
-    ] {
-        if topics.is_empty() {
-            continue;
+    let plan = || async {
+        let mut planned = Vec::new();
+        for (phase, topics) in [
+            (
+                Phase::Own,
+                own_topic.clone().into_iter().collect::<Vec<_>>(),
+            ),
+            (Phase::Inputs, inputs.clone()),
+        ] {
+            if topics.is_empty() {
+                continue;
+            }
+            let ranges = replay::plan(kafka, &request(topics.clone()))
+                .await
+                .with_context(|| format!("planning the replay of {}", topics.join(", ")))?;
+            planned.extend(ranges.into_iter().map(|range| Planned { phase, range }));
         }
-        let ranges = replay::plan(kafka, &request(topics.clone()))
-            .await
-            .with_context(|| format!("planning the replay of {}", topics.join(", ")))?;
-        planned.extend(ranges.into_iter().map(|range| Planned { phase, range }));
+        anyhow::Ok(planned)
+    };
+    // Checked before the service is stopped, so that a refused replay
+    // changes nothing at all; planned again once it is stopped, so that
+    // the committed offsets are the ones it left.
+    let first = plan().await?;
+    tracing::debug!("replay planned");
+    let beyond = BeyondInbox::check(name, &first, settings.retention.inbox_days);
+    if let Some(beyond) = &beyond {
+        anyhow::ensure!(args.force || args.dry_run, "{beyond}");
     }
+    let (planned, _hold) = if args.dry_run {
+        (first, None)
+    } else {
+        let hold = stop_service(&args.data_dir, name, settings, &group).await?;
+        (plan().await?, hold)
+    };
     if args.json && args.dry_run {
         println!("{}", serde_json::to_string_pretty(&planned)?);
         return Ok(());
@@ -236,19 +335,29 @@ async fn replay_into<S: SagaService>(args: &ReplayArgs, full: &S::Settings) -> a
     if !args.json {
         print_plan(name, &planned, args.dry_run);
     }
+    if let Some(beyond) = &beyond {
+        let verdict = match (args.force, args.dry_run) {
+            (true, false) => "replaying anyway (--force)",
+            (true, true) => "with --force, a replay of this window would go ahead",
+            (false, _) => "a replay of this window is refused without --force",
+        };
+        eprintln!("warning: {beyond}\n{verdict}");
+    }
     if args.dry_run {
         return Ok(());
     }
     // Built only for a replay that applies: a dry run needs no key.
+    tracing::debug!("replay planned again, the service stopped");
     let signer = choreo_kit::operator::for_service_tool(&settings.internal_auth, &args.data_dir)?;
     let handler = S::replay_handler(full, signer.clone())?;
     let pool = crate::connect(settings, S::migrations())
         .await
         .with_context(|| format!("connecting to {name}'s database"))?;
+    tracing::debug!("replay connected to the database");
     let registry = RegistryClient::new(&settings.registry_url, signer);
     let stop = stop_on_ctrl_c();
     let total: i64 = planned.iter().map(|p| p.range.len()).sum();
-    let mut display = Display::new(total);
+    let mut display = Display::new(name, total);
     let ranges_of = |phase: Phase| -> Vec<Range> {
         planned
             .iter()
@@ -453,44 +562,77 @@ fn print_summary(service: &str, partitions: &[Replayed]) {
     );
 }
 
-/// Progress, on stderr: a bar on a terminal, and a line per partition as it
-/// finishes (which is all a log or a pipe gets).
+/// Progress, on stderr. On a terminal: a bar per partition, with its rate
+/// and the time left. Otherwise (a log, a pipe): a line every
+/// [`PLAIN_EVERY`] with the totals, the rate and the time left. Both say
+/// when a partition is done.
 struct Display {
-    bar: indicatif::ProgressBar,
+    bars: indicatif::MultiProgress,
+    /// Per partition, created as its phase starts.
+    partitions: std::collections::HashMap<(String, i32), indicatif::ProgressBar>,
     reported: std::collections::HashSet<(String, i32)>,
+    service: &'static str,
+    total: u64,
+    started: std::time::Instant,
+    /// When the last plain line was printed.
+    last_line: std::time::Instant,
 }
 
+/// How often a replay without a terminal says how far it is.
+const PLAIN_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Display {
-    fn new(total: i64) -> Self {
-        let bar = indicatif::ProgressBar::new(total.max(0) as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "  replaying [{bar:30}] {pos}/{len} events  {elapsed}  {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
+    fn new(service: &'static str, total: i64) -> Self {
+        let now = std::time::Instant::now();
         Self {
-            bar,
+            bars: indicatif::MultiProgress::with_draw_target(
+                indicatif::ProgressDrawTarget::stderr(),
+            ),
+            partitions: Default::default(),
             reported: Default::default(),
+            service,
+            total: total.max(0) as u64,
+            started: now,
+            last_line: now,
         }
+    }
+
+    fn bar(&mut self, replayed: &Replayed) -> &indicatif::ProgressBar {
+        let key = (replayed.range.topic.clone(), replayed.range.partition);
+        self.partitions.entry(key).or_insert_with(|| {
+            let bar = self.bars.add(indicatif::ProgressBar::new(
+                replayed.range.len().max(0) as u64,
+            ));
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "  {prefix:<30} [{bar:24}] {pos:>7}/{len:<7} {per_sec:>10}  {eta:>4} left  {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(format!(
+                "{} {}/{}",
+                phase_name(replayed.phase),
+                replayed.range.topic,
+                replayed.range.partition
+            ));
+            bar
+        })
     }
 
     /// `before`: the partitions of an earlier phase, counted in the totals.
     fn update(&mut self, before: &[Replayed], partitions: &[Replayed]) {
-        let (mut read, mut applied, mut skipped) = (0, 0, 0);
-        for p in before {
-            read += p.tally.reread;
-            applied += p.tally.applied;
-            skipped += p.tally.duplicates + p.tally.ignored;
-        }
         for p in partitions {
-            read += p.tally.reread;
-            applied += p.tally.applied;
-            skipped += p.tally.duplicates;
+            let t = &p.tally;
+            let bar = self.bar(p).clone();
+            bar.set_position(t.reread);
+            bar.set_message(format!(
+                "{} applied, {} skipped",
+                t.applied,
+                t.duplicates + t.ignored
+            ));
             let key = (p.range.topic.clone(), p.range.partition);
-            if p.tally.done && !p.range.is_empty() && self.reported.insert(key) {
-                let t = &p.tally;
+            if t.done && !p.range.is_empty() && self.reported.insert(key) {
                 let line = format!(
                     "  {}/{} done: {} re-read, {} applied, {} skipped as already applied, {} ignored, {} dead-lettered",
                     p.range.topic,
@@ -502,21 +644,53 @@ impl Display {
                     t.dead_lettered
                 );
                 // Progress goes to stderr, so that `--json` output stays
-                // clean; without a terminal the bar is hidden and these
-                // lines are all there is.
-                if self.bar.is_hidden() {
+                // clean.
+                if self.bars.is_hidden() {
                     eprintln!("{line}");
                 } else {
-                    self.bar.println(line);
+                    bar.finish();
+                    let _ = self.bars.println(line);
                 }
             }
         }
-        self.bar.set_position(read);
-        self.bar
-            .set_message(format!("{applied} applied, {skipped} skipped"));
+        if self.bars.is_hidden() && self.last_line.elapsed() >= PLAIN_EVERY {
+            self.last_line = std::time::Instant::now();
+            eprintln!("{}", self.plain_line(before, partitions));
+        }
+    }
+
+    /// The totals so far, with the rate and the time left at that rate.
+    fn plain_line(&self, before: &[Replayed], partitions: &[Replayed]) -> String {
+        let (mut read, mut applied, mut skipped) = (0u64, 0u64, 0u64);
+        for p in before.iter().chain(partitions) {
+            read += p.tally.reread;
+            applied += p.tally.applied;
+            skipped += p.tally.duplicates + p.tally.ignored;
+        }
+        let seconds = self.started.elapsed().as_secs_f64();
+        let rate = if seconds > 0.0 {
+            read as f64 / seconds
+        } else {
+            0.0
+        };
+        let left = self.total.saturating_sub(read);
+        let eta = if rate > 0.0 {
+            format!("about {:.0} s left", left as f64 / rate)
+        } else {
+            "time left unknown".to_owned()
+        };
+        let percent = if self.total > 0 {
+            100.0 * read as f64 / self.total as f64
+        } else {
+            100.0
+        };
+        format!(
+            "  replaying into {}: {read}/{} events ({percent:.0} %), {rate:.0}/s, {eta}; {applied} applied, {skipped} skipped",
+            self.service, self.total
+        )
     }
 
     fn finish(&self) {
-        self.bar.finish_and_clear();
+        let _ = self.bars.clear();
     }
 }

@@ -160,8 +160,13 @@ impl Platform<'_> {
         service: &str,
         args: &[&str],
     ) -> anyhow::Result<std::process::Output> {
-        Ok(Command::new(env!("CARGO_BIN_EXE_choreo"))
-            .args(args)
+        Ok(self.command_as(service)?.args(args).output().await?)
+    }
+
+    /// `choreo`, to run with `service`'s configuration in the environment.
+    pub(crate) fn command_as(&self, service: &str) -> anyhow::Result<Command> {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_choreo"));
+        command
             .env(
                 "CHOREO_DATABASE_URL",
                 database_url(&format!("{}{service}", self.db_prefix)),
@@ -183,9 +188,8 @@ impl Platform<'_> {
                 format!("http://127.0.0.1:{}", self.edge_port + 6),
             )
             .env("CHOREO_DATA_DIR", self.data.join("not-a-choreo-up"))
-            .envs(self.internal_keys()?)
-            .output()
-            .await?)
+            .envs(self.internal_keys()?);
+        Ok(command)
     }
 
     /// A replay's summary (`--json`), after checking it succeeded.

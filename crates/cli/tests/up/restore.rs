@@ -52,6 +52,42 @@ impl Platform<'_> {
             group_before
         );
 
+        // A window that reaches back further than the inbox remembers is
+        // refused, before anything is stopped or moved, unless forced.
+        // (Here the inbox is told to remember a second.)
+        let short_memory = |args: &[&str]| -> anyhow::Result<Command> {
+            let mut command = self.command_as("inventory")?;
+            command
+                .args(["replay", "--service", "inventory", "--from-beginning"])
+                .args(args)
+                .env("CHOREO_RETENTION__INBOX_DAYS", "0.00001");
+            Ok(command)
+        };
+        let refused = short_memory(&[])?.output().await?;
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{said}");
+        assert!(
+            said.contains("further than inventory's inbox remembers")
+                && said.contains("What could be applied twice")
+                && said.contains("--force"),
+            "{said}"
+        );
+        assert!(
+            !said.contains("inventory is running"),
+            "refused first: {said}"
+        );
+        let forced_dry = short_memory(&["--dry-run", "--force"])?.output().await?;
+        let said = String::from_utf8_lossy(&forced_dry.stderr);
+        assert!(forced_dry.status.success(), "{said}");
+        assert!(
+            said.contains("with --force, a replay of this window would go ahead"),
+            "{said}"
+        );
+        assert_eq!(
+            rows_of_offsets(self.broker_port, "inventory").await?,
+            group_before
+        );
+
         let unknown = self
             .replay(
                 "inventory",
@@ -176,6 +212,23 @@ impl Platform<'_> {
             assert_eq!(self.provider_ledger().await?, ledger);
         }
         assert_eq!(self.orders().await?, outcomes);
+
+        // And the platform goes on: a new order, from a customer with the
+        // money for it, runs the whole saga.
+        let customer = format!("after-the-{service}-drill");
+        self.edge.set_wallet(&customer, 1_000_000).await?;
+        let mut body = self.body.clone();
+        body["customer_id"] = customer.into();
+        let id = self.edge.place_as(self.edge.admin(), &body).await?;
+        let order = wait_until("the new order to end", DEADLINE, || async {
+            let order = self.edge.order(&id, 5).await.ok()?;
+            (order["status"] != "PENDING").then_some(order)
+        })
+        .await?;
+        assert_eq!(
+            order["status"], "CONFIRMED",
+            "a new order confirms after the {service} drill: {order:#}"
+        );
         Ok(())
     }
 }

@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, path::Path, time::Instant};
 
 /// Linux reports `/proc/<pid>/stat` times in `USER_HZ` ticks, which the
 /// kernel fixes at 100 a second for user space whatever its own tick.
-const TICKS_PER_SECOND: f64 = 100.0;
+pub(crate) const TICKS_PER_SECOND: f64 = 100.0;
 
 /// The row of the bench's own process.
 pub(crate) const BENCH_PROCESS: &str = "bench (the load)";
@@ -69,6 +69,26 @@ pub(crate) fn sample(run_dir: Option<&Path>) -> Sample {
         at: Instant::now(),
         ticks,
     }
+}
+
+/// Each PostgreSQL process's processor time so far, in ticks, by pid.
+pub(crate) fn postgres_ticks() -> BTreeMap<u32, u64> {
+    let mut ticks = BTreeMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if let Some((comm, used)) = stat(&pid.to_string()) {
+            if comm == "postgres" {
+                ticks.insert(pid, used);
+            }
+        }
+    }
+    ticks
 }
 
 /// A process's command name and user plus system time, in ticks.

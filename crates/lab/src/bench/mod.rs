@@ -21,6 +21,7 @@ mod cpu;
 mod load;
 mod measure;
 mod profile;
+mod replay;
 mod report;
 mod search;
 mod stats;
@@ -48,6 +49,10 @@ enum BenchCommand {
     Run(Box<RunArgs>),
     /// Two results files side by side, figure by figure.
     Compare(CompareArgs),
+    /// How fast a service recovers: fill inventory's input with generated
+    /// orders' events, lose its database, replay into an empty one, then
+    /// again; events per second, processor and commits per event.
+    Replay(Box<replay::ReplayBenchArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -185,6 +190,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Ceilings(args) => ceilings(args).await,
         BenchCommand::Run(args) => run_bench(*args).await,
+        BenchCommand::Replay(args) => replay::run(*args).await,
         BenchCommand::Compare(args) => {
             let read = |path: &PathBuf| -> anyhow::Result<BenchReport> {
                 let text = std::fs::read_to_string(path)

@@ -109,5 +109,6 @@ impl<H: Handler> Partition<H> {
             .processor
             .process_batch(batch, &self.component(), stop)
             .await
+            .map(|_| ())
     }
 }
