@@ -37,3 +37,22 @@ pub async fn record(
     .rows_affected();
     Ok(inserted == 1)
 }
+
+/// Which of `event_ids` the inbox holds: events applied before.
+///
+/// # Errors
+/// When the database fails.
+pub async fn applied_among(
+    pool: &sqlx::PgPool,
+    event_ids: &[Uuid],
+) -> Result<std::collections::HashSet<Uuid>, sqlx::Error> {
+    if event_ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let found: Vec<Uuid> =
+        sqlx::query_scalar("SELECT event_id FROM inbox WHERE event_id = ANY($1)")
+            .bind(event_ids)
+            .fetch_all(pool)
+            .await?;
+    Ok(found.into_iter().collect())
+}

@@ -606,6 +606,8 @@ pub async fn run<H: Handler>(
         handler: service.handler,
         dead_letters: DeadLetters::new(settings, &service.name)?,
         health: Health::default(),
+        // A replay mostly re-reads events applied before.
+        inbox_first: true,
     };
     crate::admin::ensure_topics(
         settings,
@@ -773,9 +775,13 @@ async fn apply_batch<H: Handler>(
     Ok(())
 }
 
-/// The most events a replay applies in one transaction. Larger batches
-/// save fewer commits each and hold their row locks longer.
-const BATCH: usize = 256;
+/// The most events a replay applies in one transaction. Each event that
+/// writes has a savepoint, a subtransaction with an id of its own, and
+/// PostgreSQL keeps only 64 of those per transaction in shared memory
+/// (`PGPROC_MAX_CACHED_SUBXIDS`); past that every snapshot looks them up in
+/// `pg_subtrans`, which slows the whole server down. Batches stay under
+/// it; a larger one would save little more (a commit per 60 events).
+const BATCH: usize = 60;
 
 /// The service's commit order: the outbox id its relay put in the header;
 /// the broker's timestamp where there is none (events published before the

@@ -116,7 +116,15 @@ pub fn main<S: SagaService>() -> anyhow::Result<()> {
         println!("{}", choreo_kit::print_config(&settings));
         return Ok(());
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // A command (a replay, a rebuild) does one thing at a time, waiting on
+    // the database most of it: on one thread, the answer wakes the task
+    // where it waits, instead of handing it to another thread each time.
+    let mut runtime = if matches.subcommand().is_some() {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = runtime
         .enable_all()
         .build()
         .context("starting the async runtime")?;

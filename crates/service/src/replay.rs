@@ -694,3 +694,69 @@ impl Display {
         let _ = self.bars.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn range(partition: i32, first_at: Option<DateTime<Utc>>) -> Range {
+        Range {
+            topic: "order.events".into(),
+            partition,
+            from: 0,
+            to: if first_at.is_some() { 10 } else { 0 },
+            committed: None,
+            note: None,
+            first_at,
+        }
+    }
+
+    #[test]
+    fn only_ranges_older_than_the_inbox_are_refused_and_the_refusal_names_them() {
+        let now = Utc::now();
+        let plan: Vec<Planned> = [
+            range(0, Some(now - chrono::Duration::days(20))),
+            range(1, Some(now - chrono::Duration::days(1))),
+            range(2, None),
+        ]
+        .into_iter()
+        .map(|range| Planned {
+            phase: Phase::Inputs,
+            range,
+        })
+        .collect();
+        let beyond = BeyondInbox::check("inventory", &plan, 14.0).expect("refused");
+        let said = beyond.to_string();
+        assert!(said.contains("on order.events/0,"), "{said}");
+        assert!(!said.contains("order.events/1"), "{said}");
+        assert!(said.contains("retention.inbox_days = 14"), "{said}");
+        assert!(said.contains("What could be applied twice"), "{said}");
+        assert!(said.contains("--force"), "{said}");
+        assert!(BeyondInbox::check("inventory", &plan[1..], 14.0).is_none());
+        assert!(BeyondInbox::check("inventory", &plan, 30.0).is_none());
+    }
+
+    #[test]
+    fn the_plain_line_says_how_far_how_fast_and_how_long() {
+        let mut display = Display::new("inventory", 1000);
+        display.started = Instant::now() - Duration::from_secs(10);
+        let partition = Replayed {
+            phase: Phase::Inputs,
+            range: range(0, Some(Utc::now())),
+            tally: replay::Tally {
+                reread: 400,
+                applied: 300,
+                duplicates: 100,
+                ..Default::default()
+            },
+        };
+        let line = display.plain_line(&[], &[partition]);
+        assert!(
+            line.contains("replaying into inventory: 400/1000 events (40 %)"),
+            "{line}"
+        );
+        assert!(line.contains(", 40/s, about 15 s left;"), "{line}");
+        assert!(line.contains("300 applied, 100 skipped"), "{line}");
+    }
+}

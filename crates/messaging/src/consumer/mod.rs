@@ -232,6 +232,7 @@ impl<H: Handler> Consumer<H> {
                 handler,
                 dead_letters: DeadLetters::new(kafka, service)?,
                 health,
+                inbox_first: false,
             }),
             kafka: kafka.clone(),
             settings: settings.clone(),
