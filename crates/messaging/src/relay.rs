@@ -25,15 +25,12 @@
 use crate::{
     Health, KafkaSettings, MessagingError,
     backoff::backoff,
-    headers::{EVENT_ID_HEADER, EVENT_TYPE_HEADER, OUTBOX_ID_HEADER},
+    headers::event_headers,
     producer::{self, Acknowledged, Producer},
 };
 use choreo_events::{RegistryClient, Topics, catalog, frame, subject};
 use choreo_telemetry::error_chain;
-use rdkafka::{
-    message::{Header, OwnedHeaders},
-    producer::FutureRecord,
-};
+use rdkafka::{message::Header, producer::FutureRecord};
 use sqlx::{Connection, PgConnection, PgPool, Row, postgres::PgListener};
 use std::{collections::HashMap, time::Duration};
 use tokio::time::Instant;
@@ -373,25 +370,7 @@ impl Relay {
             .register(&subject(topic, &row.record), schema_text)
             .await?;
         let value = frame(schema_id, &row.payload);
-        let event_id = row.event_id.to_string();
-        let event_type = row.event_type();
-        let outbox_id = row.id.to_string();
-        let mut headers = OwnedHeaders::new()
-            .insert(Header {
-                key: EVENT_ID_HEADER,
-                value: Some(event_id.as_str()),
-            })
-            .insert(Header {
-                key: EVENT_TYPE_HEADER,
-                value: Some(event_type),
-            })
-            // The order the service committed its events in, across
-            // partitions: a replay of the service's own topic re-applies
-            // them in this order (`replay`).
-            .insert(Header {
-                key: OUTBOX_ID_HEADER,
-                value: Some(outbox_id.as_str()),
-            });
+        let mut headers = event_headers(row.event_id, row.event_type(), row.id);
         // The consumer's span is a child of this send, itself a child of
         // the handler that enqueued the row. Without telemetry the row's own
         // context goes on unchanged.

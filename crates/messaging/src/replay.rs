@@ -815,19 +815,28 @@ impl Reading<'_> {
             let Some(message) = self.recv().await? else {
                 return Ok(None);
             };
-            let Some(entry) = partitions.iter_mut().find(|p| p.is_of(&message)) else {
-                continue;
-            };
-            if entry.tally.done {
-                continue;
+            if self.inside(&message, partitions) {
+                return Ok(Some(message));
             }
-            if past_end(&message, &entry.range, self.until) {
-                entry.tally.done = true;
-                pause(self.consumer, &entry.range);
-                continue;
-            }
-            return Ok(Some(message));
         }
+    }
+
+    /// Whether `message` is inside its partition's range, which is not
+    /// read through yet. The first message past a range's end marks it
+    /// done and pauses its partition.
+    fn inside(&self, message: &OwnedMessage, partitions: &mut [Replayed]) -> bool {
+        let Some(entry) = partitions.iter_mut().find(|p| p.is_of(message)) else {
+            return false;
+        };
+        if entry.tally.done {
+            return false;
+        }
+        if past_end(message, &entry.range, self.until) {
+            entry.tally.done = true;
+            pause(self.consumer, &entry.range);
+            return false;
+        }
+        true
     }
 
     /// The next messages inside their ranges, as batches of consecutive
@@ -848,15 +857,7 @@ impl Reading<'_> {
             let Some(message) = self.ready() else {
                 break;
             };
-            let Some(entry) = partitions.iter_mut().find(|p| p.is_of(&message)) else {
-                continue;
-            };
-            if entry.tally.done {
-                continue;
-            }
-            if past_end(&message, &entry.range, self.until) {
-                entry.tally.done = true;
-                pause(self.consumer, &entry.range);
+            if !self.inside(&message, partitions) {
                 continue;
             }
             count += 1;

@@ -28,15 +28,10 @@ use choreo_events::{
     Event, EventMeta, OrderCancelled, OrderConfirmed, OrderLine, OrderPlaced, RegistryClient,
     ShippingAddress, cancel_reason, encode_datum, frame, subject,
 };
-use choreo_messaging::{
-    KafkaSettings,
-    headers::{EVENT_ID_HEADER, EVENT_TYPE_HEADER, OUTBOX_ID_HEADER},
-    producer::Acknowledged,
-};
+use choreo_messaging::{KafkaSettings, headers::event_headers, producer::Acknowledged};
 use choreo_platform::{client, setup, supervisor, up};
 use rdkafka::{
     error::{KafkaError, RDKafkaErrorCode},
-    message::{Header, OwnedHeaders},
     producer::FutureRecord,
 };
 use serde::{Deserialize, Serialize};
@@ -377,7 +372,7 @@ async fn publish_orders(
     }
     let producer = choreo_messaging::producer::idempotent(kafka)?;
     let mut waiting: VecDeque<Acknowledged> = VecDeque::new();
-    let mut outbox_id = 0u64;
+    let mut outbox_id = 0i64;
     for i in 0..orders {
         let order_id = Uuid::new_v4();
         let placed = OrderPlaced {
@@ -422,20 +417,7 @@ async fn publish_orders(
         let key = order_id.to_string();
         for (event_id, event_type, value) in [encoded(&schema_ids, &placed)?, ended] {
             outbox_id += 1;
-            let (event_id, outbox) = (event_id.to_string(), outbox_id.to_string());
-            let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: EVENT_ID_HEADER,
-                    value: Some(event_id.as_str()),
-                })
-                .insert(Header {
-                    key: EVENT_TYPE_HEADER,
-                    value: Some(event_type),
-                })
-                .insert(Header {
-                    key: OUTBOX_ID_HEADER,
-                    value: Some(outbox.as_str()),
-                });
+            let headers = event_headers(event_id, event_type, outbox_id);
             loop {
                 let record = FutureRecord::to(&topic)
                     .key(&key)
@@ -462,7 +444,7 @@ async fn publish_orders(
     for ack in waiting {
         ack.await.context("publishing a generated event")?;
     }
-    Ok(outbox_id)
+    Ok(outbox_id.unsigned_abs())
 }
 
 /// `event` framed for the order topic: its id, its type and the bytes.
