@@ -202,14 +202,17 @@ impl<H: Handler> Processor<H> {
         // (`inbox_first`), where each would otherwise take a savepoint, an
         // insert and a rollback. Only a hint: an event it misses meets the
         // inbox's insert as ever.
-        let ids: Vec<uuid::Uuid> = events
-            .iter()
-            .filter(|_| self.inbox_first)
-            .filter_map(|(_, delivery, _)| delivery.as_ref().map(|d| d.meta().event_id))
-            .collect();
-        let applied_before = crate::inbox::applied_among(&self.pool, &ids)
-            .await
-            .map_err(|e| error_chain(&e))?;
+        let applied_before = if self.inbox_first {
+            let ids: Vec<uuid::Uuid> = events
+                .iter()
+                .filter_map(|(_, delivery, _)| delivery.as_ref().map(|d| d.meta().event_id))
+                .collect();
+            crate::inbox::applied_among(&self.pool, &ids)
+                .await
+                .map_err(|e| error_chain(&e))?
+        } else {
+            Default::default()
+        };
         for (span, delivery, effect) in &mut events {
             if let Some(delivery) = delivery {
                 if applied_before.contains(&delivery.meta().event_id) {

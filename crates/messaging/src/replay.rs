@@ -254,25 +254,55 @@ fn plan_blocking(
 /// Fills in when the broker took each range's first event: every range
 /// read at once, one message each.
 fn first_times(consumer: &BaseConsumer, ranges: &mut [Range]) -> Result<(), MessagingError> {
-    let mut list = TopicPartitionList::new();
-    for r in ranges.iter().filter(|r| !r.is_empty()) {
-        list.add_partition_offset(&r.topic, r.partition, Offset::Offset(r.from))
-            .map_err(MessagingError::kafka("building an assignment"))?;
+    let held: Vec<usize> = (0..ranges.len())
+        .filter(|i| !ranges[*i].is_empty())
+        .collect();
+    let positions: Vec<(&str, i32, i64)> = held
+        .iter()
+        .map(|i| {
+            (
+                ranges[*i].topic.as_str(),
+                ranges[*i].partition,
+                ranges[*i].from,
+            )
+        })
+        .collect();
+    let times = timestamps_at(consumer, &positions)?;
+    for (i, time) in held.into_iter().zip(times) {
+        ranges[i].first_at = time;
     }
-    if list.count() == 0 {
-        return Ok(());
+    Ok(())
+}
+
+/// The timestamp of the first message at or after each position (topic,
+/// partition, offset; one position a partition), all read at once.
+fn timestamps_at(
+    consumer: &BaseConsumer,
+    positions: &[(&str, i32, i64)],
+) -> Result<Vec<Option<DateTime<Utc>>>, MessagingError> {
+    let mut times = vec![None; positions.len()];
+    if positions.is_empty() {
+        return Ok(times);
+    }
+    let mut list = TopicPartitionList::new();
+    for (topic, partition, offset) in positions {
+        list.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+            .map_err(MessagingError::kafka("building an assignment"))?;
     }
     consumer
         .assign(&list)
-        .map_err(MessagingError::kafka("assigning the ranges' first offsets"))?;
-    let mut missing = list.count();
-    let mut seen = vec![false; ranges.len()];
+        .map_err(MessagingError::kafka("assigning the positions to read"))?;
+    let mut seen = vec![false; positions.len()];
+    let mut missing = positions.len();
     let deadline = std::time::Instant::now() + TIMEOUT;
     while missing > 0 {
         if std::time::Instant::now() >= deadline {
+            let (topic, partition, offset) = positions[seen.iter().position(|s| !s).unwrap_or(0)];
             return Err(MessagingError::Kafka {
                 context: format!(
-                    "reading the first event of each range: the broker sent nothing for {missing} of them"
+                    "reading {topic}/{partition} at {offset}: the broker sent nothing \
+                     ({missing} of {} positions unread)",
+                    positions.len()
                 ),
                 source: rdkafka::error::KafkaError::MessageConsumption(
                     rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
@@ -282,27 +312,27 @@ fn first_times(consumer: &BaseConsumer, ranges: &mut [Range]) -> Result<(), Mess
         let Some(message) = consumer.poll(Duration::from_millis(100)) else {
             continue;
         };
-        let message = message.map_err(MessagingError::kafka("reading the ranges' first events"))?;
-        let Some(i) = ranges.iter().position(|r| {
-            r.topic == message.topic() && r.partition == message.partition() && !r.is_empty()
+        let message = message.map_err(MessagingError::kafka("reading a replay range's bounds"))?;
+        let Some(i) = positions.iter().position(|(topic, partition, offset)| {
+            *topic == message.topic()
+                && *partition == message.partition()
+                && message.offset() >= *offset
         }) else {
             continue;
         };
-        if seen[i] || message.offset() < ranges[i].from {
+        if seen[i] {
             continue;
         }
         seen[i] = true;
         missing -= 1;
-        ranges[i].first_at = message
+        times[i] = message
             .timestamp()
             .to_millis()
             .and_then(DateTime::from_timestamp_millis);
-        // One message a partition is all it needs.
-        let mut done = TopicPartitionList::new();
-        done.add_partition(message.topic(), message.partition());
-        let _ = consumer.pause(&done);
+        // The partitions read are not paused: the same consumer assigns
+        // them again for the next check, and a pause would outlive that.
     }
-    Ok(())
+    Ok(times)
 }
 
 fn join(a: Option<String>, b: Option<String>) -> Option<String> {
@@ -441,40 +471,8 @@ impl Bounds<'_> {
 
     /// The timestamp of the message at `offset`.
     fn timestamp_at(&self, offset: i64) -> Result<Option<DateTime<Utc>>, MessagingError> {
-        let mut list = TopicPartitionList::new();
-        list.add_partition_offset(self.topic, self.partition, Offset::Offset(offset))
-            .map_err(MessagingError::kafka("building an assignment"))?;
-        self.consumer
-            .assign(&list)
-            .map_err(MessagingError::kafka(format!(
-                "assigning {}/{}",
-                self.topic, self.partition
-            )))?;
-        let deadline = std::time::Instant::now() + TIMEOUT;
-        while std::time::Instant::now() < deadline {
-            let Some(message) = self.consumer.poll(Duration::from_millis(200)) else {
-                continue;
-            };
-            let message = message.map_err(MessagingError::kafka(format!(
-                "reading {}/{} at {offset}",
-                self.topic, self.partition
-            )))?;
-            if message.partition() == self.partition && message.offset() >= offset {
-                return Ok(message
-                    .timestamp()
-                    .to_millis()
-                    .and_then(DateTime::from_timestamp_millis));
-            }
-        }
-        Err(MessagingError::Kafka {
-            context: format!(
-                "reading {}/{} at {offset}: the broker sent nothing",
-                self.topic, self.partition
-            ),
-            source: rdkafka::error::KafkaError::MessageConsumption(
-                rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
-            ),
-        })
+        let mut at = timestamps_at(self.consumer, &[(self.topic, self.partition, offset)])?;
+        Ok(at.pop().flatten())
     }
 }
 
@@ -873,8 +871,10 @@ impl Reading<'_> {
         Ok(Some(batches))
     }
 
-    /// A message the client has fetched already, without waiting; errors
-    /// are left for [`Self::recv`] to meet and report.
+    /// A message the client has fetched already, without waiting. An error
+    /// met here is dropped, as [`Self::recv`] drops it after its warning:
+    /// librdkafka's errors on a read are notices, not messages, and one
+    /// that persists is met by the next wait.
     fn ready(&self) -> Option<OwnedMessage> {
         use futures::FutureExt;
         match self.consumer.recv().now_or_never() {

@@ -568,9 +568,9 @@ fn print_summary(service: &str, partitions: &[Replayed]) {
 /// when a partition is done.
 struct Display {
     bars: indicatif::MultiProgress,
-    /// Per partition, created as its phase starts.
+    /// Per partition, created as its phase starts; finished once the
+    /// partition is done and said so.
     partitions: std::collections::HashMap<(String, i32), indicatif::ProgressBar>,
-    reported: std::collections::HashSet<(String, i32)>,
     service: &'static str,
     total: u64,
     started: std::time::Instant,
@@ -589,7 +589,6 @@ impl Display {
                 indicatif::ProgressDrawTarget::stderr(),
             ),
             partitions: Default::default(),
-            reported: Default::default(),
             service,
             total: total.max(0) as u64,
             started: now,
@@ -625,14 +624,17 @@ impl Display {
         for p in partitions {
             let t = &p.tally;
             let bar = self.bar(p).clone();
+            if bar.is_finished() {
+                continue;
+            }
             bar.set_position(t.reread);
             bar.set_message(format!(
                 "{} applied, {} skipped",
                 t.applied,
                 t.duplicates + t.ignored
             ));
-            let key = (p.range.topic.clone(), p.range.partition);
-            if t.done && !p.range.is_empty() && self.reported.insert(key) {
+            if t.done && !p.range.is_empty() {
+                bar.finish();
                 let line = format!(
                     "  {}/{} done: {} re-read, {} applied, {} skipped as already applied, {} ignored, {} dead-lettered",
                     p.range.topic,
@@ -648,7 +650,6 @@ impl Display {
                 if self.bars.is_hidden() {
                     eprintln!("{line}");
                 } else {
-                    bar.finish();
                     let _ = self.bars.println(line);
                 }
             }
