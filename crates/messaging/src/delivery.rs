@@ -9,7 +9,7 @@ use std::future::Future;
 use tracing::Instrument;
 
 /// A decoded message and where it came from.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Delivery {
     pub topic: Topic,
     pub partition: i32,
@@ -152,11 +152,63 @@ pub trait Handler: Send + Sync + 'static {
         true
     }
 
+    /// Whether the handler applies a batch's events together, through
+    /// [`Handler::handle_batch`], rather than one by one, each under a
+    /// savepoint of its own. A handler that batches must write nothing for
+    /// an event it answers [`Outcome::Ignored`].
+    const BATCHES: bool = false;
+
+    /// Applies `batch` inside `tx` at once: consecutive events of one
+    /// partition (a replay's own topic: in commit order), in that order,
+    /// each recorded in the inbox already and none a duplicate. What it
+    /// decides must equal what [`Handler::handle`] would decide for each
+    /// event in turn; a handler can read and write the rows of the whole
+    /// batch with a few statements where each event would take several.
+    /// Answers one outcome per event, in order. Only called when
+    /// [`Handler::BATCHES`]; by default, [`Handler::handle`] for each.
+    ///
+    /// On an error nothing of the batch is kept, and the runtime applies
+    /// its events again one at a time, each through [`Handler::handle`],
+    /// so that only the event at fault is retried or dead-lettered.
+    fn handle_batch<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        batch: Vec<Batched<'a, Self::Input>>,
+    ) -> impl Future<Output = Result<Vec<Outcome>, HandlerError>> + Send + 'a {
+        async move {
+            let mut outcomes = Vec::with_capacity(batch.len());
+            for Batched {
+                delivery,
+                event,
+                span,
+            } in batch
+            {
+                outcomes.push(
+                    self.handle(&mut *tx, delivery, event)
+                        .instrument(span)
+                        .await?,
+                );
+            }
+            Ok(outcomes)
+        }
+    }
+
     /// Called once an event the handler applied has committed: for what
     /// must wait until its effect is visible to others, such as waking the
     /// readers waiting for it. Not called for a duplicate or an ignored
     /// record, nor when the commit fails.
     fn committed(&self, _delivery: &Delivery) {}
+}
+
+/// One event of a batch, as [`Handler::handle_batch`] receives it.
+#[derive(Debug)]
+pub struct Batched<'a, I> {
+    pub delivery: &'a Delivery,
+    pub event: I,
+    /// The event's own `handle` span. What the handler does for this event
+    /// runs in it, so that its logs, and the trace context of the events it
+    /// pushes to the outbox, belong to this event's trace.
+    pub span: tracing::Span,
 }
 
 /// What [`apply_effect`] did with an event.
@@ -219,6 +271,143 @@ pub async fn apply_effect<H: Handler>(
     .await
 }
 
+/// Applies `deliveries`, in order, in one transaction, as a consumer applies
+/// a batch of one partition's messages, and commits. Tests use it to feed a
+/// handler batches; [`apply`] feeds it one event.
+///
+/// # Errors
+/// As [`apply`]; nothing of the batch is committed then.
+pub async fn apply_batch<H: Handler>(
+    pool: &PgPool,
+    handler: &H,
+    deliveries: &[Delivery],
+) -> Result<Vec<Effect>, HandlerError> {
+    let span = tracing::Span::current();
+    let batch: Vec<(&Delivery, &tracing::Span)> = deliveries.iter().map(|d| (d, &span)).collect();
+    let mut tx = pool.begin().await?;
+    let effects = apply_all_in(&mut tx, handler, &batch).await?;
+    tx.commit().await?;
+    for (delivery, effect) in deliveries.iter().zip(&effects) {
+        if *effect == Effect::Applied {
+            handler.committed(delivery);
+        }
+    }
+    Ok(effects)
+}
+
+/// A batch's events, each with its message span, inside the batch's
+/// transaction `tx`: together when the handler [batches](Handler::BATCHES),
+/// else one by one ([`apply_in_batch`]). The caller commits, and calls
+/// [`Handler::committed`] for the events applied.
+///
+/// # Errors
+/// As [`apply`]; the caller must then roll back the whole batch, since the
+/// handler may have failed halfway.
+pub(crate) async fn apply_all_in<H: Handler>(
+    tx: &mut PgConnection,
+    handler: &H,
+    batch: &[(&Delivery, &tracing::Span)],
+) -> Result<Vec<Effect>, HandlerError> {
+    if H::BATCHES {
+        return apply_together_in(tx, handler, batch).await;
+    }
+    let mut effects = Vec::with_capacity(batch.len());
+    for (delivery, span) in batch {
+        effects.push(
+            apply_in_batch(tx, handler, delivery)
+                .instrument((*span).clone())
+                .await?,
+        );
+    }
+    Ok(effects)
+}
+
+/// A batch for a handler that batches: the inbox entries of all its events
+/// with one statement, then the handler once with those new to the inbox.
+async fn apply_together_in<H: Handler>(
+    tx: &mut PgConnection,
+    handler: &H,
+    batch: &[(&Delivery, &tracing::Span)],
+) -> Result<Vec<Effect>, HandlerError> {
+    let mut effects = vec![Effect::Ignored; batch.len()];
+    let mut inputs = Vec::with_capacity(batch.len());
+    for (i, (delivery, span)) in batch.iter().enumerate() {
+        if let Some(event) = span.in_scope(|| input_for(handler, delivery))? {
+            inputs.push((i, *delivery, event, *span));
+        }
+    }
+    let entries: Vec<_> = inputs
+        .iter()
+        .map(|(_, delivery, ..)| {
+            let meta = delivery.meta();
+            (meta.event_id, meta.event_type.as_str(), source(delivery))
+        })
+        .collect();
+    let mut new = inbox::record_all(tx, &entries).await?;
+    let mut handled = Vec::with_capacity(inputs.len());
+    let mut batched = Vec::with_capacity(inputs.len());
+    for (i, delivery, event, span) in inputs {
+        let meta = delivery.meta();
+        if new.remove(&meta.event_id) {
+            handled.push((i, meta.event_id));
+            batched.push(Batched {
+                delivery,
+                event,
+                span: handle_span(meta, span),
+            });
+        } else {
+            span.in_scope(|| tracing::info!(event_id = %meta.event_id, "duplicate event skipped"));
+            effects[i] = Effect::Duplicate;
+        }
+    }
+    if batched.is_empty() {
+        return Ok(effects);
+    }
+    let outcomes = handler.handle_batch(tx, batched).await?;
+    if outcomes.len() != handled.len() {
+        return Err(HandlerError::Transient(
+            format!(
+                "the handler answered {} outcomes for a batch of {} events",
+                outcomes.len(),
+                handled.len()
+            )
+            .into(),
+        ));
+    }
+    let mut ignored = Vec::new();
+    for ((i, event_id), outcome) in handled.into_iter().zip(outcomes) {
+        effects[i] = match outcome {
+            Outcome::Applied => Effect::Applied,
+            Outcome::Ignored => {
+                ignored.push(event_id);
+                Effect::Ignored
+            }
+        };
+    }
+    // An ignored record leaves no inbox entry, as under a savepoint.
+    inbox::forget(tx, &ignored).await?;
+    Ok(effects)
+}
+
+/// Where `delivery` was read from, for its inbox entry.
+fn source(delivery: &Delivery) -> inbox::Source<'_> {
+    inbox::Source {
+        topic: delivery.topic.base_name(),
+        partition: delivery.partition,
+        offset: delivery.offset,
+    }
+}
+
+/// The span a handler acts on an event in, under `parent`: the event's
+/// consumer span.
+fn handle_span(meta: &EventMeta, parent: &tracing::Span) -> tracing::Span {
+    tracing::info_span!(
+        parent: parent,
+        "handle",
+        otel.name = %format_args!("handle {}", meta.event_type),
+    )
+}
+
 /// One event of a batch, inside the batch's transaction `tx`: as
 /// [`apply_effect`], but under a savepoint of its own instead of a
 /// transaction, so that an ignored record leaves nothing behind while the
@@ -228,7 +417,7 @@ pub async fn apply_effect<H: Handler>(
 /// # Errors
 /// As [`apply`]; the caller must then roll back the whole batch, since the
 /// handler may have failed halfway.
-pub(crate) async fn apply_in_batch<H: Handler>(
+async fn apply_in_batch<H: Handler>(
     tx: &mut PgConnection,
     handler: &H,
     delivery: &Delivery,
@@ -275,19 +464,11 @@ async fn record_and_handle<H: Handler>(
     event: H::Input,
 ) -> Result<Effect, HandlerError> {
     let meta = delivery.meta();
-    let source = inbox::Source {
-        topic: delivery.topic.base_name(),
-        partition: delivery.partition,
-        offset: delivery.offset,
-    };
-    if !inbox::record(tx, meta.event_id, &meta.event_type, source).await? {
+    if !inbox::record(tx, meta.event_id, &meta.event_type, source(delivery)).await? {
         tracing::info!(event_id = %meta.event_id, "duplicate event skipped");
         return Ok(Effect::Duplicate);
     }
-    let handle = tracing::info_span!(
-        "handle",
-        otel.name = %format_args!("handle {}", meta.event_type),
-    );
+    let handle = handle_span(meta, &tracing::Span::current());
     Ok(
         match handler
             .handle(tx, delivery, event)

@@ -38,6 +38,56 @@ pub async fn record(
     Ok(inserted == 1)
 }
 
+/// Records a batch's events as applied, with one statement, in the
+/// caller's transaction: as [`record`] for each. Returns the ids recorded
+/// now; the caller must not apply the others (applied before, or twice in
+/// the batch: only an id's first entry is new).
+///
+/// # Errors
+/// When the database fails.
+pub async fn record_all(
+    conn: &mut PgConnection,
+    entries: &[(Uuid, &str, Source<'_>)],
+) -> Result<std::collections::HashSet<Uuid>, sqlx::Error> {
+    if entries.is_empty() {
+        return Ok(Default::default());
+    }
+    let ids: Vec<Uuid> = entries.iter().map(|(id, ..)| *id).collect();
+    let types: Vec<&str> = entries.iter().map(|(_, t, _)| *t).collect();
+    let topics: Vec<&str> = entries.iter().map(|(.., s)| s.topic).collect();
+    let partitions: Vec<i32> = entries.iter().map(|(.., s)| s.partition).collect();
+    let offsets: Vec<i64> = entries.iter().map(|(.., s)| s.offset).collect();
+    let inserted: Vec<Uuid> = sqlx::query_scalar(
+        "INSERT INTO inbox (event_id, event_type, topic, partition, \"offset\")
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::bigint[])
+         ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+    )
+    .bind(&ids)
+    .bind(&types)
+    .bind(&topics)
+    .bind(&partitions)
+    .bind(&offsets)
+    .fetch_all(conn)
+    .await?;
+    Ok(inserted.into_iter().collect())
+}
+
+/// Takes `event_ids` out of the inbox again, in the caller's transaction:
+/// for events of a batch its handler ignored, which must leave nothing
+/// behind (see [`crate::Outcome::Ignored`]).
+///
+/// # Errors
+/// When the database fails.
+pub async fn forget(conn: &mut PgConnection, event_ids: &[Uuid]) -> Result<(), sqlx::Error> {
+    if !event_ids.is_empty() {
+        sqlx::query("DELETE FROM inbox WHERE event_id = ANY($1)")
+            .bind(event_ids)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Which of `event_ids` the inbox holds: events applied before.
 ///
 /// # Errors

@@ -43,7 +43,9 @@ pub mod retention;
 mod settings;
 
 pub use consumer::{Consumer, ConsumerSettings};
-pub use delivery::{Delivery, Effect, Handler, HandlerError, Outcome, apply, apply_effect};
+pub use delivery::{
+    Batched, Delivery, Effect, Handler, HandlerError, Outcome, apply, apply_batch, apply_effect,
+};
 pub use error::MessagingError;
 pub use health::{Health, Snapshot};
 pub use metrics::{RuntimeMetrics, Summary};

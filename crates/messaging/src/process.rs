@@ -7,7 +7,7 @@ use crate::{
     Delivery, Effect, Handler, HandlerError, Health, apply_effect,
     backoff::backoff,
     dead_letter::{DeadLetters, header},
-    delivery::apply_in_batch,
+    delivery::apply_all_in,
     headers::{EVENT_ID_HEADER, header_text},
     metrics::Attempt,
 };
@@ -238,13 +238,20 @@ impl<H: Handler> Processor<H> {
             .execute(&mut *tx)
             .await
             .map_err(|e| error_chain(&e))?;
-        for (span, delivery, effect) in &mut events {
-            if let (Some(delivery), None) = (delivery, &effect) {
-                let applied = apply_in_batch(&mut tx, &self.handler, delivery)
-                    .instrument(span.clone())
-                    .await
-                    .map_err(|e| error_chain(&e))?;
-                *effect = Some(applied);
+        let undecided: Vec<(&Delivery, &tracing::Span)> = events
+            .iter()
+            .filter_map(|(span, delivery, effect)| match (delivery, effect) {
+                (Some(delivery), None) => Some((delivery, *span)),
+                _ => None,
+            })
+            .collect();
+        let mut applied = apply_all_in(&mut tx, &self.handler, &undecided)
+            .await
+            .map_err(|e| error_chain(&e))?
+            .into_iter();
+        for (_, delivery, effect) in &mut events {
+            if delivery.is_some() && effect.is_none() {
+                *effect = applied.next();
             }
         }
         // Each event's span stays open until the commit that makes it

@@ -622,6 +622,7 @@ pub async fn run<H: Handler>(
             consumer: &consumer,
             until,
             stop,
+            limit: batch_limit::<H>(),
         };
         match phase {
             Phase::Inputs => {
@@ -683,7 +684,7 @@ pub async fn run<H: Handler>(
                     all.sort_by_key(commit_order);
                     // In commit order, a batch at a time: the order is
                     // what matters here, not the partition.
-                    for batch in all.chunks(BATCH) {
+                    for batch in all.chunks(batch_limit::<H>()) {
                         if apply_batch(&processor, batch, &mut partitions, stop)
                             .await
                             .is_err()
@@ -781,6 +782,15 @@ async fn apply_batch<H: Handler>(
 /// it; a larger one would save little more (a commit per 60 events).
 const BATCH: usize = 60;
 
+/// [`BATCH`] for a handler that [batches](Handler::BATCHES): it takes no
+/// savepoints, and its few statements per batch are shared by more events.
+const WHOLE_BATCH: usize = 240;
+
+/// The most events a replay gives `H` in one transaction.
+const fn batch_limit<H: Handler>() -> usize {
+    if H::BATCHES { WHOLE_BATCH } else { BATCH }
+}
+
 /// The service's commit order: the outbox id its relay put in the header;
 /// the broker's timestamp where there is none (events published before the
 /// header existed), then the position.
@@ -800,6 +810,8 @@ struct Reading<'a> {
     consumer: &'a StreamConsumer,
     until: Option<DateTime<Utc>>,
     stop: &'a CancellationToken,
+    /// The most messages in one call of [`Self::batches`].
+    limit: usize,
 }
 
 impl Reading<'_> {
@@ -839,7 +851,7 @@ impl Reading<'_> {
 
     /// The next messages inside their ranges, as batches of consecutive
     /// messages of one partition: the first message waited for, then
-    /// whatever the client already holds, up to [`BATCH`] in all. `None`
+    /// whatever the client already holds, up to `limit` in all. `None`
     /// when stopped.
     async fn batches(
         &mut self,
@@ -850,7 +862,7 @@ impl Reading<'_> {
         };
         let mut batches: Vec<Vec<OwnedMessage>> = vec![vec![first]];
         let mut count = 1;
-        while count < BATCH {
+        while count < self.limit {
             // Only what is already fetched: a batch never waits for more.
             let Some(message) = self.ready() else {
                 break;
@@ -1023,6 +1035,8 @@ impl Scan {
                 consumer: &self.consumer,
                 until: None,
                 stop,
+                // One message at a time here.
+                limit: 1,
             };
             let Some(message) = reading.next(&mut self.partitions).await? else {
                 return Ok(None);

@@ -31,7 +31,11 @@ use choreo_messaging::{
 };
 use choreo_telemetry::LogFormat;
 use serde::{Deserialize, Serialize};
-use sqlx::{PgPool, migrate::Migrator, postgres::PgPoolOptions};
+use sqlx::{
+    PgPool,
+    migrate::Migrator,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
 use std::{net::SocketAddr, time::Duration};
 use tokio::task::JoinSet;
 
@@ -265,14 +269,23 @@ pub struct Spec<H> {
 /// (a wrong URL or password), or a migration fails.
 pub async fn connect(
     settings: &ServiceSettings,
+    migrator: Migrator,
+) -> Result<PgPool, LaunchError> {
+    connect_with(settings, migrator, |options| options).await
+}
+
+/// [`connect`], each session's options first passed through `session`.
+pub(crate) async fn connect_with(
+    settings: &ServiceSettings,
     mut migrator: Migrator,
+    session: fn(PgConnectOptions) -> PgConnectOptions,
 ) -> Result<PgPool, LaunchError> {
     migrator.set_ignore_missing(true);
     let until = tokio::time::Instant::now()
         + Duration::try_from_secs_f64(settings.database_wait_seconds).unwrap_or_default();
     let mut pause = Duration::from_millis(200);
     loop {
-        match connect_once(settings, &migrator).await {
+        match connect_once(settings, &migrator, session).await {
             Err(e) if e.unreachable() && tokio::time::Instant::now() + pause < until => {
                 tracing::warn!(
                     error = %choreo_telemetry::error_chain(&e),
@@ -293,11 +306,16 @@ pub async fn connect(
 async fn connect_once(
     settings: &ServiceSettings,
     migrator: &Migrator,
+    session: fn(PgConnectOptions) -> PgConnectOptions,
 ) -> Result<PgPool, LaunchError> {
+    let options = settings
+        .database_url
+        .parse::<PgConnectOptions>()
+        .map_err(LaunchError::Database)?;
     let pool = PgPoolOptions::new()
         .max_connections(settings.database_max_connections)
         .acquire_timeout(Duration::from_secs(5))
-        .connect(&settings.database_url)
+        .connect_with(session(options))
         .await
         .map_err(LaunchError::Database)?;
     choreo_messaging::migrate(&pool)

@@ -10,12 +10,15 @@
 //! - `handlers/`: one module per event the service reacts to.
 //! - `recovery/`: re-deriving its state from its own topic, for a replay
 //!   after a restore; one module per event it publishes.
-//! - `db`: its tables.
+//! - `stock`: the rows a run of order events locks, decides on in memory
+//!   and writes back, with a few statements for the whole run.
+//! - `db`: its tables, for the API and the admin changes.
 
 mod api;
 mod db;
 mod handlers;
 mod recovery;
+mod stock;
 
 use choreo_events::choreography::{self, Consumer};
 use choreo_kit::{CancellationToken, internal_auth::Signer};

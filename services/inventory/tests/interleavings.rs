@@ -148,3 +148,90 @@ proptest! {
         })?;
     }
 }
+
+/// Every row the service owns, times aside: a decision's time is the
+/// clock's when it is made (then every later copy takes it from the event
+/// that tells of it), so two databases deciding the same apart in time
+/// differ in them. The event ids derive from their causes: the same ids are
+/// the same events.
+async fn rows(pool: &PgPool) -> anyhow::Result<Vec<String>> {
+    let mut rows = Vec::new();
+    for query in [
+        "SELECT sku, name, price_cents, currency, available, reserved, shipped, stocked_total
+         FROM products ORDER BY sku",
+        "SELECT order_id, customer_id, status, total_cents, currency FROM reservations ORDER BY order_id",
+        "SELECT * FROM reservation_lines ORDER BY order_id, sku",
+        "SELECT event_id, topic, message_key, record_name, traceparent FROM outbox ORDER BY id",
+        "SELECT event_id, event_type, topic, partition, \"offset\" FROM inbox ORDER BY event_id",
+    ] {
+        rows.extend(
+            sqlx::query_scalar::<_, String>(&format!(
+                "SELECT row_to_json(t)::text FROM ({query}) t"
+            ))
+            .fetch_all(pool)
+            .await?,
+        );
+    }
+    Ok(rows)
+}
+
+async fn stocked(name: &str) -> anyhow::Result<(TestDatabase, PgPool)> {
+    let db = TestDatabase::create(name).await?;
+    let settings = ServiceSettings {
+        database_url: db.url.clone(),
+        ..ServiceSettings::local("inventory", 0)
+    };
+    let pool = choreo_service::connect(&settings, choreo_inventory::migrations()).await?;
+    stock(&pool).await?;
+    Ok((db, pool))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// A replay and a busy consumer apply a partition's events in batches,
+    /// with a few statements for the whole batch: that must leave every row
+    /// as applying the events one at a time does.
+    #[test]
+    fn a_batch_leaves_the_rows_one_event_at_a_time_leaves(
+        permutation in Just((0..7usize).collect::<Vec<_>>()).prop_shuffle(),
+        copies in proptest::collection::vec((0..7usize, 0..9usize), 0..6),
+        cuts in proptest::collection::vec(any::<bool>(), 13),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async {
+            let (events, lanes) = fixture();
+            let sequence = redeliver(interleave(&lanes, &permutation), &copies);
+            let handler = choreo_inventory::handler();
+
+            let (one_db, one) = stocked("inventory_one").await.expect("database");
+            for i in &sequence {
+                choreo_messaging::apply(&one, &handler, &events[*i]).await.expect("applies");
+            }
+            let (batch_db, batched) = stocked("inventory_batch").await.expect("database");
+            let mut batch = Vec::new();
+            let mut effects = Vec::new();
+            for (n, i) in sequence.iter().enumerate() {
+                batch.push(events[*i].clone());
+                if cuts.get(n).copied().unwrap_or(true) || n + 1 == sequence.len() {
+                    effects.extend(
+                        choreo_messaging::apply_batch(&batched, &handler, &batch).await.expect("applies"),
+                    );
+                    batch.clear();
+                }
+            }
+            let (one_rows, batch_rows) = (rows(&one).await.expect("reads"), rows(&batched).await.expect("reads"));
+            for (pool, db) in [(one, one_db), (batched, batch_db)] {
+                pool.close().await;
+                db.drop_db().await.expect("drops");
+            }
+            prop_assert_eq!(one_rows, batch_rows, "after {:?} cut at {:?}", sequence, cuts);
+            prop_assert_eq!(
+                effects.iter().filter(|e| **e == choreo_messaging::Effect::Applied).count(),
+                events.len(),
+                "each event applied once: {:?}", effects
+            );
+            Ok(())
+        })?;
+    }
+}

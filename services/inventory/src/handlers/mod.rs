@@ -1,18 +1,23 @@
 //! What the inventory service does with each event it consumes: one module
-//! per event.
+//! per event. Each decides on the rows of [`Stock`], in memory; a run of
+//! events (a batch of one partition's, or a single one) locks those rows
+//! once before and writes them once after.
 
 mod order_cancelled;
 mod order_confirmed;
 mod order_placed;
 
+use crate::stock::{Stock, Wanted};
 use choreo_events::{OrderEvent, Record, choreography};
-use choreo_messaging::{Delivery, Handler, HandlerError, Outcome};
+use choreo_messaging::{Batched, Delivery, Handler, HandlerError, Outcome, outbox};
 use sqlx::PgConnection;
 
 pub struct InventoryHandler;
 
 impl Handler for InventoryHandler {
     type Input = OrderEvent;
+
+    const BATCHES: bool = true;
 
     fn reacts_to(&self, record: Record) -> bool {
         choreography::INVENTORY.reacts_to(record)
@@ -21,14 +26,50 @@ impl Handler for InventoryHandler {
     async fn handle(
         &self,
         tx: &mut PgConnection,
-        _: &Delivery,
+        delivery: &Delivery,
         event: OrderEvent,
     ) -> Result<Outcome, HandlerError> {
-        match event {
-            OrderEvent::Placed(e) => order_placed::handle(tx, e).await?,
-            OrderEvent::Cancelled(e) => order_cancelled::handle(tx, e).await?,
-            OrderEvent::Confirmed(e) => order_confirmed::handle(tx, e).await?,
-        }
+        let one = Batched {
+            delivery,
+            event,
+            span: tracing::Span::current(),
+        };
+        self.handle_batch(tx, vec![one]).await?;
         Ok(Outcome::Applied)
+    }
+
+    async fn handle_batch(
+        &self,
+        tx: &mut PgConnection,
+        batch: Vec<Batched<'_, OrderEvent>>,
+    ) -> Result<Vec<Outcome>, HandlerError> {
+        let mut wanted = Wanted::default();
+        for Batched { event, .. } in &batch {
+            match event {
+                OrderEvent::Placed(e) => {
+                    wanted.orders.push(e.order_id);
+                    wanted.skus.extend(e.lines.iter().map(|l| l.sku.clone()));
+                }
+                OrderEvent::Cancelled(e) => wanted.orders.push(e.order_id),
+                OrderEvent::Confirmed(e) => wanted.orders.push(e.order_id),
+            }
+        }
+        let mut stock = Stock::lock(tx, wanted).await?;
+        let mut emitted = outbox::Pending::default();
+        for Batched { event, span, .. } in &batch {
+            // In the event's span: its logs, and the trace its emission
+            // continues.
+            span.in_scope(|| match event {
+                OrderEvent::Placed(e) => order_placed::handle(&mut stock, e, &mut emitted),
+                OrderEvent::Cancelled(e) => order_cancelled::handle(&mut stock, e, &mut emitted),
+                OrderEvent::Confirmed(e) => {
+                    order_confirmed::handle(&mut stock, e);
+                    Ok(())
+                }
+            })?;
+        }
+        stock.save(tx).await?;
+        emitted.write(tx).await?;
+        Ok(vec![Outcome::Applied; batch.len()])
     }
 }

@@ -2,20 +2,21 @@
 //! nothing. `StockReserved` when every line fits, `StockRejected` (which SKUs,
 //! how many were free) when one does not; then nothing is reserved.
 
-use crate::db::{self, Reserved};
+use crate::stock::{Line, Status, Stock};
 use choreo_events::{
     EventMeta, OrderPlaced, PricedLine, StockRejected, StockReserved, StockShortage,
 };
 use choreo_messaging::{HandlerError, outbox};
-use sqlx::PgConnection;
 use std::collections::BTreeMap;
 
-#[tracing::instrument(skip_all, fields(order_id = tracing::field::Empty), err)]
-pub(super) async fn handle(tx: &mut PgConnection, order: OrderPlaced) -> Result<(), HandlerError> {
-    tracing::Span::current().record("order_id", tracing::field::display(order.order_id));
+pub(super) fn handle(
+    stock: &mut Stock,
+    order: &OrderPlaced,
+    emitted: &mut outbox::Pending,
+) -> Result<(), HandlerError> {
     // One decision per order, even if the event's id differed (a replay from
     // another producer instance): the order is the business key.
-    if let Some(status) = db::lock_reservation(tx, order.order_id).await? {
+    if let Some(status) = stock.status(order.order_id) {
         tracing::info!(order_id = %order.order_id, %status, "order already handled");
         return Ok(());
     }
@@ -24,14 +25,13 @@ pub(super) async fn handle(tx: &mut PgConnection, order: OrderPlaced) -> Result<
         let quantity = wanted.entry(line.sku.as_str()).or_default();
         *quantity = quantity.saturating_add(line.quantity);
     }
-    let skus: Vec<String> = wanted.keys().map(|s| (*s).to_owned()).collect();
-    let products = db::lock_products(tx, &skus).await?;
 
     let mut reserved = Vec::with_capacity(wanted.len());
     let mut shortages = Vec::new();
     let mut unknown = false;
+    let mut currency = None;
     for (sku, quantity) in &wanted {
-        match products.iter().find(|p| p.sku == *sku) {
+        match stock.shelf(sku) {
             None => {
                 unknown = true;
                 shortages.push(StockShortage {
@@ -40,16 +40,20 @@ pub(super) async fn handle(tx: &mut PgConnection, order: OrderPlaced) -> Result<
                     available: 0,
                 });
             }
-            Some(p) if p.available < *quantity => shortages.push(StockShortage {
+            Some(shelf) if shelf.available < *quantity => shortages.push(StockShortage {
                 sku: (*sku).to_owned(),
                 requested: *quantity,
-                available: p.available,
+                available: shelf.available,
             }),
-            Some(p) => reserved.push(Reserved {
-                sku,
-                quantity: *quantity,
-                unit_price_cents: p.price_cents,
-            }),
+            Some(shelf) => {
+                // The order's currency is its first product's, by SKU.
+                currency.get_or_insert_with(|| shelf.currency.clone());
+                reserved.push(Line {
+                    sku: (*sku).to_owned(),
+                    quantity: *quantity,
+                    unit_price_cents: shelf.price_cents,
+                });
+            }
         }
     }
     let mut lines: Vec<PricedLine> = Vec::with_capacity(reserved.len());
@@ -60,7 +64,7 @@ pub(super) async fn handle(tx: &mut PgConnection, order: OrderPlaced) -> Result<
             .zip(line_total_cents)
             .and_then(|(t, l)| t.checked_add(l));
         lines.push(PricedLine {
-            sku: r.sku.to_owned(),
+            sku: r.sku.clone(),
             quantity: r.quantity,
             unit_price_cents: r.unit_price_cents,
             line_total_cents: line_total_cents.unwrap_or_default(),
@@ -77,14 +81,12 @@ pub(super) async fn handle(tx: &mut PgConnection, order: OrderPlaced) -> Result<
 
     if !shortages.is_empty() {
         let meta = EventMeta::caused_by::<StockRejected>(&order.meta, "inventory");
-        db::insert_tombstone(
-            tx,
+        stock.tombstone(
             order.order_id,
             &order.customer_id,
-            "REJECTED",
+            Status::Rejected,
             meta.occurred_at,
-        )
-        .await?;
+        );
         let event = StockRejected {
             meta,
             order_id: order.order_id,
@@ -97,27 +99,22 @@ pub(super) async fn handle(tx: &mut PgConnection, order: OrderPlaced) -> Result<
             shortages,
             customer_id: Some(order.customer_id.clone()),
         };
-        outbox::enqueue(tx, &event).await?;
+        emitted.push(&event)?;
         tracing::info!(order_id = %order.order_id, reason = %event.reason, "stock rejected");
         return Ok(());
     }
 
-    let currency = products
-        .first()
-        .map_or("EUR", |p| p.currency.as_str())
-        .to_owned();
+    let currency = currency.unwrap_or_else(|| "EUR".to_owned());
     let meta = EventMeta::caused_by::<StockReserved>(&order.meta, "inventory");
-    db::insert_reservation(
-        tx,
+    stock.reserve(
         order.order_id,
         &order.customer_id,
         total_cents,
         &currency,
-        &reserved,
+        reserved,
         meta.occurred_at,
-    )
-    .await?;
-    let event = StockReserved {
+    );
+    emitted.push(&StockReserved {
         meta,
         order_id: order.order_id,
         customer_id: order.customer_id.clone(),
@@ -126,8 +123,7 @@ pub(super) async fn handle(tx: &mut PgConnection, order: OrderPlaced) -> Result<
         currency,
         // Carried on so that shipping needs no event but PaymentCompleted.
         shipping_address: Some(order.shipping_address.clone()),
-    };
-    outbox::enqueue(tx, &event).await?;
+    })?;
     tracing::info!(order_id = %order.order_id, total_cents, "stock reserved");
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! A reservation the service had given back to the free stock.
 
-use crate::db::{self, Settlement};
+use crate::stock::{Settlement, Status, Stock};
 use choreo_events::StockReleased;
 use choreo_messaging::HandlerError;
 use sqlx::PgConnection;
@@ -9,20 +9,16 @@ pub(super) async fn handle(
     tx: &mut PgConnection,
     released: StockReleased,
 ) -> Result<bool, HandlerError> {
-    if db::lock_reservation(tx, released.order_id)
-        .await?
-        .as_deref()
-        != Some("RESERVED")
-    {
+    let mut stock = Stock::lock_order(tx, released.order_id, Vec::new()).await?;
+    if stock.status(released.order_id) != Some(Status::Reserved) {
         return Ok(false);
     }
-    db::settle_reservation(
-        tx,
+    stock.settle(
         released.order_id,
         Settlement::Release,
         released.meta.occurred_at,
-    )
-    .await?;
+    );
+    stock.save(tx).await?;
     tracing::info!(order_id = %released.order_id, "release re-applied");
     Ok(true)
 }
