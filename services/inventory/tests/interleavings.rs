@@ -86,13 +86,7 @@ async fn state(pool: &PgPool) -> anyhow::Result<(Vec<(String, i32, i32, i32, i32
 /// inventory does all the choreography says it does, and nothing else.
 #[tokio::test]
 async fn inventory_emits_what_the_choreography_says() -> anyhow::Result<()> {
-    let db = TestDatabase::create("inventory_reactions").await?;
-    let settings = ServiceSettings {
-        database_url: db.url.clone(),
-        ..ServiceSettings::local("inventory", 0)
-    };
-    let pool = choreo_service::connect(&settings, choreo_inventory::migrations()).await?;
-    stock(&pool).await?;
+    let (db, pool) = stocked("inventory_reactions").await?;
     let (events, _) = fixture();
     let handler = choreo_inventory::handler();
     let mut emissions = Emissions::default();
@@ -104,11 +98,21 @@ async fn inventory_emits_what_the_choreography_says() -> anyhow::Result<()> {
     emissions.matches(&INVENTORY)
 }
 
-async fn stock(pool: &PgPool) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO products (sku, name, price_cents, available, stocked_total) VALUES ('A', 'a', 100, 10, 10), ('B', 'b', 100, 3, 3)")
-        .execute(pool)
-        .await
-        .map(drop)
+/// A new database, migrated, with products A (10 free) and B (3 free).
+async fn stocked(name: &str) -> anyhow::Result<(TestDatabase, PgPool)> {
+    let db = TestDatabase::create(name).await?;
+    let settings = ServiceSettings {
+        database_url: db.url.clone(),
+        ..ServiceSettings::local("inventory", 0)
+    };
+    let pool = choreo_service::connect(&settings, choreo_inventory::migrations()).await?;
+    sqlx::query(
+        "INSERT INTO products (sku, name, price_cents, available, stocked_total)
+         VALUES ('A', 'a', 100, 10, 10), ('B', 'b', 100, 3, 3)",
+    )
+    .execute(&pool)
+    .await?;
+    Ok((db, pool))
 }
 
 proptest! {
@@ -121,10 +125,7 @@ proptest! {
     ) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         runtime.block_on(async {
-            let db = TestDatabase::create("inventory_prop").await.expect("database");
-            let settings = ServiceSettings { database_url: db.url.clone(), ..ServiceSettings::local("inventory", 0) };
-            let pool = choreo_service::connect(&settings, choreo_inventory::migrations()).await.expect("migrates");
-            stock(&pool).await.expect("stock");
+            let (db, pool) = stocked("inventory_prop").await.expect("database");
             let (events, lanes) = fixture();
             let sequence = redeliver(interleave(&lanes, &permutation), &copies);
             let handler = choreo_inventory::handler();
@@ -173,17 +174,6 @@ async fn rows(pool: &PgPool) -> anyhow::Result<Vec<String>> {
         );
     }
     Ok(rows)
-}
-
-async fn stocked(name: &str) -> anyhow::Result<(TestDatabase, PgPool)> {
-    let db = TestDatabase::create(name).await?;
-    let settings = ServiceSettings {
-        database_url: db.url.clone(),
-        ..ServiceSettings::local("inventory", 0)
-    };
-    let pool = choreo_service::connect(&settings, choreo_inventory::migrations()).await?;
-    stock(&pool).await?;
-    Ok((db, pool))
 }
 
 proptest! {
