@@ -132,7 +132,9 @@ impl<H: Handler> Processor<H> {
     /// partition's, in offset order; a replay's own topic: the service's
     /// commit order), in one transaction: one commit where there would be one per
     /// event. Each event still has a savepoint of its own, so an ignored
-    /// record leaves nothing behind, and a duplicate is skipped as ever.
+    /// record leaves nothing behind, and a duplicate is skipped as ever; a
+    /// handler that [batches](crate::Handler::BATCHES) gets the new events
+    /// whole instead, after one inbox statement for all of them.
     ///
     /// Should anything of the batch fail (a decode, a handler, a deadlock
     /// with another partition's batch, the commit), nothing of it is kept
