@@ -1,4 +1,5 @@
-//! The inventory service's tables: products and reservations.
+//! The inventory service's products, as its API and admin changes read and
+//! write them. Reservations, and the stock they move, are `stock`'s.
 
 use choreo_events::EventMeta;
 use chrono::{DateTime, Utc};

@@ -239,20 +239,13 @@ impl Stock {
         status: Status,
         at: DateTime<Utc>,
     ) {
-        self.orders.insert(
-            order_id,
-            Order {
-                status,
-                lines: Vec::new(),
-                new: Some(NewReservation {
-                    customer_id: customer_id.to_owned(),
-                    total_cents: 0,
-                    currency: "EUR".to_owned(),
-                    created_at: at,
-                }),
-                changed: false,
-            },
-        );
+        let row = NewReservation {
+            customer_id: customer_id.to_owned(),
+            total_cents: 0,
+            currency: "EUR".to_owned(),
+            created_at: at,
+        };
+        self.insert(order_id, status, Vec::new(), row);
     }
 
     /// Holds `lines` for the order: each moves from `available` to
@@ -274,20 +267,24 @@ impl Stock {
                 shelf.touch(at);
             }
         }
-        self.orders.insert(
-            order_id,
-            Order {
-                status: Status::Reserved,
-                lines,
-                new: Some(NewReservation {
-                    customer_id: customer_id.to_owned(),
-                    total_cents,
-                    currency: currency.to_owned(),
-                    created_at: at,
-                }),
-                changed: false,
-            },
-        );
+        let row = NewReservation {
+            customer_id: customer_id.to_owned(),
+            total_cents,
+            currency: currency.to_owned(),
+            created_at: at,
+        };
+        self.insert(order_id, Status::Reserved, lines, row);
+    }
+
+    /// The order's row, made by this run.
+    fn insert(&mut self, order_id: Uuid, status: Status, lines: Vec<Line>, row: NewReservation) {
+        let order = Order {
+            status,
+            lines,
+            new: Some(row),
+            changed: false,
+        };
+        self.orders.insert(order_id, order);
     }
 
     /// Moves a reserved order's lines out of `reserved`: back to
