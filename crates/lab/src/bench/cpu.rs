@@ -12,6 +12,9 @@ pub(crate) const TICKS_PER_SECOND: f64 = 100.0;
 /// The row of the bench's own process.
 pub(crate) const BENCH_PROCESS: &str = "bench (the load)";
 
+/// The row of every PostgreSQL process together.
+const POSTGRES: &str = "postgres (all backends)";
+
 /// One process's share of a phase.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct ProcessCpu {
@@ -26,6 +29,9 @@ pub(crate) struct ProcessCpu {
 pub(crate) struct Sample {
     at: Instant,
     ticks: BTreeMap<String, u64>,
+    /// PostgreSQL's by backend, not summed: backends come and go (a pool
+    /// closing an idle connection), and a sum falls when a busy one exits.
+    postgres: BTreeMap<u32, u64>,
 }
 
 /// Reads the processor time of the processes whose pid files are in
@@ -48,26 +54,13 @@ pub(crate) fn sample(run_dir: Option<&Path>) -> Sample {
             }
         }
     }
-    let mut postgres = 0;
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
-        else {
-            continue;
-        };
-        if let Some(("postgres", used)) = stat(pid).as_ref().map(|(c, u)| (c.as_str(), *u)) {
-            postgres += used;
-        }
-    }
-    ticks.insert("postgres (all backends)".to_owned(), postgres);
     if let Some((_, used)) = stat("self") {
         ticks.insert(BENCH_PROCESS.to_owned(), used);
     }
     Sample {
         at: Instant::now(),
         ticks,
+        postgres: postgres_ticks(),
     }
 }
 
@@ -107,27 +100,35 @@ fn stat(pid: &str) -> Option<(String, u64)> {
 }
 
 /// What each process used between `before` and `after`, busiest first. A
-/// process seen only once (restarted, or gone) is left out: its time
-/// cannot be told.
+/// platform process seen only once (restarted, or gone) is left out: its
+/// time cannot be told. PostgreSQL's row counts each backend alive at the
+/// end, from zero when it started in between; what a backend used after
+/// `before` and before it exited is missed.
 pub(crate) fn used(before: &Sample, after: &Sample, sagas: usize) -> Vec<ProcessCpu> {
     let wall = after.at.duration_since(before.at).as_secs_f64().max(1e-9);
+    let share = |process: &str, ticks: u64| {
+        let seconds = ticks as f64 / TICKS_PER_SECOND;
+        ProcessCpu {
+            process: process.to_owned(),
+            cores: seconds / wall,
+            ms_per_saga: if sagas == 0 {
+                0.0
+            } else {
+                seconds * 1000.0 / sagas as f64
+            },
+        }
+    };
     let mut out: Vec<ProcessCpu> = after
         .ticks
         .iter()
-        .filter_map(|(name, &end)| {
-            let start = *before.ticks.get(name)?;
-            let seconds = end.checked_sub(start)? as f64 / TICKS_PER_SECOND;
-            Some(ProcessCpu {
-                process: name.clone(),
-                cores: seconds / wall,
-                ms_per_saga: if sagas == 0 {
-                    0.0
-                } else {
-                    seconds * 1000.0 / sagas as f64
-                },
-            })
-        })
+        .filter_map(|(name, &end)| Some(share(name, end.checked_sub(*before.ticks.get(name)?)?)))
         .collect();
+    let postgres = after
+        .postgres
+        .iter()
+        .map(|(pid, &end)| end.saturating_sub(before.postgres.get(pid).copied().unwrap_or(0)))
+        .sum();
+    out.push(share(POSTGRES, postgres));
     out.sort_by(|a, b| b.cores.total_cmp(&a.cores));
     out
 }
@@ -153,5 +154,29 @@ mod tests {
         // Busy for the whole 0.2 s, give or take a tick.
         assert!(bench.cores > 0.5, "{used:?}");
         assert!(bench.ms_per_saga >= 15.0, "{used:?}");
+    }
+
+    #[test]
+    fn postgres_is_counted_by_backend_so_one_exiting_does_not_hide_the_rest() {
+        let before = Sample {
+            at: Instant::now(),
+            ticks: BTreeMap::new(),
+            // Backend 1 was busy and exits; 2 goes on.
+            postgres: BTreeMap::from([(1, 500), (2, 10)]),
+        };
+        let after = Sample {
+            at: before.at + std::time::Duration::from_secs(1),
+            ticks: BTreeMap::new(),
+            // 3 started in between.
+            postgres: BTreeMap::from([(2, 30), (3, 5)]),
+        };
+        let used = used(&before, &after, 5);
+        let postgres = used
+            .iter()
+            .find(|p| p.process == POSTGRES)
+            .expect("PostgreSQL's row");
+        // 20 ticks of 2 and 5 of 3: a quarter of a core, 50 ms per saga.
+        assert!((postgres.cores - 0.25).abs() < 1e-9, "{used:?}");
+        assert!((postgres.ms_per_saga - 50.0).abs() < 1e-9, "{used:?}");
     }
 }
