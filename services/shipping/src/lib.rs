@@ -9,11 +9,13 @@
 //!
 //! - `api`: the HTTP API (shipment lookup).
 //! - `handlers/`: one module per event the service reacts to.
-//! - `db`: its table.
+//! - `shipments`: its table as a run of events locks, changes and saves it.
+//! - `db`: its table as the API reads it.
 
 mod api;
 mod db;
 mod handlers;
+mod shipments;
 
 use choreo_events::choreography::{self, Consumer};
 use choreo_kit::{CancellationToken, internal_auth::Signer};

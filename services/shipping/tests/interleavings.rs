@@ -190,3 +190,77 @@ proptest! {
         })?;
     }
 }
+
+/// Every row the service owns, times included: shipping takes each time
+/// from the event it answers. The outbox's payloads aside, whose envelopes
+/// stamp the clock; the event ids derive from their causes, so the same ids
+/// are the same events.
+async fn rows(pool: &sqlx::PgPool) -> anyhow::Result<Vec<String>> {
+    let mut rows = Vec::new();
+    for query in [
+        "SELECT * FROM shipments ORDER BY order_id",
+        "SELECT event_id, topic, message_key, record_name, traceparent FROM outbox ORDER BY id",
+        "SELECT event_id, event_type, topic, partition, \"offset\" FROM inbox ORDER BY event_id",
+    ] {
+        rows.extend(
+            sqlx::query_scalar::<_, String>(&format!(
+                "SELECT row_to_json(t)::text FROM ({query}) t"
+            ))
+            .fetch_all(pool)
+            .await?,
+        );
+    }
+    Ok(rows)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// A replay and a busy consumer apply a partition's events in batches,
+    /// with a few statements for the whole batch: that must leave every row
+    /// as applying the events one at a time does.
+    #[test]
+    fn a_batch_leaves_the_rows_one_event_at_a_time_leaves(
+        permutation in Just((0..8usize).collect::<Vec<_>>()).prop_shuffle(),
+        copies in proptest::collection::vec((0..8usize, 0..10usize), 0..6),
+        cuts in proptest::collection::vec(any::<bool>(), 14),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async {
+            let Fixture { events, lanes, .. } = fixture();
+            let sequence = redeliver(interleave(&lanes, &permutation), &copies);
+
+            let (one_db, settings, one) = database("shipping_one").await;
+            let handler = choreo_shipping::handler(&settings);
+            for i in &sequence {
+                apply(&one, &handler, &events[*i]).await.expect("applies");
+            }
+            let (batch_db, _, batched) = database("shipping_batch").await;
+            let mut batch = Vec::new();
+            let mut effects = Vec::new();
+            for (n, i) in sequence.iter().enumerate() {
+                batch.push(events[*i].clone());
+                if cuts.get(n).copied().unwrap_or(true) || n + 1 == sequence.len() {
+                    effects.extend(
+                        choreo_messaging::apply_batch(&batched, &handler, &batch).await.expect("applies"),
+                    );
+                    batch.clear();
+                }
+            }
+            let (one_rows, batch_rows) = (rows(&one).await.expect("reads"), rows(&batched).await.expect("reads"));
+            for (pool, db) in [(one, one_db), (batched, batch_db)] {
+                pool.close().await;
+                db.drop_db().await.expect("drops");
+            }
+            prop_assert_eq!(one_rows, batch_rows, "after {:?} cut at {:?}", sequence, cuts);
+            // Every event but the four `OrderPlaced`, which shipping passes
+            // over, applied once.
+            prop_assert_eq!(
+                effects.iter().filter(|e| **e == choreo_messaging::Effect::Applied).count(),
+                events.len() - 4,
+                "each event applied once: {:?}", effects
+            );
+            Ok(())
+        })?;
+    }
+}

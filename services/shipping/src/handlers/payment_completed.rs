@@ -4,24 +4,24 @@
 //! timeline. A cancelled order is never shipped.
 
 use super::ShippingHandler;
-use crate::db;
+use crate::shipments::{Shipments, Status};
 use choreo_events::{EventMeta, PaymentCompleted, ShipmentFailed, ShipmentScheduled};
 use choreo_messaging::{HandlerError, outbox};
-use sqlx::PgConnection;
 
-pub(super) async fn handle(
+pub(super) fn handle(
     handler: &ShippingHandler,
-    tx: &mut PgConnection,
-    paid: PaymentCompleted,
+    shipments: &mut Shipments,
+    paid: &PaymentCompleted,
+    emitted: &mut outbox::Pending,
 ) -> Result<(), HandlerError> {
     let order_id = paid.order_id;
     let at = paid.meta.occurred_at;
-    let shipment = db::record_paid(tx, order_id, paid.shipping_address.as_ref(), at).await?;
+    let shipment = shipments.record_paid(order_id, paid.shipping_address.as_ref(), at)?;
     // Only a WAITING shipment moves: CANCELLED is a cancel seen first.
-    if shipment.status != "WAITING" {
+    if shipment.status != Status::Waiting {
         return Ok(());
     }
-    let Some(country) = shipment.country else {
+    let Some(country) = shipment.country.clone() else {
         // Only a payment from before the address travelled with the saga
         // sends none, and only a shipping service from before then stored
         // one from OrderPlaced. With neither, no retry helps: the dead
@@ -33,10 +33,12 @@ pub(super) async fn handle(
             ),
         });
     };
+    let shipment_id = shipment.shipment_id;
     let payment = &paid.meta;
     if !handler.served_countries.contains(&country) {
-        db::set_status(tx, order_id, "FAILED", at).await?;
-        let event = ShipmentFailed {
+        shipments.set_status(order_id, Status::Failed, at);
+        tracing::info!(order_id = %order_id, country = %country, "shipment failed: country not served");
+        emitted.push(&ShipmentFailed {
             meta: EventMeta::once_per_order::<ShipmentFailed>(
                 order_id,
                 Some(payment.event_id),
@@ -46,24 +48,21 @@ pub(super) async fn handle(
             country,
             reason: "COUNTRY_NOT_SERVED".to_owned(),
             payment: Some(payment.clone()),
-        };
-        outbox::enqueue(tx, &event).await?;
-        tracing::info!(order_id = %order_id, country = %event.country, "shipment failed: country not served");
+        })?;
         return Ok(());
     }
-    db::set_status(tx, order_id, "SCHEDULED", at).await?;
-    let event = ShipmentScheduled {
+    shipments.set_status(order_id, Status::Scheduled, at);
+    emitted.push(&ShipmentScheduled {
         meta: EventMeta::once_per_order::<ShipmentScheduled>(
             order_id,
             Some(payment.event_id),
             "shipping",
         ),
         order_id,
-        shipment_id: shipment.shipment_id,
+        shipment_id,
         country,
         payment: Some(payment.clone()),
-    };
-    outbox::enqueue(tx, &event).await?;
+    })?;
     tracing::info!(order_id = %order_id, "shipment scheduled");
     Ok(())
 }
