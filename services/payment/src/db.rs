@@ -115,19 +115,6 @@ pub(crate) async fn record_wallet_change(
     Ok(inserted == 1)
 }
 
-/// Re-applies a published admin change as the amount it added: charges
-/// and refunds interleave with it.
-pub(crate) async fn reapply_wallet_change(
-    conn: &mut PgConnection,
-    customer_id: &str,
-    delta_cents: i64,
-    at: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    ensure_wallet(conn, customer_id, at).await?;
-    credit(conn, customer_id, delta_cents, at).await?;
-    Ok(())
-}
-
 /// The wallet, locked for the rest of the transaction.
 pub(crate) async fn lock_wallet(
     conn: &mut PgConnection,
@@ -179,6 +166,23 @@ pub(crate) async fn lock_payment(
         })
     })
     .transpose()
+}
+
+/// The stored decision (status) of each of `orders` that has one, read
+/// without a lock: a caller counts only on what never changes again.
+pub(crate) async fn decisions(
+    conn: &mut PgConnection,
+    orders: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, String>, sqlx::Error> {
+    if orders.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows: Vec<(Uuid, String)> =
+        sqlx::query_as("SELECT order_id, status FROM payments WHERE order_id = ANY($1)")
+            .bind(orders)
+            .fetch_all(conn)
+            .await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// The payment's id derives from its order, so re-deriving the charge after

@@ -11,10 +11,13 @@
 //!   after a restore; one module per event it publishes.
 //! - `provider`: the payment provider it charges through.
 //! - `db`: its tables.
+//! - `ledger`: its tables as a replay's run of its own events locks,
+//!   changes and saves them.
 
 mod api;
 mod db;
 mod handlers;
+mod ledger;
 mod provider;
 mod recovery;
 
@@ -56,6 +59,12 @@ pub fn handler() -> impl choreo_messaging::Handler {
     handlers::PaymentHandler {
         provider: provider::Provider::none(),
     }
+}
+
+/// The service's re-derivation of its state from its own topic, for tests
+/// that feed it its events directly.
+pub fn recovery() -> impl choreo_messaging::Handler {
+    recovery::Recovery
 }
 
 /// As [`handler`], charging through the provider `settings` name, with

@@ -1,22 +1,20 @@
 //! A charge the service had given back: the wallet credited, the payment
 //! REFUNDED. The provider is not asked: it made the refund already.
 
-use crate::db;
+use crate::ledger::Ledger;
 use choreo_events::PaymentRefunded;
 use choreo_messaging::HandlerError;
-use sqlx::PgConnection;
 
-pub(super) async fn handle(
-    tx: &mut PgConnection,
-    refunded: PaymentRefunded,
+pub(super) fn handle(
+    ledger: &mut Ledger,
+    refunded: &PaymentRefunded,
 ) -> Result<bool, HandlerError> {
-    let Some(payment) = db::lock_payment(tx, refunded.order_id).await? else {
-        return Ok(false);
-    };
-    if payment.status != "COMPLETED" {
+    if ledger.payment(refunded.order_id).map(|p| p.status) != Some("COMPLETED") {
         return Ok(false);
     }
-    db::refund(tx, refunded.order_id, &payment, refunded.meta.occurred_at).await?;
+    ledger
+        .refund(refunded.order_id, refunded.meta.occurred_at)
+        .map_err(super::one_at_a_time)?;
     tracing::info!(order_id = %refunded.order_id, "refund re-applied");
     Ok(true)
 }
