@@ -15,6 +15,8 @@
 //!   after its database was restored.
 //! - `rebuild`: the timeline rebuilt from the topics alone.
 //! - `db`: its tables.
+//! - `restored`, `steps`: its tables as a replay's run of events (its own,
+//!   its inputs' for orders decided) locks, changes and saves them.
 
 mod api;
 mod changes;
@@ -26,7 +28,9 @@ mod idempotency;
 mod metrics;
 pub mod rebuild;
 mod recovery;
+mod restored;
 mod saga;
+mod steps;
 
 use choreo_kit::{CancellationToken, internal_auth::Signer};
 use choreo_service::{LaunchError, Running, ServiceSettings, Spec};
@@ -65,6 +69,12 @@ impl Default for Settings {
 /// `choreo_service::connect`).
 pub fn migrations() -> sqlx::migrate::Migrator {
     sqlx::migrate!("./migrations")
+}
+
+/// The service's re-derivation of its orders from its own topic, for tests
+/// that feed it its events directly.
+pub fn recovery() -> impl choreo_messaging::Handler {
+    recovery::Recovery
 }
 
 /// The service's reaction to its input events, for tests that feed it

@@ -10,13 +10,14 @@ mod stock_rejected;
 mod stock_released;
 mod stock_reserved;
 
-use crate::{changes::OrderChanges, db, metrics::SagaMetrics, saga};
+use crate::{changes::OrderChanges, db, metrics::SagaMetrics, saga, steps::Steps};
 use choreo_events::{
     Event, EventMeta, InventoryEvent, PaymentCompleted, PaymentEvent, Record, ShippingEvent,
     choreography, inputs::OrderInput,
 };
-use choreo_messaging::{Delivery, Handler, HandlerError, Outcome};
+use choreo_messaging::{Batched, Delivery, Handler, HandlerError, Outcome};
 use sqlx::PgConnection;
+use tracing::Instrument;
 
 pub struct OrderHandler {
     changes: OrderChanges,
@@ -32,6 +33,8 @@ impl OrderHandler {
 impl Handler for OrderHandler {
     type Input = OrderInput;
 
+    const BATCHES: bool = true;
+
     fn reacts_to(&self, record: Record) -> bool {
         choreography::ORDER.reacts_to(record)
     }
@@ -40,6 +43,102 @@ impl Handler for OrderHandler {
         &self,
         tx: &mut PgConnection,
         _: &Delivery,
+        event: OrderInput,
+    ) -> Result<Outcome, HandlerError> {
+        self.apply(tx, event).await
+    }
+
+    /// A replay after a restore finds nearly every order decided, from the
+    /// service's own topic: one statement asks which orders of the batch
+    /// are, and their events add their steps to a [`Steps`] written once
+    /// at the end (what each would have written, the decision itself being
+    /// a no-op on a decided order). The others go one after another as
+    /// [`Handler::handle`] takes them, each on its locked order; an order
+    /// decided is never among them, so the two never touch one order.
+    async fn handle_batch(
+        &self,
+        tx: &mut PgConnection,
+        batch: Vec<Batched<'_, OrderInput>>,
+    ) -> Result<Vec<Outcome>, HandlerError> {
+        let orders: Vec<_> = batch
+            .iter()
+            .map(|b| b.delivery.meta().correlation_id)
+            .collect();
+        let decided = crate::steps::decided(tx, &orders).await?;
+        let mut steps = Steps::default();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for Batched {
+            delivery,
+            event,
+            span,
+        } in batch
+        {
+            let outcome = if decided.contains(&delivery.meta().correlation_id) {
+                span.in_scope(|| step_of_decided(&mut steps, &event))?
+            } else {
+                self.apply(tx, event).instrument(span).await?
+            };
+            outcomes.push(outcome);
+        }
+        steps.write(tx).await?;
+        Ok(outcomes)
+    }
+
+    /// Every event this service applies changes the order it names.
+    fn committed(&self, delivery: &Delivery) {
+        self.changes.committed(delivery.meta().correlation_id);
+    }
+}
+
+/// What `event` records for its order, decided already: its step in the
+/// timeline (with the payment it carries) and, for `StockReserved`, the
+/// prices. The step's decision, confirming or cancelling, changes nothing
+/// on a decided order.
+fn step_of_decided(steps: &mut Steps, event: &OrderInput) -> Result<Outcome, HandlerError> {
+    use {InventoryEvent as Inventory, PaymentEvent as Payment, ShippingEvent as Shipping};
+    match event {
+        OrderInput::Inventory(Inventory::StockReserved(e)) => {
+            steps.record(&e.meta);
+            steps.set_prices(
+                e.order_id,
+                &e.lines,
+                e.total_cents,
+                &e.currency,
+                e.meta.occurred_at,
+            );
+        }
+        OrderInput::Inventory(Inventory::StockRejected(e)) => steps.record(&e.meta),
+        OrderInput::Inventory(Inventory::StockReleased(e)) => steps.record(&e.meta),
+        OrderInput::Payment(Payment::Failed(e)) => steps.record(&e.meta),
+        OrderInput::Payment(Payment::Refunded(e)) => {
+            steps.record(&e.meta);
+            if let Some(payment) = payment_of(&e.meta, e.payment.as_ref())? {
+                steps.record(payment);
+            }
+        }
+        OrderInput::Shipping(Shipping::Scheduled(e)) => {
+            steps.record(&e.meta);
+            if let Some(payment) = payment_of(&e.meta, e.payment.as_ref())? {
+                steps.record(payment);
+            }
+        }
+        OrderInput::Shipping(Shipping::Failed(e)) => {
+            steps.record(&e.meta);
+            if let Some(payment) = payment_of(&e.meta, e.payment.as_ref())? {
+                steps.record(payment);
+            }
+        }
+        OrderInput::Shipping(Shipping::Cancelled(e)) => steps.record(&e.meta),
+        OrderInput::Payment(Payment::Completed(_) | Payment::WalletSet(_))
+        | OrderInput::Inventory(Inventory::ProductSet(_)) => return Ok(Outcome::Ignored),
+    }
+    Ok(Outcome::Applied)
+}
+
+impl OrderHandler {
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
         event: OrderInput,
     ) -> Result<Outcome, HandlerError> {
         use {InventoryEvent as Inventory, PaymentEvent as Payment, ShippingEvent as Shipping};
@@ -70,11 +169,6 @@ impl Handler for OrderHandler {
             | OrderInput::Inventory(Inventory::ProductSet(_)) => return Ok(Outcome::Ignored),
         }
         Ok(Outcome::Applied)
-    }
-
-    /// Every event this service applies changes the order it names.
-    fn committed(&self, delivery: &Delivery) {
-        self.changes.committed(delivery.meta().correlation_id);
     }
 }
 
@@ -109,10 +203,22 @@ async fn record_payment(
     event: &EventMeta,
     payment: Option<&EventMeta>,
 ) -> Result<(), HandlerError> {
+    if let Some(payment) = payment_of(event, payment)? {
+        db::append_timeline(tx, payment).await?;
+    }
+    Ok(())
+}
+
+/// The payment `event` carries, to record: `None` from a service older
+/// than the carried envelope (the timeline lacks this payment until a
+/// rebuild reads it from payment.events). An envelope of another order or
+/// kind is refused: it would put a step in the wrong timeline.
+fn payment_of<'a>(
+    event: &EventMeta,
+    payment: Option<&'a EventMeta>,
+) -> Result<Option<&'a EventMeta>, HandlerError> {
     let Some(payment) = payment else {
-        // A service older than the carried envelope: the timeline lacks
-        // this payment until a rebuild reads it from payment.events.
-        return Ok(());
+        return Ok(None);
     };
     if payment.correlation_id != event.correlation_id
         || payment.event_type != PaymentCompleted::NAME
@@ -124,8 +230,7 @@ async fn record_payment(
             ),
         });
     }
-    db::append_timeline(tx, payment).await?;
-    Ok(())
+    Ok(Some(payment))
 }
 
 /// A step said no: record it and cancel the order with `reason` (a no-op if

@@ -1,33 +1,31 @@
 //! An order the service had accepted: its customer, lines and address, and
 //! the idempotency key it was placed with.
 
-use crate::{api, db, idempotency};
+use super::Key;
+use crate::{api, restored::Restored};
 use choreo_events::OrderPlaced;
 use choreo_messaging::HandlerError;
-use sqlx::PgConnection;
 
-pub(super) async fn handle(
-    tx: &mut PgConnection,
-    placed: OrderPlaced,
+pub(super) fn handle(
+    orders: &mut Restored,
+    placed: &OrderPlaced,
+    keys: &mut Vec<Key>,
 ) -> Result<bool, HandlerError> {
-    if db::customer_of(tx, placed.order_id).await?.is_some() {
+    if orders.status(placed.order_id).is_some() {
         return Ok(false);
     }
-    db::insert_order(tx, &placed).await?;
-    db::append_timeline(tx, &placed.meta).await?;
+    orders.place(placed);
     if let Some(key) = &placed.idempotency_key {
-        let request = api::request_of(&placed).map_err(|e| HandlerError::Permanent {
+        let request = api::request_of(placed).map_err(|e| HandlerError::Permanent {
             reason: format!("the order's request as JSON: {e}"),
         })?;
-        idempotency::restore(
-            tx,
-            &placed.customer_id,
-            key,
-            &request,
-            placed.order_id,
-            placed.meta.occurred_at,
-        )
-        .await?;
+        keys.push(Key {
+            customer: placed.customer_id.clone(),
+            key: key.clone(),
+            request,
+            order_id: placed.order_id,
+            placed_at: placed.meta.occurred_at,
+        });
     }
     tracing::info!(order_id = %placed.order_id, "order re-inserted");
     Ok(true)
