@@ -538,11 +538,14 @@ async fn replay_applies_every_event_once_then_skips_them_all() -> anyhow::Result
     // for one in ten; it reads no topic of its own. Payment: a reservation
     // an order and a cancel for one in ten, and on its own topic a wallet
     // for each of the 300 customers, a charge an order and a refund for
-    // each cancel.
+    // each cancel. Order: a reservation and a shipment for each of the 270
+    // confirmed orders and a rejection for each of the 30 cancelled ones;
+    // on its own topic each order placed, then confirmed or cancelled.
     for (service, events, own) in [
         ("inventory", 600, 5),
         ("shipping", 330, 0),
         ("payment", 330, 630),
+        ("order", 570, 600),
     ] {
         let run = choreo(&[
             "--service",

@@ -11,7 +11,13 @@
 //!   and a `PaymentRefunded` for one in ten), its input what it answered
 //!   (a `StockReserved` an order, and an `OrderCancelled` for one in ten).
 //!   The replay re-applies its decisions from its own topic, without the
-//!   provider, and then finds every input decided.
+//!   provider, and then finds every input decided;
+//! - order: as a restore finds it, its own topic holds each order's
+//!   `OrderPlaced` and then its `OrderConfirmed` (or, for one in ten, its
+//!   `OrderCancelled`: out of stock), its input the steps that decided it
+//!   (a `StockReserved` and a `ShipmentScheduled` carrying the payment, or
+//!   the `StockRejected`). The replay re-applies the orders and their
+//!   outcomes, then records each step in its order's timeline.
 //!
 //! Every saga service is held meanwhile, so nothing reacts to them. Then,
 //! as an operator would after losing the database: the database is
@@ -35,8 +41,8 @@ use super::{cpu, report};
 use anyhow::Context;
 use choreo_events::{
     Event, EventMeta, OrderCancelled, OrderConfirmed, OrderLine, OrderPlaced, PaymentCompleted,
-    PaymentRefunded, PricedLine, RegistryClient, ShippingAddress, StockReserved, Topic, WalletSet,
-    cancel_reason, encode_datum, frame, subject,
+    PaymentRefunded, PricedLine, RegistryClient, ShipmentScheduled, ShippingAddress, StockRejected,
+    StockReserved, StockShortage, Topic, WalletSet, cancel_reason, encode_datum, frame, subject,
 };
 use choreo_messaging::{KafkaSettings, headers::event_headers, producer::Acknowledged};
 use choreo_platform::{client, setup, supervisor, up};
@@ -58,6 +64,7 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Service {
     Inventory,
+    Order,
     Payment,
     Shipping,
 }
@@ -66,6 +73,7 @@ impl Service {
     fn name(self) -> &'static str {
         match self {
             Service::Inventory => "inventory",
+            Service::Order => "order",
             Service::Payment => "payment",
             Service::Shipping => "shipping",
         }
@@ -75,6 +83,7 @@ impl Service {
     fn own_topic(self) -> Topic {
         match self {
             Service::Inventory => Topic::Inventory,
+            Service::Order => Topic::Order,
             Service::Payment => Topic::Payment,
             Service::Shipping => Topic::Shipping,
         }
@@ -88,7 +97,7 @@ pub(crate) struct ReplayBenchArgs {
     service: Service,
     /// Orders whose events fill the service's topics: two events each for
     /// inventory, 1.1 for shipping, 2.2 for payment (with a `WalletSet` for
-    /// each of up to 1,000 customers).
+    /// each of up to 1,000 customers), 3.9 for order.
     #[arg(long, default_value_t = 50_000)]
     orders: u64,
     /// Partitions of the platform's topics.
@@ -266,6 +275,7 @@ async fn measure(
     for i in 0..args.orders {
         match args.service {
             Service::Inventory => publisher.inventory_input(&skus, i).await?,
+            Service::Order => publisher.order_topics(&skus, i).await?,
             Service::Payment => publisher.payment_topics(&skus, i).await?,
             Service::Shipping => publisher.shipping_input(i).await?,
         }
@@ -502,6 +512,90 @@ impl<'a> Publisher<'a> {
             self.send(&cancelled(&placed, order_id)).await?;
         }
         Ok(())
+    }
+
+    /// The `i`th order as the order service's topics hold it: on its own
+    /// topic its `OrderPlaced`, then its `OrderConfirmed` or, for one in
+    /// ten, its `OrderCancelled`; on its input the steps that decided it.
+    async fn order_topics(&mut self, skus: &[String], i: u64) -> anyhow::Result<()> {
+        let order_id = Uuid::new_v4();
+        let sku = skus[(i as usize) % skus.len()].clone();
+        let placed = OrderPlaced {
+            meta: EventMeta::first::<OrderPlaced>(order_id, "order"),
+            order_id,
+            customer_id: customer(i),
+            lines: vec![OrderLine {
+                sku: sku.clone(),
+                quantity: 1,
+            }],
+            shipping_address: address("DE"),
+            idempotency_key: None,
+        };
+        self.send(&placed).await?;
+        if i % 10 == 9 {
+            let rejected = StockRejected {
+                meta: EventMeta::caused_by::<StockRejected>(&placed.meta, "inventory"),
+                order_id,
+                reason: cancel_reason::OUT_OF_STOCK.into(),
+                shortages: vec![StockShortage {
+                    sku,
+                    requested: 1,
+                    available: 0,
+                }],
+                customer_id: Some(customer(i)),
+            };
+            let cancelled = OrderCancelled {
+                meta: EventMeta::once_per_order::<OrderCancelled>(
+                    order_id,
+                    Some(rejected.meta.event_id),
+                    "order",
+                ),
+                order_id,
+                reason: cancel_reason::OUT_OF_STOCK.into(),
+                detail: String::new(),
+            };
+            self.send(&rejected).await?;
+            return self.send(&cancelled).await;
+        }
+        let reserved = StockReserved {
+            meta: EventMeta::caused_by::<StockReserved>(&placed.meta, "inventory"),
+            order_id,
+            customer_id: customer(i),
+            lines: vec![PricedLine {
+                sku,
+                quantity: 1,
+                unit_price_cents: 100,
+                line_total_cents: 100,
+            }],
+            total_cents: 100,
+            currency: "EUR".into(),
+            shipping_address: Some(address("DE")),
+        };
+        let paid = EventMeta::caused_by::<PaymentCompleted>(&reserved.meta, "payment");
+        let scheduled = ShipmentScheduled {
+            meta: EventMeta::once_per_order::<ShipmentScheduled>(
+                order_id,
+                Some(paid.event_id),
+                "shipping",
+            ),
+            order_id,
+            shipment_id: Uuid::new_v5(&order_id, b"shipment"),
+            country: "DE".into(),
+            payment: Some(paid),
+        };
+        let confirmed = OrderConfirmed {
+            meta: EventMeta::once_per_order::<OrderConfirmed>(
+                order_id,
+                Some(scheduled.meta.event_id),
+                "order",
+            ),
+            order_id,
+            total_cents: 100,
+            currency: "EUR".into(),
+        };
+        self.send(&reserved).await?;
+        self.send(&scheduled).await?;
+        self.send(&confirmed).await
     }
 
     /// The `i`th customer's wallet, as an operator set it: plenty for every
