@@ -271,6 +271,27 @@ pub async fn apply_effect<H: Handler>(
     .await
 }
 
+/// [`Handler::handle`] for a handler whose rules live in
+/// [`Handler::handle_batch`]: the event as a batch of one, in the caller's
+/// span, so that one event and a batch go by the same rules.
+///
+/// # Errors
+/// As [`Handler::handle_batch`].
+pub async fn handle_alone<H: Handler>(
+    handler: &H,
+    tx: &mut PgConnection,
+    delivery: &Delivery,
+    event: H::Input,
+) -> Result<Outcome, HandlerError> {
+    let one = Batched {
+        delivery,
+        event,
+        span: tracing::Span::current(),
+    };
+    let outcomes = handler.handle_batch(tx, vec![one]).await?;
+    Ok(outcomes.into_iter().next().unwrap_or(Outcome::Ignored))
+}
+
 /// Applies `deliveries`, in order, in one transaction, as a consumer applies
 /// a batch of one partition's messages, and commits. Tests use it to feed a
 /// handler batches; [`apply`] feeds it one event.

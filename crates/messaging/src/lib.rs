@@ -45,6 +45,7 @@ mod settings;
 pub use consumer::{Consumer, ConsumerSettings};
 pub use delivery::{
     Batched, Delivery, Effect, Handler, HandlerError, Outcome, apply, apply_batch, apply_effect,
+    handle_alone,
 };
 pub use error::MessagingError;
 pub use health::{Health, Snapshot};

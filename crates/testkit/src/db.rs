@@ -137,3 +137,22 @@ pub async fn drop_platform_databases(prefix: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Every row `queries` select, each as its JSON text: what two databases
+/// are compared by.
+///
+/// # Errors
+/// When a query fails.
+pub async fn rows_as_json(pool: &sqlx::PgPool, queries: &[&str]) -> anyhow::Result<Vec<String>> {
+    let mut rows = Vec::new();
+    for query in queries {
+        rows.extend(
+            sqlx::query_scalar::<_, String>(&format!(
+                "SELECT row_to_json(t)::text FROM ({query}) t"
+            ))
+            .fetch_all(pool)
+            .await?,
+        );
+    }
+    Ok(rows)
+}

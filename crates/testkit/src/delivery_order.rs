@@ -37,6 +37,33 @@ pub fn redeliver(mut sequence: Vec<usize>, copies: &[(usize, usize)]) -> Vec<usi
     sequence
 }
 
+/// Applies `events` in the order of `sequence` as a consumer or a replay
+/// applies a partition's run: in batches ([`choreo_messaging::apply_batch`]),
+/// cut after each position `cuts` marks (and after the last). Every effect,
+/// in order.
+///
+/// # Panics
+/// When a batch fails: the tests that use it feed only valid events.
+pub async fn apply_in_batches<H: choreo_messaging::Handler>(
+    pool: &sqlx::PgPool,
+    handler: &H,
+    events: &[choreo_messaging::Delivery],
+    sequence: &[usize],
+    cuts: &[bool],
+) -> Vec<choreo_messaging::Effect> {
+    let mut effects = Vec::new();
+    let mut batch = Vec::new();
+    for (n, i) in sequence.iter().enumerate() {
+        batch.push(events[*i].clone());
+        if cuts.get(n).copied().unwrap_or(true) || n + 1 == sequence.len() {
+            let applied = choreo_messaging::apply_batch(pool, handler, &batch).await;
+            effects.extend(applied.expect("the batch applies"));
+            batch.clear();
+        }
+    }
+    effects
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

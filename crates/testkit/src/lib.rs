@@ -22,8 +22,8 @@ mod wait;
 
 pub use broker::{Broker, TestBroker};
 pub use choreo_telemetry::collector::{OtlpReceiver, ReceivedSpan};
-pub use db::{TestDatabase, drop_platform_databases};
-pub use delivery_order::{interleave, redeliver};
+pub use db::{TestDatabase, drop_platform_databases, rows_as_json};
+pub use delivery_order::{apply_in_batches, interleave, redeliver};
 pub use edge::{Edge, bearer_client, get_json};
 pub use events::{order_placed, shipping_address};
 pub use mock_broker::MockBroker;

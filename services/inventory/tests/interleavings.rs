@@ -156,24 +156,15 @@ proptest! {
 /// differ in them. The event ids derive from their causes: the same ids are
 /// the same events.
 async fn rows(pool: &PgPool) -> anyhow::Result<Vec<String>> {
-    let mut rows = Vec::new();
-    for query in [
+    let queries = [
         "SELECT sku, name, price_cents, currency, available, reserved, shipped, stocked_total
          FROM products ORDER BY sku",
         "SELECT order_id, customer_id, status, total_cents, currency FROM reservations ORDER BY order_id",
         "SELECT * FROM reservation_lines ORDER BY order_id, sku",
         "SELECT event_id, topic, message_key, record_name, traceparent FROM outbox ORDER BY id",
         "SELECT event_id, event_type, topic, partition, \"offset\" FROM inbox ORDER BY event_id",
-    ] {
-        rows.extend(
-            sqlx::query_scalar::<_, String>(&format!(
-                "SELECT row_to_json(t)::text FROM ({query}) t"
-            ))
-            .fetch_all(pool)
-            .await?,
-        );
-    }
-    Ok(rows)
+    ];
+    choreo_testkit::rows_as_json(pool, &queries).await
 }
 
 proptest! {
@@ -199,17 +190,8 @@ proptest! {
                 choreo_messaging::apply(&one, &handler, &events[*i]).await.expect("applies");
             }
             let (batch_db, batched) = stocked("inventory_batch").await.expect("database");
-            let mut batch = Vec::new();
-            let mut effects = Vec::new();
-            for (n, i) in sequence.iter().enumerate() {
-                batch.push(events[*i].clone());
-                if cuts.get(n).copied().unwrap_or(true) || n + 1 == sequence.len() {
-                    effects.extend(
-                        choreo_messaging::apply_batch(&batched, &handler, &batch).await.expect("applies"),
-                    );
-                    batch.clear();
-                }
-            }
+            let effects =
+                choreo_testkit::apply_in_batches(&batched, &handler, &events, &sequence, &cuts).await;
             let (one_rows, batch_rows) = (rows(&one).await.expect("reads"), rows(&batched).await.expect("reads"));
             for (pool, db) in [(one, one_db), (batched, batch_db)] {
                 pool.close().await;

@@ -5,7 +5,7 @@
 //! short way; one still pending goes the long way beside it.
 
 use choreo_events::*;
-use choreo_messaging::{Delivery, Effect, Handler, apply, apply_batch};
+use choreo_messaging::{Delivery, Effect, Handler, apply};
 use choreo_service::ServiceSettings;
 use choreo_testkit::{TestDatabase, order_placed, redeliver, shipping_address};
 use proptest::prelude::*;
@@ -112,23 +112,14 @@ async fn database(label: &str) -> (TestDatabase, PgPool) {
 /// Every row the service owns, as text; the timeline's `seq` aside, which
 /// numbers rows as any transaction happens to insert them.
 async fn rows(pool: &PgPool) -> anyhow::Result<Vec<String>> {
-    let mut rows = Vec::new();
-    for query in [
+    let queries = [
         "SELECT * FROM orders ORDER BY id",
         "SELECT * FROM order_lines ORDER BY order_id, line_no",
         "SELECT order_id, event_id, event_type, service, occurred_at FROM order_timeline ORDER BY event_id",
         "SELECT event_id FROM outbox ORDER BY id",
         "SELECT event_id, event_type, topic, partition, \"offset\" FROM inbox ORDER BY event_id",
-    ] {
-        rows.extend(
-            sqlx::query_scalar::<_, String>(&format!(
-                "SELECT row_to_json(t)::text FROM ({query}) t"
-            ))
-            .fetch_all(pool)
-            .await?,
-        );
-    }
-    Ok(rows)
+    ];
+    choreo_testkit::rows_as_json(pool, &queries).await
 }
 
 /// Applies `events` in the order of `sequence`, cut into batches where
@@ -140,17 +131,11 @@ async fn in_batches<H: Handler>(
     sequence: &[usize],
     cuts: &[bool],
 ) -> usize {
-    let mut applied = 0;
-    let mut batch = Vec::new();
-    for (n, i) in sequence.iter().enumerate() {
-        batch.push(events[*i].clone());
-        if cuts.get(n).copied().unwrap_or(true) || n + 1 == sequence.len() {
-            let effects = apply_batch(pool, handler, &batch).await.expect("applies");
-            applied += effects.iter().filter(|e| **e == Effect::Applied).count();
-            batch.clear();
-        }
-    }
-    applied
+    choreo_testkit::apply_in_batches(pool, handler, events, sequence, cuts)
+        .await
+        .iter()
+        .filter(|e| **e == Effect::Applied)
+        .count()
 }
 
 proptest! {

@@ -3,7 +3,7 @@
 //! column, times included (each comes from the event that tells of it).
 
 use choreo_events::*;
-use choreo_messaging::{Delivery, Effect, apply, apply_batch};
+use choreo_messaging::{Delivery, Effect, apply};
 use choreo_service::ServiceSettings;
 use choreo_testkit::TestDatabase;
 use proptest::prelude::*;
@@ -99,22 +99,13 @@ async fn database(label: &str) -> (TestDatabase, PgPool) {
 
 /// Every row the service owns, as text.
 async fn rows(pool: &PgPool) -> anyhow::Result<Vec<String>> {
-    let mut rows = Vec::new();
-    for query in [
+    let queries = [
         "SELECT * FROM wallets ORDER BY customer_id",
         "SELECT * FROM payments ORDER BY order_id",
         "SELECT * FROM wallet_changes ORDER BY event_id",
         "SELECT event_id, event_type, topic, partition, \"offset\" FROM inbox ORDER BY event_id",
-    ] {
-        rows.extend(
-            sqlx::query_scalar::<_, String>(&format!(
-                "SELECT row_to_json(t)::text FROM ({query}) t"
-            ))
-            .fetch_all(pool)
-            .await?,
-        );
-    }
-    Ok(rows)
+    ];
+    choreo_testkit::rows_as_json(pool, &queries).await
 }
 
 proptest! {
@@ -129,11 +120,7 @@ proptest! {
         runtime.block_on(async {
             let events = topic();
             // Copies come after the event they copy: the topic's order.
-            let mut sequence: Vec<usize> = (0..events.len()).collect();
-            for (of, at) in &copies {
-                let at = (*at).max(of + 1).min(sequence.len());
-                sequence.insert(at, *of);
-            }
+            let sequence = choreo_testkit::redeliver((0..events.len()).collect(), &copies);
             let recovery = choreo_payment::recovery();
 
             let (one_db, one) = database("payment_recovery_one").await;
@@ -144,15 +131,8 @@ proptest! {
                 }
             }
             let (batch_db, batched) = database("payment_recovery_batch").await;
-            let mut batch = Vec::new();
-            let mut effects = Vec::new();
-            for (n, i) in sequence.iter().enumerate() {
-                batch.push(events[*i].clone());
-                if cuts.get(n).copied().unwrap_or(true) || n + 1 == sequence.len() {
-                    effects.extend(apply_batch(&batched, &recovery, &batch).await.expect("applies"));
-                    batch.clear();
-                }
-            }
+            let effects =
+                choreo_testkit::apply_in_batches(&batched, &recovery, &events, &sequence, &cuts).await;
             let (one_rows, batch_rows) = (rows(&one).await.expect("reads"), rows(&batched).await.expect("reads"));
             for (pool, db) in [(one, one_db), (batched, batch_db)] {
                 pool.close().await;

@@ -196,21 +196,12 @@ proptest! {
 /// stamp the clock; the event ids derive from their causes, so the same ids
 /// are the same events.
 async fn rows(pool: &sqlx::PgPool) -> anyhow::Result<Vec<String>> {
-    let mut rows = Vec::new();
-    for query in [
+    let queries = [
         "SELECT * FROM shipments ORDER BY order_id",
         "SELECT event_id, topic, message_key, record_name, traceparent FROM outbox ORDER BY id",
         "SELECT event_id, event_type, topic, partition, \"offset\" FROM inbox ORDER BY event_id",
-    ] {
-        rows.extend(
-            sqlx::query_scalar::<_, String>(&format!(
-                "SELECT row_to_json(t)::text FROM ({query}) t"
-            ))
-            .fetch_all(pool)
-            .await?,
-        );
-    }
-    Ok(rows)
+    ];
+    choreo_testkit::rows_as_json(pool, &queries).await
 }
 
 proptest! {
@@ -236,17 +227,8 @@ proptest! {
                 apply(&one, &handler, &events[*i]).await.expect("applies");
             }
             let (batch_db, _, batched) = database("shipping_batch").await;
-            let mut batch = Vec::new();
-            let mut effects = Vec::new();
-            for (n, i) in sequence.iter().enumerate() {
-                batch.push(events[*i].clone());
-                if cuts.get(n).copied().unwrap_or(true) || n + 1 == sequence.len() {
-                    effects.extend(
-                        choreo_messaging::apply_batch(&batched, &handler, &batch).await.expect("applies"),
-                    );
-                    batch.clear();
-                }
-            }
+            let effects =
+                choreo_testkit::apply_in_batches(&batched, &handler, &events, &sequence, &cuts).await;
             let (one_rows, batch_rows) = (rows(&one).await.expect("reads"), rows(&batched).await.expect("reads"));
             for (pool, db) in [(one, one_db), (batched, batch_db)] {
                 pool.close().await;

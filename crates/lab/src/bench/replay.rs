@@ -557,20 +557,7 @@ impl<'a> Publisher<'a> {
             self.send(&rejected).await?;
             return self.send(&cancelled).await;
         }
-        let reserved = StockReserved {
-            meta: EventMeta::caused_by::<StockReserved>(&placed.meta, "inventory"),
-            order_id,
-            customer_id: customer(i),
-            lines: vec![PricedLine {
-                sku,
-                quantity: 1,
-                unit_price_cents: 100,
-                line_total_cents: 100,
-            }],
-            total_cents: 100,
-            currency: "EUR".into(),
-            shipping_address: Some(address("DE")),
-        };
+        let reserved = reserved(&placed.meta, i, sku);
         let paid = EventMeta::caused_by::<PaymentCompleted>(&reserved.meta, "payment");
         let scheduled = ShipmentScheduled {
             meta: EventMeta::once_per_order::<ShipmentScheduled>(
@@ -618,20 +605,7 @@ impl<'a> Publisher<'a> {
     async fn payment_topics(&mut self, skus: &[String], i: u64) -> anyhow::Result<()> {
         let order_id = Uuid::new_v4();
         let placed = EventMeta::first::<OrderPlaced>(order_id, "order");
-        let reserved = StockReserved {
-            meta: EventMeta::caused_by::<StockReserved>(&placed, "inventory"),
-            order_id,
-            customer_id: customer(i),
-            lines: vec![PricedLine {
-                sku: skus[(i as usize) % skus.len()].clone(),
-                quantity: 1,
-                unit_price_cents: 100,
-                line_total_cents: 100,
-            }],
-            total_cents: 100,
-            currency: "EUR".into(),
-            shipping_address: Some(address("DE")),
-        };
+        let reserved = reserved(&placed, i, skus[(i as usize) % skus.len()].clone());
         let paid = PaymentCompleted {
             meta: EventMeta::caused_by::<PaymentCompleted>(&reserved.meta, "payment"),
             order_id,
@@ -732,6 +706,25 @@ fn address(country: &str) -> ShippingAddress {
         city: "Berlin".into(),
         postal_code: "10115".into(),
         country: country.into(),
+    }
+}
+
+/// The `i`th order's reservation of one `sku` at 100 cents, as inventory
+/// sends it for the order `placed` tells of.
+fn reserved(placed: &EventMeta, i: u64, sku: String) -> StockReserved {
+    StockReserved {
+        meta: EventMeta::caused_by::<StockReserved>(placed, "inventory"),
+        order_id: placed.correlation_id,
+        customer_id: customer(i),
+        lines: vec![PricedLine {
+            sku,
+            quantity: 1,
+            unit_price_cents: 100,
+            line_total_cents: 100,
+        }],
+        total_cents: 100,
+        currency: "EUR".into(),
+        shipping_address: Some(address("DE")),
     }
 }
 

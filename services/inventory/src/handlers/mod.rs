@@ -29,13 +29,7 @@ impl Handler for InventoryHandler {
         delivery: &Delivery,
         event: OrderEvent,
     ) -> Result<Outcome, HandlerError> {
-        let one = Batched {
-            delivery,
-            event,
-            span: tracing::Span::current(),
-        };
-        self.handle_batch(tx, vec![one]).await?;
-        Ok(Outcome::Applied)
+        choreo_messaging::handle_alone(self, tx, delivery, event).await
     }
 
     async fn handle_batch(

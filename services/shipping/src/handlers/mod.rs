@@ -43,13 +43,7 @@ impl Handler for ShippingHandler {
         delivery: &Delivery,
         event: ShippingInput,
     ) -> Result<Outcome, HandlerError> {
-        let one = Batched {
-            delivery,
-            event,
-            span: tracing::Span::current(),
-        };
-        let outcomes = self.handle_batch(tx, vec![one]).await?;
-        Ok(outcomes.into_iter().next().unwrap_or(Outcome::Ignored))
+        choreo_messaging::handle_alone(self, tx, delivery, event).await
     }
 
     async fn handle_batch(
