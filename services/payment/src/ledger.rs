@@ -231,18 +231,18 @@ impl Ledger {
     ) -> Result<(), PaymentError> {
         self.credit(customer_id, -amount_cents, completed.occurred_at)?;
         let event = serde_json::to_value(completed).map_err(PaymentError::Encode)?;
+        let charged = Charged {
+            currency: currency.to_owned(),
+            event,
+        };
         self.record(
             order_id,
             customer_id,
             amount_cents,
             "COMPLETED",
             completed.occurred_at,
+            Some(charged),
         );
-        if let Some(payment) = self.payments.get_mut(&order_id) {
-            payment.currency = currency.to_owned();
-            payment.charged_cents = amount_cents;
-            payment.completed_event = Some(event);
-        }
         Ok(())
     }
 
@@ -256,9 +256,10 @@ impl Ledger {
         status: &'static str,
         at: DateTime<Utc>,
     ) {
-        self.record(order_id, customer_id, amount_cents, status, at);
+        self.record(order_id, customer_id, amount_cents, status, at, None);
     }
 
+    /// The order's payment, made by this run (as `db::record`).
     fn record(
         &mut self,
         order_id: Uuid,
@@ -266,15 +267,19 @@ impl Ledger {
         amount_cents: i64,
         status: &'static str,
         at: DateTime<Utc>,
+        charged: Option<Charged>,
     ) {
+        let charged_cents = if charged.is_some() { amount_cents } else { 0 };
+        let (currency, completed_event) =
+            charged.map_or(("EUR".to_owned(), None), |c| (c.currency, Some(c.event)));
         let payment = Payment {
             customer_id: customer_id.to_owned(),
             amount_cents,
-            currency: "EUR".to_owned(),
+            currency,
             status,
-            charged_cents: 0,
+            charged_cents,
             refunded_cents: 0,
-            completed_event: None,
+            completed_event,
             created_at: at,
             stored: Stored::Absent,
         };
@@ -387,6 +392,13 @@ impl Ledger {
         }
         Ok(())
     }
+}
+
+/// What a payment that moved money records besides its amount.
+struct Charged {
+    currency: String,
+    /// The envelope of the `PaymentCompleted` that announced it.
+    event: serde_json::Value,
 }
 
 /// Why a charge could not be recorded in memory.

@@ -9,11 +9,10 @@ mod support;
 use choreo_events::choreography::PAYMENT;
 use choreo_events::*;
 use choreo_messaging::Delivery;
-use choreo_service::ServiceSettings;
-use choreo_testkit::{Emissions, TestDatabase, redeliver};
+use choreo_testkit::{Emissions, redeliver};
 use proptest::prelude::*;
 use sqlx::PgPool;
-use support::reserved;
+use support::{database, reserved};
 use uuid::Uuid;
 
 const ALICE: i64 = 10_000;
@@ -92,7 +91,7 @@ async fn money(pool: &PgPool, orders: &[Uuid]) -> anyhow::Result<(Vec<i64>, Vec<
 /// payment does all the choreography says it does, and nothing else.
 #[tokio::test]
 async fn payment_emits_what_the_choreography_says() -> anyhow::Result<()> {
-    let (pool, db) = database().await;
+    let (db, pool) = database("payment_prop").await;
     reset(&pool).await?;
     let handler = choreo_payment::handler();
     let mut emissions = Emissions::default();
@@ -114,7 +113,7 @@ proptest! {
     ) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         runtime.block_on(async {
-            let (pool, db) = database().await;
+            let (db, pool) = database("payment_prop").await;
             let fixture = fixture();
             // Each order has at most one event per topic, so every
             // permutation is a valid delivery order.
@@ -136,18 +135,4 @@ proptest! {
             Ok(())
         })?;
     }
-}
-
-async fn database() -> (PgPool, TestDatabase) {
-    let db = TestDatabase::create("payment_prop")
-        .await
-        .expect("database");
-    let settings = ServiceSettings {
-        database_url: db.url.clone(),
-        ..ServiceSettings::local("payment", 0)
-    };
-    let pool = choreo_service::connect(&settings, choreo_payment::migrations())
-        .await
-        .expect("migrates");
-    (pool, db)
 }

@@ -2,12 +2,13 @@
 //! are those re-applying the same events one at a time leaves, in every
 //! column, times included (each comes from the event that tells of it).
 
+mod support;
+
 use choreo_events::*;
 use choreo_messaging::{Delivery, Effect, apply};
-use choreo_service::ServiceSettings;
-use choreo_testkit::TestDatabase;
 use proptest::prelude::*;
 use sqlx::PgPool;
+use support::database;
 use uuid::Uuid;
 
 fn wallet_set(customer: &str, delta_cents: i64) -> Delivery {
@@ -83,18 +84,6 @@ fn topic() -> Vec<Delivery> {
         failed(o3, "bob", 5_000),
         wallet_set("alice", -2_000),
     ]
-}
-
-async fn database(label: &str) -> (TestDatabase, PgPool) {
-    let db = TestDatabase::create(label).await.expect("database");
-    let settings = ServiceSettings {
-        database_url: db.url.clone(),
-        ..ServiceSettings::local("payment", 0)
-    };
-    let pool = choreo_service::connect(&settings, choreo_payment::migrations())
-        .await
-        .expect("migrates");
-    (db, pool)
 }
 
 /// Every row the service owns, as text.

@@ -111,28 +111,33 @@ fn step_of_decided(steps: &mut Steps, event: &OrderInput) -> Result<Outcome, Han
         OrderInput::Inventory(Inventory::StockReleased(e)) => steps.record(&e.meta),
         OrderInput::Payment(Payment::Failed(e)) => steps.record(&e.meta),
         OrderInput::Payment(Payment::Refunded(e)) => {
-            steps.record(&e.meta);
-            if let Some(payment) = payment_of(&e.meta, e.payment.as_ref())? {
-                steps.record(payment);
-            }
+            record_with_payment(steps, &e.meta, e.payment.as_ref())?;
         }
         OrderInput::Shipping(Shipping::Scheduled(e)) => {
-            steps.record(&e.meta);
-            if let Some(payment) = payment_of(&e.meta, e.payment.as_ref())? {
-                steps.record(payment);
-            }
+            record_with_payment(steps, &e.meta, e.payment.as_ref())?;
         }
         OrderInput::Shipping(Shipping::Failed(e)) => {
-            steps.record(&e.meta);
-            if let Some(payment) = payment_of(&e.meta, e.payment.as_ref())? {
-                steps.record(payment);
-            }
+            record_with_payment(steps, &e.meta, e.payment.as_ref())?;
         }
         OrderInput::Shipping(Shipping::Cancelled(e)) => steps.record(&e.meta),
         OrderInput::Payment(Payment::Completed(_) | Payment::WalletSet(_))
         | OrderInput::Inventory(Inventory::ProductSet(_)) => return Ok(Outcome::Ignored),
     }
     Ok(Outcome::Applied)
+}
+
+/// `meta`'s step and the payment it carries, as [`record`] and
+/// [`record_payment`] record them on the long way.
+fn record_with_payment(
+    steps: &mut Steps,
+    meta: &EventMeta,
+    payment: Option<&EventMeta>,
+) -> Result<(), HandlerError> {
+    steps.record(meta);
+    if let Some(payment) = payment_of(meta, payment)? {
+        steps.record(payment);
+    }
+    Ok(())
 }
 
 impl OrderHandler {
