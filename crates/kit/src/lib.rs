@@ -10,14 +10,16 @@
 pub mod config;
 pub mod customer_token;
 pub mod http;
+mod http_metrics;
 pub mod internal_auth;
 pub mod operator;
 pub mod shutdown;
 
 pub use config::{ConfigError, load_config, print_config};
 pub use http::{
-    CallerTraces, HttpError, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, idempotency_key, serve,
-    serve_with,
+    CallerTraces, HttpError, HttpMetrics, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, idempotency_key,
+    serve, serve_with,
 };
+pub use http_metrics::{DURATION_BUCKETS, method_label};
 pub use shutdown::{shutdown_on_signals, wait_for_signal};
 pub use tokio_util::sync::CancellationToken;

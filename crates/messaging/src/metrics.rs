@@ -117,7 +117,28 @@ pub struct Summary {
 }
 
 impl Default for RuntimeMetrics {
+    /// With the series an operator alerts on already there at zero: a
+    /// counter's first step from no series at all is one `increase()`
+    /// cannot see, and a panel reads "no data" where it should read 0.
+    /// Each partition's commit failures start with its lag
+    /// ([`RuntimeMetrics::record_lag`]), each input's dead letters with
+    /// the consumer ([`RuntimeMetrics::expect_input`]).
     fn default() -> Self {
+        let metrics = Self::empty();
+        for component in ["consumer", "dead_letter", "relay"] {
+            let _ = metrics
+                .retries
+                .get_or_create(&ComponentLabels { component });
+        }
+        for component in ["broker", "registry", "relay"] {
+            metrics.set_stalled(component, false);
+        }
+        metrics
+    }
+}
+
+impl RuntimeMetrics {
+    fn empty() -> Self {
         Self {
             // 0.5 ms to about 16 s: a handler is a few queries, and a slow one
             // is waiting on a lock or a provider.
@@ -257,6 +278,13 @@ impl RuntimeMetrics {
             .inc();
     }
 
+    /// Starts `topic`'s dead-letter count at zero (see `Default`).
+    pub(crate) fn expect_input(&self, topic: &str) {
+        let _ = self.dead_letters.get_or_create(&TopicLabels {
+            topic: topic.to_owned(),
+        });
+    }
+
     pub(crate) fn published(&self, topic: &str) {
         self.published
             .get_or_create(&TopicLabels {
@@ -271,6 +299,11 @@ impl RuntimeMetrics {
     pub(crate) fn record_lag(&self, lag: &[((String, i32), Lag)]) {
         self.consumer_lag.clear();
         for ((topic, partition), l) in lag {
+            // At zero from the first reading on (see `Default`).
+            let _ = self.commit_failures.get_or_create(&PartitionLabels {
+                topic: topic.clone(),
+                partition: *partition,
+            });
             for (by, value) in [("committed", l.committed), ("position", l.position)] {
                 if let Some(value) = value {
                     self.consumer_lag

@@ -249,13 +249,25 @@ pub struct Spec<H> {
     /// The service's own routes; `/health/live`, `/health/ready` and
     /// `/metrics` are added.
     pub router: Router,
-    /// The service's own metrics; the runtime's are added, and both served
-    /// at `/metrics`.
+    /// The service's own metrics; the runtime's and its HTTP server's are
+    /// added, and all served at `/metrics`.
     pub metrics: prometheus_client::registry::Registry,
     /// Further tasks of the service (the order service's deadline sweeper),
     /// each stopping when the shutdown token is cancelled.
     pub background: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+    /// Before each `/metrics` and `/stats` answer, reads the service's own
+    /// gauges from its database (the order service's pending sagas), as
+    /// the runtime reads the outbox's, and returns its own figures for
+    /// `/stats` (under `service`).
+    pub on_scrape: Option<ScrapeHook>,
 }
+
+/// See [`Spec::on_scrape`].
+pub type ScrapeHook = std::sync::Arc<
+    dyn Fn(PgPool) -> std::pin::Pin<Box<dyn std::future::Future<Output = serde_json::Value> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// Connects and migrates the service's database, waiting up to
 /// `database_wait_seconds` for a database that cannot be reached. A
@@ -406,24 +418,32 @@ pub async fn launch<H: Handler>(
         runtime,
     });
     tasks.spawn(health::watch_dependencies(probes.clone(), shutdown.clone()));
+    let http_metrics = choreo_kit::HttpMetrics::default();
+    let mut registry = spec.metrics;
+    http_metrics.register(&mut registry);
     let router = spec
         .router
         .merge(metrics::routes(
             name,
             settings.consumer.instance_id.clone(),
-            spec.metrics,
+            registry,
             pool.clone(),
             probes.runtime.clone(),
+            spec.on_scrape,
         ))
         .merge(health::routes(probes))
         .merge(fail_points::routes());
-    let (addr, server) =
-        choreo_kit::serve(gate.protect(router), settings.http_addr, shutdown.clone())
-            .await
-            .map_err(|source| LaunchError::Bind {
-                addr: settings.http_addr,
-                source,
-            })?;
+    let (addr, server) = choreo_kit::serve(
+        gate.protect(router),
+        settings.http_addr,
+        shutdown.clone(),
+        http_metrics,
+    )
+    .await
+    .map_err(|source| LaunchError::Bind {
+        addr: settings.http_addr,
+        source,
+    })?;
     tasks.spawn(async move {
         if let Ok(Err(e)) = server.await {
             tracing::error!(error = %e, "http server failed");

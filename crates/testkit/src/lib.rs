@@ -14,6 +14,7 @@ pub mod db;
 mod delivery_order;
 mod edge;
 mod events;
+pub mod metrics;
 mod mock_broker;
 mod ports;
 mod publish;

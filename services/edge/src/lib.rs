@@ -142,24 +142,26 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     tokio::spawn(limits.clone().forget_idle_until(shutdown.clone()));
     let signer = choreo_kit::internal_auth::Signer::service(&settings.internal_auth, "edge")?;
     let upstreams = upstream::Upstreams::new(&settings, signer)?;
+    let http_metrics = choreo_kit::HttpMetrics::default();
     let router = routes::router(
         upstreams.clone(),
         verifier,
         limits,
         waits::Waits::new(&settings.waits),
     )
-    .merge(metrics::routes(upstreams));
+    .merge(metrics::routes(upstreams, &http_metrics));
     let traces = if settings.continue_client_traces {
         choreo_kit::CallerTraces::Continue
     } else {
         choreo_kit::CallerTraces::Ignore
     };
-    let (addr, task) = choreo_kit::serve_with(router, settings.http_addr, shutdown, traces)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: settings.http_addr,
-            source,
-        })?;
+    let (addr, task) =
+        choreo_kit::serve_with(router, settings.http_addr, shutdown, traces, http_metrics)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: settings.http_addr,
+                source,
+            })?;
     tracing::info!(%addr, "edge started");
     Ok(Running { addr, task })
 }

@@ -665,7 +665,7 @@ async fn put_wallet(
     path = "/v1/admin/platform",
     tag = "admin",
     summary = "Admin: each saga service replica's dead letters, retries, consumer lag, outbox backlog and stuck parts, and the edge's breakers",
-    description = "What the saga dashboard (`/ui`) shows beside the orders: one entry per replica of each saga service (its `instance`, its `url`). A replica that does not answer within a second is listed with `reachable: false` and the error; the answer is still 200.",
+    description = "What the saga dashboard (`/ui`) shows beside the orders: one entry per replica of each saga service (its `instance`, its `url`). An order service replica's entry also holds `sagas`: sagas started, confirmed and cancelled since it started, pending now, the oldest pending one's age, the deadline, and the saga durations counted into cumulative buckets (`le` in seconds; null for the last, +Inf), all cumulative so that a reader takes rates and quantiles from two readings. A replica that does not answer within a second is listed with `reachable: false` and the error; the answer is still 200.",
     responses(
         (status = 200, description = "one entry per saga service, and the breakers", body = Object),
         openapi::Unauthenticated,
@@ -689,7 +689,8 @@ async fn platform(
         async move {
             let answer = async { request.send().await?.error_for_status()?.json::<Value>().await };
             match answer.await {
-                Ok(stats) => serde_json::json!({"service": name, "instance": stats["instance"], "url": url, "reachable": true, "runtime": stats["runtime"], "stalled": stats["stalled"]}),
+                // `sagas`: the order service's own figures (null elsewhere).
+                Ok(stats) => serde_json::json!({"service": name, "instance": stats["instance"], "url": url, "reachable": true, "runtime": stats["runtime"], "stalled": stats["stalled"], "sagas": stats["service"]}),
                 Err(e) => serde_json::json!({"service": name, "url": url, "reachable": false, "error": e.to_string()}),
             }
         }

@@ -23,6 +23,7 @@
 use crate::{
     Settings,
     breaker::{Breaker, Permit, Refused},
+    metrics::{CallMetrics, Outcome},
 };
 use axum::http::StatusCode;
 use choreo_kit::{HttpError, internal_auth::Signer};
@@ -136,6 +137,8 @@ pub(crate) struct Upstreams {
     pub(crate) timeout: Duration,
     /// Signs every call: the services trust no address.
     pub(crate) signer: Signer,
+    /// Every attempt, by service and outcome, with its duration.
+    pub(crate) calls: CallMetrics,
 }
 
 impl Upstreams {
@@ -169,6 +172,7 @@ impl Upstreams {
             breakers: Arc::new(breakers),
             timeout: Duration::from_millis(settings.upstream_timeout_ms),
             signer,
+            calls: CallMetrics::default(),
         })
     }
 
@@ -213,7 +217,20 @@ impl Upstreams {
         let replicas = &self.replicas[service as usize];
         let breakers = &self.breakers[service as usize];
         let count = replicas.urls.len();
+        let started = Instant::now();
         let (mut turn, mut permit) = admit(breakers, replicas.take_turn()).map_err(|refused| {
+            let method = request
+                .try_clone()
+                .and_then(|r| r.build().ok())
+                .map(|r| r.method().clone())
+                .unwrap_or_default();
+            self.calls.observe(
+                service,
+                &method,
+                None,
+                Outcome::circuit_open,
+                started.elapsed().as_secs_f64(),
+            );
             let seconds = refused.0.as_secs() + 1;
             HttpError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -240,7 +257,7 @@ impl Upstreams {
                 reqwest::header::AUTHORIZATION,
                 self.signer.authorization(name),
             );
-            let result = attempt_once(name, this, replica).await;
+            let result = attempt_once(service, this, replica, &self.calls).await;
             let breaker = &breakers[turn % count];
             match &result {
                 Ok(_) | Err(CallError::Rejected(_)) => breaker.succeeded(permit),
@@ -301,10 +318,12 @@ fn admit(breakers: &[Breaker], turn: usize) -> Result<(usize, Permit), Refused> 
 /// One attempt in a client span of its own, whose context the request
 /// carries: the service's request span is its child.
 async fn attempt_once(
-    name: &'static str,
+    service: Service,
     request: reqwest::RequestBuilder,
     replica: &str,
+    calls: &CallMetrics,
 ) -> Result<Answer, CallError> {
+    let name = service.name();
     let (client, request) = request.build_split();
     let mut request = request.map_err(|e| {
         CallError::ServerError(StatusCode::INTERNAL_SERVER_ERROR, HttpError::internal(&e))
@@ -332,19 +351,30 @@ async fn attempt_once(
                 .insert(choreo_telemetry::TRACEPARENT, value);
         }
     }
+    let method = request.method().clone();
+    let started = Instant::now();
     let result = send(name, client.execute(request))
         .instrument(span.clone())
         .await;
-    match &result {
-        Ok(answer) => status_code(&span, answer.status),
-        Err(CallError::Rejected(e)) => status_code(&span, e.status),
-        Err(CallError::ServerError(status, _)) => {
-            status_code(&span, *status);
-            span.record("otel.status_code", "ERROR");
-        }
-        Err(CallError::Unreachable(_) | CallError::NoAnswer(_)) => {
-            span.record("otel.status_code", "ERROR");
-        }
+    let (status, outcome) = match &result {
+        Ok(answer) => (Some(answer.status), Outcome::ok),
+        Err(CallError::Rejected(e)) => (Some(e.status), Outcome::rejected),
+        Err(CallError::ServerError(status, _)) => (Some(*status), Outcome::failed),
+        Err(CallError::Unreachable(_)) => (None, Outcome::unreachable),
+        Err(CallError::NoAnswer(_)) => (None, Outcome::no_answer),
+    };
+    calls.observe(
+        service,
+        &method,
+        status.map(|s| s.as_u16()),
+        outcome,
+        started.elapsed().as_secs_f64(),
+    );
+    if let Some(status) = status {
+        status_code(&span, status);
+    }
+    if !matches!(outcome, Outcome::ok | Outcome::rejected) {
+        span.record("otel.status_code", "ERROR");
     }
     result
 }

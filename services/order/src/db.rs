@@ -3,7 +3,7 @@
 pub use choreo_contract::order::{Line, Order, OrderStatus, OrderSummary, TimelineEntry};
 use choreo_events::{EventMeta, OrderPlaced, PricedLine};
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, Row};
+use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 /// Which orders a list shows, and from where.
@@ -345,6 +345,17 @@ pub(crate) async fn set_cancelled(
 /// Up to `limit` PENDING orders older than `deadline_seconds`, locked, with
 /// the trace each was placed in; ones another transaction holds are skipped
 /// (it is deciding them).
+/// How many orders are PENDING, and the oldest one's age in seconds (0
+/// when none is).
+pub(crate) async fn pending_sagas(pool: &PgPool) -> Result<(i64, f64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at))::float8, 0)
+         FROM orders WHERE status = 'PENDING'",
+    )
+    .fetch_one(pool)
+    .await
+}
+
 pub(crate) async fn lock_overdue(
     conn: &mut PgConnection,
     deadline_seconds: f64,

@@ -146,8 +146,15 @@ pub async fn start(
     let changes = changes::OrderChanges::default();
     let key_lifetime = Duration::from_secs_f64(settings.idempotency_key_hours.max(0.0) * 3600.0);
     let sagas = metrics::SagaMetrics::default();
+    let deadline = Duration::from_secs_f64(settings.saga_deadline_seconds.max(0.1));
+    sagas.set_deadline(deadline.as_secs_f64());
     let mut registry = prometheus_client::registry::Registry::default();
     sagas.register(&mut registry);
+    let scraped = sagas.clone();
+    let on_scrape: choreo_service::ScrapeHook = std::sync::Arc::new(move |pool| {
+        let sagas = scraped.clone();
+        Box::pin(async move { sagas.read(&pool).await })
+    });
     let spec = Spec {
         choreography: <OrderService as choreo_service::SagaService>::CHOREOGRAPHY,
         handler: handlers::OrderHandler::new(changes.clone(), sagas.clone()),
@@ -164,7 +171,7 @@ pub async fn start(
         background: vec![
             Box::pin(deadline::sweep_until(
                 pool.clone(),
-                Duration::from_secs_f64(settings.saga_deadline_seconds.max(0.1)),
+                deadline,
                 changes,
                 sagas,
                 shutdown.clone(),
@@ -175,6 +182,7 @@ pub async fn start(
                 shutdown.clone(),
             )),
         ],
+        on_scrape: Some(on_scrape),
     };
     choreo_service::launch(&settings.service, pool, spec, shutdown).await
 }

@@ -193,6 +193,7 @@ pub async fn start(
         router: api::router(pool.clone()),
         metrics: Default::default(),
         background: Vec::new(),
+        on_scrape: None,
     };
     choreo_service::launch(&settings.service, pool, spec, shutdown).await
 }

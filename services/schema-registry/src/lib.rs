@@ -86,8 +86,15 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
 
     let gate =
         Gate::new(&settings.internal_auth, internal_auth::REGISTRY).map_err(Error::InternalAuth)?;
-    let router = gate.protect(api::router(pool.clone(), settings.default_compatibility));
-    let (addr, server) = choreo_kit::serve(router, settings.http_addr, shutdown)
+    // Only its HTTP server's figures: everything else it does is answer.
+    let http_metrics = choreo_kit::HttpMetrics::default();
+    let mut registry = prometheus_client::registry::Registry::default();
+    http_metrics.register(&mut registry);
+    let router = gate.protect(
+        api::router(pool.clone(), settings.default_compatibility)
+            .merge(choreo_kit::http::metrics_route(registry)),
+    );
+    let (addr, server) = choreo_kit::serve(router, settings.http_addr, shutdown, http_metrics)
         .await
         .map_err(|source| Error::Bind {
             addr: settings.http_addr,

@@ -55,13 +55,17 @@ pub(crate) async fn every_replica_is_listed(
 /// The saga dashboard in headless Chromium, as an operator uses it: opened
 /// with an admin token, it shows the confirmed order and the cancelled one
 /// with its reason, a click on the confirmed one shows its five steps, and
-/// the saga's graph shows every step with its figures and every reaction.
-/// It saves a screenshot in the test's temporary folder.
+/// the saga's graph shows every step with its figures and every reaction,
+/// and orders placed (with `customer`, each `doomed` to be cancelled) while
+/// it is open show on its charts. It saves a screenshot in the test's
+/// temporary folder.
 pub(crate) async fn the_dashboard_shows_the_sagas(
     edge: &str,
     admin_token: &str,
     confirmed: &str,
     cancelled: &str,
+    customer: &reqwest::Client,
+    doomed: &Value,
 ) -> anyhow::Result<()> {
     use fantoccini::{ClientBuilder, Locator};
     let port = free_port();
@@ -196,6 +200,53 @@ pub(crate) async fn the_dashboard_shows_the_sagas(
             live.starts_with("live").then_some(())
         })
         .await?;
+        // The charts: sagas placed while the page is open are a spike of
+        // cancelled sagas per second with a p99, and each saga service has
+        // a lag line and an outbox line.
+        let figure = |css: &'static str, attr: &'static str| {
+            let browser = browser.clone();
+            async move {
+                let line = browser.find(Locator::Css(css)).await.ok()?;
+                line.attr(attr).await.ok()??.parse::<f64>().ok()
+            }
+        };
+        wait_until("a first rate on the sagas chart", DEADLINE, || async {
+            let points = figure("#chart-sagas path[data-name='cancelled']", "data-points").await?;
+            (points >= 1.0).then_some(())
+        })
+        .await?;
+        for _ in 0..3 {
+            let placed = customer
+                .post(format!("{edge}/v1/orders"))
+                .json(doomed)
+                .send()
+                .await?;
+            assert_eq!(placed.status(), 201);
+        }
+        wait_until(
+            "the cancelled sagas and their p99 on the charts",
+            DEADLINE,
+            || async {
+                let rate = figure("#chart-sagas path[data-name='cancelled']", "data-max").await?;
+                let p99 = figure("#chart-p99 path[data-name='p99']", "data-max").await?;
+                (rate > 0.0 && p99 > 0.0).then_some(())
+            },
+        )
+        .await?;
+        for chart in ["#chart-lag", "#chart-outbox"] {
+            let mut names = Vec::new();
+            for line in browser
+                .find_all(Locator::Css(&format!("{chart} path.series")))
+                .await?
+            {
+                names.push(line.attr("data-name").await?.unwrap_or_default());
+            }
+            assert_eq!(
+                names,
+                ["inventory", "order", "payment", "shipping"],
+                "{chart}"
+            );
+        }
         let screenshot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
         std::fs::write(&screenshot, browser.screenshot().await?)?;
         println!("dashboard screenshot: {}", screenshot.display());

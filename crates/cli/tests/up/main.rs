@@ -12,6 +12,7 @@ mod dead_letters;
 mod helpers;
 mod logs;
 mod metrics;
+mod monitoring;
 mod offsets;
 mod rebuild;
 mod restore;
@@ -25,6 +26,7 @@ use dead_letters::*;
 use helpers::*;
 use logs::*;
 use metrics::*;
+use monitoring::*;
 use nix::{sys::signal::Signal, unistd::Pid};
 use offsets::*;
 use serde_json::Value;
@@ -181,7 +183,8 @@ async fn choreo_up_runs_a_platform_that_confirms_the_printed_order_and_stops_cle
         the_saga_is_one_trace(&otlp, &trace_id, client_span).await?;
         let order_id = confirmed["id"].as_str().context("the order's id")?;
         logs_name_the_order_and_its_trace(&data, order_id, &trace_id)?;
-        metrics_count_the_saga(&targets, &metrics_before).await?;
+        let scraped = metrics_count_the_saga(&targets, &metrics_before).await?;
+        dashboards_and_alerts_read_served_metrics(&scraped)?;
         // A saga that fails: no such product, so inventory rejects it.
         let mut unknown = body.clone();
         unknown["items"] = serde_json::json!([{"sku": "NO-SUCH-SKU", "quantity": 1}]);
@@ -193,7 +196,8 @@ async fn choreo_up_runs_a_platform_that_confirms_the_printed_order_and_stops_cle
         assert_eq!(rejected.status(), 201);
         let rejected: Value = rejected.json().await?;
         let rejected_id = rejected["id"].as_str().context("the rejected order's id")?;
-        the_dashboard_shows_the_sagas(&edge, &operator, order_id, rejected_id).await?;
+        the_dashboard_shows_the_sagas(&edge, &operator, order_id, rejected_id, &http, &unknown)
+            .await?;
         every_replica_is_listed(&edge, &operator, &data).await?;
 
         // A service that dies is restarted, and the log says so.

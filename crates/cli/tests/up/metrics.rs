@@ -2,13 +2,11 @@
 
 use crate::helpers::*;
 use anyhow::Context;
-use choreo_testkit::wait_until;
+use choreo_testkit::{
+    metrics::{Exposition, sample, scrape},
+    wait_until,
+};
 use std::sync::{Arc, Mutex};
-
-pub(crate) type Exposition = openmetrics_parser::MetricsExposition<
-    openmetrics_parser::OpenMetricsType,
-    openmetrics_parser::OpenMetricsValue,
->;
 
 /// The `/metrics` URL of every saga process, by kind: the edge, then each
 /// of the four services with all its replicas, as `/v1/admin/platform`
@@ -47,17 +45,7 @@ pub(crate) async fn scrape_all(targets: &[Vec<String>]) -> anyhow::Result<Vec<Ve
     for replicas in targets {
         let mut parsed = Vec::new();
         for url in replicas {
-            let response = reqwest::get(url).await?.error_for_status()?;
-            let content_type = response.headers()["content-type"].to_str()?.to_owned();
-            assert!(
-                content_type.starts_with("application/openmetrics-text"),
-                "{content_type}"
-            );
-            let text = response.text().await?;
-            parsed.push(
-                openmetrics_parser::openmetrics::parse_openmetrics(&text)
-                    .map_err(|e| anyhow::anyhow!("{url} does not parse ({e:?}):\n{text}"))?,
-            );
+            parsed.push(scrape(url).await?);
         }
         all.push(parsed);
     }
@@ -73,45 +61,53 @@ pub(crate) fn sample_replicas(
     replicas.iter().map(|e| sample(e, family, labels)).sum()
 }
 
-/// A counter's value, a gauge's, or a histogram's count, summed over the
-/// series with `labels`; 0 for a series not there yet.
-pub(crate) fn sample(exposition: &Exposition, family: &str, labels: &[(&str, &str)]) -> f64 {
-    use openmetrics_parser::OpenMetricsValue as V;
-    let Some(family) = exposition.families.get(family) else {
-        return 0.0;
-    };
-    family
-        .iter_samples()
-        .filter(|s| {
-            s.get_labelset().is_ok_and(|set| {
-                labels
-                    .iter()
-                    .all(|(k, v)| set.get_label_value(k) == Some(*v))
-            })
-        })
-        .map(|s| match &s.value {
-            V::Counter(c) => c.value.as_f64(),
-            V::Gauge(n) | V::Unknown(n) => n.as_f64(),
-            V::Histogram(h) => h.count.unwrap_or(0) as f64,
-            _ => 0.0,
-        })
-        .sum()
-}
-
 /// The order's saga moved each process's counters by exactly its share:
 /// one saga started and confirmed, two events published by the order
-/// service, one event applied by each service's step.
+/// service, one event applied by each service's step; one `POST
+/// /v1/orders` answered 201 by the edge, which called the order service
+/// once for it. Returns the scrape that showed it.
 pub(crate) async fn metrics_count_the_saga(
     targets: &[Vec<String>],
     before: &[Vec<Exposition>],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<Vec<Exposition>>> {
     type Check = (
         usize,
         &'static str,
         &'static [(&'static str, &'static str)],
         f64,
     );
-    const MOVES: [Check; 7] = [
+    const MOVES: [Check; 10] = [
+        (
+            0,
+            "http_server_request_duration_seconds",
+            &[
+                ("http_request_method", "POST"),
+                ("http_route", "/v1/orders"),
+                ("http_response_status_code", "201"),
+            ],
+            1.0,
+        ),
+        (
+            0,
+            "http_client_request_duration_seconds",
+            &[
+                ("peer_service", "order"),
+                ("http_request_method", "POST"),
+                ("http_response_status_code", "201"),
+                ("outcome", "ok"),
+            ],
+            1.0,
+        ),
+        (
+            1,
+            "http_server_request_duration_seconds",
+            &[
+                ("http_request_method", "POST"),
+                ("http_route", "/orders"),
+                ("http_response_status_code", "201"),
+            ],
+            1.0,
+        ),
         (1, "choreo_sagas_started", &[], 1.0),
         (1, "choreo_sagas_finished", &[("outcome", "confirmed")], 1.0),
         (
@@ -202,6 +198,15 @@ pub(crate) async fn metrics_count_the_saga(
             "{upstream}"
         );
     }
+    // The test's order without a token, before the saga's.
+    assert_eq!(
+        sample(
+            edge,
+            "choreo_http_refusals",
+            &[("http_route", "/v1/orders"), ("reason", "unauthenticated")]
+        ),
+        1.0
+    );
     for service in moved[1..].iter().flatten() {
         assert!(service.families.contains_key("choreo_outbox_backlog"));
         assert!(
@@ -209,6 +214,13 @@ pub(crate) async fn metrics_count_the_saga(
                 .families
                 .contains_key("choreo_outbox_oldest_age_seconds")
         );
+        assert_eq!(sample(service, "choreo_ready", &[]), 1.0);
     }
-    Ok(())
+    let order = &moved[1];
+    assert_eq!(
+        sample_replicas(order, "choreo_saga_deadline_seconds", &[]),
+        30.0 * order.len() as f64,
+        "the default deadline, from each replica"
+    );
+    Ok(moved)
 }

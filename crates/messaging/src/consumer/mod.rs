@@ -186,6 +186,9 @@ impl<H: Handler> Consumer<H> {
         health: Health,
     ) -> Result<Self, MessagingError> {
         let topics = kafka.topics();
+        for input in inputs {
+            health.metrics().expect_input(&topics.name(*input));
+        }
         let group = format!("{}{service}", kafka.topic_prefix);
         let mut config = kafka.client_config();
         config
