@@ -258,7 +258,7 @@ pub struct Spec<H> {
     /// Before each `/metrics` and `/stats` answer, reads the service's own
     /// gauges from its database (the order service's pending sagas), as
     /// the runtime reads the outbox's, and returns its own figures for
-    /// `/stats` (under `service`).
+    /// `/stats` (under `own`).
     pub on_scrape: Option<ScrapeHook>,
 }
 

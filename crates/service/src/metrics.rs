@@ -5,7 +5,8 @@
 //! scrape.
 //!
 //! `GET /stats`: the numbers an operator watches during an incident, as
-//! JSON, for the edge's saga dashboard, with the replica's instance id.
+//! JSON, for the edge's saga dashboard, with the replica's instance id and,
+//! under `own`, the service's own figures (the order service's sagas).
 
 use crate::ScrapeHook;
 use axum::{Json, Router, extract::State, response::Response, routing::get};
@@ -71,7 +72,7 @@ async fn stats(State(scrape): State<Arc<Scrape>>) -> Json<serde_json::Value> {
         "instance": scrape.instance,
         "runtime": scrape.runtime.metrics().summary(),
         "stalled": health.stalled,
-        "service": own,
+        "own": own,
     }))
 }
 

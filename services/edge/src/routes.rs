@@ -690,7 +690,7 @@ async fn platform(
             let answer = async { request.send().await?.error_for_status()?.json::<Value>().await };
             match answer.await {
                 // `sagas`: the order service's own figures (null elsewhere).
-                Ok(stats) => serde_json::json!({"service": name, "instance": stats["instance"], "url": url, "reachable": true, "runtime": stats["runtime"], "stalled": stats["stalled"], "sagas": stats["service"]}),
+                Ok(stats) => serde_json::json!({"service": name, "instance": stats["instance"], "url": url, "reachable": true, "runtime": stats["runtime"], "stalled": stats["stalled"], "sagas": stats["own"]}),
                 Err(e) => serde_json::json!({"service": name, "url": url, "reachable": false, "error": e.to_string()}),
             }
         }
