@@ -107,9 +107,12 @@ impl Report {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    #[error("connecting to the {service} database")]
+    /// `why`: when the server may have run out of connections, who holds
+    /// them (`choreo_kit::postgres::explain`); empty otherwise.
+    #[error("connecting to the {service} database{why}")]
     Connect {
         service: &'static str,
+        why: String,
         #[source]
         source: sqlx::Error,
     },
@@ -131,18 +134,28 @@ pub(crate) struct Pools {
 }
 
 async fn read_only(service: &'static str, url: &str) -> Result<PgPool, AuditError> {
-    let connect = |source| AuditError::Connect { service, source };
+    let connect = |source, why| AuditError::Connect {
+        service,
+        why,
+        source,
+    };
     // Every transaction read-only: the auditor must never change what it
     // audits, whatever a query does by mistake.
     let options = PgConnectOptions::from_str(url)
-        .map_err(connect)?
+        .map_err(|e| connect(e, String::new()))?
         .options([("default_transaction_read_only", "on")]);
-    PgPoolOptions::new()
+    match PgPoolOptions::new()
         .max_connections(2)
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options)
         .await
-        .map_err(connect)
+    {
+        Ok(pool) => Ok(pool),
+        Err(e) => {
+            let why = choreo_kit::postgres::explain(url, &e).await;
+            Err(connect(e, why))
+        }
+    }
 }
 
 /// Runs every check and returns what it found.

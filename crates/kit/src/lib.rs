@@ -4,8 +4,9 @@
 //! mains and the in-process test harness both need: loading layered typed
 //! configuration, turning SIGINT/SIGTERM into a cancellation token,
 //! serving an axum router until that token fires, the credentials between
-//! processes (`internal_auth`) and the signing of customers' tokens
-//! (`customer_token`).
+//! processes (`internal_auth`), the signing of customers' tokens
+//! (`customer_token`), and what to say when PostgreSQL has no connection
+//! left (`postgres`).
 
 pub mod config;
 pub mod customer_token;
@@ -13,6 +14,7 @@ pub mod http;
 mod http_metrics;
 pub mod internal_auth;
 pub mod operator;
+pub mod postgres;
 pub mod shutdown;
 
 pub use config::{ConfigError, load_config, print_config};

@@ -124,6 +124,13 @@ async fn compare_retention(kafka: KafkaSettings, topics: Vec<String>, inbox_days
 pub enum LaunchError {
     #[error("connecting to the database")]
     Database(#[source] sqlx::Error),
+    /// No connection to be had, with who holds the server's connections.
+    #[error("connecting to the database: no connection to be had{why}")]
+    OutOfConnections {
+        why: String,
+        #[source]
+        source: sqlx::Error,
+    },
     #[error("migrating the database")]
     Migrate(#[source] sqlx::migrate::MigrateError),
     #[error("starting messaging")]
@@ -306,6 +313,10 @@ pub(crate) async fn connect_with(
                 );
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            Err(LaunchError::Database(e)) if choreo_kit::postgres::out_of_connections(&e) => {
+                let why = choreo_kit::postgres::explain(&settings.database_url, &e).await;
+                return Err(LaunchError::OutOfConnections { why, source: e });
             }
             done => return done,
         }
