@@ -69,6 +69,24 @@ impl TestDatabase {
         Ok(Self { name, url })
     }
 
+    /// [`TestDatabase::create`], then connected and migrated as a service
+    /// starting on it would be (`choreo_service::connect`: the outbox's and
+    /// inbox's tables, then `migrations`).
+    pub async fn migrated(
+        label: &str,
+        migrations: sqlx::migrate::Migrator,
+    ) -> anyhow::Result<(Self, sqlx::PgPool)> {
+        let db = Self::create(label).await?;
+        let settings = choreo_service::ServiceSettings {
+            database_url: db.url.clone(),
+            ..choreo_service::ServiceSettings::local(label, 0)
+        };
+        let pool = choreo_service::connect(&settings, migrations)
+            .await
+            .with_context(|| format!("migrating {}", db.name))?;
+        Ok((db, pool))
+    }
+
     /// An outage, as the service sees one: every open connection is killed
     /// and new ones are refused until [`TestDatabase::bring_back`].
     pub async fn take_down(&self) -> anyhow::Result<()> {

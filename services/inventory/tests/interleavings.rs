@@ -6,7 +6,6 @@
 use choreo_events::choreography::INVENTORY;
 use choreo_events::*;
 use choreo_messaging::Delivery;
-use choreo_service::ServiceSettings;
 use choreo_testkit::{Emissions, TestDatabase, interleave, order_placed, redeliver};
 use proptest::prelude::*;
 use sqlx::PgPool;
@@ -100,12 +99,7 @@ async fn inventory_emits_what_the_choreography_says() -> anyhow::Result<()> {
 
 /// A new database, migrated, with products A (10 free) and B (3 free).
 async fn stocked(name: &str) -> anyhow::Result<(TestDatabase, PgPool)> {
-    let db = TestDatabase::create(name).await?;
-    let settings = ServiceSettings {
-        database_url: db.url.clone(),
-        ..ServiceSettings::local("inventory", 0)
-    };
-    let pool = choreo_service::connect(&settings, choreo_inventory::migrations()).await?;
+    let (db, pool) = TestDatabase::migrated(name, choreo_inventory::migrations()).await?;
     sqlx::query(
         "INSERT INTO products (sku, name, price_cents, available, stocked_total)
          VALUES ('A', 'a', 100, 10, 10), ('B', 'b', 100, 3, 3)",

@@ -5,7 +5,6 @@
 use choreo_events::choreography::ORDER;
 use choreo_events::*;
 use choreo_messaging::Delivery;
-use choreo_service::ServiceSettings;
 use choreo_testkit::{Emissions, TestDatabase, redeliver};
 use proptest::prelude::*;
 use sqlx::PgPool;
@@ -157,12 +156,7 @@ async fn seed(pool: &PgPool, orders: &[Uuid]) -> sqlx::Result<()> {
 /// all the choreography says it does, and nothing else.
 #[tokio::test]
 async fn order_emits_what_the_choreography_says() -> anyhow::Result<()> {
-    let db = TestDatabase::create("order_reactions").await?;
-    let settings = ServiceSettings {
-        database_url: db.url.clone(),
-        ..ServiceSettings::local("order", 0)
-    };
-    let pool = choreo_service::connect(&settings, choreo_order::migrations()).await?;
+    let (db, pool) = TestDatabase::migrated("order_reactions", choreo_order::migrations()).await?;
     let orders = [(); 6].map(|()| Uuid::new_v4());
     seed(&pool, &orders).await?;
     let [
@@ -208,9 +202,7 @@ proptest! {
     ) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         runtime.block_on(async {
-            let db = TestDatabase::create("order_prop").await.expect("database");
-            let settings = ServiceSettings { database_url: db.url.clone(), ..ServiceSettings::local("order", 0) };
-            let pool = choreo_service::connect(&settings, choreo_order::migrations()).await.expect("migrates");
+            let (db, pool) = TestDatabase::migrated("order_prop", choreo_order::migrations()).await.expect("a migrated database");
             let orders = [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
             seed(&pool, &orders).await.expect("orders");
             let [confirm, decline, reject, unship] = orders;

@@ -7,7 +7,6 @@
 use choreo_events::*;
 use choreo_messaging::Delivery;
 use choreo_order::rebuild::TimelineRebuild;
-use choreo_service::ServiceSettings;
 use choreo_testkit::{TestDatabase, order_placed};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -90,12 +89,7 @@ async fn rebuild(
 
 #[tokio::test]
 async fn only_orders_whose_whole_saga_was_read_are_rebuilt() -> anyhow::Result<()> {
-    let db = TestDatabase::create("order_rebuild").await?;
-    let settings = ServiceSettings {
-        database_url: db.url.clone(),
-        ..ServiceSettings::local("order", 0)
-    };
-    let pool = choreo_service::connect(&settings, choreo_order::migrations()).await?;
+    let (_db, pool) = TestDatabase::migrated("order_rebuild", choreo_order::migrations()).await?;
     let (whole, retained, unpublished, unknown) = (
         Uuid::new_v4(),
         Uuid::new_v4(),

@@ -6,7 +6,6 @@
 
 use choreo_events::*;
 use choreo_messaging::{Delivery, Effect, Handler, apply};
-use choreo_service::ServiceSettings;
 use choreo_testkit::{TestDatabase, order_placed, redeliver, shipping_address};
 use proptest::prelude::*;
 use sqlx::PgPool;
@@ -98,15 +97,9 @@ fn fixture() -> (Vec<Delivery>, Vec<Delivery>) {
 }
 
 async fn database(label: &str) -> (TestDatabase, PgPool) {
-    let db = TestDatabase::create(label).await.expect("database");
-    let settings = ServiceSettings {
-        database_url: db.url.clone(),
-        ..ServiceSettings::local("order", 0)
-    };
-    let pool = choreo_service::connect(&settings, choreo_order::migrations())
+    TestDatabase::migrated(label, choreo_order::migrations())
         .await
-        .expect("migrates");
-    (db, pool)
+        .expect("a migrated database")
 }
 
 /// Every row the service owns, as text; the timeline's `seq` aside, which

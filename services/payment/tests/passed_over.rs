@@ -7,7 +7,6 @@ mod support;
 
 use choreo_events::{EventMeta, OrderConfirmed};
 use choreo_messaging::{Delivery, apply};
-use choreo_service::ServiceSettings;
 use choreo_testkit::{TestDatabase, order_placed};
 use support::reserved;
 use uuid::Uuid;
@@ -15,12 +14,8 @@ use uuid::Uuid;
 #[tokio::test]
 async fn records_payment_does_not_act_on_are_passed_over_without_the_database() -> anyhow::Result<()>
 {
-    let db = TestDatabase::create("payment_passed_over").await?;
-    let settings = ServiceSettings {
-        database_url: db.url.clone(),
-        ..ServiceSettings::local("payment", 0)
-    };
-    let pool = choreo_service::connect(&settings, choreo_payment::migrations()).await?;
+    let (_db, pool) =
+        TestDatabase::migrated("payment_passed_over", choreo_payment::migrations()).await?;
     let handler = choreo_payment::handler_with_provider(
         &Default::default(),
         choreo_kit::internal_auth::Signer::service(

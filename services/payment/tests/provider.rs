@@ -6,7 +6,6 @@ mod support;
 use choreo_kit::internal_auth::{self, Signer};
 use choreo_messaging::{HandlerError, apply};
 use choreo_payment::ProviderSettings;
-use choreo_service::ServiceSettings;
 use choreo_testkit::TestDatabase;
 use reqwest::header::AUTHORIZATION;
 use serde_json::{Value, json};
@@ -30,12 +29,8 @@ async fn a_charge_whose_answer_was_lost_is_given_back_when_the_retry_declines() 
     )
     .await?;
     let base = format!("http://{}", provider.addr);
-    let db = TestDatabase::create("payment_provider").await?;
-    let settings = ServiceSettings {
-        database_url: db.url.clone(),
-        ..ServiceSettings::local("payment", 0)
-    };
-    let pool = choreo_service::connect(&settings, choreo_payment::migrations()).await?;
+    let (db, pool) =
+        TestDatabase::migrated("payment_provider", choreo_payment::migrations()).await?;
     sqlx::query("INSERT INTO wallets (customer_id, balance_cents) VALUES ('alice', 1000)")
         .execute(&pool)
         .await?;

@@ -38,7 +38,9 @@ fn paid(order_id: Uuid, country: Option<&str>) -> Delivery {
 }
 
 async fn database(label: &str) -> (TestDatabase, choreo_shipping::Settings, sqlx::PgPool) {
-    let db = TestDatabase::create(label).await.expect("database");
+    let (db, pool) = TestDatabase::migrated(label, choreo_shipping::migrations())
+        .await
+        .expect("a migrated database");
     let settings = choreo_shipping::Settings {
         service: ServiceSettings {
             database_url: db.url.clone(),
@@ -46,9 +48,6 @@ async fn database(label: &str) -> (TestDatabase, choreo_shipping::Settings, sqlx
         },
         ..Default::default()
     };
-    let pool = choreo_service::connect(&settings.service, choreo_shipping::migrations())
-        .await
-        .expect("migrates");
     (db, settings, pool)
 }
 

@@ -5,22 +5,15 @@
 
 use choreo_events::*;
 use choreo_messaging::Delivery;
-use choreo_service::ServiceSettings;
 use choreo_testkit::TestDatabase;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 /// A new database named after `label`, with payment's tables.
 pub async fn database(label: &str) -> (TestDatabase, PgPool) {
-    let db = TestDatabase::create(label).await.expect("database");
-    let settings = ServiceSettings {
-        database_url: db.url.clone(),
-        ..ServiceSettings::local("payment", 0)
-    };
-    let pool = choreo_service::connect(&settings, choreo_payment::migrations())
+    TestDatabase::migrated(label, choreo_payment::migrations())
         .await
-        .expect("migrates");
-    (db, pool)
+        .expect("a migrated database")
 }
 
 /// Stock reserved for `order_id`: one line worth `total_cents`.
