@@ -1,8 +1,6 @@
 //! How full a PostgreSQL server is: the number of connections it allows,
 //! how many are open and who holds them. What a process says when it
-//! cannot get a connection (instead of a bare "pool timed out"), and what
-//! `choreo up`, `choreo chaos run` and `choreo bench run` compare their
-//! platform's needs with before they start one.
+//! cannot get a connection, instead of a bare "pool timed out".
 
 use sqlx::{Connection, PgConnection, postgres::PgConnectOptions};
 use std::{fmt, str::FromStr, time::Duration};
@@ -30,9 +28,8 @@ pub struct Occupancy {
     /// `reserved_connections` from PostgreSQL 16 on): not for Choreo's
     /// processes, which need not be superusers.
     pub reserved: u32,
-    /// Client connections open now, the reader's own included.
-    pub open: u32,
-    /// Who holds them, the most first.
+    /// Who holds the client connections open now (the reader's own
+    /// included), the most first.
     pub holders: Vec<Holder>,
 }
 
@@ -77,20 +74,29 @@ impl Occupancy {
                 server,
                 allowed: count(allowed.into()),
                 reserved: count(reserved.into()),
-                open: holders.iter().map(|h| h.connections).sum(),
                 holders,
             })
         };
         tokio::time::timeout(READ_TIMEOUT, read)
             .await
-            .unwrap_or(Err(sqlx::Error::PoolTimedOut))
+            .unwrap_or_else(|_| {
+                Err(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {READ_TIMEOUT:?}"),
+                )))
+            })
+    }
+
+    /// Client connections open now.
+    pub fn open(&self) -> u32 {
+        self.holders.iter().map(|h| h.connections).sum()
     }
 
     /// Connections a new process that is no superuser can still open.
     pub fn free(&self) -> u32 {
         self.allowed
             .saturating_sub(self.reserved)
-            .saturating_sub(self.open)
+            .saturating_sub(self.open())
     }
 }
 
@@ -101,7 +107,10 @@ impl fmt::Display for Occupancy {
         write!(
             f,
             "PostgreSQL at {} allows {} connections ({} kept for superusers); {} are open",
-            self.server, self.allowed, self.reserved, self.open
+            self.server,
+            self.allowed,
+            self.reserved,
+            self.open()
         )?;
         const SHOWN: usize = 8;
         for (i, holder) in self.holders.iter().take(SHOWN).enumerate() {
@@ -167,7 +176,6 @@ mod tests {
             server: "127.0.0.1:5432".to_owned(),
             allowed: 100,
             reserved: 3,
-            open: holders.iter().map(|h| h.connections).sum(),
             holders,
         }
     }

@@ -43,7 +43,7 @@ async fn a_pool_that_times_out_says_who_holds_the_servers_connections() {
         .expect("the test database among the holders");
     assert_eq!(ours.connections, 2, "{occupancy}");
     assert!(
-        occupancy.open >= 2 && occupancy.free() < occupancy.allowed,
+        occupancy.open() >= 2 && occupancy.free() < occupancy.allowed,
         "{occupancy}"
     );
 

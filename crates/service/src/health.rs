@@ -16,7 +16,9 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use std::{sync::Arc, time::Duration};
 
-const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the database (or a dependency) may take to answer before the
+/// service is reported not ready; also the scrape's `choreo_ready`.
+pub(crate) const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 const DEPENDENCY_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 /// The health components the dependency watch reports under.
 const BROKER: &str = "broker";

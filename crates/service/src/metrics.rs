@@ -8,16 +8,12 @@
 //! JSON, for the edge's saga dashboard, with the replica's instance id and,
 //! under `own`, the service's own figures (the order service's sagas).
 
-use crate::ScrapeHook;
+use crate::{ScrapeHook, health::CHECK_TIMEOUT};
 use axum::{Json, Router, extract::State, response::Response, routing::get};
 use choreo_messaging::Health;
 use prometheus_client::{metrics::gauge::Gauge, registry::Registry};
 use sqlx::PgPool;
-use std::{sync::Arc, time::Duration};
-
-/// How long a scrape waits for the database before it reports the service
-/// not ready: as `/health/ready` does.
-const DATABASE_TIMEOUT: Duration = Duration::from_secs(1);
+use std::sync::Arc;
 
 struct Scrape {
     service: &'static str,
@@ -83,21 +79,21 @@ impl Scrape {
     /// their last values, and `choreo_ready` says 0.
     async fn read_database(&self) -> serde_json::Value {
         let outbox = self.runtime.metrics().read_outbox(&self.pool);
-        let ready = match tokio::time::timeout(DATABASE_TIMEOUT, outbox).await {
+        let ready = match tokio::time::timeout(CHECK_TIMEOUT, outbox).await {
             Ok(Ok(())) => true,
             Ok(Err(e)) => {
                 tracing::warn!(error = %choreo_telemetry::error_chain(&e), "metrics: cannot read the outbox");
                 false
             }
             Err(_) => {
-                tracing::warn!("metrics: the database did not answer within {DATABASE_TIMEOUT:?}");
+                tracing::warn!("metrics: the database did not answer within {CHECK_TIMEOUT:?}");
                 false
             }
         };
         self.ready.set(i64::from(ready));
         match (ready, &self.on_scrape) {
             // Bounded like the outbox's read; a hook logs its own failure.
-            (true, Some(hook)) => tokio::time::timeout(DATABASE_TIMEOUT, hook(self.pool.clone()))
+            (true, Some(hook)) => tokio::time::timeout(CHECK_TIMEOUT, hook(self.pool.clone()))
                 .await
                 .unwrap_or_default(),
             _ => serde_json::Value::Null,
